@@ -116,7 +116,7 @@ pub fn required_capacity(creds: &Credentials) -> usize {
 ///
 /// The result holds the private key, so it is wiped from memory on drop.
 pub fn encode_slot(capacity: usize, creds: &Credentials) -> Result<Zeroizing<Vec<u8>>, SlotError> {
-    let mut out = Zeroizing::new(Vec::with_capacity(capacity));
+    let mut out = Zeroizing::new(Vec::new());
     encode_slot_into(capacity, creds, &mut out)?;
     Ok(out)
 }
@@ -168,4 +168,143 @@ pub fn empty_slot_header(capacity: u32) -> [u8; HEADER_LEN] {
         crc: 0,
     }
     .to_bytes()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
+mod tests {
+    use super::*;
+    use crate::slot::parse_slot;
+
+    fn sample() -> Credentials {
+        Credentials {
+            device_id: "dev-0042".into(),
+            thing_name: "thermostat-0042".into(),
+            certificate: vec![0x30, 0x82, 0x01, 0x0A, 1, 2, 3],
+            chain: vec![b"issuer".to_vec(), b"root-ish".to_vec()],
+            private_key: Zeroizing::new(b"pkcs8-key-bytes".to_vec()),
+            endpoint: Some("mqtts://iot.example.com:8883".into()),
+            trust_anchors: vec![b"anchor-1".to_vec(), b"anchor-2".to_vec()],
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let creds = sample();
+        let bytes = encode_slot(1024, &creds).unwrap();
+        assert_eq!(bytes.len(), 1024);
+        let slot = parse_slot(&bytes).unwrap();
+        assert_eq!(Credentials::from_slot(&slot).unwrap(), creds);
+        // Zero padding after the payload.
+        assert!(bytes[HEADER_LEN + slot.payload().len()..]
+            .iter()
+            .all(|&b| b == 0));
+        // Records in the documented order, chain order kept.
+        let tags: Vec<u16> = slot.records().map(|r| r.tag).collect();
+        assert_eq!(tags, [1, 2, 3, 3, 4, 5, 6, 7, 7]);
+        assert_eq!(
+            slot.values(RecordType::ChainCertificate).next(),
+            Some(&b"issuer"[..])
+        );
+    }
+
+    #[test]
+    fn round_trip_without_optional_parts() {
+        let creds = Credentials {
+            chain: vec![],
+            endpoint: None,
+            trust_anchors: vec![],
+            ..sample()
+        };
+        let bytes = encode_slot(required_capacity(&creds), &creds).unwrap();
+        let slot = parse_slot(&bytes).unwrap();
+        assert_eq!(slot.payload().len() + HEADER_LEN, bytes.len());
+        assert_eq!(Credentials::from_slot(&slot).unwrap(), creds);
+    }
+
+    #[test]
+    fn required_capacity_is_exact() {
+        let creds = sample();
+        let needed = required_capacity(&creds);
+        assert!(encode_slot(needed, &creds).is_ok());
+        assert_eq!(
+            encode_slot(needed - 1, &creds).unwrap_err(),
+            SlotError::SlotTooSmall {
+                needed,
+                capacity: needed - 1
+            }
+        );
+        assert!(matches!(
+            encode_slot(0, &creds),
+            Err(SlotError::SlotTooSmall { .. })
+        ));
+    }
+
+    #[test]
+    fn rejects_capacity_beyond_u32() {
+        let too_big = u32::MAX as usize + 1;
+        assert_eq!(
+            encode_slot(too_big, &sample()).unwrap_err(),
+            SlotError::CapacityTooLarge { capacity: too_big }
+        );
+    }
+
+    #[test]
+    fn encode_into_reuses_and_wipes_the_buffer() {
+        let mut buf = vec![0xEE; 4096];
+        encode_slot_into(512, &sample(), &mut buf).unwrap();
+        assert_eq!(buf.len(), 512);
+        assert_eq!(parse_slot(&buf).unwrap().capacity(), 512);
+        assert!(encode_slot_into(8, &sample(), &mut buf).is_err());
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn from_slot_requires_the_mandatory_records() {
+        for missing in [
+            RecordType::DeviceId,
+            RecordType::ThingName,
+            RecordType::Certificate,
+            RecordType::PrivateKey,
+        ] {
+            let bytes = encode_slot(1024, &sample()).unwrap();
+            let slot = parse_slot(&bytes).unwrap();
+            // Re-encode the payload without the records of one type.
+            let mut payload = Vec::new();
+            for r in slot.records().filter(|r| r.tag != missing.as_u16()) {
+                payload.extend_from_slice(&r.tag.to_le_bytes());
+                payload.extend_from_slice(&(r.value.len() as u32).to_le_bytes());
+                payload.extend_from_slice(r.value);
+            }
+            let header = Header {
+                capacity: 1024,
+                version: VERSION_1,
+                payload_len: payload.len() as u32,
+                crc: crc32(&payload),
+            };
+            let mut bytes = header.to_bytes().to_vec();
+            bytes.extend_from_slice(&payload);
+            bytes.resize(1024, 0);
+            let slot = parse_slot(&bytes).unwrap();
+            assert_eq!(
+                Credentials::from_slot(&slot).unwrap_err(),
+                SlotError::MissingRecord {
+                    record_type: missing
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn empty_header_is_a_version_0_slot() {
+        let mut bytes = empty_slot_header(64).to_vec();
+        bytes.resize(64, 0);
+        assert_eq!(parse_slot(&bytes).unwrap_err(), SlotError::Empty);
+    }
+
+    #[test]
+    fn debug_redacts_the_key() {
+        let shown = format!("{:?}", sample());
+        assert!(shown.contains("<redacted>") && !shown.contains("107, 101, 121"));
+    }
 }

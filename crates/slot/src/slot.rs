@@ -375,3 +375,255 @@ impl<'a> Iterator for RecordIter<'a> {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
+mod tests {
+    use super::*;
+
+    /// A written slot with the given payload, its header fields overridable.
+    fn slot_with(payload: &[u8], capacity: usize) -> Vec<u8> {
+        let header = Header {
+            capacity: capacity as u32,
+            version: VERSION_1,
+            payload_len: payload.len() as u32,
+            crc: crc32(payload),
+        };
+        let mut out = header.to_bytes().to_vec();
+        out.extend_from_slice(payload);
+        out.resize(capacity, 0);
+        out
+    }
+
+    fn record(tag: u16, value: &[u8]) -> Vec<u8> {
+        let mut out = tag.to_le_bytes().to_vec();
+        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        out.extend_from_slice(value);
+        out
+    }
+
+    fn set_u32(bytes: &mut [u8], at: usize, value: u32) {
+        bytes[at..at + 4].copy_from_slice(&value.to_le_bytes());
+    }
+
+    #[test]
+    fn crc32_matches_zlib() {
+        // Python: zlib.crc32(b"123456789") == 0xCBF43926
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+        assert_eq!(crc32(b""), 0);
+        // Python: zlib.crc32(b"The quick brown fox jumps over the lazy dog") == 0x414FA339
+        assert_eq!(
+            crc32(b"The quick brown fox jumps over the lazy dog"),
+            0x414F_A339
+        );
+    }
+
+    #[test]
+    fn header_layout_is_little_endian_at_fixed_offsets() {
+        let bytes = Header {
+            capacity: 0x0102_0304,
+            version: 1,
+            payload_len: 0x0A0B_0C0D,
+            crc: 0xCBF4_3926,
+        }
+        .to_bytes();
+        assert_eq!(&bytes[..16], b"IDMINT-CRED-SLOT");
+        assert_eq!(bytes[16..20], [4, 3, 2, 1]);
+        assert_eq!(bytes[20..24], [1, 0, 0, 0]);
+        assert_eq!(bytes[24..28], [0x0D, 0x0C, 0x0B, 0x0A]);
+        assert_eq!(bytes[28..32], [0x26, 0x39, 0xF4, 0xCB]);
+    }
+
+    #[test]
+    fn parses_records_and_skips_unknown_types() {
+        let mut payload = record(1, b"dev-1");
+        payload.extend(record(0x7777, b"from the future"));
+        payload.extend(record(3, b"chain-a"));
+        payload.extend(record(3, b"chain-b"));
+        payload.extend(record(6, b""));
+        let bytes = slot_with(&payload, 256);
+        let slot = parse_slot(&bytes).unwrap();
+        assert_eq!(slot.capacity(), 256);
+        assert_eq!(slot.payload(), &payload[..]);
+        let tags: Vec<u16> = slot.records().map(|r| r.tag).collect();
+        assert_eq!(tags, [1, 0x7777, 3, 3, 6]);
+        assert_eq!(slot.records().nth(1).unwrap().record_type(), None);
+        assert_eq!(slot.device_id().unwrap(), Some("dev-1"));
+        assert_eq!(slot.thing_name().unwrap(), Some(""));
+        assert_eq!(slot.endpoint().unwrap(), None);
+        let chain: Vec<&[u8]> = slot.values(RecordType::ChainCertificate).collect();
+        assert_eq!(chain, [&b"chain-a"[..], &b"chain-b"[..]]);
+    }
+
+    #[test]
+    fn input_may_extend_past_the_slot() {
+        let mut bytes = slot_with(&record(1, b"x"), 64);
+        bytes.extend_from_slice(&[0xFF; 100]);
+        assert_eq!(parse_slot(&bytes).unwrap().capacity(), 64);
+    }
+
+    #[test]
+    fn rejects_short_input() {
+        assert_eq!(parse_slot(&MAGIC), Err(SlotError::Truncated { len: 16 }));
+        assert_eq!(parse_slot(&[]), Err(SlotError::Truncated { len: 0 }));
+    }
+
+    #[test]
+    fn rejects_bad_magic() {
+        let mut bytes = slot_with(&[], 64);
+        bytes[0] = b'i';
+        assert_eq!(parse_slot(&bytes), Err(SlotError::BadMagic));
+    }
+
+    #[test]
+    fn rejects_capacity_out_of_bounds() {
+        let mut bytes = slot_with(&[], 64);
+        set_u32(&mut bytes, 16, 31);
+        assert_eq!(
+            parse_slot(&bytes),
+            Err(SlotError::CapacityTooSmall { capacity: 31 })
+        );
+        set_u32(&mut bytes, 16, 65);
+        assert_eq!(
+            parse_slot(&bytes),
+            Err(SlotError::CapacityExceedsInput {
+                capacity: 65,
+                available: 64
+            })
+        );
+        // A truncated slot: header intact, tail missing.
+        let bytes = slot_with(&record(1, b"abc"), 64);
+        assert!(matches!(
+            parse_slot(&bytes[..40]),
+            Err(SlotError::CapacityExceedsInput {
+                capacity: 64,
+                available: 40
+            })
+        ));
+    }
+
+    #[test]
+    fn rejects_empty_and_unknown_versions() {
+        let mut bytes = slot_with(&[], 64);
+        set_u32(&mut bytes, 20, 0);
+        assert_eq!(parse_slot(&bytes), Err(SlotError::Empty));
+        set_u32(&mut bytes, 20, 2);
+        assert_eq!(
+            parse_slot(&bytes),
+            Err(SlotError::UnsupportedVersion { version: 2 })
+        );
+    }
+
+    #[test]
+    fn rejects_payload_longer_than_capacity() {
+        let mut bytes = slot_with(&[], 64);
+        set_u32(&mut bytes, 24, 33);
+        assert_eq!(
+            parse_slot(&bytes),
+            Err(SlotError::PayloadTooLong {
+                payload_len: 33,
+                room: 32
+            })
+        );
+        set_u32(&mut bytes, 24, u32::MAX);
+        assert!(matches!(
+            parse_slot(&bytes),
+            Err(SlotError::PayloadTooLong { .. })
+        ));
+    }
+
+    #[test]
+    fn rejects_crc_mismatch() {
+        let mut bytes = slot_with(&record(1, b"dev"), 64);
+        bytes[HEADER_LEN + 6] ^= 0x01;
+        let expected = crc32(&record(1, b"dev"));
+        assert_eq!(
+            parse_slot(&bytes),
+            Err(SlotError::CrcMismatch {
+                expected,
+                actual: crc32(&bytes[HEADER_LEN..HEADER_LEN + 9]),
+            })
+        );
+    }
+
+    #[test]
+    fn rejects_truncated_records() {
+        // A record whose length runs past the payload.
+        let mut payload = record(1, b"ok");
+        payload.extend(record(2, b"abcdef"));
+        payload.truncate(payload.len() - 1);
+        let bytes = slot_with(&payload, 128);
+        assert_eq!(
+            parse_slot(&bytes),
+            Err(SlotError::TruncatedRecord { offset: 8 })
+        );
+        // A partial record header.
+        let bytes = slot_with(&[1, 0, 0], 64);
+        assert_eq!(
+            parse_slot(&bytes),
+            Err(SlotError::TruncatedRecord { offset: 0 })
+        );
+        // A length near u32::MAX must not overflow.
+        let mut payload = 2u16.to_le_bytes().to_vec();
+        payload.extend_from_slice(&u32::MAX.to_le_bytes());
+        let bytes = slot_with(&payload, 64);
+        assert_eq!(
+            parse_slot(&bytes),
+            Err(SlotError::TruncatedRecord { offset: 0 })
+        );
+    }
+
+    #[test]
+    fn typed_accessors_reject_duplicates_and_bad_utf8() {
+        let mut payload = record(1, b"a");
+        payload.extend(record(1, b"b"));
+        payload.extend(record(5, &[0xFF, 0xFE]));
+        let bytes = slot_with(&payload, 128);
+        let slot = parse_slot(&bytes).unwrap();
+        assert_eq!(
+            slot.device_id(),
+            Err(SlotError::DuplicateRecord {
+                record_type: RecordType::DeviceId
+            })
+        );
+        assert_eq!(
+            slot.endpoint(),
+            Err(SlotError::InvalidUtf8 {
+                record_type: RecordType::Endpoint
+            })
+        );
+    }
+
+    #[test]
+    fn find_slot_skips_stray_magic() {
+        let mut region = b"some code IDMINT-CRED-SLOT\0\xff\xff\xff\xff\xff\xff\xff more".to_vec();
+        let at = region.len();
+        region.extend(slot_with(&record(1, b"dev"), 64));
+        let (offset, slot) = find_slot(&region).unwrap();
+        assert_eq!(offset, at);
+        assert_eq!(slot.device_id().unwrap(), Some("dev"));
+        assert_eq!(find_slot(b"nothing here"), Err(SlotError::BadMagic));
+        assert!(matches!(
+            find_slot(&region[..at + 40]),
+            Err(SlotError::CapacityExceedsInput { .. })
+        ));
+    }
+
+    #[test]
+    fn record_types_round_trip() {
+        for tag in 1..=7 {
+            assert_eq!(RecordType::from_u16(tag).unwrap().as_u16(), tag);
+        }
+        assert_eq!(RecordType::from_u16(0), None);
+        assert_eq!(RecordType::from_u16(8), None);
+        assert_eq!(RecordType::PrivateKey.to_string(), "private key (type 4)");
+    }
+
+    #[test]
+    fn debug_output_never_shows_values() {
+        let bytes = slot_with(&record(4, b"SECRETKEY"), 64);
+        let slot = parse_slot(&bytes).unwrap();
+        let shown = format!("{slot:?} {:?}", slot.records().collect::<Vec<_>>());
+        assert!(!shown.contains("SECRETKEY") && !shown.contains("83, 69, 67"));
+    }
+}
