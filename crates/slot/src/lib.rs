@@ -52,6 +52,9 @@ pub use credentials::{
 };
 pub use error::{ImageError, RenderError, SlotError, UnknownImageFormat};
 pub use image::{GoldenImage, ImageFormat, ELF_SECTION};
+/// Re-exported: the private key and encoded slots are wrapped in it.
+pub use zeroize::Zeroizing;
+
 pub use slot::{
     crc32, find_slot, parse_slot, Record, RecordType, Slot, HEADER_LEN, MAGIC, RECORD_HEADER_LEN,
     VERSION_1, VERSION_EMPTY,
