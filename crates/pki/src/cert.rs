@@ -1,0 +1,106 @@
+//! What idmint needs to know about any X.509 certificate, ours or a
+//! vendor's: its id, serial, names, validity and public key.
+
+use aws_lc_rs::digest;
+use ::time::OffsetDateTime;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use crate::{KeyType, PkiError};
+
+/// The certificate id: lowercase hex SHA-256 of the DER (as AWS IoT does).
+pub fn certificate_id(der: &[u8]) -> String {
+    hex::encode(digest::digest(&digest::SHA256, der))
+}
+
+/// The facts of a certificate that the registry stores and checks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertificateInfo {
+    /// Lowercase hex SHA-256 of the DER.
+    pub id: String,
+    /// Serial number, lowercase hex, no leading zero bytes.
+    pub serial: String,
+    /// Subject, RFC 4514 style.
+    pub subject: String,
+    /// Subject common name, if any.
+    pub subject_cn: Option<String>,
+    /// Issuer, RFC 4514 style.
+    pub issuer: String,
+    /// Start of validity.
+    pub not_before: OffsetDateTime,
+    /// End of validity.
+    pub not_after: OffsetDateTime,
+    /// The subject key's type, if it is one idmint knows.
+    pub key_type: Option<KeyType>,
+    /// The DER SubjectPublicKeyInfo.
+    pub spki_der: Vec<u8>,
+    /// Lowercase hex SHA-256 of the DER SubjectPublicKeyInfo (finds clones).
+    pub public_key_sha256: String,
+    /// Whether basicConstraints says CA.
+    pub is_ca: bool,
+}
+
+impl CertificateInfo {
+    /// Parses a DER certificate.
+    pub fn from_der(der: &[u8]) -> Result<Self, PkiError> {
+        let (rest, cert) = X509Certificate::from_der(der)
+            .map_err(|e| PkiError::MalformedCertificate(e.to_string()))?;
+        if !rest.is_empty() {
+            return Err(PkiError::MalformedCertificate(format!(
+                "{} trailing bytes after the certificate",
+                rest.len()
+            )));
+        }
+        let spki_der = cert.public_key().raw.to_vec();
+        let subject_cn = cert
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|cn| cn.as_str().ok())
+            .map(str::to_string);
+        Ok(CertificateInfo {
+            id: certificate_id(der),
+            serial: serial_hex(cert.raw_serial()),
+            subject: cert.subject().to_string(),
+            subject_cn,
+            issuer: cert.issuer().to_string(),
+            not_before: cert.validity().not_before.to_datetime(),
+            not_after: cert.validity().not_after.to_datetime(),
+            key_type: KeyType::from_spki(&spki_der).ok(),
+            public_key_sha256: hex::encode(digest::digest(&digest::SHA256, &spki_der)),
+            spki_der,
+            is_ca: cert.is_ca(),
+        })
+    }
+
+    /// Parses a PEM certificate (the first `CERTIFICATE` block).
+    pub fn from_pem(pem_text: &[u8]) -> Result<(Self, Vec<u8>), PkiError> {
+        let der = pem_certificate_der(pem_text)?;
+        Ok((Self::from_der(&der)?, der))
+    }
+
+    /// Whether the certificate is valid at `time`.
+    pub fn valid_at(&self, time: OffsetDateTime) -> bool {
+        self.not_before <= time && time <= self.not_after
+    }
+}
+
+/// Extracts the DER of the first `CERTIFICATE` PEM block.
+pub(crate) fn pem_certificate_der(pem_text: &[u8]) -> Result<Vec<u8>, PkiError> {
+    let block = pem::parse(pem_text).map_err(|e| PkiError::BadPem {
+        expected: "CERTIFICATE",
+        reason: e.to_string(),
+    })?;
+    if block.tag() != "CERTIFICATE" {
+        return Err(PkiError::BadPem {
+            expected: "CERTIFICATE",
+            reason: format!("found a {} block", block.tag()),
+        });
+    }
+    Ok(block.into_contents())
+}
+
+/// Formats a DER integer's bytes as lowercase hex without leading zero bytes.
+pub(crate) fn serial_hex(raw: &[u8]) -> String {
+    let first = raw.iter().position(|b| *b != 0).unwrap_or(raw.len().saturating_sub(1));
+    hex::encode(&raw[first..])
+}

@@ -1,0 +1,82 @@
+//! The typed errors of the PKI layer.
+
+use time::OffsetDateTime;
+
+/// Everything that can go wrong while generating keys, parsing requests,
+/// building or verifying certificates.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PkiError {
+    /// The input is not PEM of the expected kind.
+    #[error("not a PEM {expected}: {reason}")]
+    BadPem {
+        /// The PEM label we looked for, e.g. `CERTIFICATE REQUEST`.
+        expected: &'static str,
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// A PKCS#10 request could not be parsed.
+    #[error("malformed certificate signing request: {0}")]
+    MalformedCsr(String),
+    /// A PKCS#10 request's self-signature does not verify (no proof of possession).
+    #[error("certificate signing request signature does not verify (no proof of possession of the key)")]
+    CsrSignatureInvalid,
+    /// A certificate could not be parsed.
+    #[error("malformed certificate: {0}")]
+    MalformedCertificate(String),
+    /// The key type is not one idmint issues for.
+    #[error("unsupported key type: {0}")]
+    UnsupportedKeyType(String),
+    /// Key generation failed in the crypto provider.
+    #[error("key generation failed for {key_type}: {reason}")]
+    KeyGeneration {
+        /// The requested key type.
+        key_type: String,
+        /// The provider's message.
+        reason: String,
+    },
+    /// A private key could not be loaded.
+    #[error("invalid private key: {0}")]
+    InvalidKey(String),
+    /// Decrypting a stored private key failed (usually a wrong passphrase).
+    #[error("cannot decrypt the private key: wrong passphrase or corrupt key file")]
+    KeyDecryption,
+    /// A profile could not be applied.
+    #[error("profile {profile:?}: {reason}")]
+    Profile {
+        /// The profile name.
+        profile: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A subject or SAN template referenced an unknown variable.
+    #[error("template {template:?} uses unknown variable {{{variable}}}")]
+    UnknownTemplateVariable {
+        /// The template text.
+        template: String,
+        /// The unknown variable name.
+        variable: String,
+    },
+    /// Certificate or CRL generation failed.
+    #[error("signing failed: {0}")]
+    Signing(String),
+    /// A certificate chain did not verify.
+    #[error("certificate chain does not verify: {0}")]
+    ChainInvalid(String),
+    /// The certificate is not valid at the given time.
+    #[error("certificate not valid at {time}: valid {not_before} to {not_after}")]
+    NotValidAt {
+        /// The time checked.
+        time: OffsetDateTime,
+        /// Start of validity.
+        not_before: OffsetDateTime,
+        /// End of validity.
+        not_after: OffsetDateTime,
+    },
+}
+
+impl From<rcgen::Error> for PkiError {
+    fn from(e: rcgen::Error) -> Self {
+        PkiError::Signing(e.to_string())
+    }
+}

@@ -1,0 +1,67 @@
+//! The typed errors of the registry.
+
+/// Everything that can go wrong reading or changing the registry.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// The store could not be reached or a statement failed.
+    #[error("store error: {0}")]
+    Store(#[from] sqlx::Error),
+    /// The schema migration failed.
+    #[error("store migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    /// The store URL is not one idmint supports.
+    #[error("unsupported store {0:?}: use sqlite://PATH or postgres://…")]
+    UnsupportedStore(String),
+    /// A record that must exist does not.
+    #[error("{kind} {name:?} not found")]
+    NotFound {
+        /// What was looked for (`certificate`, `thing`, `CA`, `batch`).
+        kind: &'static str,
+        /// Its name or id.
+        name: String,
+    },
+    /// A record that must be unique already exists.
+    #[error("{kind} {name:?} already exists")]
+    AlreadyExists {
+        /// What kind of record.
+        kind: &'static str,
+        /// Its name or id.
+        name: String,
+    },
+    /// A name that the registry refuses (control characters, empty, too long).
+    #[error("invalid {kind} {name:?}: {reason}")]
+    InvalidName {
+        /// What kind of name.
+        kind: &'static str,
+        /// The name, escaped.
+        name: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// A batch has no quota left for the requested issuance.
+    #[error("batch {batch} quota exhausted: {issued} of {quota} issued, {requested} more requested")]
+    QuotaExhausted {
+        /// The batch.
+        batch: String,
+        /// Its quota.
+        quota: i64,
+        /// Already issued.
+        issued: i64,
+        /// Requested now.
+        requested: i64,
+    },
+    /// A state change that is not allowed (e.g. activating a revoked certificate).
+    #[error("certificate {id} is {from}; cannot make it {to}")]
+    InvalidTransition {
+        /// The certificate id.
+        id: String,
+        /// Its current status.
+        from: String,
+        /// The requested status.
+        to: String,
+    },
+    /// A stored value could not be decoded (corrupt row).
+    #[error("corrupt registry row: {0}")]
+    Corrupt(String),
+}

@@ -1,0 +1,38 @@
+//! idmint's registry: the single source of truth for every CA, thing,
+//! certificate and batch, and the hash-chained audit log of every change.
+//!
+//! The [`Store`] is an embedded SQLite file by default or a PostgreSQL
+//! server; both run the same SQL and the same test suite. Reads go through
+//! [`Store`]; every change goes through a [`WriteTx`], which appends its
+//! audit records to the chain in the same transaction, so a crash leaves all
+//! or nothing.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), idmint_registry::RegistryError> {
+//! use idmint_registry::{Store, NewThing};
+//! let store = Store::open("sqlite://idmint-data/registry.db").await?;
+//! let mut tx = store.begin("operator:alice").await?;
+//! tx.upsert_thing(&NewThing::named("sensor-1")).await?;
+//! tx.commit().await?;
+//! assert!(store.verify_audit().await?.intact());
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod audit;
+mod error;
+mod model;
+mod store;
+mod write;
+
+pub use audit::{AuditFault, AuditReport};
+pub use error::RegistryError;
+pub use model::*;
+pub use store::{Backend, CertificateFilter, Store};
+pub use write::WriteTx;
+
+/// Seconds since the Unix epoch, now.
+pub fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}

@@ -1,0 +1,432 @@
+//! The store: opening SQLite or PostgreSQL, migrations, and every read.
+//! Writes go through [`crate::WriteTx`].
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::sync::Once;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor, Row};
+use time::OffsetDateTime;
+
+use crate::audit::ChainChecker;
+use crate::{
+    AuditRecord, AuditReport, Batch, BatchKind, Ca, CaKind, Certificate, CertificateStatus,
+    RegistryError, Thing, WriteTx,
+};
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Which database is behind the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// An embedded SQLite file.
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+/// The registry store. Cheap to clone; all clones share one pool.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pub(crate) pool: AnyPool,
+    backend: Backend,
+}
+
+/// Filters for listing certificates; empty fields match everything.
+#[derive(Clone, Debug, Default)]
+pub struct CertificateFilter {
+    /// Attached to this thing.
+    pub thing: Option<String>,
+    /// In this state.
+    pub status: Option<CertificateStatus>,
+    /// Issued by (or chained to) this CA.
+    pub ca: Option<String>,
+    /// From this batch.
+    pub batch: Option<String>,
+    /// Only ids greater than this (pagination cursor).
+    pub after: Option<String>,
+    /// At most this many (no limit when `None`).
+    pub limit: Option<i64>,
+}
+
+pub(crate) const CERT_COLUMNS: &str = "id, serial, ca, thing, status, subject, key_type, not_before, not_after, public_key_sha256, batch, created, updated, revoked_at, revocation_reason, der";
+const THING_COLUMNS: &str = "name, thing_type, attributes, device_id, batch, created, updated";
+const CA_COLUMNS: &str = "name, kind, parent, certificate_id, subject, key_type, not_before, not_after, auto_register, template, created, certificate_der, key_ref, signer_der";
+const BATCH_COLUMNS: &str = "id, kind, product, quota, issued, spoiled, profile, ca, factory, state, allow_inject, params, created, updated";
+
+impl Store {
+    /// Opens (creating if needed) the store at `url`: `sqlite://PATH` or
+    /// `postgres://…`, and brings its schema up to date.
+    pub async fn open(url: &str) -> Result<Store, RegistryError> {
+        static DRIVERS: Once = Once::new();
+        DRIVERS.call_once(sqlx::any::install_default_drivers);
+        let (backend, connect_url) = if let Some(path) = url.strip_prefix("sqlite://") {
+            let sep = if path.contains('?') { '&' } else { '?' };
+            let url = if path.contains("mode=") {
+                url.to_string()
+            } else {
+                format!("{url}{sep}mode=rwc")
+            };
+            (Backend::Sqlite, url)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (Backend::Postgres, url.to_string())
+        } else {
+            return Err(RegistryError::UnsupportedStore(url.to_string()));
+        };
+        let mut options = AnyPoolOptions::new();
+        if backend == Backend::Sqlite {
+            options = options.max_connections(4).after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    conn.execute("PRAGMA foreign_keys = ON").await?;
+                    Ok(())
+                })
+            });
+        } else {
+            options = options.max_connections(16);
+        }
+        let pool = options.connect(&connect_url).await?;
+        match backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
+            Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
+        }
+        Ok(Store { pool, backend })
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Starts a write transaction on behalf of `actor` (who the audit
+    /// records will name). Writers are serialised by the audit chain's head.
+    pub async fn begin(&self, actor: &str) -> Result<WriteTx, RegistryError> {
+        WriteTx::begin(self, actor).await
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// One certificate by id.
+    pub async fn certificate(&self, id: &str) -> Result<Option<Certificate>, RegistryError> {
+        let sql = format!("SELECT {CERT_COLUMNS} FROM certificates WHERE id = $1");
+        let row = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(certificate_from_row).transpose()
+    }
+
+    /// One certificate by id, or a `NotFound` error.
+    pub async fn require_certificate(&self, id: &str) -> Result<Certificate, RegistryError> {
+        self.certificate(id).await?.ok_or_else(|| RegistryError::NotFound {
+            kind: "certificate",
+            name: id.to_string(),
+        })
+    }
+
+    /// Certificates matching `filter`, ordered by id.
+    pub async fn list_certificates(
+        &self,
+        filter: &CertificateFilter,
+    ) -> Result<Vec<Certificate>, RegistryError> {
+        let mut sql = format!("SELECT {CERT_COLUMNS} FROM certificates WHERE 1 = 1");
+        let mut binds: Vec<String> = Vec::new();
+        let mut push = |sql: &mut String, column: &str, value: &str| {
+            binds.push(value.to_string());
+            sql.push_str(&format!(" AND {column} ${}", binds.len()));
+        };
+        if let Some(t) = &filter.thing {
+            push(&mut sql, "thing =", t);
+        }
+        if let Some(s) = filter.status {
+            push(&mut sql, "status =", s.as_str());
+        }
+        if let Some(c) = &filter.ca {
+            push(&mut sql, "ca =", c);
+        }
+        if let Some(b) = &filter.batch {
+            push(&mut sql, "batch =", b);
+        }
+        if let Some(a) = &filter.after {
+            push(&mut sql, "id >", a);
+        }
+        sql.push_str(" ORDER BY created, id");
+        if let Some(limit) = filter.limit {
+            sql.push_str(&format!(" LIMIT {}", limit.max(0)));
+        }
+        let mut q = sqlx::query(&sql);
+        for b in &binds {
+            q = q.bind(b.as_str());
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        rows.iter().map(certificate_from_row).collect()
+    }
+
+    /// Certificates with this public key (SHA-256 of the SPKI, hex).
+    pub async fn certificates_with_public_key(
+        &self,
+        public_key_sha256: &str,
+    ) -> Result<Vec<Certificate>, RegistryError> {
+        let sql = format!("SELECT {CERT_COLUMNS} FROM certificates WHERE public_key_sha256 = $1");
+        let rows = sqlx::query(&sql).bind(public_key_sha256).fetch_all(&self.pool).await?;
+        rows.iter().map(certificate_from_row).collect()
+    }
+
+    /// Revoked certificates of a CA, for its CRL.
+    pub async fn revoked_certificates(&self, ca: &str) -> Result<Vec<Certificate>, RegistryError> {
+        let sql = format!(
+            "SELECT {CERT_COLUMNS} FROM certificates WHERE ca = $1 AND status = 'REVOKED' ORDER BY revoked_at, id"
+        );
+        let rows = sqlx::query(&sql).bind(ca).fetch_all(&self.pool).await?;
+        rows.iter().map(certificate_from_row).collect()
+    }
+
+    /// A certificate by its issuer CA and serial (hex), for OCSP.
+    pub async fn certificate_by_serial(
+        &self,
+        ca: &str,
+        serial: &str,
+    ) -> Result<Option<Certificate>, RegistryError> {
+        let sql = format!("SELECT {CERT_COLUMNS} FROM certificates WHERE ca = $1 AND serial = $2");
+        let row = sqlx::query(&sql).bind(ca).bind(serial).fetch_optional(&self.pool).await?;
+        row.as_ref().map(certificate_from_row).transpose()
+    }
+
+    /// How many certificates there are.
+    pub async fn count_certificates(&self) -> Result<i64, RegistryError> {
+        let row = sqlx::query("SELECT COUNT(*) FROM certificates").fetch_one(&self.pool).await?;
+        Ok(row.try_get::<i64, _>(0)?)
+    }
+
+    /// One thing by name.
+    pub async fn thing(&self, name: &str) -> Result<Option<Thing>, RegistryError> {
+        let sql = format!("SELECT {THING_COLUMNS} FROM things WHERE name = $1");
+        let row = sqlx::query(&sql).bind(name).fetch_optional(&self.pool).await?;
+        row.as_ref().map(thing_from_row).transpose()
+    }
+
+    /// One thing by its device id.
+    pub async fn thing_by_device_id(&self, device_id: &str) -> Result<Option<Thing>, RegistryError> {
+        let sql = format!("SELECT {THING_COLUMNS} FROM things WHERE device_id = $1");
+        let row = sqlx::query(&sql).bind(device_id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(thing_from_row).transpose()
+    }
+
+    /// Things ordered by name, optionally from one batch, after a name
+    /// (pagination cursor), at most `limit`.
+    pub async fn list_things(
+        &self,
+        batch: Option<&str>,
+        after: Option<&str>,
+        limit: Option<i64>,
+    ) -> Result<Vec<Thing>, RegistryError> {
+        let mut sql = format!("SELECT {THING_COLUMNS} FROM things WHERE 1 = 1");
+        let mut binds = Vec::new();
+        if let Some(b) = batch {
+            binds.push(b);
+            sql.push_str(&format!(" AND batch = ${}", binds.len()));
+        }
+        if let Some(a) = after {
+            binds.push(a);
+            sql.push_str(&format!(" AND name > ${}", binds.len()));
+        }
+        sql.push_str(" ORDER BY name");
+        if let Some(limit) = limit {
+            sql.push_str(&format!(" LIMIT {}", limit.max(0)));
+        }
+        let mut q = sqlx::query(&sql);
+        for b in binds {
+            q = q.bind(b);
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        rows.iter().map(thing_from_row).collect()
+    }
+
+    /// One CA by name.
+    pub async fn ca(&self, name: &str) -> Result<Option<Ca>, RegistryError> {
+        let sql = format!("SELECT {CA_COLUMNS} FROM cas WHERE name = $1");
+        let row = sqlx::query(&sql).bind(name).fetch_optional(&self.pool).await?;
+        row.as_ref().map(ca_from_row).transpose()
+    }
+
+    /// One CA by name, or a `NotFound` error.
+    pub async fn require_ca(&self, name: &str) -> Result<Ca, RegistryError> {
+        self.ca(name).await?.ok_or_else(|| RegistryError::NotFound {
+            kind: "CA",
+            name: name.to_string(),
+        })
+    }
+
+    /// All CAs, ours first (root, issuing, claim, batch), then outside ones.
+    pub async fn list_cas(&self) -> Result<Vec<Ca>, RegistryError> {
+        let sql = format!(
+            "SELECT {CA_COLUMNS} FROM cas ORDER BY CASE kind WHEN 'root' THEN 0 WHEN 'issuing' THEN 1 WHEN 'claim' THEN 2 WHEN 'batch' THEN 3 ELSE 4 END, created, name"
+        );
+        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
+        rows.iter().map(ca_from_row).collect()
+    }
+
+    /// One batch by id.
+    pub async fn batch(&self, id: &str) -> Result<Option<Batch>, RegistryError> {
+        let sql = format!("SELECT {BATCH_COLUMNS} FROM batches WHERE id = $1");
+        let row = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(batch_from_row).transpose()
+    }
+
+    /// One batch by id, or a `NotFound` error.
+    pub async fn require_batch(&self, id: &str) -> Result<Batch, RegistryError> {
+        self.batch(id).await?.ok_or_else(|| RegistryError::NotFound {
+            kind: "batch",
+            name: id.to_string(),
+        })
+    }
+
+    /// All batches, oldest first.
+    pub async fn list_batches(&self) -> Result<Vec<Batch>, RegistryError> {
+        let sql = format!("SELECT {BATCH_COLUMNS} FROM batches ORDER BY created, id");
+        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
+        rows.iter().map(batch_from_row).collect()
+    }
+
+    /// Audit records from `after_seq` (exclusive), oldest first, at most `limit`.
+    pub async fn audit_records(
+        &self,
+        after_seq: i64,
+        limit: i64,
+    ) -> Result<Vec<AuditRecord>, RegistryError> {
+        let rows = sqlx::query(
+            "SELECT seq, time, actor, action, subject, details, prev_hash, hash FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(after_seq)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(audit_from_row).collect()
+    }
+
+    /// Checks the whole audit chain, page by page (bounded memory).
+    pub async fn verify_audit(&self) -> Result<AuditReport, RegistryError> {
+        let mut checker = ChainChecker::new();
+        let mut after = i64::MIN;
+        loop {
+            let page = self.audit_records(after, 10_000).await?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            for r in &page {
+                checker.check(r);
+            }
+            if checker.fault.is_some() {
+                break;
+            }
+        }
+        let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?;
+        let head_seq: i64 = head.try_get(0)?;
+        let head_hash: String = head.try_get(1)?;
+        Ok(checker.finish(head_seq, &head_hash))
+    }
+}
+
+pub(crate) fn ts(seconds: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(seconds).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+pub(crate) fn certificate_from_row(row: &AnyRow) -> Result<Certificate, RegistryError> {
+    let status: String = row.try_get("status")?;
+    Ok(Certificate {
+        id: row.try_get("id")?,
+        serial: row.try_get("serial")?,
+        ca: row.try_get("ca")?,
+        thing: row.try_get("thing")?,
+        status: CertificateStatus::from_str(&status).map_err(RegistryError::Corrupt)?,
+        subject: row.try_get("subject")?,
+        key_type: row.try_get("key_type")?,
+        not_before: ts(row.try_get("not_before")?),
+        not_after: ts(row.try_get("not_after")?),
+        public_key_sha256: row.try_get("public_key_sha256")?,
+        batch: row.try_get("batch")?,
+        created: ts(row.try_get("created")?),
+        updated: ts(row.try_get("updated")?),
+        revoked_at: row.try_get::<Option<i64>, _>("revoked_at")?.map(ts),
+        revocation_reason: row.try_get("revocation_reason")?,
+        der: row.try_get("der")?,
+    })
+}
+
+fn thing_from_row(row: &AnyRow) -> Result<Thing, RegistryError> {
+    let attributes: String = row.try_get("attributes")?;
+    let attributes: BTreeMap<String, String> = serde_json::from_str(&attributes)
+        .map_err(|e| RegistryError::Corrupt(format!("thing attributes: {e}")))?;
+    Ok(Thing {
+        name: row.try_get("name")?,
+        thing_type: row.try_get("thing_type")?,
+        attributes,
+        device_id: row.try_get("device_id")?,
+        batch: row.try_get("batch")?,
+        created: ts(row.try_get("created")?),
+        updated: ts(row.try_get("updated")?),
+    })
+}
+
+fn ca_from_row(row: &AnyRow) -> Result<Ca, RegistryError> {
+    let kind: String = row.try_get("kind")?;
+    Ok(Ca {
+        name: row.try_get("name")?,
+        kind: CaKind::from_str(&kind)?,
+        parent: row.try_get("parent")?,
+        id: row.try_get("certificate_id")?,
+        subject: row.try_get("subject")?,
+        key_type: row.try_get("key_type")?,
+        not_before: ts(row.try_get("not_before")?),
+        not_after: ts(row.try_get("not_after")?),
+        auto_register: row.try_get::<i64, _>("auto_register")? != 0,
+        template: row.try_get("template")?,
+        created: ts(row.try_get("created")?),
+        certificate_der: row.try_get("certificate_der")?,
+        key_ref: row.try_get("key_ref")?,
+        signer_der: row.try_get("signer_der")?,
+    })
+}
+
+fn batch_from_row(row: &AnyRow) -> Result<Batch, RegistryError> {
+    let kind: String = row.try_get("kind")?;
+    let params: String = row.try_get("params")?;
+    let count: i64 = row.try_get("quota")?;
+    let issued: i64 = row.try_get("issued")?;
+    Ok(Batch {
+        id: row.try_get("id")?,
+        kind: BatchKind::from_str(&kind)?,
+        product: row.try_get("product")?,
+        count,
+        issued,
+        spoiled: row.try_get("spoiled")?,
+        remaining: count - issued,
+        profile: row.try_get("profile")?,
+        ca: row.try_get("ca")?,
+        factory: row.try_get("factory")?,
+        state: row.try_get("state")?,
+        allow_inject: row.try_get::<i64, _>("allow_inject")? != 0,
+        params: serde_json::from_str(&params)
+            .map_err(|e| RegistryError::Corrupt(format!("batch params: {e}")))?,
+        created: ts(row.try_get("created")?),
+        updated: ts(row.try_get("updated")?),
+    })
+}
+
+fn audit_from_row(row: &AnyRow) -> Result<AuditRecord, RegistryError> {
+    Ok(AuditRecord {
+        seq: row.try_get("seq")?,
+        time: row.try_get("time")?,
+        actor: row.try_get("actor")?,
+        action: row.try_get("action")?,
+        subject: row.try_get("subject")?,
+        details: row.try_get("details")?,
+        prev_hash: row.try_get("prev_hash")?,
+        hash: row.try_get("hash")?,
+    })
+}

@@ -1,0 +1,487 @@
+//! Write transactions: every change to the registry, each appending its
+//! audit records to the hash chain inside the same database transaction.
+
+use sqlx::{Any, Row, Transaction};
+
+use crate::audit::record_hash;
+use crate::{
+    now, validate_name, AuditRecord, CaKind, CertificateStatus, NewBatch, NewCa, NewCertificate,
+    NewThing, RegistryError, Store,
+};
+
+/// Rows per multi-row INSERT (well under SQLite's and PostgreSQL's bind limits).
+const ROWS_PER_INSERT: usize = 400;
+
+/// A read-write transaction. Dropping it without [`WriteTx::commit`] rolls
+/// everything back, audit records included.
+pub struct WriteTx {
+    tx: Transaction<'static, Any>,
+    actor: String,
+    seq: i64,
+    head: String,
+    pending: Vec<AuditRecord>,
+}
+
+impl WriteTx {
+    pub(crate) async fn begin(store: &Store, actor: &str) -> Result<Self, RegistryError> {
+        let mut tx = store.pool.begin().await?;
+        // Taking the write lock first (a row lock on PostgreSQL, the database
+        // write lock on SQLite) orders all writers along the audit chain.
+        sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
+            .execute(&mut *tx)
+            .await?;
+        let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await?;
+        Ok(WriteTx {
+            tx,
+            actor: actor.to_string(),
+            seq: row.try_get(0)?,
+            head: row.try_get(1)?,
+            pending: Vec::new(),
+        })
+    }
+
+    /// Who this transaction acts for.
+    pub fn actor(&self) -> &str {
+        &self.actor
+    }
+
+    /// Appends an audit record (written at commit).
+    pub fn audit(&mut self, action: &str, subject: &str, details: serde_json::Value) {
+        self.seq += 1;
+        let time = now();
+        let details = details.to_string();
+        let hash = record_hash(self.seq, time, &self.actor, action, subject, &details, &self.head);
+        let record = AuditRecord {
+            seq: self.seq,
+            time,
+            actor: self.actor.clone(),
+            action: action.to_string(),
+            subject: subject.to_string(),
+            details,
+            prev_hash: std::mem::replace(&mut self.head, hash.clone()),
+            hash,
+        };
+        self.pending.push(record);
+    }
+
+    /// Writes the audit records and commits.
+    pub async fn commit(mut self) -> Result<(), RegistryError> {
+        self.flush_audit().await?;
+        sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+            .bind(self.seq)
+            .bind(&self.head)
+            .execute(&mut *self.tx)
+            .await?;
+        self.tx.commit().await?;
+        Ok(())
+    }
+
+    async fn flush_audit(&mut self) -> Result<(), RegistryError> {
+        let pending = std::mem::take(&mut self.pending);
+        for chunk in pending.chunks(ROWS_PER_INSERT) {
+            let sql = multi_insert(
+                "INSERT INTO audit_log (seq, time, actor, action, subject, details, prev_hash, hash) VALUES ",
+                8,
+                chunk.len(),
+            );
+            let mut q = sqlx::query(&sql);
+            for r in chunk {
+                q = q
+                    .bind(r.seq)
+                    .bind(r.time)
+                    .bind(r.actor.as_str())
+                    .bind(r.action.as_str())
+                    .bind(r.subject.as_str())
+                    .bind(r.details.as_str())
+                    .bind(r.prev_hash.as_str())
+                    .bind(r.hash.as_str());
+            }
+            q.execute(&mut *self.tx).await?;
+        }
+        Ok(())
+    }
+
+    /// Adds a CA.
+    pub async fn insert_ca(&mut self, ca: &NewCa) -> Result<(), RegistryError> {
+        validate_name("CA name", &ca.name)?;
+        let now = now();
+        sqlx::query(
+            "INSERT INTO cas (name, kind, parent, certificate_der, certificate_id, subject, key_type, not_before, not_after, key_ref, signer_der, created) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(ca.name.as_str())
+        .bind(ca.kind.as_str())
+        .bind(ca.parent.as_deref())
+        .bind(ca.certificate_der.as_slice())
+        .bind(ca.id.as_str())
+        .bind(ca.subject.as_str())
+        .bind(ca.key_type.as_deref())
+        .bind(ca.not_before)
+        .bind(ca.not_after)
+        .bind(ca.key_ref.as_deref())
+        .bind(ca.signer_der.as_deref())
+        .bind(now)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(|e| unique_to(e, "CA", &ca.name))?;
+        let action = if ca.kind == CaKind::External { "ca.register" } else { "ca.create" };
+        self.audit(
+            action,
+            &ca.name,
+            serde_json::json!({"kind": ca.kind.as_str(), "subject": ca.subject, "certificateId": ca.id, "parent": ca.parent}),
+        );
+        Ok(())
+    }
+
+    /// Sets a CA's auto-registration (JITP) settings.
+    pub async fn set_ca_auto_register(
+        &mut self,
+        name: &str,
+        auto_register: bool,
+        template: Option<&str>,
+    ) -> Result<(), RegistryError> {
+        let done = sqlx::query("UPDATE cas SET auto_register = $1, template = $2 WHERE name = $3")
+            .bind(i64::from(auto_register))
+            .bind(template)
+            .bind(name)
+            .execute(&mut *self.tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(RegistryError::NotFound { kind: "CA", name: name.into() });
+        }
+        self.audit(
+            "ca.update",
+            name,
+            serde_json::json!({"autoRegister": auto_register, "template": template}),
+        );
+        Ok(())
+    }
+
+    /// Increments and returns a CA's CRL number.
+    pub async fn next_crl_number(&mut self, ca: &str) -> Result<i64, RegistryError> {
+        let row = sqlx::query("UPDATE cas SET crl_number = crl_number + 1 WHERE name = $1 RETURNING crl_number")
+            .bind(ca)
+            .fetch_optional(&mut *self.tx)
+            .await?
+            .ok_or_else(|| RegistryError::NotFound { kind: "CA", name: ca.into() })?;
+        let n: i64 = row.try_get(0)?;
+        self.audit("crl.issue", ca, serde_json::json!({"crlNumber": n}));
+        Ok(n)
+    }
+
+    /// Creates a thing, or updates its type, attributes, device id and batch.
+    pub async fn upsert_thing(&mut self, thing: &NewThing) -> Result<(), RegistryError> {
+        validate_name("thing name", &thing.name)?;
+        let now = now();
+        let attributes = serde_json::to_string(&thing.attributes)
+            .map_err(|e| RegistryError::Corrupt(e.to_string()))?;
+        sqlx::query(
+            "INSERT INTO things (name, thing_type, attributes, device_id, batch, created, updated) VALUES ($1, $2, $3, $4, $5, $6, $6) \
+             ON CONFLICT (name) DO UPDATE SET thing_type = excluded.thing_type, attributes = excluded.attributes, \
+             device_id = COALESCE(excluded.device_id, things.device_id), batch = COALESCE(excluded.batch, things.batch), updated = excluded.updated",
+        )
+        .bind(thing.name.as_str())
+        .bind(thing.thing_type.as_deref())
+        .bind(attributes.as_str())
+        .bind(thing.device_id.as_deref())
+        .bind(thing.batch.as_deref())
+        .bind(now)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(|e| unique_to(e, "device id", thing.device_id.as_deref().unwrap_or(&thing.name)))?;
+        self.audit(
+            "thing.upsert",
+            &thing.name,
+            serde_json::json!({"thingType": thing.thing_type, "attributes": thing.attributes, "deviceId": thing.device_id, "batch": thing.batch}),
+        );
+        Ok(())
+    }
+
+    /// Creates many new things at once (bulk issuance). Things that already
+    /// exist are left as they are; a device id already taken is an error.
+    pub async fn insert_things(&mut self, things: &[NewThing]) -> Result<(), RegistryError> {
+        let now = now();
+        for chunk in things.chunks(ROWS_PER_INSERT) {
+            let sql = multi_insert(
+                "INSERT INTO things (name, thing_type, attributes, device_id, batch, created, updated) VALUES ",
+                7,
+                chunk.len(),
+            ) + " ON CONFLICT (name) DO NOTHING RETURNING name";
+            let mut attrs = Vec::with_capacity(chunk.len());
+            for t in chunk {
+                validate_name("thing name", &t.name)?;
+                attrs.push(
+                    serde_json::to_string(&t.attributes)
+                        .map_err(|e| RegistryError::Corrupt(e.to_string()))?,
+                );
+            }
+            let mut q = sqlx::query(&sql);
+            for (t, a) in chunk.iter().zip(&attrs) {
+                q = q
+                    .bind(t.name.as_str())
+                    .bind(t.thing_type.as_deref())
+                    .bind(a.as_str())
+                    .bind(t.device_id.as_deref())
+                    .bind(t.batch.as_deref())
+                    .bind(now)
+                    .bind(now);
+            }
+            let created = q
+                .fetch_all(&mut *self.tx)
+                .await
+                .map_err(|e| unique_to(e, "device id", "in this batch"))?;
+            for row in created {
+                let name: String = row.try_get(0)?;
+                self.audit("thing.create", &name, serde_json::json!({}));
+            }
+        }
+        Ok(())
+    }
+
+    /// Registers certificates (one audit record each).
+    pub async fn insert_certificates(&mut self, certs: &[NewCertificate]) -> Result<(), RegistryError> {
+        let now = now();
+        for chunk in certs.chunks(ROWS_PER_INSERT) {
+            let sql = multi_insert(
+                "INSERT INTO certificates (id, serial, ca, thing, status, subject, key_type, not_before, not_after, public_key_sha256, batch, der, created, updated) VALUES ",
+                14,
+                chunk.len(),
+            );
+            let mut q = sqlx::query(&sql);
+            for c in chunk {
+                if let Some(thing) = &c.thing {
+                    validate_name("thing name", thing)?;
+                }
+                q = q
+                    .bind(c.id.as_str())
+                    .bind(c.serial.as_str())
+                    .bind(c.ca.as_str())
+                    .bind(c.thing.as_deref())
+                    .bind(c.status.as_str())
+                    .bind(c.subject.as_str())
+                    .bind(c.key_type.as_deref())
+                    .bind(c.not_before)
+                    .bind(c.not_after)
+                    .bind(c.public_key_sha256.as_str())
+                    .bind(c.batch.as_deref())
+                    .bind(c.der.as_slice())
+                    .bind(now)
+                    .bind(now);
+            }
+            q.execute(&mut *self.tx)
+                .await
+                .map_err(|e| unique_to(e, "certificate", chunk.first().map(|c| c.id.as_str()).unwrap_or("")))?;
+            for c in chunk {
+                self.audit(
+                    "certificate.register",
+                    &c.id,
+                    serde_json::json!({"serial": c.serial, "ca": c.ca, "thing": c.thing, "status": c.status, "batch": c.batch, "subject": c.subject}),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Registers one certificate.
+    pub async fn insert_certificate(&mut self, cert: &NewCertificate) -> Result<(), RegistryError> {
+        self.insert_certificates(std::slice::from_ref(cert)).await
+    }
+
+    /// Changes a certificate's state; revocation records when and why.
+    pub async fn set_certificate_status(
+        &mut self,
+        id: &str,
+        status: CertificateStatus,
+        reason: Option<&str>,
+    ) -> Result<(), RegistryError> {
+        let row = sqlx::query("SELECT status FROM certificates WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *self.tx)
+            .await?
+            .ok_or_else(|| RegistryError::NotFound { kind: "certificate", name: id.into() })?;
+        let current: String = row.try_get(0)?;
+        let current: CertificateStatus = current.parse().map_err(RegistryError::Corrupt)?;
+        if current == CertificateStatus::Revoked && status != CertificateStatus::Revoked {
+            return Err(RegistryError::InvalidTransition {
+                id: id.into(),
+                from: current.to_string(),
+                to: status.to_string(),
+            });
+        }
+        let now = now();
+        let (revoked_at, reason) = if status == CertificateStatus::Revoked {
+            (Some(now), Some(reason.unwrap_or("unspecified")))
+        } else {
+            (None, None)
+        };
+        sqlx::query(
+            "UPDATE certificates SET status = $1, updated = $2, revoked_at = COALESCE(revoked_at, $3), revocation_reason = COALESCE(revocation_reason, $4) WHERE id = $5",
+        )
+        .bind(status.as_str())
+        .bind(now)
+        .bind(revoked_at)
+        .bind(reason)
+        .bind(id)
+        .execute(&mut *self.tx)
+        .await?;
+        self.audit(
+            "certificate.status",
+            id,
+            serde_json::json!({"from": current, "to": status, "reason": reason}),
+        );
+        Ok(())
+    }
+
+    /// Attaches a certificate to a thing.
+    pub async fn attach_certificate(&mut self, id: &str, thing: &str) -> Result<(), RegistryError> {
+        validate_name("thing name", thing)?;
+        let done = sqlx::query("UPDATE certificates SET thing = $1, updated = $2 WHERE id = $3")
+            .bind(thing)
+            .bind(now())
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(RegistryError::NotFound { kind: "certificate", name: id.into() });
+        }
+        self.audit("certificate.attach", id, serde_json::json!({"thing": thing}));
+        Ok(())
+    }
+
+    /// Removes a certificate that never became usable (e.g. a fleet
+    /// provisioning certificate whose ownership token expired).
+    pub async fn delete_certificate(&mut self, id: &str, why: &str) -> Result<(), RegistryError> {
+        let done = sqlx::query("DELETE FROM certificates WHERE id = $1")
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(RegistryError::NotFound { kind: "certificate", name: id.into() });
+        }
+        self.audit("certificate.delete", id, serde_json::json!({"reason": why}));
+        Ok(())
+    }
+
+    /// Creates a batch.
+    pub async fn insert_batch(&mut self, batch: &NewBatch) -> Result<(), RegistryError> {
+        validate_name("batch id", &batch.id)?;
+        let now = now();
+        sqlx::query(
+            "INSERT INTO batches (id, kind, product, quota, profile, ca, factory, state, allow_inject, params, created, updated) VALUES ($1, $2, $3, $4, $5, $6, $7, 'OPEN', $8, $9, $10, $10)",
+        )
+        .bind(batch.id.as_str())
+        .bind(batch.kind.as_str())
+        .bind(batch.product.as_str())
+        .bind(batch.count)
+        .bind(batch.profile.as_str())
+        .bind(batch.ca.as_str())
+        .bind(batch.factory.as_deref())
+        .bind(i64::from(batch.allow_inject))
+        .bind(batch.params.to_string())
+        .bind(now)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(|e| unique_to(e, "batch", &batch.id))?;
+        self.audit(
+            "batch.create",
+            &batch.id,
+            serde_json::json!({"kind": batch.kind, "product": batch.product, "count": batch.count, "profile": batch.profile, "ca": batch.ca, "factory": batch.factory, "allowInject": batch.allow_inject}),
+        );
+        Ok(())
+    }
+
+    /// Takes `n` identities from a batch's quota, atomically: fails with
+    /// `QuotaExhausted` (and takes nothing) if fewer than `n` remain.
+    pub async fn reserve_quota(&mut self, batch: &str, n: i64) -> Result<(), RegistryError> {
+        let done = sqlx::query(
+            "UPDATE batches SET issued = issued + $1, updated = $2 WHERE id = $3 AND issued + $1 <= quota AND state = 'OPEN'",
+        )
+        .bind(n)
+        .bind(now())
+        .bind(batch)
+        .execute(&mut *self.tx)
+        .await?;
+        if done.rows_affected() == 1 {
+            return Ok(());
+        }
+        let row = sqlx::query("SELECT quota, issued, state FROM batches WHERE id = $1")
+            .bind(batch)
+            .fetch_optional(&mut *self.tx)
+            .await?
+            .ok_or_else(|| RegistryError::NotFound { kind: "batch", name: batch.into() })?;
+        Err(RegistryError::QuotaExhausted {
+            batch: batch.into(),
+            quota: row.try_get(0)?,
+            issued: row.try_get(1)?,
+            requested: n,
+        })
+    }
+
+    /// Records `n` identities of a batch as spoiled (issued, never installed).
+    pub async fn add_spoiled(&mut self, batch: &str, n: i64, why: &str) -> Result<(), RegistryError> {
+        sqlx::query("UPDATE batches SET spoiled = spoiled + $1, updated = $2 WHERE id = $3")
+            .bind(n)
+            .bind(now())
+            .bind(batch)
+            .execute(&mut *self.tx)
+            .await?;
+        self.audit("batch.spoiled", batch, serde_json::json!({"count": n, "reason": why}));
+        Ok(())
+    }
+
+    /// Sets a batch's state (`OPEN`, `COMPLETE`, `CLOSED`, ...) and
+    /// flow parameters.
+    pub async fn set_batch_state(
+        &mut self,
+        batch: &str,
+        state: &str,
+        params: Option<&serde_json::Value>,
+    ) -> Result<(), RegistryError> {
+        let done = sqlx::query("UPDATE batches SET state = $1, params = COALESCE($2, params), updated = $3 WHERE id = $4")
+            .bind(state)
+            .bind(params.map(|p| p.to_string()))
+            .bind(now())
+            .bind(batch)
+            .execute(&mut *self.tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(RegistryError::NotFound { kind: "batch", name: batch.into() });
+        }
+        self.audit("batch.state", batch, serde_json::json!({"state": state}));
+        Ok(())
+    }
+}
+
+/// `prefix` followed by `rows` groups of `columns` numbered placeholders.
+fn multi_insert(prefix: &str, columns: usize, rows: usize) -> String {
+    let mut sql = String::with_capacity(prefix.len() + rows * columns * 6);
+    sql.push_str(prefix);
+    let mut n = 0;
+    for r in 0..rows {
+        if r > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        for c in 0..columns {
+            if c > 0 {
+                sql.push(',');
+            }
+            n += 1;
+            sql.push('$');
+            sql.push_str(&n.to_string());
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+fn unique_to(e: sqlx::Error, kind: &'static str, name: &str) -> RegistryError {
+    match e.as_database_error() {
+        Some(db) if db.is_unique_violation() => RegistryError::AlreadyExists {
+            kind,
+            name: name.to_string(),
+        },
+        _ => RegistryError::Store(e),
+    }
+}
