@@ -183,3 +183,190 @@ pub fn encode_response(resp: &Response) -> Vec<u8> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::device::Proof;
+    use crate::frame::{encode_frame, FrameDecoder};
+    use crate::message::{CertificateChain, HelloInfo, KeyType, SecretBytes};
+    use alloc::string::String;
+    use alloc::vec;
+
+    /// A device that answers everything trivially.
+    struct Stub;
+
+    impl Device for Stub {
+        fn hello(&mut self) -> Result<HelloInfo, DeviceError> {
+            Ok(HelloInfo {
+                protocol: PROTOCOL_VERSION,
+                hw_id: String::from("stub"),
+                firmware: String::from("0"),
+                capabilities: vec![],
+                locked: false,
+            })
+        }
+        fn keygen(&mut self, _: KeyType) -> Result<Vec<u8>, DeviceError> {
+            Ok(vec![0x30, 0])
+        }
+        fn install(&mut self, _: &CertificateChain) -> Result<(), DeviceError> {
+            Err(DeviceError::key_mismatch())
+        }
+        fn inject(&mut self, _: &SecretBytes, _: &CertificateChain) -> Result<(), DeviceError> {
+            Err(DeviceError::unsupported("no"))
+        }
+        fn prove(&mut self, nonce: &[u8]) -> Result<Proof, DeviceError> {
+            Ok(Proof {
+                key_type: KeyType::Ed25519,
+                signature: nonce.to_vec(),
+            })
+        }
+        fn lock(&mut self) -> Result<(), DeviceError> {
+            Ok(())
+        }
+    }
+
+    fn roundtrip(agent: &mut Agent<Stub>, req: &Request) -> Response {
+        let frame = encode_message(req).unwrap();
+        let out = agent.receive(&frame);
+        assert_eq!(out.len(), 1);
+        let mut dec = FrameDecoder::new();
+        let payload = dec.feed(&out[0]).next().unwrap().unwrap();
+        decode_message(&payload).unwrap()
+    }
+
+    #[test]
+    fn echoes_id_and_carries_errors() {
+        let mut agent = Agent::new(Stub);
+        let resp = roundtrip(
+            &mut agent,
+            &Request {
+                v: 1,
+                id: 77,
+                body: RequestBody::Install {
+                    chain: CertificateChain(vec![vec![1]]),
+                },
+            },
+        );
+        assert_eq!(resp.id, 77);
+        assert_eq!(resp.body, ResponseBody::Error(DeviceError::key_mismatch()));
+        let resp = roundtrip(
+            &mut agent,
+            &Request {
+                v: 1,
+                id: 78,
+                body: RequestBody::Install {
+                    chain: CertificateChain(vec![]),
+                },
+            },
+        );
+        assert!(matches!(resp.body, ResponseBody::Error(ref e) if e.code == ErrorCode::BadRequest));
+        let resp = roundtrip(
+            &mut agent,
+            &Request {
+                v: 1,
+                id: 79,
+                body: RequestBody::Prove { nonce: vec![] },
+            },
+        );
+        assert!(matches!(resp.body, ResponseBody::Error(ref e) if e.code == ErrorCode::BadRequest));
+    }
+
+    #[test]
+    fn rejects_other_versions() {
+        let mut agent = Agent::new(Stub);
+        let resp = roundtrip(
+            &mut agent,
+            &Request {
+                v: 2,
+                id: 5,
+                body: RequestBody::Hello,
+            },
+        );
+        assert_eq!(resp.id, 5);
+        assert!(
+            matches!(resp.body, ResponseBody::Error(ref e) if e.code == ErrorCode::UnsupportedVersion)
+        );
+    }
+
+    #[test]
+    fn unknown_op_keeps_id() {
+        #[derive(serde::Serialize)]
+        struct Body {
+            op: &'static str,
+        }
+        #[derive(serde::Serialize)]
+        struct Req {
+            v: u16,
+            id: u32,
+            body: Body,
+        }
+        let frame = encode_message(&Req {
+            v: 1,
+            id: 9,
+            body: Body { op: "reboot" },
+        })
+        .unwrap();
+        let mut agent = Agent::new(Stub);
+        let out = agent.handle(&frame);
+        let payload = FrameDecoder::new().feed(&out).next().unwrap().unwrap();
+        let resp: Response = decode_message(&payload).unwrap();
+        assert_eq!(resp.id, 9);
+        assert!(matches!(resp.body, ResponseBody::Error(ref e) if e.code == ErrorCode::BadRequest));
+    }
+
+    #[test]
+    fn bad_frames_get_id_zero_errors() {
+        let mut agent = Agent::new(Stub);
+        let mut frame = encode_frame(b"\xa0").unwrap();
+        frame[1] ^= 0x40; // corrupt, stays non-zero
+        let out = agent.receive(&frame);
+        assert_eq!(out.len(), 1);
+        let payload = FrameDecoder::new().feed(&out[0]).next().unwrap().unwrap();
+        let resp: Response = decode_message(&payload).unwrap();
+        assert_eq!(resp.id, UNPARSED_REQUEST_ID);
+        assert!(matches!(resp.body, ResponseBody::Error(ref e) if e.code == ErrorCode::BadRequest));
+    }
+
+    #[test]
+    fn docs_example_bytes() {
+        let req = Request {
+            v: 1,
+            id: 1,
+            body: RequestBody::Hello,
+        };
+        let mut cbor = Vec::new();
+        ciborium::into_writer(&req, &mut cbor).unwrap();
+        let hex: Vec<_> = cbor.iter().map(|b| alloc::format!("{b:02x}")).collect();
+        assert_eq!(
+            hex.join(" "),
+            "a3 61 76 01 62 69 64 01 64 62 6f 64 79 a1 62 6f 70 65 68 65 6c 6c 6f"
+        );
+    }
+
+    #[test]
+    fn random_input_never_panics() {
+        let mut agent = Agent::new(Stub);
+        let mut s: u64 = 0x1234_5678_9ABC_DEF1;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        for round in 0..3000 {
+            let len = (next() % 300) as usize;
+            let mut data: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            if round % 2 == 0 {
+                // Valid frames around random CBOR-ish payloads reach the parser.
+                data = encode_frame(&data).unwrap_or_default();
+            }
+            for resp in agent.receive(&data) {
+                assert_eq!(resp.last(), Some(&0));
+            }
+            let _ = agent.handle(&data);
+            let _ = agent.handle_payload(&data);
+        }
+    }
+}

@@ -205,7 +205,8 @@ impl DeviceSimulator {
     }
 
     fn store_key(&self, key: &KeyPair) -> Result<(), DeviceError> {
-        let pem = Zeroizing::new(key.serialize_pem());
+        let der = pkcs8_v1(key);
+        let pem = Zeroizing::new(pem::encode(&pem::Pem::new("PRIVATE KEY", der.to_vec())));
         write_atomic(&self.state.join(KEY_FILE), pem.as_bytes(), 0o600).map_err(internal)
     }
 
@@ -577,6 +578,30 @@ fn check_chain(chain: &CertificateChain, key_raw: &[u8]) -> Result<(), DeviceErr
         return Err(DeviceError::key_mismatch());
     }
     Ok(())
+}
+
+/// PKCS#8 DER of `key`. aws-lc-rs writes Ed25519 keys as PKCS#8 v2 (RFC
+/// 5958, public key included), which OpenSSL 3.0 cannot read; store them as
+/// the RFC 8410 v1 form every tool reads.
+fn pkcs8_v1(key: &KeyPair) -> Zeroizing<Vec<u8>> {
+    const V2_PREFIX: [u8; 16] = [
+        0x30, 0x51, 0x02, 0x01, 0x01, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ];
+    const V1_PREFIX: [u8; 16] = [
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ];
+    let der = Zeroizing::new(key.serialize_der());
+    match der.get(..48) {
+        Some(head) if head.starts_with(&V2_PREFIX) => {
+            let mut v1 = Zeroizing::new(Vec::with_capacity(48));
+            v1.extend_from_slice(&V1_PREFIX);
+            v1.extend_from_slice(&head[16..48]);
+            v1
+        }
+        _ => der,
+    }
 }
 
 fn key_type_of(alg: &'static SignatureAlgorithm) -> Option<KeyType> {
