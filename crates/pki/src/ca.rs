@@ -9,7 +9,9 @@ use rustls_pki_types::CertificateDer;
 use time::{Duration, OffsetDateTime};
 
 use crate::profile::{ExtendedKeyUsage, KeyUsage};
-use crate::{CertificateInfo, DeviceKey, KeyType, PkiError, Profile, PublicKey, Signer, SubjectValues};
+use crate::{
+    CertificateInfo, DeviceKey, KeyType, PkiError, Profile, PublicKey, Signer, SubjectValues,
+};
 
 /// How far back certificates are dated, for devices whose clocks run behind.
 const BACKDATE: Duration = Duration::minutes(5);
@@ -62,7 +64,8 @@ impl CertificateAuthority {
                 info.subject
             )));
         }
-        let issuer = Issuer::from_ca_cert_der(&CertificateDer::from(certificate_der.as_slice()), signer)?;
+        let issuer =
+            Issuer::from_ca_cert_der(&CertificateDer::from(certificate_der.as_slice()), signer)?;
         Ok(CertificateAuthority {
             der: certificate_der,
             info,
@@ -137,7 +140,9 @@ impl CertificateAuthority {
                 });
             }
         }
-        let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap_or(OffsetDateTime::now_utc());
+        let now = OffsetDateTime::now_utc()
+            .replace_nanosecond(0)
+            .unwrap_or(OffsetDateTime::now_utc());
         let not_before = now - BACKDATE;
         let mut params = CertificateParams::default();
         params.not_before = not_before;
@@ -221,7 +226,9 @@ impl<'p> CaBuilder<'p> {
             dn.push(DnType::OrganizationName, org.as_str());
         }
         dn.push(DnType::CommonName, self.common_name.as_str());
-        let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap_or(OffsetDateTime::now_utc());
+        let now = OffsetDateTime::now_utc()
+            .replace_nanosecond(0)
+            .unwrap_or(OffsetDateTime::now_utc());
         let mut params = CertificateParams::default();
         params.distinguished_name = dn;
         params.not_before = now - BACKDATE;
@@ -254,7 +261,8 @@ impl<'p> CaBuilder<'p> {
 /// integer is exactly 16 bytes).
 fn random_serial() -> Result<SerialNumber, PkiError> {
     let mut bytes = [0u8; 16];
-    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| PkiError::Signing("random generator failed".into()))?;
+    aws_lc_rs::rand::fill(&mut bytes)
+        .map_err(|_| PkiError::Signing("random generator failed".into()))?;
     bytes[0] = (bytes[0] & 0x7f) | 0x01;
     Ok(SerialNumber::from_slice(&bytes))
 }

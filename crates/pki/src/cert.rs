@@ -1,8 +1,8 @@
 //! What idmint needs to know about any X.509 certificate, ours or a
 //! vendor's: its id, serial, names, validity and public key.
 
-use aws_lc_rs::digest;
 use ::time::OffsetDateTime;
+use aws_lc_rs::digest;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::{KeyType, PkiError};
@@ -101,6 +101,9 @@ pub(crate) fn pem_certificate_der(pem_text: &[u8]) -> Result<Vec<u8>, PkiError> 
 
 /// Formats a DER integer's bytes as lowercase hex without leading zero bytes.
 pub(crate) fn serial_hex(raw: &[u8]) -> String {
-    let first = raw.iter().position(|b| *b != 0).unwrap_or(raw.len().saturating_sub(1));
+    let first = raw
+        .iter()
+        .position(|b| *b != 0)
+        .unwrap_or(raw.len().saturating_sub(1));
     hex::encode(&raw[first..])
 }

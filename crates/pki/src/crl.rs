@@ -88,7 +88,10 @@ impl FromStr for RevocationReason {
             .find(|r| r.as_str().eq_ignore_ascii_case(s))
             .ok_or_else(|| {
                 let names: Vec<_> = RevocationReason::ALL.iter().map(|r| r.as_str()).collect();
-                format!("unknown revocation reason {s:?} (expected one of {})", names.join(", "))
+                format!(
+                    "unknown revocation reason {s:?} (expected one of {})",
+                    names.join(", ")
+                )
             })
     }
 }
@@ -116,9 +119,8 @@ pub fn build_crl(
     let revoked_certs = revoked
         .iter()
         .map(|r| {
-            let bytes = hex::decode(&r.serial).map_err(|_| {
-                PkiError::Signing(format!("serial {:?} is not hex", r.serial))
-            })?;
+            let bytes = hex::decode(&r.serial)
+                .map_err(|_| PkiError::Signing(format!("serial {:?} is not hex", r.serial)))?;
             Ok(RevokedCertParams {
                 serial_number: SerialNumber::from_slice(&bytes),
                 revocation_time: r.revoked_at,

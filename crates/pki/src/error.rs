@@ -19,7 +19,9 @@ pub enum PkiError {
     #[error("malformed certificate signing request: {0}")]
     MalformedCsr(String),
     /// A PKCS#10 request's self-signature does not verify (no proof of possession).
-    #[error("certificate signing request signature does not verify (no proof of possession of the key)")]
+    #[error(
+        "certificate signing request signature does not verify (no proof of possession of the key)"
+    )]
     CsrSignatureInvalid,
     /// A certificate could not be parsed.
     #[error("malformed certificate: {0}")]

@@ -69,12 +69,16 @@ impl KeyType {
             P::EC(point) => match point.key_size() {
                 256 => Ok(KeyType::P256),
                 384 => Ok(KeyType::P384),
-                bits => Err(PkiError::UnsupportedKeyType(format!("EC key of {bits} bits"))),
+                bits => Err(PkiError::UnsupportedKeyType(format!(
+                    "EC key of {bits} bits"
+                ))),
             },
             P::RSA(rsa) => match rsa.key_size() {
                 2048 => Ok(KeyType::Rsa2048),
                 3072 => Ok(KeyType::Rsa3072),
-                bits => Err(PkiError::UnsupportedKeyType(format!("RSA key of {bits} bits"))),
+                bits => Err(PkiError::UnsupportedKeyType(format!(
+                    "RSA key of {bits} bits"
+                ))),
             },
             P::Unknown(_)
                 if spki.algorithm.algorithm == x509_parser::oid_registry::OID_SIG_ED25519 =>

@@ -188,10 +188,29 @@ impl Profile {
                 reason: format!("SAN {san:?} renders to invalid {kind} {value:?}: {e}"),
             };
             sans.push(match kind {
-                "dns" => SanType::DnsName(value.clone().try_into().map_err(|e: rcgen::Error| bad(e.to_string()))?),
-                "uri" => SanType::URI(value.clone().try_into().map_err(|e: rcgen::Error| bad(e.to_string()))?),
-                "email" => SanType::Rfc822Name(value.clone().try_into().map_err(|e: rcgen::Error| bad(e.to_string()))?),
-                _ => SanType::IpAddress(value.parse().map_err(|e: std::net::AddrParseError| bad(e.to_string()))?),
+                "dns" => SanType::DnsName(
+                    value
+                        .clone()
+                        .try_into()
+                        .map_err(|e: rcgen::Error| bad(e.to_string()))?,
+                ),
+                "uri" => SanType::URI(
+                    value
+                        .clone()
+                        .try_into()
+                        .map_err(|e: rcgen::Error| bad(e.to_string()))?,
+                ),
+                "email" => SanType::Rfc822Name(
+                    value
+                        .clone()
+                        .try_into()
+                        .map_err(|e: rcgen::Error| bad(e.to_string()))?,
+                ),
+                _ => SanType::IpAddress(
+                    value
+                        .parse()
+                        .map_err(|e: std::net::AddrParseError| bad(e.to_string()))?,
+                ),
             });
         }
         Ok(sans)
@@ -216,10 +235,12 @@ fn check_template(template: &str) -> Result<(), PkiError> {
     let mut rest = template;
     while let Some(start) = rest.find('{') {
         let after = &rest[start + 1..];
-        let end = after.find('}').ok_or_else(|| PkiError::UnknownTemplateVariable {
-            template: template.into(),
-            variable: after.into(),
-        })?;
+        let end = after
+            .find('}')
+            .ok_or_else(|| PkiError::UnknownTemplateVariable {
+                template: template.into(),
+                variable: after.into(),
+            })?;
         let var = &after[..end];
         if !TEMPLATE_VARIABLES.contains(&var) {
             return Err(PkiError::UnknownTemplateVariable {
@@ -290,7 +311,10 @@ mod tests {
     #[test]
     fn renders_templates() {
         let v = SubjectValues::for_thing("dev-1").with("org", "Acme");
-        assert_eq!(v.render("CN {thing} of {org}!").unwrap(), "CN dev-1 of Acme!");
+        assert_eq!(
+            v.render("CN {thing} of {org}!").unwrap(),
+            "CN dev-1 of Acme!"
+        );
         assert_eq!(v.render("{product}").unwrap(), "");
         assert!(v.render("{nope}").is_err());
         assert!(v.render("{thing").is_err());

@@ -29,7 +29,8 @@ pub fn encrypt_private_key(
     passphrase: &[u8],
     protection: KeyProtection,
 ) -> Result<Zeroizing<String>, PkiError> {
-    let info = PrivateKeyInfo::try_from(pkcs8_der).map_err(|e| PkiError::InvalidKey(e.to_string()))?;
+    let info =
+        PrivateKeyInfo::try_from(pkcs8_der).map_err(|e| PkiError::InvalidKey(e.to_string()))?;
     let mut salt = [0u8; 16];
     let mut iv = [0u8; 16];
     OsRng.fill_bytes(&mut salt);
@@ -48,7 +49,10 @@ pub fn encrypt_private_key(
 }
 
 /// Decrypts an `ENCRYPTED PRIVATE KEY` PEM to PKCS#8 DER.
-pub fn decrypt_private_key(pem_text: &str, passphrase: &[u8]) -> Result<Zeroizing<Vec<u8>>, PkiError> {
+pub fn decrypt_private_key(
+    pem_text: &str,
+    passphrase: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, PkiError> {
     let block = pem::parse(pem_text).map_err(|e| PkiError::BadPem {
         expected: "ENCRYPTED PRIVATE KEY",
         reason: e.to_string(),
@@ -61,7 +65,9 @@ pub fn decrypt_private_key(pem_text: &str, passphrase: &[u8]) -> Result<Zeroizin
     }
     let info = EncryptedPrivateKeyInfo::try_from(block.contents())
         .map_err(|e| PkiError::InvalidKey(e.to_string()))?;
-    let doc = info.decrypt(passphrase).map_err(|_| PkiError::KeyDecryption)?;
+    let doc = info
+        .decrypt(passphrase)
+        .map_err(|_| PkiError::KeyDecryption)?;
     Ok(Zeroizing::new(doc.as_bytes().to_vec()))
 }
 
@@ -78,6 +84,9 @@ mod tests {
         assert!(pem.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----"));
         let der = decrypt_private_key(&pem, b"secret").unwrap();
         assert_eq!(&*der, &*key.pkcs8_der());
-        assert!(matches!(decrypt_private_key(&pem, b"wrong"), Err(PkiError::KeyDecryption)));
+        assert!(matches!(
+            decrypt_private_key(&pem, b"wrong"),
+            Err(PkiError::KeyDecryption)
+        ));
     }
 }

@@ -22,7 +22,8 @@ pub fn verify_chain_at(
     let leaf_der = CertificateDer::from(leaf);
     let end_entity = webpki::EndEntityCert::try_from(&leaf_der)
         .map_err(|e| PkiError::MalformedCertificate(format!("{e:?}")))?;
-    let root_ders: Vec<CertificateDer<'_>> = roots.iter().map(|r| CertificateDer::from(*r)).collect();
+    let root_ders: Vec<CertificateDer<'_>> =
+        roots.iter().map(|r| CertificateDer::from(*r)).collect();
     let anchors = root_ders
         .iter()
         .map(|r| {
@@ -30,8 +31,10 @@ pub fn verify_chain_at(
                 .map_err(|e| PkiError::MalformedCertificate(format!("trust anchor: {e:?}")))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let inter: Vec<CertificateDer<'_>> =
-        intermediates.iter().map(|c| CertificateDer::from(*c)).collect();
+    let inter: Vec<CertificateDer<'_>> = intermediates
+        .iter()
+        .map(|c| CertificateDer::from(*c))
+        .collect();
     let seconds = u64::try_from(time.unix_timestamp()).unwrap_or(0);
     end_entity
         .verify_for_usage(

@@ -1,0 +1,125 @@
+//! `idmint ca`: list, show and create CAs.
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use idmint_flows::ca::NewIssuingCa;
+use idmint_flows::pki::{to_pem, KeyType};
+
+use crate::{actor, output, Context};
+
+/// `idmint ca` subcommands.
+#[derive(Subcommand)]
+pub enum CaCommand {
+    /// List CAs: ours (root, issuing, ...) and registered outside CAs.
+    List {
+        /// Print a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one CA.
+    Show {
+        /// The CA name.
+        name: String,
+        /// Print just the certificate as PEM.
+        #[arg(long, conflicts_with = "json")]
+        pem: bool,
+        /// Print a JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create another issuing CA (one per product line or factory is normal).
+    CreateIssuing {
+        /// Its name.
+        #[arg(long)]
+        name: String,
+        /// The CA that signs it.
+        #[arg(long, default_value = "root")]
+        parent: String,
+        /// Validity in days.
+        #[arg(long, default_value_t = 3650)]
+        valid_days: u32,
+        /// Key type (the configured one by default).
+        #[arg(long)]
+        key_type: Option<KeyType>,
+        /// Print a JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs `idmint ca ...`.
+pub async fn run(ctx: &Context, cmd: CaCommand) -> anyhow::Result<ExitCode> {
+    let idmint = ctx.open().await?;
+    let store = idmint.store();
+    match cmd {
+        CaCommand::List { json } => {
+            let cas = store.list_cas().await?;
+            if json {
+                output::json(&cas)?;
+            } else {
+                let rows: Vec<Vec<String>> = cas
+                    .iter()
+                    .map(|c| {
+                        vec![
+                            c.name.clone(),
+                            c.kind.as_str().to_string(),
+                            c.key_type.clone().unwrap_or_default(),
+                            output::time(c.not_after),
+                            c.subject.clone(),
+                        ]
+                    })
+                    .collect();
+                output::table(&["NAME", "KIND", "KEY", "NOT AFTER", "SUBJECT"], &rows);
+            }
+        }
+        CaCommand::Show { name, pem, json } => {
+            let ca = store.require_ca(&name).await?;
+            if pem {
+                print!("{}", to_pem("CERTIFICATE", &ca.certificate_der));
+            } else if json {
+                let mut value = serde_json::to_value(&ca)?;
+                value["certificatePem"] = to_pem("CERTIFICATE", &ca.certificate_der).into();
+                output::json(&value)?;
+            } else {
+                println!("name:       {}", ca.name);
+                println!("kind:       {}", ca.kind.as_str());
+                println!("parent:     {}", ca.parent.as_deref().unwrap_or("-"));
+                println!("subject:    {}", ca.subject);
+                println!("id:         {}", ca.id);
+                println!("key type:   {}", ca.key_type.as_deref().unwrap_or("-"));
+                println!("not before: {}", output::time(ca.not_before));
+                println!("not after:  {}", output::time(ca.not_after));
+            }
+        }
+        CaCommand::CreateIssuing {
+            name,
+            parent,
+            valid_days,
+            key_type,
+            json,
+        } => {
+            let ca = idmint
+                .create_issuing_ca(
+                    &actor(),
+                    &NewIssuingCa {
+                        name: &name,
+                        parent: &parent,
+                        valid_days,
+                        key_type,
+                        common_name: None,
+                    },
+                )
+                .await?;
+            if json {
+                output::json(&ca)?;
+            } else {
+                eprintln!(
+                    "created issuing CA {} ({}) under {parent}",
+                    ca.name, ca.subject
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,8 @@
+//! One module per top-level command.
+
+pub mod audit;
+pub mod ca;
+pub mod cert;
+pub mod crl;
+pub mod init;
+pub mod thing;

@@ -1,0 +1,86 @@
+//! `idmint thing`: list and show things.
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use idmint_flows::registry::CertificateFilter;
+
+use crate::{output, Context};
+
+/// `idmint thing` subcommands.
+#[derive(Subcommand)]
+pub enum ThingCommand {
+    /// List things.
+    List {
+        /// Only those of this batch.
+        #[arg(long)]
+        batch: Option<String>,
+        /// Print a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a thing and its certificates.
+    Show {
+        /// The thing name.
+        name: String,
+        /// Print a JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs `idmint thing ...`.
+pub async fn run(ctx: &Context, cmd: ThingCommand) -> anyhow::Result<ExitCode> {
+    let idmint = ctx.open().await?;
+    let store = idmint.store();
+    match cmd {
+        ThingCommand::List { batch, json } => {
+            let things = store.list_things(batch.as_deref(), None, None).await?;
+            if json {
+                output::json(&things)?;
+            } else {
+                let rows: Vec<Vec<String>> = things
+                    .iter()
+                    .map(|t| {
+                        vec![
+                            t.name.clone(),
+                            t.thing_type.clone().unwrap_or_default(),
+                            t.device_id.clone().unwrap_or_default(),
+                            t.batch.clone().unwrap_or_default(),
+                        ]
+                    })
+                    .collect();
+                output::table(&["NAME", "TYPE", "DEVICE ID", "BATCH"], &rows);
+            }
+        }
+        ThingCommand::Show { name, json } => {
+            let thing = store
+                .thing(&name)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("thing {name:?} not found"))?;
+            let certs = store
+                .list_certificates(&CertificateFilter {
+                    thing: Some(name.clone()),
+                    ..CertificateFilter::default()
+                })
+                .await?;
+            if json {
+                let mut value = serde_json::to_value(&thing)?;
+                value["certificates"] = serde_json::to_value(&certs)?;
+                output::json(&value)?;
+            } else {
+                println!("name:       {}", thing.name);
+                println!("type:       {}", thing.thing_type.as_deref().unwrap_or("-"));
+                println!("device id:  {}", thing.device_id.as_deref().unwrap_or("-"));
+                println!("batch:      {}", thing.batch.as_deref().unwrap_or("-"));
+                for (k, v) in &thing.attributes {
+                    println!("attribute:  {k} = {v}");
+                }
+                for c in certs {
+                    println!("cert:       {} {}", c.id, c.status);
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,141 @@
+//! The `idmint` command line: parses arguments into typed requests and
+//! calls the provisioning flows. Errors end as one line on stderr and a
+//! non-zero exit.
+
+mod commands;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use zeroize::Zeroizing;
+
+use idmint_flows::{Idmint, PASSPHRASE_ENV};
+
+/// idmint: a unique cryptographic identity for every device, wherever in
+/// the supply chain it is born, and one registry of every identity issued.
+#[derive(Parser)]
+#[command(name = "idmint", version, propagate_version = true)]
+struct Cli {
+    /// Data directory (configuration, and the SQLite registry by default).
+    #[arg(
+        long,
+        global = true,
+        env = "IDMINT_DATA",
+        default_value = "./idmint-data"
+    )]
+    data: PathBuf,
+    /// Registry store URL (sqlite://PATH or postgres://...), overriding idmint.toml.
+    #[arg(long, global = true, env = "IDMINT_STORE", hide_env_values = true)]
+    store: Option<String>,
+    /// Log verbosity (error, warn, info, debug, trace).
+    #[arg(long, global = true, env = "IDMINT_LOG", default_value = "warn")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a data directory with a root CA and an issuing CA.
+    Init(commands::init::InitArgs),
+    /// Certificate authorities: list, show, create issuing CAs.
+    #[command(subcommand)]
+    Ca(commands::ca::CaCommand),
+    /// Device certificates: issue, generate, list, show, revoke, activate.
+    #[command(subcommand)]
+    Cert(commands::cert::CertCommand),
+    /// Things (devices) in the registry.
+    #[command(subcommand)]
+    Thing(commands::thing::ThingCommand),
+    /// The hash-chained audit log.
+    #[command(subcommand)]
+    Audit(commands::audit::AuditCommand),
+    /// Issue a signed CRL for a CA.
+    Crl(commands::crl::CrlArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Every cause in the chain on one line, without repeating a cause that the
+/// message above it already quotes.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line.replace('\n', " ")
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let ctx = Context {
+        data: cli.data,
+        store: cli.store,
+    };
+    match cli.command {
+        Command::Init(args) => commands::init::run(&ctx, args).await,
+        Command::Ca(cmd) => commands::ca::run(&ctx, cmd).await,
+        Command::Cert(cmd) => commands::cert::run(&ctx, cmd).await,
+        Command::Thing(cmd) => commands::thing::run(&ctx, cmd).await,
+        Command::Audit(cmd) => commands::audit::run(&ctx, cmd).await,
+        Command::Crl(args) => commands::crl::run(&ctx, args).await,
+    }
+}
+
+/// What every command gets: where the data directory and store are.
+pub struct Context {
+    data: PathBuf,
+    store: Option<String>,
+}
+
+impl Context {
+    /// Opens the data directory.
+    pub async fn open(&self) -> anyhow::Result<Idmint> {
+        Ok(Idmint::open(&self.data, self.store.as_deref(), passphrase_from_env()).await?)
+    }
+}
+
+/// The CA passphrase from the environment, if set (the one place it is read).
+pub fn passphrase_from_env() -> Option<Zeroizing<String>> {
+    std::env::var(PASSPHRASE_ENV)
+        .ok()
+        .filter(|p| !p.is_empty())
+        .map(Zeroizing::new)
+}
+
+/// The actor named in audit records for commands run from this CLI.
+pub fn actor() -> String {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    format!("cli:{user}")
+}

@@ -1,0 +1,146 @@
+//! `idmint.toml`: the one typed configuration of a data directory, with
+//! environment overrides applied by the edges.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use idmint_pki::{KeyType, Profile};
+use serde::{Deserialize, Serialize};
+
+use crate::FlowError;
+
+/// The configuration file's name inside the data directory.
+pub const CONFIG_FILE: &str = "idmint.toml";
+
+/// A data directory's configuration.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The organisation named in CA and device subjects (`{org}`).
+    pub org: String,
+    /// The store URL; the SQLite file in the data directory when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
+    /// The issuing CA used when a command names none.
+    #[serde(default = "default_ca")]
+    pub default_ca: String,
+    /// The key type for new CAs and server-side generated device keys.
+    #[serde(default = "default_key_type")]
+    pub key_type: KeyType,
+    /// Certificate profiles by name; `device` is built in unless overridden.
+    #[serde(default)]
+    pub profiles: BTreeMap<String, Profile>,
+    /// `idmint serve` settings (`[server]`); defaults when absent.
+    #[serde(default)]
+    pub server: ServerConfig,
+}
+
+/// `[server]`: the HTTPS endpoint of `idmint serve`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Listen address, `ADDR:PORT`.
+    pub listen: String,
+    /// Host names (DNS names or IP addresses) for the server certificate;
+    /// `localhost` and `127.0.0.1` are always included.
+    pub hosts: Vec<String>,
+    /// A server certificate chain (PEM) to use instead of issuing one.
+    pub cert: Option<std::path::PathBuf>,
+    /// Its private key (PEM).
+    pub key: Option<std::path::PathBuf>,
+    /// Request body limit, bytes.
+    pub body_limit: usize,
+    /// Requests per second per client (0: no limit).
+    pub rate_limit: u32,
+    /// Burst allowed above the rate.
+    pub rate_burst: u32,
+    /// Seconds a replaced certificate stays ACTIVE after re-enrollment.
+    pub rotation_overlap_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "0.0.0.0:8443".into(),
+            hosts: Vec::new(),
+            cert: None,
+            key: None,
+            body_limit: 64 * 1024,
+            rate_limit: 200,
+            rate_burst: 400,
+            rotation_overlap_secs: 7 * 24 * 3600,
+        }
+    }
+}
+
+fn default_ca() -> String {
+    "issuing".to_string()
+}
+
+fn default_key_type() -> KeyType {
+    KeyType::P256
+}
+
+impl Config {
+    /// A fresh configuration for `init`.
+    pub fn new(org: &str, key_type: KeyType, store: Option<String>) -> Self {
+        let mut profiles = BTreeMap::new();
+        profiles.insert("device".to_string(), Profile::device());
+        Config {
+            org: org.to_string(),
+            store,
+            default_ca: default_ca(),
+            key_type,
+            profiles,
+            server: ServerConfig::default(),
+        }
+    }
+
+    /// Reads and validates `DIR/idmint.toml`.
+    pub fn load(data_dir: &Path) -> Result<Config, FlowError> {
+        let path = data_dir.join(CONFIG_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                FlowError::NotInitialised(data_dir.to_path_buf())
+            } else {
+                FlowError::io(&path, e)
+            }
+        })?;
+        let config: Config = toml::from_str(&text).map_err(|e| FlowError::Config {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        for (name, profile) in &config.profiles {
+            profile.validate(name).map_err(|e| FlowError::Config {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+        }
+        Ok(config)
+    }
+
+    /// The file's text.
+    pub fn to_toml(&self) -> Result<String, FlowError> {
+        toml::to_string_pretty(self).map_err(|e| FlowError::Invalid(e.to_string()))
+    }
+
+    /// A profile by name (`device` is always available).
+    pub fn profile(&self, name: &str) -> Result<Profile, FlowError> {
+        if let Some(p) = self.profiles.get(name) {
+            return Ok(p.clone());
+        }
+        match name {
+            "device" => Ok(Profile::device()),
+            _ => {
+                let mut known: Vec<&str> = self.profiles.keys().map(String::as_str).collect();
+                if !known.contains(&"device") {
+                    known.push("device");
+                }
+                Err(FlowError::UnknownProfile {
+                    name: name.to_string(),
+                    known: known.join(", "),
+                })
+            }
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! The opened data directory: configuration, store and CA keys, shared by
+//! every flow and every edge.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use idmint_pki::{decrypt_private_key, CertificateAuthority, DeviceKey, Signer};
+use idmint_registry::{Ca, CaKind, Store};
+use zeroize::Zeroizing;
+
+use crate::{Config, FlowError};
+
+/// The environment variable holding the CA key passphrase.
+pub const PASSPHRASE_ENV: &str = "IDMINT_CA_PASSPHRASE";
+/// The file (mode 0600, in the data directory) holding a generated passphrase.
+pub const PASSPHRASE_FILE: &str = "ca-passphrase";
+/// The default SQLite registry file in the data directory.
+pub const REGISTRY_FILE: &str = "registry.db";
+
+/// An opened data directory.
+pub struct Idmint {
+    data_dir: PathBuf,
+    config: Config,
+    store: Store,
+    passphrase: Option<Zeroizing<String>>,
+    cas: Mutex<HashMap<String, Arc<CertificateAuthority>>>,
+}
+
+impl Idmint {
+    /// Opens `data_dir`: reads `idmint.toml`, opens the store (`store`
+    /// overrides the configured one), and remembers the CA passphrase
+    /// (`passphrase`, else the passphrase file) for when a CA must sign.
+    pub async fn open(
+        data_dir: &Path,
+        store: Option<&str>,
+        passphrase: Option<Zeroizing<String>>,
+    ) -> Result<Idmint, FlowError> {
+        let config = Config::load(data_dir)?;
+        let url = store_url(data_dir, store.or(config.store.as_deref()));
+        let store = Store::open(&url).await?;
+        Ok(Idmint {
+            data_dir: data_dir.to_path_buf(),
+            config,
+            store,
+            passphrase,
+            cas: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The registry store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The CA passphrase: the one given at open, else the passphrase file.
+    pub fn passphrase(&self) -> Result<Zeroizing<String>, FlowError> {
+        if let Some(p) = &self.passphrase {
+            return Ok(p.clone());
+        }
+        let path = self.data_dir.join(PASSPHRASE_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok(Zeroizing::new(text.trim_end().to_string())),
+            Err(_) => Err(FlowError::NoPassphrase(path)),
+        }
+    }
+
+    /// The CA to use when a request names none.
+    pub fn default_ca(&self) -> &str {
+        &self.config.default_ca
+    }
+
+    /// A CA that can sign, with its key decrypted (cached for the process).
+    pub async fn signing_ca(&self, name: &str) -> Result<Arc<CertificateAuthority>, FlowError> {
+        if let Some(ca) = self.cached(name) {
+            return Ok(ca);
+        }
+        let record = self.store.require_ca(name).await?;
+        let ca = Arc::new(self.unlock(&record)?);
+        if let Ok(mut cache) = self.cas.lock() {
+            cache.insert(name.to_string(), ca.clone());
+        }
+        Ok(ca)
+    }
+
+    fn cached(&self, name: &str) -> Option<Arc<CertificateAuthority>> {
+        self.cas.lock().ok().and_then(|c| c.get(name).cloned())
+    }
+
+    fn unlock(&self, record: &Ca) -> Result<CertificateAuthority, FlowError> {
+        let key_ref = match (&record.kind, &record.key_ref) {
+            (CaKind::External, _) | (_, None) => {
+                return Err(FlowError::CaCannotSign(record.name.clone()))
+            }
+            (_, Some(k)) => k,
+        };
+        if key_ref.starts_with("pkcs11:") {
+            return Err(FlowError::Invalid(format!(
+                "CA {:?} keeps its key in a PKCS#11 token ({key_ref}), which this build cannot reach",
+                record.name
+            )));
+        }
+        let passphrase = self.passphrase()?;
+        let der = decrypt_private_key(key_ref, passphrase.as_bytes())?;
+        let key = DeviceKey::from_pkcs8_der(&der)?;
+        Ok(CertificateAuthority::from_parts(
+            record.certificate_der.clone(),
+            Signer::software(key),
+        )?)
+    }
+
+    /// The chain above a CA's certificates: the CA itself, then its parents
+    /// up to the root (DER, issuer first).
+    pub async fn chain(&self, ca: &str) -> Result<Vec<Vec<u8>>, FlowError> {
+        let mut chain = Vec::new();
+        let mut next = Some(ca.to_string());
+        while let Some(name) = next {
+            let record = self.store.require_ca(&name).await?;
+            chain.push(record.certificate_der);
+            next = record.parent.filter(|p| *p != name);
+            if chain.len() > 8 {
+                return Err(FlowError::Invalid(format!("CA chain of {ca:?} loops")));
+            }
+        }
+        Ok(chain)
+    }
+}
+
+/// The store URL for a data directory: `store` if given, else the SQLite
+/// file inside it.
+pub fn store_url(data_dir: &Path, store: Option<&str>) -> String {
+    match store {
+        Some(url) => url.to_string(),
+        None => format!("sqlite://{}", data_dir.join(REGISTRY_FILE).display()),
+    }
+}

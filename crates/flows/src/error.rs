@@ -1,0 +1,67 @@
+//! The typed errors of the flows.
+
+use std::path::PathBuf;
+
+use idmint_pki::PkiError;
+use idmint_registry::RegistryError;
+
+/// Everything a flow can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FlowError {
+    /// A key, certificate or request problem.
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+    /// A registry problem.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The configuration file is invalid.
+    #[error("configuration {path}: {reason}")]
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The data directory has not been initialised.
+    #[error("no idmint data directory at {0}: run `idmint init` first (or pass --data DIR)")]
+    NotInitialised(PathBuf),
+    /// `init` on a directory that already holds a registry.
+    #[error("{0} is already initialised")]
+    AlreadyInitialised(PathBuf),
+    /// No CA passphrase is available.
+    #[error("no CA passphrase: set IDMINT_CA_PASSPHRASE or restore {0}")]
+    NoPassphrase(PathBuf),
+    /// An unknown certificate profile.
+    #[error("unknown profile {name:?} (configured: {known})")]
+    UnknownProfile {
+        /// The requested name.
+        name: String,
+        /// The configured names.
+        known: String,
+    },
+    /// A CA that cannot sign (an outside CA, or its key is unavailable).
+    #[error("CA {0:?} cannot sign: it is an outside trust anchor")]
+    CaCannotSign(String),
+    /// A request that makes no sense as given.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl FlowError {
+    /// Wraps an I/O error with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        FlowError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

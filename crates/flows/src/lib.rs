@@ -1,0 +1,24 @@
+//! idmint's provisioning flows: everything between an edge (CLI, HTTP, MQTT,
+//! serial) and the PKI and registry.
+//!
+//! An edge parses its input into a typed request and calls a flow; a flow
+//! uses [`idmint_pki`] for keys and certificates and [`idmint_registry`] for
+//! the store, and never the reverse. [`Idmint`] is the opened data directory:
+//! its configuration, its store and its CA keys.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod ca;
+pub mod config;
+mod context;
+pub mod crl;
+mod error;
+pub mod files;
+pub mod init;
+pub mod issue;
+
+pub use config::Config;
+pub use context::{Idmint, PASSPHRASE_ENV, PASSPHRASE_FILE};
+pub use error::FlowError;
+pub use idmint_pki as pki;
+pub use idmint_registry as registry;
