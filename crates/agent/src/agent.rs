@@ -343,6 +343,12 @@ mod tests {
             hex.join(" "),
             "a3 61 76 01 62 69 64 01 64 62 6f 64 79 a1 62 6f 70 65 68 65 6c 6c 6f"
         );
+        let frame = encode_message(&req).unwrap();
+        let hex: Vec<_> = frame.iter().map(|b| alloc::format!("{b:02x}")).collect();
+        assert_eq!(
+            hex.join(" "),
+            "1c a3 61 76 01 62 69 64 01 64 62 6f 64 79 a1 62 6f 70 65 68 65 6c 6c 6f cd 25 c1 16 00"
+        );
     }
 
     #[test]
