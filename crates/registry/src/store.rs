@@ -323,7 +323,7 @@ impl Store {
                 break;
             }
         }
-        let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+        let head = sqlx::query("SELECT seq, hash FROM chain_head WHERE id = 1")
             .fetch_one(&self.pool)
             .await?;
         let head_seq: i64 = head.try_get(0)?;

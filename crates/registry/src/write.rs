@@ -15,7 +15,7 @@ const ROWS_PER_INSERT: usize = 400;
 /// A read-write transaction. Dropping it without [`WriteTx::commit`] rolls
 /// everything back, audit records included.
 pub struct WriteTx {
-    tx: Transaction<'static, Any>,
+    pub(crate) tx: Transaction<'static, Any>,
     actor: String,
     seq: i64,
     head: String,
@@ -27,10 +27,10 @@ impl WriteTx {
         let mut tx = store.pool.begin().await?;
         // Taking the write lock first (a row lock on PostgreSQL, the database
         // write lock on SQLite) orders all writers along the audit chain.
-        sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
+        sqlx::query("UPDATE chain_head SET seq = seq WHERE id = 1")
             .execute(&mut *tx)
             .await?;
-        let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+        let row = sqlx::query("SELECT seq, hash FROM chain_head WHERE id = 1")
             .fetch_one(&mut *tx)
             .await?;
         Ok(WriteTx {
@@ -69,7 +69,7 @@ impl WriteTx {
     /// Writes the audit records and commits.
     pub async fn commit(mut self) -> Result<(), RegistryError> {
         self.flush_audit().await?;
-        sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+        sqlx::query("UPDATE chain_head SET seq = $1, hash = $2 WHERE id = 1")
             .bind(self.seq)
             .bind(&self.head)
             .execute(&mut *self.tx)
@@ -454,7 +454,7 @@ impl WriteTx {
 }
 
 /// `prefix` followed by `rows` groups of `columns` numbered placeholders.
-fn multi_insert(prefix: &str, columns: usize, rows: usize) -> String {
+pub(crate) fn multi_insert(prefix: &str, columns: usize, rows: usize) -> String {
     let mut sql = String::with_capacity(prefix.len() + rows * columns * 6);
     sql.push_str(prefix);
     let mut n = 0;
@@ -476,7 +476,7 @@ fn multi_insert(prefix: &str, columns: usize, rows: usize) -> String {
     sql
 }
 
-fn unique_to(e: sqlx::Error, kind: &'static str, name: &str) -> RegistryError {
+pub(crate) fn unique_to(e: sqlx::Error, kind: &'static str, name: &str) -> RegistryError {
     match e.as_database_error() {
         Some(db) if db.is_unique_violation() => RegistryError::AlreadyExists {
             kind,

@@ -1,0 +1,270 @@
+//! The store suite: every test runs against SQLite and, when
+//! IDMINT_TEST_POSTGRES names a server (as .ci/run does), PostgreSQL too.
+
+use std::collections::BTreeMap;
+
+use idmint_registry::{
+    AuditReport, BatchKind, CaKind, CertificateFilter, CertificateStatus, NewBatch, NewCa,
+    NewCertificate, NewThing, RegistryError, Store,
+};
+use sqlx::Connection;
+
+/// A fresh, empty store per backend: a temp SQLite file, and a new database
+/// on the PostgreSQL test server if there is one.
+async fn stores() -> Vec<(String, Store, Option<tempfile::TempDir>)> {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("r.db").display());
+    let mut out = vec![(url.clone(), Store::open(&url).await.unwrap(), Some(dir))];
+    match std::env::var("IDMINT_TEST_POSTGRES") {
+        Ok(admin) if !admin.is_empty() => {
+            sqlx::any::install_default_drivers();
+            let name = format!("idmint_test_{}", hex::encode(rand_bytes()));
+            let mut conn = sqlx::AnyConnection::connect(&admin).await.unwrap();
+            sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
+            let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap();
+            let url = format!("{base}/{name}");
+            out.push((url.clone(), Store::open(&url).await.unwrap(), None));
+        }
+        _ => eprintln!("IDMINT_TEST_POSTGRES not set: PostgreSQL variant skipped"),
+    }
+    out
+}
+
+fn rand_bytes() -> [u8; 6] {
+    let mut b = [0u8; 6];
+    aws_lc_rs::rand::fill(&mut b).unwrap();
+    b
+}
+
+fn cert(id: &str, serial: &str, thing: Option<&str>, batch: Option<&str>) -> NewCertificate {
+    NewCertificate {
+        id: id.to_string(),
+        serial: serial.to_string(),
+        ca: "issuing".into(),
+        thing: thing.map(str::to_string),
+        status: CertificateStatus::Active,
+        subject: format!("CN={}", thing.unwrap_or("x")),
+        key_type: Some("p256".into()),
+        not_before: 1_700_000_000,
+        not_after: 2_000_000_000,
+        public_key_sha256: format!("pk-{id}"),
+        batch: batch.map(str::to_string),
+        der: vec![0x30, 0x03, 0x02, 0x01, 0x01],
+    }
+}
+
+async fn ca(store: &Store) {
+    let mut tx = store.begin("test").await.unwrap();
+    tx.insert_ca(&NewCa {
+        name: "issuing".into(),
+        kind: CaKind::Issuing,
+        parent: Some("root".into()),
+        certificate_der: vec![1, 2, 3],
+        id: "caid".into(),
+        subject: "CN=Issuing".into(),
+        key_type: Some("p256".into()),
+        not_before: 0,
+        not_after: 2_000_000_000,
+        key_ref: Some("encrypted".into()),
+        signer_der: None,
+    })
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+}
+
+async fn exec(url: &str, sql: &str) {
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(url).await.unwrap();
+    sqlx::query(sql).execute(&mut conn).await.unwrap();
+}
+
+fn assert_broken(report: &AuditReport, what: &str) {
+    assert!(!report.intact(), "{what} was not detected: {report:?}");
+}
+
+#[tokio::test]
+async fn certificates_things_and_status_transitions() {
+    for (url, store, _dir) in stores().await {
+        ca(&store).await;
+        let mut tx = store.begin("test").await.unwrap();
+        tx.upsert_thing(&NewThing::named("dev-1")).await.unwrap();
+        tx.insert_certificates(&[cert("aa", "01", Some("dev-1"), None), cert("bb", "02", None, None)])
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+
+        let all = store.list_certificates(&CertificateFilter::default()).await.unwrap();
+        assert_eq!(all.len(), 2, "{url}");
+        let of_thing = store
+            .list_certificates(&CertificateFilter { thing: Some("dev-1".into()), ..Default::default() })
+            .await
+            .unwrap();
+        assert_eq!(of_thing.len(), 1);
+        assert_eq!(of_thing[0].id, "aa");
+        assert_eq!(of_thing[0].der, vec![0x30, 0x03, 0x02, 0x01, 0x01]);
+
+        let mut tx = store.begin("test").await.unwrap();
+        tx.set_certificate_status("aa", CertificateStatus::Inactive, None).await.unwrap();
+        tx.set_certificate_status("aa", CertificateStatus::Revoked, Some("keyCompromise")).await.unwrap();
+        tx.commit().await.unwrap();
+        let revoked = store.revoked_certificates("issuing").await.unwrap();
+        assert_eq!(revoked.len(), 1);
+        assert_eq!(revoked[0].revocation_reason.as_deref(), Some("keyCompromise"));
+        assert!(revoked[0].revoked_at.is_some());
+
+        let mut tx = store.begin("test").await.unwrap();
+        let err = tx.set_certificate_status("aa", CertificateStatus::Active, None).await.unwrap_err();
+        assert!(matches!(err, RegistryError::InvalidTransition { .. }), "{err}");
+        let err = tx.set_certificate_status("zz", CertificateStatus::Active, None).await.unwrap_err();
+        assert!(matches!(err, RegistryError::NotFound { .. }), "{err}");
+        drop(tx);
+
+        let by_serial = store.certificate_by_serial("issuing", "02").await.unwrap().unwrap();
+        assert_eq!(by_serial.id, "bb");
+        let mut tx = store.begin("test").await.unwrap();
+        let dup = tx.insert_certificate(&cert("aa", "09", None, None)).await.unwrap_err();
+        assert!(matches!(dup, RegistryError::AlreadyExists { .. }), "{dup}");
+        drop(tx);
+        assert!(store.verify_audit().await.unwrap().intact());
+    }
+}
+
+#[tokio::test]
+async fn dropped_transaction_writes_nothing() {
+    for (_url, store, _dir) in stores().await {
+        ca(&store).await;
+        let before = store.verify_audit().await.unwrap();
+        let mut tx = store.begin("test").await.unwrap();
+        tx.upsert_thing(&NewThing::named("ghost")).await.unwrap();
+        tx.insert_certificate(&cert("cc", "03", Some("ghost"), None)).await.unwrap();
+        drop(tx);
+        assert!(store.thing("ghost").await.unwrap().is_none());
+        assert!(store.certificate("cc").await.unwrap().is_none());
+        let after = store.verify_audit().await.unwrap();
+        assert_eq!(before.records, after.records);
+        assert!(after.intact());
+    }
+}
+
+#[tokio::test]
+async fn things_upsert_and_unique_device_ids() {
+    for (_url, store, _dir) in stores().await {
+        let mut t = NewThing::named("dev-1");
+        t.device_id = Some("HW-1".into());
+        t.attributes = BTreeMap::from([("color".to_string(), "red".to_string())]);
+        let mut tx = store.begin("test").await.unwrap();
+        tx.upsert_thing(&t).await.unwrap();
+        t.attributes.insert("size".into(), "L".into());
+        tx.upsert_thing(&t).await.unwrap();
+        tx.commit().await.unwrap();
+        let got = store.thing("dev-1").await.unwrap().unwrap();
+        assert_eq!(got.attributes.len(), 2);
+        assert_eq!(store.thing_by_device_id("HW-1").await.unwrap().unwrap().name, "dev-1");
+
+        let mut other = NewThing::named("dev-2");
+        other.device_id = Some("HW-1".into());
+        let mut tx = store.begin("test").await.unwrap();
+        let err = tx.upsert_thing(&other).await.unwrap_err();
+        assert!(matches!(err, RegistryError::AlreadyExists { .. }), "{err}");
+        drop(tx);
+
+        let mut tx = store.begin("test").await.unwrap();
+        let bad = tx.upsert_thing(&NewThing::named("bad\u{7}name")).await.unwrap_err();
+        assert!(matches!(bad, RegistryError::InvalidName { .. }), "{bad}");
+        drop(tx);
+
+        let bulk: Vec<NewThing> = (0..1000).map(|i| NewThing::named(&format!("bulk-{i:04}"))).collect();
+        let mut tx = store.begin("test").await.unwrap();
+        tx.insert_things(&bulk).await.unwrap();
+        tx.insert_things(&bulk[..10]).await.unwrap();
+        tx.commit().await.unwrap();
+        let all = store.list_things(None, None, None).await.unwrap();
+        assert_eq!(all.len(), 1001);
+        assert_eq!(all.iter().filter(|t| t.name.starts_with("bulk-")).count(), 1000);
+        let page = store.list_things(None, Some("bulk-0995"), None).await.unwrap();
+        assert_eq!(page.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["bulk-0996", "bulk-0997", "bulk-0998", "bulk-0999", "dev-1"]);
+        assert_eq!(store.list_things(None, None, Some(5)).await.unwrap().len(), 5);
+        assert!(store.verify_audit().await.unwrap().intact());
+    }
+}
+
+#[tokio::test]
+async fn quota_is_never_exceeded_by_concurrent_writers() {
+    for (_url, store, _dir) in stores().await {
+        let mut tx = store.begin("test").await.unwrap();
+        tx.insert_batch(&NewBatch {
+            id: "b1".into(),
+            kind: BatchKind::Station,
+            product: "widget".into(),
+            count: 10,
+            profile: "device".into(),
+            ca: "issuing".into(),
+            factory: None,
+            allow_inject: false,
+            params: serde_json::json!({}),
+        })
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        let mut tasks = Vec::new();
+        for _ in 0..25 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut tx = store.begin("station").await.unwrap();
+                match tx.reserve_quota("b1", 1).await {
+                    Ok(()) => {
+                        tx.commit().await.unwrap();
+                        true
+                    }
+                    Err(RegistryError::QuotaExhausted { .. }) => false,
+                    Err(e) => panic!("{e}"),
+                }
+            }));
+        }
+        let mut granted = 0;
+        for t in tasks {
+            granted += usize::from(t.await.unwrap());
+        }
+        assert_eq!(granted, 10);
+        let batch = store.require_batch("b1").await.unwrap();
+        assert_eq!((batch.issued, batch.remaining), (10, 0));
+        assert!(store.verify_audit().await.unwrap().intact());
+    }
+}
+
+#[tokio::test]
+async fn audit_tampering_is_detected() {
+    // One fresh store per kind of tampering, per backend.
+    let tamperings = [
+        ("update", "UPDATE audit_log SET actor = 'mallory' WHERE seq = 2"),
+        ("delete", "DELETE FROM audit_log WHERE seq = 2"),
+        ("swap", ""),
+        ("truncate", "DELETE FROM audit_log WHERE seq = (SELECT MAX(seq) FROM audit_log)"),
+        ("rehash", "UPDATE audit_log SET details = '{\"forged\":true}' WHERE seq = 1"),
+    ];
+    for (what, sql) in tamperings {
+        for (url, store, _dir) in stores().await {
+            ca(&store).await;
+            let mut tx = store.begin("test").await.unwrap();
+            tx.upsert_thing(&NewThing::named("a")).await.unwrap();
+            tx.upsert_thing(&NewThing::named("b")).await.unwrap();
+            tx.upsert_thing(&NewThing::named("c")).await.unwrap();
+            tx.commit().await.unwrap();
+            let intact = store.verify_audit().await.unwrap();
+            assert!(intact.intact());
+            assert_eq!(intact.records, 4);
+            store.close().await;
+            if what == "swap" {
+                // Both databases check the primary key per row: swap through a free value.
+                exec(&url, "UPDATE audit_log SET seq = -2 WHERE seq = 2").await;
+                exec(&url, "UPDATE audit_log SET seq = 2 WHERE seq = 3").await;
+                exec(&url, "UPDATE audit_log SET seq = 3 WHERE seq = -2").await;
+            } else {
+                exec(&url, sql).await;
+            }
+            let reopened = Store::open(&url).await.unwrap();
+            assert_broken(&reopened.verify_audit().await.unwrap(), what);
+        }
+    }
+}
