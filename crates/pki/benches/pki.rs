@@ -5,8 +5,12 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use idmint_pki::{verify_chain, CaBuilder, Csr, DeviceKey, KeyType, Profile, SubjectValues};
 
 fn pki(c: &mut Criterion) {
-    let root = CaBuilder::root("Bench Root", KeyType::P256).build().expect("root");
-    let issuing = CaBuilder::issuing("Bench Issuing", KeyType::P256, &root).build().expect("issuing");
+    let root = CaBuilder::root("Bench Root", KeyType::P256)
+        .build()
+        .expect("root");
+    let issuing = CaBuilder::issuing("Bench Issuing", KeyType::P256, &root)
+        .build()
+        .expect("issuing");
     let profile = Profile::device();
     let values = SubjectValues::for_thing("bench-device").with("org", "Bench Co");
 
@@ -15,7 +19,9 @@ fn pki(c: &mut Criterion) {
     group.bench_function("new_identity_p256", |b| {
         b.iter(|| {
             let key = DeviceKey::generate(KeyType::P256).expect("key");
-            issuing.issue_for_key(&key, &profile, &values).expect("issue")
+            issuing
+                .issue_for_key(&key, &profile, &values)
+                .expect("issue")
         })
     });
 
@@ -24,14 +30,23 @@ fn pki(c: &mut Criterion) {
     group.bench_function("issue_from_csr_p256", |b| {
         b.iter(|| {
             let csr = Csr::from_der(&csr_der).expect("csr");
-            issuing.issue(csr.public_key(), &profile, &values).expect("issue")
+            issuing
+                .issue(csr.public_key(), &profile, &values)
+                .expect("issue")
         })
     });
 
-    let leaf = issuing.issue_for_key(&device, &profile, &values).expect("leaf");
+    let leaf = issuing
+        .issue_for_key(&device, &profile, &values)
+        .expect("leaf");
     group.bench_function("verify_chain_p256", |b| {
         b.iter(|| {
-            verify_chain(&leaf.der, &[issuing.certificate_der()], &[root.certificate_der()]).expect("verify")
+            verify_chain(
+                &leaf.der,
+                &[issuing.certificate_der()],
+                &[root.certificate_der()],
+            )
+            .expect("verify")
         })
     });
     group.finish();

@@ -20,7 +20,10 @@ async fn stores() -> Vec<(String, Store, Option<tempfile::TempDir>)> {
             sqlx::any::install_default_drivers();
             let name = format!("idmint_test_{}", hex::encode(rand_bytes()));
             let mut conn = sqlx::AnyConnection::connect(&admin).await.unwrap();
-            sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut conn)
+                .await
+                .unwrap();
             let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap();
             let url = format!("{base}/{name}");
             out.push((url.clone(), Store::open(&url).await.unwrap(), None));
@@ -89,15 +92,24 @@ async fn certificates_things_and_status_transitions() {
         ca(&store).await;
         let mut tx = store.begin("test").await.unwrap();
         tx.upsert_thing(&NewThing::named("dev-1")).await.unwrap();
-        tx.insert_certificates(&[cert("aa", "01", Some("dev-1"), None), cert("bb", "02", None, None)])
-            .await
-            .unwrap();
+        tx.insert_certificates(&[
+            cert("aa", "01", Some("dev-1"), None),
+            cert("bb", "02", None, None),
+        ])
+        .await
+        .unwrap();
         tx.commit().await.unwrap();
 
-        let all = store.list_certificates(&CertificateFilter::default()).await.unwrap();
+        let all = store
+            .list_certificates(&CertificateFilter::default())
+            .await
+            .unwrap();
         assert_eq!(all.len(), 2, "{url}");
         let of_thing = store
-            .list_certificates(&CertificateFilter { thing: Some("dev-1".into()), ..Default::default() })
+            .list_certificates(&CertificateFilter {
+                thing: Some("dev-1".into()),
+                ..Default::default()
+            })
             .await
             .unwrap();
         assert_eq!(of_thing.len(), 1);
@@ -105,25 +117,48 @@ async fn certificates_things_and_status_transitions() {
         assert_eq!(of_thing[0].der, vec![0x30, 0x03, 0x02, 0x01, 0x01]);
 
         let mut tx = store.begin("test").await.unwrap();
-        tx.set_certificate_status("aa", CertificateStatus::Inactive, None).await.unwrap();
-        tx.set_certificate_status("aa", CertificateStatus::Revoked, Some("keyCompromise")).await.unwrap();
+        tx.set_certificate_status("aa", CertificateStatus::Inactive, None)
+            .await
+            .unwrap();
+        tx.set_certificate_status("aa", CertificateStatus::Revoked, Some("keyCompromise"))
+            .await
+            .unwrap();
         tx.commit().await.unwrap();
         let revoked = store.revoked_certificates("issuing").await.unwrap();
         assert_eq!(revoked.len(), 1);
-        assert_eq!(revoked[0].revocation_reason.as_deref(), Some("keyCompromise"));
+        assert_eq!(
+            revoked[0].revocation_reason.as_deref(),
+            Some("keyCompromise")
+        );
         assert!(revoked[0].revoked_at.is_some());
 
         let mut tx = store.begin("test").await.unwrap();
-        let err = tx.set_certificate_status("aa", CertificateStatus::Active, None).await.unwrap_err();
-        assert!(matches!(err, RegistryError::InvalidTransition { .. }), "{err}");
-        let err = tx.set_certificate_status("zz", CertificateStatus::Active, None).await.unwrap_err();
+        let err = tx
+            .set_certificate_status("aa", CertificateStatus::Active, None)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, RegistryError::InvalidTransition { .. }),
+            "{err}"
+        );
+        let err = tx
+            .set_certificate_status("zz", CertificateStatus::Active, None)
+            .await
+            .unwrap_err();
         assert!(matches!(err, RegistryError::NotFound { .. }), "{err}");
         drop(tx);
 
-        let by_serial = store.certificate_by_serial("issuing", "02").await.unwrap().unwrap();
+        let by_serial = store
+            .certificate_by_serial("issuing", "02")
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(by_serial.id, "bb");
         let mut tx = store.begin("test").await.unwrap();
-        let dup = tx.insert_certificate(&cert("aa", "09", None, None)).await.unwrap_err();
+        let dup = tx
+            .insert_certificate(&cert("aa", "09", None, None))
+            .await
+            .unwrap_err();
         assert!(matches!(dup, RegistryError::AlreadyExists { .. }), "{dup}");
         drop(tx);
         assert!(store.verify_audit().await.unwrap().intact());
@@ -137,7 +172,9 @@ async fn dropped_transaction_writes_nothing() {
         let before = store.verify_audit().await.unwrap();
         let mut tx = store.begin("test").await.unwrap();
         tx.upsert_thing(&NewThing::named("ghost")).await.unwrap();
-        tx.insert_certificate(&cert("cc", "03", Some("ghost"), None)).await.unwrap();
+        tx.insert_certificate(&cert("cc", "03", Some("ghost"), None))
+            .await
+            .unwrap();
         drop(tx);
         assert!(store.thing("ghost").await.unwrap().is_none());
         assert!(store.certificate("cc").await.unwrap().is_none());
@@ -160,7 +197,15 @@ async fn things_upsert_and_unique_device_ids() {
         tx.commit().await.unwrap();
         let got = store.thing("dev-1").await.unwrap().unwrap();
         assert_eq!(got.attributes.len(), 2);
-        assert_eq!(store.thing_by_device_id("HW-1").await.unwrap().unwrap().name, "dev-1");
+        assert_eq!(
+            store
+                .thing_by_device_id("HW-1")
+                .await
+                .unwrap()
+                .unwrap()
+                .name,
+            "dev-1"
+        );
 
         let mut other = NewThing::named("dev-2");
         other.device_id = Some("HW-1".into());
@@ -170,21 +215,38 @@ async fn things_upsert_and_unique_device_ids() {
         drop(tx);
 
         let mut tx = store.begin("test").await.unwrap();
-        let bad = tx.upsert_thing(&NewThing::named("bad\u{7}name")).await.unwrap_err();
+        let bad = tx
+            .upsert_thing(&NewThing::named("bad\u{7}name"))
+            .await
+            .unwrap_err();
         assert!(matches!(bad, RegistryError::InvalidName { .. }), "{bad}");
         drop(tx);
 
-        let bulk: Vec<NewThing> = (0..1000).map(|i| NewThing::named(&format!("bulk-{i:04}"))).collect();
+        let bulk: Vec<NewThing> = (0..1000)
+            .map(|i| NewThing::named(&format!("bulk-{i:04}")))
+            .collect();
         let mut tx = store.begin("test").await.unwrap();
         tx.insert_things(&bulk).await.unwrap();
         tx.insert_things(&bulk[..10]).await.unwrap();
         tx.commit().await.unwrap();
         let all = store.list_things(None, None, None).await.unwrap();
         assert_eq!(all.len(), 1001);
-        assert_eq!(all.iter().filter(|t| t.name.starts_with("bulk-")).count(), 1000);
-        let page = store.list_things(None, Some("bulk-0995"), None).await.unwrap();
-        assert_eq!(page.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["bulk-0996", "bulk-0997", "bulk-0998", "bulk-0999", "dev-1"]);
-        assert_eq!(store.list_things(None, None, Some(5)).await.unwrap().len(), 5);
+        assert_eq!(
+            all.iter().filter(|t| t.name.starts_with("bulk-")).count(),
+            1000
+        );
+        let page = store
+            .list_things(None, Some("bulk-0995"), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            page.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+            ["bulk-0996", "bulk-0997", "bulk-0998", "bulk-0999", "dev-1"]
+        );
+        assert_eq!(
+            store.list_things(None, None, Some(5)).await.unwrap().len(),
+            5
+        );
         assert!(store.verify_audit().await.unwrap().intact());
     }
 }
@@ -237,11 +299,20 @@ async fn quota_is_never_exceeded_by_concurrent_writers() {
 async fn audit_tampering_is_detected() {
     // One fresh store per kind of tampering, per backend.
     let tamperings = [
-        ("update", "UPDATE audit_log SET actor = 'mallory' WHERE seq = 2"),
+        (
+            "update",
+            "UPDATE audit_log SET actor = 'mallory' WHERE seq = 2",
+        ),
         ("delete", "DELETE FROM audit_log WHERE seq = 2"),
         ("swap", ""),
-        ("truncate", "DELETE FROM audit_log WHERE seq = (SELECT MAX(seq) FROM audit_log)"),
-        ("rehash", "UPDATE audit_log SET details = '{\"forged\":true}' WHERE seq = 1"),
+        (
+            "truncate",
+            "DELETE FROM audit_log WHERE seq = (SELECT MAX(seq) FROM audit_log)",
+        ),
+        (
+            "rehash",
+            "UPDATE audit_log SET details = '{\"forged\":true}' WHERE seq = 1",
+        ),
     ];
     for (what, sql) in tamperings {
         for (url, store, _dir) in stores().await {

@@ -1,0 +1,146 @@
+//! Shared helpers for the end-to-end tests: a scratch data directory and a
+//! way to run the real `idmint` binary against it.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A scratch data directory for one test.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+}
+
+impl Env {
+    /// A fresh, not yet initialised environment.
+    pub fn new() -> Env {
+        Env {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    /// A fresh environment after `idmint init`.
+    pub fn init(args: &[&str]) -> Env {
+        let env = Env::new();
+        let mut all = vec!["init", "--org", "Test Co"];
+        all.extend_from_slice(args);
+        env.ok(&all);
+        env
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The `idmint` command with this environment's data dir and passphrase.
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_idmint"));
+        c.env("IDMINT_DATA", self.data())
+            .env("IDMINT_CA_PASSPHRASE", "test-passphrase")
+            .env_remove("IDMINT_STORE")
+            .current_dir(self.dir.path());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().expect("run idmint")
+    }
+
+    /// Runs and asserts success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "idmint {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 stdout")
+    }
+
+    /// Runs and asserts failure with a one-line error; returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(
+            !out.status.success(),
+            "idmint {args:?} unexpectedly succeeded"
+        );
+        assert_eq!(
+            stderr.trim_end().lines().count(),
+            1,
+            "error is not one line: {stderr}"
+        );
+        assert!(stderr.starts_with("error: "), "{stderr}");
+        stderr
+    }
+
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        serde_json::from_str(&self.ok(args)).expect("JSON output")
+    }
+
+    /// Root and issuing CA certificates written to files; returns (root, issuing).
+    pub fn ca_files(&self) -> (PathBuf, PathBuf) {
+        let root = self.path("root.pem");
+        let issuing = self.path("issuing.pem");
+        std::fs::write(&root, self.ok(&["ca", "show", "root", "--pem"])).unwrap();
+        std::fs::write(&issuing, self.ok(&["ca", "show", "issuing", "--pem"])).unwrap();
+        (root, issuing)
+    }
+
+    /// The counts a failed command must not change: certificates and audit records.
+    pub fn counts(&self) -> (usize, String) {
+        let certs = self
+            .json(&["cert", "list", "--json"])
+            .as_array()
+            .map(Vec::len)
+            .unwrap_or(0);
+        (certs, self.ok(&["audit", "verify"]))
+    }
+}
+
+/// Runs openssl and returns (success, stdout+stderr).
+pub fn openssl(args: &[&str]) -> (bool, String) {
+    let out = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl installed");
+    let mut text = String::from_utf8_lossy(&out.stdout).to_string();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// Makes a key and CSR with openssl; returns the CSR path.
+pub fn openssl_csr(dir: &Path, name: &str, keyopts: &[&str]) -> PathBuf {
+    let key = dir.join(format!("{name}.key"));
+    let csr = dir.join(format!("{name}.csr"));
+    let mut args = vec!["req", "-new", "-nodes", "-subj"];
+    let subj = format!("/CN={name}");
+    args.push(&subj);
+    args.extend_from_slice(keyopts);
+    let (k, c) = (
+        key.to_string_lossy().to_string(),
+        csr.to_string_lossy().to_string(),
+    );
+    args.extend_from_slice(&["-keyout", &k, "-out", &c]);
+    let (ok, text) = openssl(&args);
+    assert!(ok, "openssl req: {text}");
+    csr
+}
+
+/// Asserts `openssl verify` accepts `cert` as a TLS client certificate.
+pub fn assert_openssl_verifies(root: &Path, issuing: &Path, cert: &Path) {
+    let (ok, text) = openssl(&[
+        "verify",
+        "-purpose",
+        "sslclient",
+        "-CAfile",
+        &root.to_string_lossy(),
+        "-untrusted",
+        &issuing.to_string_lossy(),
+        &cert.to_string_lossy(),
+    ]);
+    assert!(ok && text.contains(": OK"), "openssl verify: {text}");
+}
