@@ -16,6 +16,7 @@ mod error;
 pub mod files;
 pub mod init;
 pub mod issue;
+pub mod mint;
 
 pub use config::Config;
 pub use context::{Idmint, PASSPHRASE_ENV, PASSPHRASE_FILE};

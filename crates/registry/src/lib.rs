@@ -25,12 +25,14 @@ mod error;
 mod model;
 mod store;
 mod write;
+mod mint;
 
 pub use audit::{AuditFault, AuditReport};
 pub use error::RegistryError;
 pub use model::*;
 pub use store::{Backend, CertificateFilter, Store};
 pub use write::WriteTx;
+pub use mint::{MintItem, MINT_ITEM_OK, MINT_ITEM_SPOILED};
 
 /// Seconds since the Unix epoch, now.
 pub fn now() -> i64 {

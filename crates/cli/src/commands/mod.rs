@@ -1,6 +1,7 @@
 //! One module per top-level command.
 
 pub mod audit;
+pub mod batch;
 pub mod ca;
 pub mod cert;
 pub mod crl;

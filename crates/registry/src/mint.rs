@@ -1,0 +1,199 @@
+//! Per-device firmware images (`idmint batch mint`): the serial counters
+//! that keep device ids unique across batches, and one item per device image
+//! recording its device id, certificate and image digest, written in the
+//! same transaction as the device's thing and certificate.
+
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use crate::write::{multi_insert, unique_to};
+use crate::{now, RegistryError, Store, WriteTx};
+
+/// Rows per multi-row INSERT.
+const ROWS_PER_INSERT: usize = 400;
+
+/// An item is good: its image was written and its certificate registered.
+pub const MINT_ITEM_OK: &str = "OK";
+/// An item is spoiled: its certificate was registered but its image was
+/// lost (the certificate is revoked and a replacement minted).
+pub const MINT_ITEM_SPOILED: &str = "SPOILED";
+
+/// One device image of a mint batch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MintItem {
+    /// Device id (unique across all batches).
+    pub device_id: String,
+    /// The batch.
+    pub batch: String,
+    /// The device's number (the device id is the serial prefix and it).
+    pub number: i64,
+    /// Thing name.
+    pub thing: String,
+    /// Certificate id (SHA-256 of its DER, hex).
+    pub certificate_id: String,
+    /// Image file name, relative to the batch's output directory.
+    pub image_file: String,
+    /// SHA-256 of the image, hex.
+    pub image_sha256: String,
+    /// [`MINT_ITEM_OK`] or [`MINT_ITEM_SPOILED`].
+    pub state: String,
+}
+
+const ITEM_COLUMNS: &str =
+    "device_id, batch, number, thing, certificate_id, image_file, image_sha256, state";
+
+fn item_from_row(row: &AnyRow) -> Result<MintItem, RegistryError> {
+    Ok(MintItem {
+        device_id: row.try_get("device_id")?,
+        batch: row.try_get("batch")?,
+        number: row.try_get("number")?,
+        thing: row.try_get("thing")?,
+        certificate_id: row.try_get("certificate_id")?,
+        image_file: row.try_get("image_file")?,
+        image_sha256: row.try_get("image_sha256")?,
+        state: row.try_get("state")?,
+    })
+}
+
+impl Store {
+    /// Every item of a mint batch, by number.
+    pub async fn mint_items(&self, batch: &str) -> Result<Vec<MintItem>, RegistryError> {
+        let sql = format!(
+            "SELECT {ITEM_COLUMNS} FROM mint_items WHERE batch = $1 ORDER BY number, device_id"
+        );
+        let rows = sqlx::query(&sql).bind(batch).fetch_all(&self.pool).await?;
+        rows.iter().map(item_from_row).collect()
+    }
+
+    /// How many batches exist.
+    pub async fn count_batches(&self) -> Result<i64, RegistryError> {
+        let row = sqlx::query("SELECT COUNT(*) FROM batches")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+}
+
+impl WriteTx {
+    /// Takes `n` consecutive device numbers for a serial prefix and returns
+    /// the first; numbers start at 1 and are never handed out twice.
+    pub async fn reserve_serials(&mut self, prefix: &str, n: i64) -> Result<i64, RegistryError> {
+        let row = sqlx::query(
+            "INSERT INTO serial_counters (prefix, next) VALUES ($1, 1 + $2) \
+             ON CONFLICT (prefix) DO UPDATE SET next = serial_counters.next + $2 RETURNING next",
+        )
+        .bind(prefix)
+        .bind(n)
+        .fetch_one(&mut *self.tx)
+        .await?;
+        let next: i64 = row.try_get(0)?;
+        let first = next - n;
+        self.audit(
+            "serial.reserve",
+            prefix,
+            serde_json::json!({"first": first, "count": n}),
+        );
+        Ok(first)
+    }
+
+    /// Takes `n` identities from a mint batch's quota, counting spoiled
+    /// identities as not taken (they are replaced): fails with
+    /// [`RegistryError::QuotaExhausted`] when fewer remain.
+    pub async fn reserve_mint_quota(&mut self, batch: &str, n: i64) -> Result<(), RegistryError> {
+        let done = sqlx::query(
+            "UPDATE batches SET issued = issued + $1, updated = $2 WHERE id = $3 AND issued - spoiled + $1 <= quota AND state = 'OPEN'",
+        )
+        .bind(n)
+        .bind(now())
+        .bind(batch)
+        .execute(&mut *self.tx)
+        .await?;
+        if done.rows_affected() == 1 {
+            return Ok(());
+        }
+        let row = sqlx::query("SELECT quota, issued, spoiled FROM batches WHERE id = $1")
+            .bind(batch)
+            .fetch_optional(&mut *self.tx)
+            .await?
+            .ok_or_else(|| RegistryError::NotFound {
+                kind: "batch",
+                name: batch.into(),
+            })?;
+        let quota: i64 = row.try_get(0)?;
+        let issued: i64 = row.try_get(1)?;
+        let spoiled: i64 = row.try_get(2)?;
+        Err(RegistryError::QuotaExhausted {
+            batch: batch.into(),
+            quota,
+            issued: issued - spoiled,
+            requested: n,
+        })
+    }
+
+    /// Records device images (one audit record each).
+    pub async fn insert_mint_items(&mut self, items: &[MintItem]) -> Result<(), RegistryError> {
+        let now = now();
+        for chunk in items.chunks(ROWS_PER_INSERT) {
+            let sql = multi_insert(
+                "INSERT INTO mint_items (device_id, batch, number, thing, certificate_id, image_file, image_sha256, state, created) VALUES ",
+                9,
+                chunk.len(),
+            );
+            let mut q = sqlx::query(&sql);
+            for i in chunk {
+                q = q
+                    .bind(i.device_id.as_str())
+                    .bind(i.batch.as_str())
+                    .bind(i.number)
+                    .bind(i.thing.as_str())
+                    .bind(i.certificate_id.as_str())
+                    .bind(i.image_file.as_str())
+                    .bind(i.image_sha256.as_str())
+                    .bind(i.state.as_str())
+                    .bind(now);
+            }
+            q.execute(&mut *self.tx).await.map_err(|e| {
+                unique_to(
+                    e,
+                    "device id",
+                    chunk.first().map(|i| i.device_id.as_str()).unwrap_or(""),
+                )
+            })?;
+            for i in chunk {
+                self.audit(
+                    "mint.image",
+                    &i.device_id,
+                    serde_json::json!({"batch": i.batch, "certificate": i.certificate_id, "image": i.image_file, "sha256": i.image_sha256}),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks a device image spoiled (its certificate is revoked separately).
+    pub async fn spoil_mint_item(
+        &mut self,
+        device_id: &str,
+        why: &str,
+    ) -> Result<(), RegistryError> {
+        let done = sqlx::query("UPDATE mint_items SET state = $1 WHERE device_id = $2")
+            .bind(MINT_ITEM_SPOILED)
+            .bind(device_id)
+            .execute(&mut *self.tx)
+            .await?;
+        if done.rows_affected() != 1 {
+            return Err(RegistryError::NotFound {
+                kind: "device image",
+                name: device_id.into(),
+            });
+        }
+        self.audit(
+            "mint.spoiled",
+            device_id,
+            serde_json::json!({"reason": why}),
+        );
+        Ok(())
+    }
+}
