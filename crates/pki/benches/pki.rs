@@ -1,6 +1,8 @@
 //! Criterion benchmarks of the PKI hot paths: a new identity (key generation
 //! and certificate), issuance from a CSR, and chain verification.
 
+#![allow(missing_docs)] // criterion_group! generates an undocumented function
+
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use idmint_pki::{verify_chain, CaBuilder, Csr, DeviceKey, KeyType, Profile, SubjectValues};
 

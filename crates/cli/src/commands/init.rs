@@ -53,7 +53,7 @@ pub async fn run(ctx: &Context, args: InitArgs) -> anyhow::Result<ExitCode> {
         );
     }
     for ca in cas {
-        eprintln!("  {} CA {:<10} {}", ca.kind.as_str(), ca.name, ca.subject);
+        eprintln!("  {:<8} {:<10} {}", ca.kind.as_str(), ca.name, ca.subject);
     }
     Ok(ExitCode::SUCCESS)
 }
