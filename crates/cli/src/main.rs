@@ -54,6 +54,9 @@ enum Command {
     Audit(commands::audit::AuditCommand),
     /// Issue a signed CRL for a CA.
     Crl(commands::crl::CrlArgs),
+    /// Vendor manifests of pre-provisioned secure elements: import, export.
+    #[command(subcommand)]
+    Manifest(commands::manifest::ManifestCommand),
     /// Batches of identities: mint, resume, list, show, ...
     #[command(subcommand)]
     Batch(commands::batch::BatchCommand),
@@ -113,6 +116,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Thing(cmd) => commands::thing::run(&ctx, cmd).await,
         Command::Audit(cmd) => commands::audit::run(&ctx, cmd).await,
         Command::Crl(args) => commands::crl::run(&ctx, args).await,
+        Command::Manifest(cmd) => commands::manifest::run(&ctx, cmd).await,
         Command::Batch(cmd) => commands::batch::run(&ctx, cmd).await,
     }
 }

@@ -17,6 +17,7 @@ pub mod files;
 pub mod init;
 pub mod issue;
 pub mod mint;
+pub mod manifest;
 
 pub use config::Config;
 pub use context::{Idmint, PASSPHRASE_ENV, PASSPHRASE_FILE};

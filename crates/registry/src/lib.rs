@@ -22,6 +22,7 @@
 
 mod audit;
 mod error;
+mod imports;
 mod model;
 mod store;
 mod write;
@@ -29,6 +30,7 @@ mod mint;
 
 pub use audit::{AuditFault, AuditReport};
 pub use error::RegistryError;
+pub use imports::{ExportedCertificate, RegisteredCertificate, RegisteredThing};
 pub use model::*;
 pub use store::{Backend, CertificateFilter, Store};
 pub use write::WriteTx;

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::Subcommand;
 use idmint_flows::ca::NewIssuingCa;
 use idmint_flows::pki::{to_pem, KeyType};
+use idmint_flows::registry::CaKind;
 
 use crate::{actor, output, Context};
 
@@ -46,6 +47,26 @@ pub enum CaCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Register an outside CA (an HSM or secure element vendor's) as a
+    /// trust anchor for device certificates, with its manifest log signer.
+    Register(RegisterArgs),
+}
+
+/// `idmint ca register`.
+#[derive(clap::Args)]
+pub struct RegisterArgs {
+    /// Its name in the registry.
+    #[arg(long)]
+    pub name: String,
+    /// The CA certificate (PEM or DER).
+    #[arg(long)]
+    pub cert: std::path::PathBuf,
+    /// The vendor's manifest log-signer certificate (PEM or DER).
+    #[arg(long)]
+    pub signer: Option<std::path::PathBuf>,
+    /// Print a JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Runs `idmint ca ...`.
@@ -70,7 +91,14 @@ pub async fn run(ctx: &Context, cmd: CaCommand) -> anyhow::Result<ExitCode> {
                         ]
                     })
                     .collect();
-                output::table(&["NAME", "KIND", "KEY", "NOT AFTER", "SUBJECT"], &rows);
+                let outside = cas.iter().filter(|c| c.kind == CaKind::External).count();
+                let (ours, theirs) = rows.split_at(rows.len() - outside);
+                output::table(&["NAME", "KIND", "KEY", "NOT AFTER", "SUBJECT"], ours);
+                if !theirs.is_empty() {
+                    println!();
+                    println!("registered outside CAs (trust anchors, they sign nothing of ours):");
+                    output::table(&["NAME", "KIND", "KEY", "NOT AFTER", "SUBJECT"], theirs);
+                }
             }
         }
         CaCommand::Show { name, pem, json } => {
@@ -117,6 +145,31 @@ pub async fn run(ctx: &Context, cmd: CaCommand) -> anyhow::Result<ExitCode> {
                 eprintln!(
                     "created issuing CA {} ({}) under {parent}",
                     ca.name, ca.subject
+                );
+            }
+        }
+        CaCommand::Register(args) => {
+            let read = |p: &std::path::Path| {
+                std::fs::read(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
+            };
+            let request = idmint_flows::manifest::RegisterCa {
+                name: args.name.clone(),
+                certificate: read(&args.cert)?,
+                signer: args.signer.as_deref().map(read).transpose()?,
+            };
+            let ca = idmint.register_external_ca(&actor(), &request).await?;
+            if args.json {
+                output::json(&ca)?;
+            } else {
+                eprintln!(
+                    "registered outside CA {} ({}){}",
+                    ca.name,
+                    ca.subject,
+                    if ca.signer_der.is_some() {
+                        " with its manifest log signer"
+                    } else {
+                        ""
+                    }
                 );
             }
         }

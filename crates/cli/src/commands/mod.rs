@@ -6,4 +6,5 @@ pub mod ca;
 pub mod cert;
 pub mod crl;
 pub mod init;
+pub mod manifest;
 pub mod thing;

@@ -1,0 +1,287 @@
+//! Checking a parsed entry: the vendor's signature and JWK (signed
+//! manifests), then for every format the certificate itself: it parses, it
+//! is an end-entity certificate, its issuer signature chains to the named
+//! CA (directly or through an offered intermediate), it is valid now, its
+//! extended key usage permits TLS client auth, and its key type is allowed.
+//!
+//! Vendor device certificates often carry no extended key usage at all, so
+//! the chain is checked here with x509-parser's signature verification
+//! (aws-lc-rs) rather than webpki's client-auth path building: absent EKU
+//! is accepted, an EKU that excludes clientAuth is not.
+
+use std::collections::{BTreeMap, HashSet};
+
+use idmint_pki::{CertificateInfo, Profile};
+use time::OffsetDateTime;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use super::{LogSigner, ManifestEntry, Reason, Rejection, ThingNameFrom};
+
+/// An entry that passed every check that needs no registry lookup.
+#[derive(Clone, Debug)]
+pub struct CheckedEntry {
+    /// Position in the manifest.
+    pub index: u64,
+    /// The unique id (device id of the thing).
+    pub unique_id: String,
+    /// The thing name.
+    pub thing_name: String,
+    /// Thing attributes.
+    pub attributes: BTreeMap<String, String>,
+    /// The certificate's facts.
+    pub info: CertificateInfo,
+    /// The certificate DER.
+    pub der: Vec<u8>,
+}
+
+/// The trust decisions for one import, shared by the worker threads.
+pub struct Checker {
+    anchor_der: Vec<u8>,
+    signer: Option<LogSigner>,
+    profile: Profile,
+    thing_name_from: Option<ThingNameFrom>,
+    now: OffsetDateTime,
+}
+
+/// Per-thread memory: intermediates already found to chain to the anchor.
+#[derive(Default)]
+pub struct CheckCache {
+    intermediates: HashSet<Vec<u8>>,
+}
+
+impl Checker {
+    /// A checker for certificates chaining to `anchor_der`, signed manifests
+    /// by `signer`.
+    pub fn new(
+        anchor_der: Vec<u8>,
+        signer: Option<LogSigner>,
+        profile: Profile,
+        thing_name_from: Option<ThingNameFrom>,
+        now: OffsetDateTime,
+    ) -> Self {
+        Checker {
+            anchor_der,
+            signer,
+            profile,
+            thing_name_from,
+            now,
+        }
+    }
+
+    /// Runs every check on one entry.
+    pub fn check(
+        &self,
+        entry: ManifestEntry,
+        cache: &mut CheckCache,
+    ) -> Result<CheckedEntry, Rejection> {
+        let (index, uid) = (entry.index, entry.unique_id.clone());
+        self.check_inner(entry, cache)
+            .map_err(|r| r.at(index, uid.as_deref()))
+    }
+
+    fn check_inner(
+        &self,
+        entry: ManifestEntry,
+        cache: &mut CheckCache,
+    ) -> Result<CheckedEntry, Rejection> {
+        let (_, cert) = X509Certificate::from_der(&entry.certificate_der).map_err(|e| {
+            Rejection::new(
+                Reason::BadCertificate,
+                format!("certificate does not parse: {e}"),
+            )
+        })?;
+        if let Some(element) = &entry.signed {
+            let signer = self.signer.as_ref().ok_or_else(|| {
+                Rejection::new(
+                    Reason::SignerMismatch,
+                    "the CA has no manifest log signer registered (ca register --signer)",
+                )
+            })?;
+            signer.verify(element)?;
+            if let Some(h) = &element.header_unique_id {
+                if *h != element.payload.unique_id {
+                    return Err(Rejection::new(
+                        Reason::UniqueIdMismatch,
+                        format!(
+                            "header.uniqueId {h:?} differs from the signed uniqueId {:?}",
+                            element.payload.unique_id
+                        ),
+                    ));
+                }
+            }
+            for key in element.payload.keys.iter().filter(|k| !k.x5c.is_empty()) {
+                let ok_shape = key.kty == "EC"
+                    && key.crv.as_deref() == Some("P-256")
+                    && key.x.len() == 32
+                    && key.y.len() == 32;
+                if !ok_shape {
+                    return Err(Rejection::new(
+                        Reason::JwkMismatch,
+                        format!(
+                            "JWK {} is not an EC P-256 key",
+                            key.kid.as_deref().unwrap_or("-")
+                        ),
+                    ));
+                }
+                let key_cert = if key.x5c[0] == entry.certificate_der {
+                    None
+                } else {
+                    Some(
+                        X509Certificate::from_der(&key.x5c[0])
+                            .map_err(|e| {
+                                Rejection::new(
+                                    Reason::BadCertificate,
+                                    format!("x5c certificate: {e}"),
+                                )
+                            })?
+                            .1,
+                    )
+                };
+                let point = key_cert
+                    .as_ref()
+                    .unwrap_or(&cert)
+                    .public_key()
+                    .subject_public_key
+                    .data
+                    .as_ref();
+                if point != key.ec_point().as_slice() {
+                    return Err(Rejection::new(
+                        Reason::JwkMismatch,
+                        format!(
+                            "JWK {} x/y is not the public key of its x5c certificate",
+                            key.kid.as_deref().unwrap_or("-")
+                        ),
+                    ));
+                }
+            }
+        }
+        let info = CertificateInfo::from_der(&entry.certificate_der)
+            .map_err(|e| Rejection::new(Reason::BadCertificate, e.to_string()))?;
+        if info.is_ca {
+            return Err(Rejection::new(
+                Reason::BadCertificate,
+                "a CA certificate, not a device certificate",
+            ));
+        }
+        self.chain(&cert, &entry.intermediates, cache)?;
+        if self.now < info.not_before {
+            return Err(Rejection::new(
+                Reason::NotYetValid,
+                format!("valid from {}", info.not_before),
+            ));
+        }
+        if self.now > info.not_after {
+            return Err(Rejection::new(
+                Reason::Expired,
+                format!("expired {}", info.not_after),
+            ));
+        }
+        if let Ok(Some(eku)) = cert.extended_key_usage() {
+            if !eku.value.any && !eku.value.client_auth {
+                return Err(Rejection::new(
+                    Reason::KeyUsage,
+                    "extended key usage excludes TLS client authentication",
+                ));
+            }
+        }
+        match info.key_type {
+            Some(k) if self.profile.allows_key_type(k) => {}
+            Some(k) => {
+                return Err(Rejection::new(
+                    Reason::KeyTypeNotAllowed,
+                    format!("key type {k} is not allowed by the profile"),
+                ))
+            }
+            None => {
+                return Err(Rejection::new(
+                    Reason::KeyTypeNotAllowed,
+                    "unsupported key type",
+                ))
+            }
+        }
+        let serial = info.serial.clone();
+        let cn = info.subject_cn.clone();
+        let unique_id = entry
+            .unique_id
+            .clone()
+            .or_else(|| cn.clone())
+            .ok_or_else(|| {
+                Rejection::new(
+                    Reason::MissingUniqueId,
+                    "the entry names no unique id and the certificate has no CN",
+                )
+            })?;
+        let thing_name = match self.thing_name_from {
+            None => entry
+                .thing_name
+                .clone()
+                .unwrap_or_else(|| unique_id.clone()),
+            Some(ThingNameFrom::UniqueId) => unique_id.clone(),
+            Some(ThingNameFrom::Serial) => serial,
+            Some(ThingNameFrom::Cn) => cn.ok_or_else(|| {
+                Rejection::new(Reason::InvalidThingName, "the certificate has no CN")
+            })?,
+        };
+        idmint_registry::validate_name("thing name", &thing_name)
+            .map_err(|e| Rejection::new(Reason::InvalidThingName, e.to_string()))?;
+        idmint_registry::validate_name("unique id", &unique_id)
+            .map_err(|e| Rejection::new(Reason::MissingUniqueId, e.to_string()))?;
+        Ok(CheckedEntry {
+            index: entry.index,
+            unique_id,
+            thing_name,
+            attributes: entry.attributes,
+            info,
+            der: entry.certificate_der,
+        })
+    }
+
+    fn chain(
+        &self,
+        leaf: &X509Certificate<'_>,
+        intermediates: &[Vec<u8>],
+        cache: &mut CheckCache,
+    ) -> Result<(), Rejection> {
+        let untrusted = || {
+            Rejection::new(
+                Reason::UntrustedIssuer,
+                format!("not signed by the named CA (issuer {})", leaf.issuer()),
+            )
+        };
+        let (_, anchor) = X509Certificate::from_der(&self.anchor_der).map_err(|e| {
+            Rejection::new(
+                Reason::UntrustedIssuer,
+                format!("the registered CA certificate does not parse: {e}"),
+            )
+        })?;
+        if leaf.issuer().as_raw() == anchor.subject().as_raw() {
+            return leaf
+                .verify_signature(Some(anchor.public_key()))
+                .map_err(|_| untrusted());
+        }
+        for der in intermediates {
+            let Ok((_, inter)) = X509Certificate::from_der(der) else {
+                continue;
+            };
+            if leaf.issuer().as_raw() != inter.subject().as_raw() {
+                continue;
+            }
+            if !cache.intermediates.contains(der) {
+                let ok = inter.is_ca()
+                    && inter.issuer().as_raw() == anchor.subject().as_raw()
+                    && inter
+                        .validity()
+                        .is_valid_at(x509_parser::time::ASN1Time::from(self.now))
+                    && inter.verify_signature(Some(anchor.public_key())).is_ok();
+                if !ok {
+                    continue;
+                }
+                cache.intermediates.insert(der.clone());
+            }
+            return leaf
+                .verify_signature(Some(inter.public_key()))
+                .map_err(|_| untrusted());
+        }
+        Err(untrusted())
+    }
+}

@@ -1,0 +1,597 @@
+//! Reading manifests one entry at a time, in bounded memory: a JSON array
+//! of signed secure elements (split into elements by a small scanner, so a
+//! broken element does not stop the ones after it), JSON lines, a folder
+//! or tar of PEM certificates (or one PEM bundle), and CSV.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use super::{Reason, Rejection};
+use crate::FlowError;
+
+/// The largest single entry read (a signed element, a line, a PEM file).
+pub const MAX_ENTRY_BYTES: usize = 1 << 20;
+
+/// A manifest format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ManifestFormat {
+    /// Microchip Trust&GO / TrustFLEX style: a JSON array of flattened-JWS
+    /// `SignedSecureElement` objects.
+    Signed,
+    /// JSON lines in AWS IoT bulk registration shape (`certificatePem`,
+    /// `parameters`).
+    JsonLines,
+    /// A folder or tar of PEM certificates, or one file of PEM blocks.
+    Pem,
+    /// CSV: `unique_id,certificate_pem_or_path,...attributes` with a header.
+    Csv,
+}
+
+impl ManifestFormat {
+    /// The name used by `--format`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ManifestFormat::Signed => "microchip",
+            ManifestFormat::JsonLines => "jsonl",
+            ManifestFormat::Pem => "pem",
+            ManifestFormat::Csv => "csv",
+        }
+    }
+
+    /// Guesses the format of `path` from its first bytes.
+    pub fn detect(path: &Path) -> Result<ManifestFormat, FlowError> {
+        if path.is_dir() {
+            return Ok(ManifestFormat::Pem);
+        }
+        let mut head = Vec::with_capacity(512);
+        File::open(path)
+            .and_then(|f| f.take(512).read_to_end(&mut head))
+            .map_err(|e| FlowError::io(path, e))?;
+        if is_tar(&head) {
+            return Ok(ManifestFormat::Pem);
+        }
+        let first = head
+            .iter()
+            .position(|b| !b.is_ascii_whitespace())
+            .map(|i| &head[i..])
+            .unwrap_or(&[]);
+        Ok(match first.first() {
+            Some(b'[') => ManifestFormat::Signed,
+            Some(b'{') => ManifestFormat::JsonLines,
+            _ if first.starts_with(b"-----BEGIN") => ManifestFormat::Pem,
+            _ => ManifestFormat::Csv,
+        })
+    }
+}
+
+impl FromStr for ManifestFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "microchip" | "signed" | "jws" | "trustngo" => Ok(ManifestFormat::Signed),
+            "jsonl" | "json-lines" | "aws" => Ok(ManifestFormat::JsonLines),
+            "pem" | "pem-dir" | "pem-tar" | "tar" => Ok(ManifestFormat::Pem),
+            "csv" => Ok(ManifestFormat::Csv),
+            other => Err(format!(
+                "unknown manifest format {other:?} (microchip, jsonl, pem, csv)"
+            )),
+        }
+    }
+}
+
+fn is_tar(head: &[u8]) -> bool {
+    head.len() >= 262 && &head[257..262] == b"ustar"
+}
+
+/// One entry as read, before parsing.
+#[derive(Clone, Debug)]
+pub struct RawEntry {
+    /// Position in the manifest, from 0.
+    pub index: u64,
+    /// The bytes.
+    pub body: RawBody,
+}
+
+/// An entry's bytes, by format.
+#[derive(Clone, Debug)]
+pub enum RawBody {
+    /// The JSON text of one `SignedSecureElement`.
+    Signed(Vec<u8>),
+    /// One JSON line.
+    JsonLine(Vec<u8>),
+    /// One PEM (or DER) certificate file.
+    Pem {
+        /// Its file name.
+        name: String,
+        /// Its contents.
+        bytes: Vec<u8>,
+    },
+    /// One CSV row.
+    Csv {
+        /// The first column.
+        unique_id: String,
+        /// The certificate PEM (inline or read from the named file).
+        certificate: Vec<u8>,
+        /// A `thing_name` column, if present.
+        thing_name: Option<String>,
+        /// The other columns, by header.
+        attributes: BTreeMap<String, String>,
+    },
+    /// The reader could not produce this entry (reading stops after it
+    /// when the manifest itself is broken).
+    Broken(Rejection),
+}
+
+/// Reads every entry of the manifest at `path`, calling `sink` with each in
+/// order; stops early when `sink` returns false.
+pub fn read_entries(
+    path: &Path,
+    format: ManifestFormat,
+    sink: &mut dyn FnMut(RawEntry) -> bool,
+) -> Result<(), FlowError> {
+    let mut index = 0u64;
+    let mut emit = |body: RawBody| {
+        let keep_going = sink(RawEntry { index, body });
+        index += 1;
+        keep_going
+    };
+    let open = || {
+        File::open(path)
+            .map(|f| BufReader::with_capacity(256 * 1024, f))
+            .map_err(|e| FlowError::io(path, e))
+    };
+    match format {
+        ManifestFormat::Signed => {
+            read_json_array(&mut open()?, &mut emit).map_err(|e| FlowError::io(path, e))
+        }
+        ManifestFormat::JsonLines => {
+            read_lines(&mut open()?, &mut emit).map_err(|e| FlowError::io(path, e))
+        }
+        ManifestFormat::Pem if path.is_dir() => read_dir(path, &mut emit),
+        ManifestFormat::Pem => {
+            let mut head = Vec::new();
+            open()?
+                .take(512)
+                .read_to_end(&mut head)
+                .map_err(|e| FlowError::io(path, e))?;
+            if is_tar(&head) {
+                read_tar(open()?, &mut emit).map_err(|e| FlowError::io(path, e))
+            } else {
+                read_pem_bundle(path, &mut emit)
+            }
+        }
+        ManifestFormat::Csv => read_csv(path, &mut emit),
+    }
+}
+
+fn broken(reason: Reason, message: impl Into<String>) -> RawBody {
+    RawBody::Broken(Rejection::new(reason, message))
+}
+
+/// Splits a JSON array into its elements' texts without parsing them.
+fn read_json_array(
+    r: &mut impl BufRead,
+    emit: &mut dyn FnMut(RawBody) -> bool,
+) -> std::io::Result<()> {
+    match next_non_ws(r)? {
+        Some(b'[') => {}
+        Some(c) => {
+            emit(broken(
+                Reason::MalformedManifest,
+                format!("expected a JSON array, found {:?}", c as char),
+            ));
+            return Ok(());
+        }
+        None => {
+            emit(broken(Reason::MalformedManifest, "empty manifest"));
+            return Ok(());
+        }
+    }
+    let mut first = true;
+    loop {
+        let c = next_non_ws(r)?;
+        let c = match (c, first) {
+            (Some(b']'), _) => return Ok(()),
+            (Some(b','), false) => next_non_ws(r)?,
+            (c, true) => c,
+            (Some(c), false) => {
+                emit(broken(
+                    Reason::MalformedManifest,
+                    format!("expected ',' or ']' between entries, found {:?}", c as char),
+                ));
+                return Ok(());
+            }
+            (None, false) => None,
+        };
+        first = false;
+        match c {
+            Some(b'{') => match scan_object(r)? {
+                Ok(text) => {
+                    if !emit(RawBody::Signed(text)) {
+                        return Ok(());
+                    }
+                }
+                Err(why) => {
+                    emit(broken(Reason::MalformedManifest, why));
+                    return Ok(());
+                }
+            },
+            None => {
+                emit(broken(
+                    Reason::MalformedManifest,
+                    "truncated: the manifest ends inside the array",
+                ));
+                return Ok(());
+            }
+            Some(c) => {
+                emit(broken(
+                    Reason::MalformedManifest,
+                    format!("expected an object, found {:?}", c as char),
+                ));
+                return Ok(());
+            }
+        }
+    }
+}
+
+fn next_non_ws(r: &mut impl BufRead) -> std::io::Result<Option<u8>> {
+    loop {
+        let buf = r.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(None);
+        }
+        match buf.iter().position(|b| !b.is_ascii_whitespace()) {
+            Some(i) => {
+                let c = buf[i];
+                r.consume(i + 1);
+                return Ok(Some(c));
+            }
+            None => {
+                let n = buf.len();
+                r.consume(n);
+            }
+        }
+    }
+}
+
+/// Reads the rest of an object whose `{` was consumed; returns its text.
+fn scan_object(r: &mut impl BufRead) -> std::io::Result<Result<Vec<u8>, String>> {
+    let mut text = Vec::with_capacity(4096);
+    text.push(b'{');
+    let (mut depth, mut in_string, mut escaped) = (1usize, false, false);
+    loop {
+        let buf = r.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(Err("truncated: the manifest ends inside an entry".into()));
+        }
+        let mut end = None;
+        for (i, &b) in buf.iter().enumerate() {
+            if in_string {
+                if escaped {
+                    escaped = false;
+                } else if b == b'\\' {
+                    escaped = true;
+                } else if b == b'"' {
+                    in_string = false;
+                }
+                continue;
+            }
+            match b {
+                b'"' => in_string = true,
+                b'{' | b'[' => depth += 1,
+                b'}' | b']' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = Some(i + 1);
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let take = end.unwrap_or(buf.len());
+        text.extend_from_slice(&buf[..take]);
+        r.consume(take);
+        if end.is_some() {
+            return Ok(Ok(text));
+        }
+        if text.len() > MAX_ENTRY_BYTES {
+            return Ok(Err(format!(
+                "an entry is larger than {MAX_ENTRY_BYTES} bytes"
+            )));
+        }
+    }
+}
+
+fn read_lines(r: &mut impl BufRead, emit: &mut dyn FnMut(RawBody) -> bool) -> std::io::Result<()> {
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = (&mut *r)
+            .take(MAX_ENTRY_BYTES as u64 + 1)
+            .read_until(b'\n', &mut line)?;
+        if n == 0 {
+            return Ok(());
+        }
+        if line.len() > MAX_ENTRY_BYTES {
+            emit(broken(
+                Reason::MalformedManifest,
+                format!("a line is longer than {MAX_ENTRY_BYTES} bytes"),
+            ));
+            return Ok(());
+        }
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        if !emit(RawBody::JsonLine(std::mem::take(&mut line))) {
+            return Ok(());
+        }
+    }
+}
+
+fn is_certificate_file(name: &str) -> bool {
+    [".pem", ".crt", ".cer", ".der"]
+        .iter()
+        .any(|e| name.ends_with(e))
+}
+
+fn read_limited(mut r: impl Read) -> std::io::Result<Result<Vec<u8>, String>> {
+    let mut bytes = Vec::new();
+    (&mut r)
+        .take(MAX_ENTRY_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() > MAX_ENTRY_BYTES {
+        return Ok(Err(format!("larger than {MAX_ENTRY_BYTES} bytes")));
+    }
+    Ok(Ok(bytes))
+}
+
+fn read_dir(dir: &Path, emit: &mut dyn FnMut(RawBody) -> bool) -> Result<(), FlowError> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| FlowError::io(dir, e))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.is_file()
+                && p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(is_certificate_file)
+        })
+        .collect();
+    files.sort();
+    for path in files {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        let body = match File::open(&path).and_then(read_limited) {
+            Ok(Ok(bytes)) => RawBody::Pem { name, bytes },
+            Ok(Err(why)) => broken(Reason::MalformedEntry, format!("{name}: {why}")),
+            Err(e) => broken(Reason::MalformedEntry, format!("{name}: {e}")),
+        };
+        if !emit(body) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn read_tar(r: impl Read, emit: &mut dyn FnMut(RawBody) -> bool) -> std::io::Result<()> {
+    let mut archive = tar::Archive::new(r);
+    let entries = match archive.entries() {
+        Ok(e) => e,
+        Err(e) => {
+            emit(broken(Reason::MalformedManifest, format!("tar: {e}")));
+            return Ok(());
+        }
+    };
+    for entry in entries {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                emit(broken(Reason::MalformedManifest, format!("tar: {e}")));
+                return Ok(());
+            }
+        };
+        if !entry.header().entry_type().is_file() {
+            continue;
+        }
+        let name = entry
+            .path()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if !is_certificate_file(&name) {
+            continue;
+        }
+        let body = match read_limited(entry) {
+            Ok(Ok(bytes)) => RawBody::Pem { name, bytes },
+            Ok(Err(why)) => broken(Reason::MalformedEntry, format!("{name}: {why}")),
+            Err(e) => {
+                emit(broken(
+                    Reason::MalformedManifest,
+                    format!("tar: {name}: {e}"),
+                ));
+                return Ok(());
+            }
+        };
+        if !emit(body) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// One file of PEM blocks: each CERTIFICATE block is an entry, named by
+/// its position.
+fn read_pem_bundle(path: &Path, emit: &mut dyn FnMut(RawBody) -> bool) -> Result<(), FlowError> {
+    let file = File::open(path).map_err(|e| FlowError::io(path, e))?;
+    let mut r = BufReader::new(file);
+    let mut block = Vec::new();
+    let mut line = Vec::new();
+    let mut n = 0u64;
+    loop {
+        line.clear();
+        let got = (&mut r)
+            .take(MAX_ENTRY_BYTES as u64)
+            .read_until(b'\n', &mut line)
+            .map_err(|e| FlowError::io(path, e))?;
+        if got == 0 {
+            return Ok(());
+        }
+        if line.starts_with(b"-----BEGIN") {
+            block.clear();
+        }
+        block.extend_from_slice(&line);
+        if block.len() > MAX_ENTRY_BYTES {
+            emit(broken(
+                Reason::MalformedManifest,
+                "a PEM block is too large",
+            ));
+            return Ok(());
+        }
+        if line.starts_with(b"-----END") {
+            n += 1;
+            if !emit(RawBody::Pem {
+                name: format!("certificate-{n}"),
+                bytes: std::mem::take(&mut block),
+            }) {
+                return Ok(());
+            }
+        }
+    }
+}
+
+fn read_csv(path: &Path, emit: &mut dyn FnMut(RawBody) -> bool) -> Result<(), FlowError> {
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .trim(csv::Trim::Headers)
+        .from_path(path)
+        .map_err(|e| FlowError::Invalid(format!("{}: {e}", path.display())))?;
+    let headers = match reader.headers() {
+        Ok(h) => h.clone(),
+        Err(e) => {
+            emit(broken(
+                Reason::MalformedManifest,
+                format!("CSV header: {e}"),
+            ));
+            return Ok(());
+        }
+    };
+    if headers.len() < 2 {
+        emit(broken(
+            Reason::MalformedManifest,
+            "the CSV header needs unique_id and certificate columns",
+        ));
+        return Ok(());
+    }
+    let mut record = csv::ByteRecord::new();
+    loop {
+        match reader.read_byte_record(&mut record) {
+            Ok(false) => return Ok(()),
+            Ok(true) => {}
+            Err(e) => {
+                emit(broken(Reason::MalformedManifest, format!("CSV: {e}")));
+                return Ok(());
+            }
+        }
+        let field = |i: usize| {
+            record
+                .get(i)
+                .map(|f| String::from_utf8_lossy(f).trim().to_string())
+                .unwrap_or_default()
+        };
+        let unique_id = field(0);
+        let cert = field(1);
+        let certificate = if cert.starts_with("-----BEGIN") {
+            Ok(cert.into_bytes())
+        } else if cert.is_empty() {
+            Err("no certificate".to_string())
+        } else {
+            let p = base.join(&cert);
+            File::open(&p)
+                .and_then(read_limited)
+                .map_err(|e| format!("{}: {e}", p.display()))
+                .and_then(|r| r)
+        };
+        let mut attributes = BTreeMap::new();
+        let mut thing_name = None;
+        for (i, h) in headers.iter().enumerate().skip(2) {
+            let v = field(i);
+            if v.is_empty() {
+                continue;
+            }
+            if h == "thing_name" {
+                thing_name = Some(v);
+            } else {
+                attributes.insert(h.to_string(), v);
+            }
+        }
+        let body = match certificate {
+            Ok(certificate) => RawBody::Csv {
+                unique_id,
+                certificate,
+                thing_name,
+                attributes,
+            },
+            Err(why) => RawBody::Broken(Rejection {
+                unique_id: Some(unique_id).filter(|u| !u.is_empty()),
+                ..Rejection::new(Reason::MissingCertificate, why)
+            }),
+        };
+        if !emit(body) {
+            return Ok(());
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn split(text: &str) -> Vec<RawBody> {
+        let mut out = Vec::new();
+        read_json_array(&mut std::io::Cursor::new(text.as_bytes()), &mut |b| {
+            out.push(b);
+            true
+        })
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn splits_a_json_array_into_elements() {
+        let bodies = split(" [ {\"a\": \"}\\\"{\"}, {\"b\": [1, {\"c\": 2}]} ] ");
+        assert_eq!(bodies.len(), 2);
+        match &bodies[0] {
+            RawBody::Signed(t) => assert_eq!(t, b"{\"a\": \"}\\\"{\"}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(split("[]").is_empty());
+    }
+
+    #[test]
+    fn truncation_and_garbage_are_one_broken_entry() {
+        for text in [
+            "[{\"a\": 1}, {\"b\"",
+            "[{\"a\": 1} {",
+            "{}",
+            "",
+            "[1]",
+            "[{\"a\":1},",
+        ] {
+            let bodies = split(text);
+            assert!(
+                matches!(bodies.last(), Some(RawBody::Broken(r)) if r.reason == Reason::MalformedManifest),
+                "{text}"
+            );
+        }
+    }
+}
