@@ -93,10 +93,20 @@ impl ChainChecker {
                 r.seq,
                 r.seq - 1
             ));
-        } else if record_hash(r.seq, r.time, &r.actor, &r.action, &r.subject, &r.details, &r.prev_hash)
-            != r.hash
+        } else if record_hash(
+            r.seq,
+            r.time,
+            &r.actor,
+            &r.action,
+            &r.subject,
+            &r.details,
+            &r.prev_hash,
+        ) != r.hash
         {
-            self.fault = fault(format!("record {} was altered: its content does not match its hash", r.seq));
+            self.fault = fault(format!(
+                "record {} was altered: its content does not match its hash",
+                r.seq
+            ));
         }
         self.expected_seq += 1;
         self.prev_hash = r.hash.clone();

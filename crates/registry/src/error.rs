@@ -40,7 +40,9 @@ pub enum RegistryError {
         reason: &'static str,
     },
     /// A batch has no quota left for the requested issuance.
-    #[error("batch {batch} quota exhausted: {issued} of {quota} issued, {requested} more requested")]
+    #[error(
+        "batch {batch} quota exhausted: {issued} of {quota} issued, {requested} more requested"
+    )]
     QuotaExhausted {
         /// The batch.
         batch: String,

@@ -19,22 +19,23 @@
 //! ```
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod audit;
 mod error;
 mod imports;
+mod mint;
 mod model;
 mod store;
 mod write;
-mod mint;
 
 pub use audit::{AuditFault, AuditReport};
 pub use error::RegistryError;
 pub use imports::{ExportedCertificate, RegisteredCertificate, RegisteredThing};
+pub use mint::{MintItem, MINT_ITEM_OK, MINT_ITEM_SPOILED};
 pub use model::*;
 pub use store::{Backend, CertificateFilter, Store};
 pub use write::WriteTx;
-pub use mint::{MintItem, MINT_ITEM_OK, MINT_ITEM_SPOILED};
 
 /// Seconds since the Unix epoch, now.
 pub fn now() -> i64 {

@@ -332,7 +332,11 @@ impl FromStr for BatchKind {
             "station" => BatchKind::Station,
             "authorization" => BatchKind::Authorization,
             "import" => BatchKind::Import,
-            other => return Err(RegistryError::Corrupt(format!("unknown batch kind {other:?}"))),
+            other => {
+                return Err(RegistryError::Corrupt(format!(
+                    "unknown batch kind {other:?}"
+                )))
+            }
         })
     }
 }

@@ -116,16 +116,21 @@ impl Store {
     /// One certificate by id.
     pub async fn certificate(&self, id: &str) -> Result<Option<Certificate>, RegistryError> {
         let sql = format!("SELECT {CERT_COLUMNS} FROM certificates WHERE id = $1");
-        let row = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(certificate_from_row).transpose()
     }
 
     /// One certificate by id, or a `NotFound` error.
     pub async fn require_certificate(&self, id: &str) -> Result<Certificate, RegistryError> {
-        self.certificate(id).await?.ok_or_else(|| RegistryError::NotFound {
-            kind: "certificate",
-            name: id.to_string(),
-        })
+        self.certificate(id)
+            .await?
+            .ok_or_else(|| RegistryError::NotFound {
+                kind: "certificate",
+                name: id.to_string(),
+            })
     }
 
     /// Certificates matching `filter`, ordered by id.
@@ -172,7 +177,10 @@ impl Store {
         public_key_sha256: &str,
     ) -> Result<Vec<Certificate>, RegistryError> {
         let sql = format!("SELECT {CERT_COLUMNS} FROM certificates WHERE public_key_sha256 = $1");
-        let rows = sqlx::query(&sql).bind(public_key_sha256).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(&sql)
+            .bind(public_key_sha256)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(certificate_from_row).collect()
     }
 
@@ -192,27 +200,42 @@ impl Store {
         serial: &str,
     ) -> Result<Option<Certificate>, RegistryError> {
         let sql = format!("SELECT {CERT_COLUMNS} FROM certificates WHERE ca = $1 AND serial = $2");
-        let row = sqlx::query(&sql).bind(ca).bind(serial).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(&sql)
+            .bind(ca)
+            .bind(serial)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(certificate_from_row).transpose()
     }
 
     /// How many certificates there are.
     pub async fn count_certificates(&self) -> Result<i64, RegistryError> {
-        let row = sqlx::query("SELECT COUNT(*) FROM certificates").fetch_one(&self.pool).await?;
+        let row = sqlx::query("SELECT COUNT(*) FROM certificates")
+            .fetch_one(&self.pool)
+            .await?;
         Ok(row.try_get::<i64, _>(0)?)
     }
 
     /// One thing by name.
     pub async fn thing(&self, name: &str) -> Result<Option<Thing>, RegistryError> {
         let sql = format!("SELECT {THING_COLUMNS} FROM things WHERE name = $1");
-        let row = sqlx::query(&sql).bind(name).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(&sql)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(thing_from_row).transpose()
     }
 
     /// One thing by its device id.
-    pub async fn thing_by_device_id(&self, device_id: &str) -> Result<Option<Thing>, RegistryError> {
+    pub async fn thing_by_device_id(
+        &self,
+        device_id: &str,
+    ) -> Result<Option<Thing>, RegistryError> {
         let sql = format!("SELECT {THING_COLUMNS} FROM things WHERE device_id = $1");
-        let row = sqlx::query(&sql).bind(device_id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(&sql)
+            .bind(device_id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(thing_from_row).transpose()
     }
 
@@ -249,7 +272,10 @@ impl Store {
     /// One CA by name.
     pub async fn ca(&self, name: &str) -> Result<Option<Ca>, RegistryError> {
         let sql = format!("SELECT {CA_COLUMNS} FROM cas WHERE name = $1");
-        let row = sqlx::query(&sql).bind(name).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(&sql)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(ca_from_row).transpose()
     }
 
@@ -273,16 +299,21 @@ impl Store {
     /// One batch by id.
     pub async fn batch(&self, id: &str) -> Result<Option<Batch>, RegistryError> {
         let sql = format!("SELECT {BATCH_COLUMNS} FROM batches WHERE id = $1");
-        let row = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(batch_from_row).transpose()
     }
 
     /// One batch by id, or a `NotFound` error.
     pub async fn require_batch(&self, id: &str) -> Result<Batch, RegistryError> {
-        self.batch(id).await?.ok_or_else(|| RegistryError::NotFound {
-            kind: "batch",
-            name: id.to_string(),
-        })
+        self.batch(id)
+            .await?
+            .ok_or_else(|| RegistryError::NotFound {
+                kind: "batch",
+                name: id.to_string(),
+            })
     }
 
     /// All batches, oldest first.

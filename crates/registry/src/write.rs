@@ -52,7 +52,15 @@ impl WriteTx {
         self.seq += 1;
         let time = now();
         let details = details.to_string();
-        let hash = record_hash(self.seq, time, &self.actor, action, subject, &details, &self.head);
+        let hash = record_hash(
+            self.seq,
+            time,
+            &self.actor,
+            action,
+            subject,
+            &details,
+            &self.head,
+        );
         let record = AuditRecord {
             seq: self.seq,
             time,
@@ -125,7 +133,11 @@ impl WriteTx {
         .execute(&mut *self.tx)
         .await
         .map_err(|e| unique_to(e, "CA", &ca.name))?;
-        let action = if ca.kind == CaKind::External { "ca.register" } else { "ca.create" };
+        let action = if ca.kind == CaKind::External {
+            "ca.register"
+        } else {
+            "ca.create"
+        };
         self.audit(
             action,
             &ca.name,
@@ -148,7 +160,10 @@ impl WriteTx {
             .execute(&mut *self.tx)
             .await?;
         if done.rows_affected() == 0 {
-            return Err(RegistryError::NotFound { kind: "CA", name: name.into() });
+            return Err(RegistryError::NotFound {
+                kind: "CA",
+                name: name.into(),
+            });
         }
         self.audit(
             "ca.update",
@@ -160,11 +175,16 @@ impl WriteTx {
 
     /// Increments and returns a CA's CRL number.
     pub async fn next_crl_number(&mut self, ca: &str) -> Result<i64, RegistryError> {
-        let row = sqlx::query("UPDATE cas SET crl_number = crl_number + 1 WHERE name = $1 RETURNING crl_number")
-            .bind(ca)
-            .fetch_optional(&mut *self.tx)
-            .await?
-            .ok_or_else(|| RegistryError::NotFound { kind: "CA", name: ca.into() })?;
+        let row = sqlx::query(
+            "UPDATE cas SET crl_number = crl_number + 1 WHERE name = $1 RETURNING crl_number",
+        )
+        .bind(ca)
+        .fetch_optional(&mut *self.tx)
+        .await?
+        .ok_or_else(|| RegistryError::NotFound {
+            kind: "CA",
+            name: ca.into(),
+        })?;
         let n: i64 = row.try_get(0)?;
         self.audit("crl.issue", ca, serde_json::json!({"crlNumber": n}));
         Ok(n)
@@ -240,7 +260,10 @@ impl WriteTx {
     }
 
     /// Registers certificates (one audit record each).
-    pub async fn insert_certificates(&mut self, certs: &[NewCertificate]) -> Result<(), RegistryError> {
+    pub async fn insert_certificates(
+        &mut self,
+        certs: &[NewCertificate],
+    ) -> Result<(), RegistryError> {
         let now = now();
         for chunk in certs.chunks(ROWS_PER_INSERT) {
             let sql = multi_insert(
@@ -269,9 +292,13 @@ impl WriteTx {
                     .bind(now)
                     .bind(now);
             }
-            q.execute(&mut *self.tx)
-                .await
-                .map_err(|e| unique_to(e, "certificate", chunk.first().map(|c| c.id.as_str()).unwrap_or("")))?;
+            q.execute(&mut *self.tx).await.map_err(|e| {
+                unique_to(
+                    e,
+                    "certificate",
+                    chunk.first().map(|c| c.id.as_str()).unwrap_or(""),
+                )
+            })?;
             for c in chunk {
                 self.audit(
                     "certificate.register",
@@ -299,7 +326,10 @@ impl WriteTx {
             .bind(id)
             .fetch_optional(&mut *self.tx)
             .await?
-            .ok_or_else(|| RegistryError::NotFound { kind: "certificate", name: id.into() })?;
+            .ok_or_else(|| RegistryError::NotFound {
+                kind: "certificate",
+                name: id.into(),
+            })?;
         let current: String = row.try_get(0)?;
         let current: CertificateStatus = current.parse().map_err(RegistryError::Corrupt)?;
         if current == CertificateStatus::Revoked && status != CertificateStatus::Revoked {
@@ -343,9 +373,16 @@ impl WriteTx {
             .execute(&mut *self.tx)
             .await?;
         if done.rows_affected() == 0 {
-            return Err(RegistryError::NotFound { kind: "certificate", name: id.into() });
+            return Err(RegistryError::NotFound {
+                kind: "certificate",
+                name: id.into(),
+            });
         }
-        self.audit("certificate.attach", id, serde_json::json!({"thing": thing}));
+        self.audit(
+            "certificate.attach",
+            id,
+            serde_json::json!({"thing": thing}),
+        );
         Ok(())
     }
 
@@ -357,7 +394,10 @@ impl WriteTx {
             .execute(&mut *self.tx)
             .await?;
         if done.rows_affected() == 0 {
-            return Err(RegistryError::NotFound { kind: "certificate", name: id.into() });
+            return Err(RegistryError::NotFound {
+                kind: "certificate",
+                name: id.into(),
+            });
         }
         self.audit("certificate.delete", id, serde_json::json!({"reason": why}));
         Ok(())
@@ -409,7 +449,10 @@ impl WriteTx {
             .bind(batch)
             .fetch_optional(&mut *self.tx)
             .await?
-            .ok_or_else(|| RegistryError::NotFound { kind: "batch", name: batch.into() })?;
+            .ok_or_else(|| RegistryError::NotFound {
+                kind: "batch",
+                name: batch.into(),
+            })?;
         Err(RegistryError::QuotaExhausted {
             batch: batch.into(),
             quota: row.try_get(0)?,
@@ -419,14 +462,23 @@ impl WriteTx {
     }
 
     /// Records `n` identities of a batch as spoiled (issued, never installed).
-    pub async fn add_spoiled(&mut self, batch: &str, n: i64, why: &str) -> Result<(), RegistryError> {
+    pub async fn add_spoiled(
+        &mut self,
+        batch: &str,
+        n: i64,
+        why: &str,
+    ) -> Result<(), RegistryError> {
         sqlx::query("UPDATE batches SET spoiled = spoiled + $1, updated = $2 WHERE id = $3")
             .bind(n)
             .bind(now())
             .bind(batch)
             .execute(&mut *self.tx)
             .await?;
-        self.audit("batch.spoiled", batch, serde_json::json!({"count": n, "reason": why}));
+        self.audit(
+            "batch.spoiled",
+            batch,
+            serde_json::json!({"count": n, "reason": why}),
+        );
         Ok(())
     }
 
@@ -446,7 +498,10 @@ impl WriteTx {
             .execute(&mut *self.tx)
             .await?;
         if done.rows_affected() == 0 {
-            return Err(RegistryError::NotFound { kind: "batch", name: batch.into() });
+            return Err(RegistryError::NotFound {
+                kind: "batch",
+                name: batch.into(),
+            });
         }
         self.audit("batch.state", batch, serde_json::json!({"state": state}));
         Ok(())
