@@ -7,6 +7,7 @@
 //! its configuration, its store and its CA keys.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod ca;
 pub mod config;
@@ -16,8 +17,8 @@ mod error;
 pub mod files;
 pub mod init;
 pub mod issue;
-pub mod mint;
 pub mod manifest;
+pub mod mint;
 
 pub use config::Config;
 pub use context::{Idmint, PASSPHRASE_ENV, PASSPHRASE_FILE};
