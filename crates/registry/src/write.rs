@@ -9,9 +9,10 @@ use crate::{
     NewThing, RegistryError, Store,
 };
 
-/// Rows per multi-row INSERT (well under SQLite's and PostgreSQL's bind limits).
-const ROWS_PER_INSERT: usize = 400;
-
+/// Rows per multi-row INSERT. Small on purpose: sqlx's SQLite driver looks
+/// up `$N` parameters by name, which grows quadratically with the number of
+/// parameters in one statement.
+const ROWS_PER_INSERT: usize = 32;
 /// A read-write transaction. Dropping it without [`WriteTx::commit`] rolls
 /// everything back, audit records included.
 pub struct WriteTx {
