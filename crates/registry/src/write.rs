@@ -13,6 +13,7 @@ use crate::{
 /// up `$N` parameters by name, which grows quadratically with the number of
 /// parameters in one statement.
 const ROWS_PER_INSERT: usize = 32;
+
 /// A read-write transaction. Dropping it without [`WriteTx::commit`] rolls
 /// everything back, audit records included.
 pub struct WriteTx {
