@@ -54,6 +54,11 @@ enum Command {
     Audit(commands::audit::AuditCommand),
     /// Issue a signed CRL for a CA.
     Crl(commands::crl::CrlArgs),
+    /// Serve the HTTPS REST API, EST enrollment, OCSP and CRLs.
+    Serve(commands::serve::ServeArgs),
+    /// API and enrollment tokens: create, list, revoke.
+    #[command(subcommand)]
+    Token(commands::token::TokenCommand),
     /// Vendor manifests of pre-provisioned secure elements: import, export.
     #[command(subcommand)]
     Manifest(commands::manifest::ManifestCommand),
@@ -116,6 +121,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Thing(cmd) => commands::thing::run(&ctx, cmd).await,
         Command::Audit(cmd) => commands::audit::run(&ctx, cmd).await,
         Command::Crl(args) => commands::crl::run(&ctx, args).await,
+        Command::Serve(args) => commands::serve::run(&ctx, args).await,
+        Command::Token(cmd) => commands::token::run(&ctx, cmd).await,
         Command::Manifest(cmd) => commands::manifest::run(&ctx, cmd).await,
         Command::Batch(cmd) => commands::batch::run(&ctx, cmd).await,
     }

@@ -19,6 +19,7 @@ pub mod init;
 pub mod issue;
 pub mod manifest;
 pub mod mint;
+pub mod tokens;
 
 pub use config::Config;
 pub use context::{Idmint, PASSPHRASE_ENV, PASSPHRASE_FILE};

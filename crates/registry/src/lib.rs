@@ -27,6 +27,7 @@ mod imports;
 mod mint;
 mod model;
 mod store;
+mod tokens;
 mod write;
 
 pub use audit::{AuditFault, AuditReport};
@@ -35,6 +36,7 @@ pub use imports::{ExportedCertificate, RegisteredCertificate, RegisteredThing};
 pub use mint::{MintItem, MINT_ITEM_OK, MINT_ITEM_SPOILED};
 pub use model::*;
 pub use store::{Backend, CertificateFilter, Store};
+pub use tokens::{Role, Rotation, Token};
 pub use write::WriteTx;
 
 /// Seconds since the Unix epoch, now.

@@ -8,3 +8,5 @@ pub mod crl;
 pub mod init;
 pub mod manifest;
 pub mod thing;
+pub mod serve;
+pub mod token;

@@ -1,0 +1,78 @@
+//! `idmint serve`: the HTTPS server (REST API, EST, OCSP, CRLs). Initialises
+//! the data directory on first start.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Args;
+use idmint_flows::init::{init, InitOptions};
+
+use crate::{passphrase_from_env, Context};
+
+/// `idmint serve` options.
+#[derive(Args)]
+pub struct ServeArgs {
+    /// HTTPS listen address (default: `[server] listen`, else 0.0.0.0:8443).
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Requests per second per client (0: no limit), overriding `[server] rate_limit`.
+    #[arg(long)]
+    pub rate_limit: Option<u32>,
+    /// Seconds a replaced certificate stays ACTIVE after re-enrollment,
+    /// overriding `[server] rotation_overlap_secs`.
+    #[arg(long)]
+    pub rotation_overlap: Option<u64>,
+}
+
+/// Runs `idmint serve`.
+pub async fn run(ctx: &Context, args: ServeArgs) -> anyhow::Result<ExitCode> {
+    if !ctx.data.join(idmint_flows::config::CONFIG_FILE).exists() {
+        let options = InitOptions {
+            org: "idmint".into(),
+            key_type: idmint_flows::pki::KeyType::P256,
+            store: ctx.store.clone(),
+            passphrase: passphrase_from_env(),
+        };
+        let (_, report) = init(&ctx.data, options).await?;
+        eprintln!(
+            "initialised {} (store {})",
+            ctx.data.display(),
+            report.store_url
+        );
+        if let Some(p) = report.generated_passphrase {
+            eprintln!(
+                "the CA passphrase was generated and saved in {}",
+                p.display()
+            );
+        }
+    }
+    let idmint = ctx.open().await?;
+    let mut server_cfg = idmint.config().server.clone();
+    if let Some(r) = args.rate_limit {
+        server_cfg.rate_limit = r;
+    }
+    if let Some(o) = args.rotation_overlap {
+        server_cfg.rotation_overlap_secs = o;
+    }
+    if let Some(listen) = args.listen {
+        server_cfg.listen = listen;
+    }
+    let idmint = Arc::new(idmint);
+    let server = idmint_server::Server::bind(idmint.clone(), &server_cfg).await?;
+    eprintln!("idmint serving https://{}", server.local_addr()?);
+    tracing::info!(addr = %server.local_addr()?, "serving");
+
+    // One shutdown signal for every listener (HTTPS now; MQTT beside it later).
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        idmint_server::shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let https = tokio::spawn(server.run(stopped(stop_rx.clone())));
+    https.await??;
+    eprintln!("idmint serve stopped");
+    Ok(ExitCode::SUCCESS)
+}

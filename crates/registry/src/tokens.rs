@@ -1,0 +1,267 @@
+//! API and enrollment tokens (by role, optionally scoped to a batch; only a
+//! SHA-256 hash of the secret is stored) and pending certificate rotations.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+use time::OffsetDateTime;
+
+use crate::store::ts;
+use crate::{now, validate_name, RegistryError, Store, WriteTx};
+
+/// What a token (or a client certificate) may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Everything.
+    Admin,
+    /// Reads, and certificate state changes.
+    Operator,
+    /// Issues certificates against batches (remote stations).
+    Station,
+    /// Reads only.
+    Reader,
+    /// EST enrollment against one batch only.
+    Enroll,
+}
+
+impl Role {
+    /// All roles.
+    pub const ALL: [Role; 5] = [
+        Role::Admin,
+        Role::Operator,
+        Role::Station,
+        Role::Reader,
+        Role::Enroll,
+    ];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Operator => "operator",
+            Role::Station => "station",
+            Role::Reader => "reader",
+            Role::Enroll => "enroll",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s.to_ascii_lowercase())
+            .ok_or_else(|| {
+                format!("unknown role {s:?} (expected admin, operator, station, reader or enroll)")
+            })
+    }
+}
+
+/// A stored token (never its secret).
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Token {
+    /// Unique name (the HTTP Basic user name for EST).
+    pub name: String,
+    /// Its role.
+    pub role: Role,
+    /// The batch an `enroll` or `station` token is limited to.
+    pub batch: Option<String>,
+    /// Lowercase hex SHA-256 of the secret.
+    #[serde(skip)]
+    pub hash: String,
+    /// Created.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created: OffsetDateTime,
+    /// When revoked.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+/// A certificate rotation: the old certificate stays ACTIVE until
+/// `retire_at`, then becomes INACTIVE.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rotation {
+    /// The replaced certificate.
+    pub old_id: String,
+    /// Its replacement.
+    pub new_id: String,
+    /// When the old one is retired, Unix seconds.
+    pub retire_at: i64,
+}
+
+const TOKEN_COLUMNS: &str = "name, role, batch, hash, created, revoked_at";
+
+fn token_from_row(row: &AnyRow) -> Result<Token, RegistryError> {
+    let role: String = row.try_get("role")?;
+    let revoked: Option<i64> = row.try_get("revoked_at")?;
+    Ok(Token {
+        name: row.try_get("name")?,
+        role: role.parse().map_err(RegistryError::Corrupt)?,
+        batch: row.try_get("batch")?,
+        hash: row.try_get("hash")?,
+        created: ts(row.try_get("created")?),
+        revoked_at: revoked.map(ts),
+    })
+}
+
+impl Store {
+    /// A token by name (revoked ones included).
+    pub async fn token(&self, name: &str) -> Result<Option<Token>, RegistryError> {
+        let sql = format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE name = $1");
+        let row = sqlx::query(&sql)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(token_from_row).transpose()
+    }
+
+    /// A token by the hash of its secret (revoked ones included).
+    pub async fn token_by_hash(&self, hash: &str) -> Result<Option<Token>, RegistryError> {
+        let sql = format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE hash = $1");
+        let row = sqlx::query(&sql)
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(token_from_row).transpose()
+    }
+
+    /// All tokens, by name.
+    pub async fn list_tokens(&self) -> Result<Vec<Token>, RegistryError> {
+        let sql = format!("SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY name");
+        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
+        rows.iter().map(token_from_row).collect()
+    }
+
+    /// Rotations whose overlap has ended and that are not yet retired.
+    pub async fn due_rotations(&self, at: i64) -> Result<Vec<Rotation>, RegistryError> {
+        let rows = sqlx::query(
+            "SELECT old_id, new_id, retire_at FROM rotations WHERE done = 0 AND retire_at <= $1 ORDER BY retire_at LIMIT 500",
+        )
+        .bind(at)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Rotation {
+                    old_id: r.try_get(0)?,
+                    new_id: r.try_get(1)?,
+                    retire_at: r.try_get(2)?,
+                })
+            })
+            .collect()
+    }
+}
+
+impl WriteTx {
+    /// Stores a new token (its secret's hash only).
+    pub async fn insert_token(
+        &mut self,
+        name: &str,
+        role: Role,
+        batch: Option<&str>,
+        hash: &str,
+    ) -> Result<(), RegistryError> {
+        validate_name("token name", name)?;
+        if name.contains(':') {
+            return Err(RegistryError::InvalidName {
+                kind: "token name",
+                name: name.escape_default().to_string(),
+                reason: "contains ':' (it is the HTTP Basic user name)",
+            });
+        }
+        let exists = sqlx::query("SELECT name FROM tokens WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        if exists.is_some() {
+            return Err(RegistryError::AlreadyExists {
+                kind: "token",
+                name: name.into(),
+            });
+        }
+        sqlx::query(
+            "INSERT INTO tokens (name, role, batch, hash, created) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(name)
+        .bind(role.as_str())
+        .bind(batch)
+        .bind(hash)
+        .bind(now())
+        .execute(&mut *self.tx)
+        .await?;
+        self.audit(
+            "token.create",
+            name,
+            serde_json::json!({"role": role, "batch": batch}),
+        );
+        Ok(())
+    }
+
+    /// Revokes a token.
+    pub async fn revoke_token(&mut self, name: &str) -> Result<(), RegistryError> {
+        let done =
+            sqlx::query("UPDATE tokens SET revoked_at = COALESCE(revoked_at, $1) WHERE name = $2")
+                .bind(now())
+                .bind(name)
+                .execute(&mut *self.tx)
+                .await?;
+        if done.rows_affected() == 0 {
+            return Err(RegistryError::NotFound {
+                kind: "token",
+                name: name.into(),
+            });
+        }
+        self.audit("token.revoke", name, serde_json::json!({}));
+        Ok(())
+    }
+
+    /// Records a rotation: `old_id` is retired (INACTIVE) at `retire_at`.
+    pub async fn insert_rotation(
+        &mut self,
+        old_id: &str,
+        new_id: &str,
+        retire_at: i64,
+    ) -> Result<(), RegistryError> {
+        sqlx::query("DELETE FROM rotations WHERE old_id = $1")
+            .bind(old_id)
+            .execute(&mut *self.tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO rotations (old_id, new_id, retire_at, done) VALUES ($1, $2, $3, 0)",
+        )
+        .bind(old_id)
+        .bind(new_id)
+        .bind(retire_at)
+        .execute(&mut *self.tx)
+        .await?;
+        self.audit(
+            "certificate.rotate",
+            old_id,
+            serde_json::json!({"replacement": new_id, "retireAt": retire_at}),
+        );
+        Ok(())
+    }
+
+    /// Marks a rotation as done (the caller has set the old certificate's state).
+    pub async fn finish_rotation(&mut self, old_id: &str) -> Result<(), RegistryError> {
+        sqlx::query("UPDATE rotations SET done = 1 WHERE old_id = $1")
+            .bind(old_id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+}

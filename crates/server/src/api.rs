@@ -1,0 +1,433 @@
+//! The REST API under `/api/v1`, and the revocation endpoints (`/ocsp`,
+//! `/crl/<ca>.crl`), `/healthz` and `/metrics`.
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use base64::Engine;
+use idmint_flows::issue::IssueOptions;
+use idmint_registry::{CertificateFilter, CertificateStatus};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::auth::{require_caller, Caller, OPERATORS, READERS, STATIONS};
+use crate::{ApiError, ConnInfo, Shared};
+
+type Conn = Option<Extension<ConnInfo>>;
+
+async fn caller(s: &Shared, h: &HeaderMap, c: &Conn) -> Result<Caller, ApiError> {
+    require_caller(s, h, c.as_ref().map(|Extension(c)| c)).await
+}
+
+/// Filters and pagination for listing certificates.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CertificateQuery {
+    /// Attached to this thing.
+    pub thing: Option<String>,
+    /// In this state (ACTIVE, INACTIVE, REVOKED, PENDING_ACTIVATION).
+    pub status: Option<String>,
+    /// Issued by this CA.
+    pub ca: Option<String>,
+    /// From this batch.
+    pub batch: Option<String>,
+    /// The `nextCursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Page size (1 to 1000, default 100).
+    pub limit: Option<i64>,
+}
+
+/// Pagination for other listings.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// The `nextCursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Page size (1 to 1000, default 100).
+    pub limit: Option<i64>,
+}
+
+/// A revocation request.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+pub struct RevokeRequest {
+    /// RFC 5280 reason name, e.g. `keyCompromise`.
+    pub reason: Option<String>,
+}
+
+/// A CSR to issue against a batch.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct CsrRequest {
+    /// PEM PKCS#10 request.
+    pub csr: String,
+    /// Thing name (default: the CSR's common name).
+    pub thing: Option<String>,
+}
+
+fn limit(l: Option<i64>) -> Result<i64, ApiError> {
+    match l {
+        None => Ok(100),
+        Some(n) if (1..=1000).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::bad_request(format!(
+            "limit {n} is not between 1 and 1000"
+        ))),
+    }
+}
+
+fn json_of<T: serde::Serialize>(v: &T) -> Result<Value, ApiError> {
+    serde_json::to_value(v).map_err(|e| ApiError::internal(e.to_string()))
+}
+
+/// Lists certificates.
+#[utoipa::path(get, path = "/api/v1/certificates", tag = "certificates", params(CertificateQuery), responses((status = 200, description = "{items, nextCursor}"), (status = 401, description = "unauthenticated"), (status = 403, description = "forbidden")))]
+pub async fn list_certificates(
+    State(s): State<Shared>,
+    c: Conn,
+    h: HeaderMap,
+    Query(q): Query<CertificateQuery>,
+) -> Result<Json<Value>, ApiError> {
+    caller(&s, &h, &c).await?.require(READERS)?;
+    let limit = limit(q.limit)?;
+    let status = q
+        .status
+        .as_deref()
+        .map(str::parse::<CertificateStatus>)
+        .transpose()
+        .map_err(ApiError::bad_request)?;
+    let filter = CertificateFilter {
+        thing: q.thing,
+        status,
+        ca: q.ca,
+        batch: q.batch,
+        after: q.cursor,
+        limit: Some(limit),
+    };
+    let items = s.idmint.store().list_certificates(&filter).await?;
+    let next = if items.len() as i64 == limit {
+        items.last().map(|c| c.id.clone())
+    } else {
+        None
+    };
+    Ok(Json(json!({"items": json_of(&items)?, "nextCursor": next})))
+}
+
+/// One certificate (with its PEM).
+#[utoipa::path(get, path = "/api/v1/certificates/{id}", tag = "certificates", params(("id" = String, Path, description = "SHA-256 of the DER, hex")), responses((status = 200, description = "the certificate"), (status = 404, description = "unknown")))]
+pub async fn get_certificate(
+    State(s): State<Shared>,
+    c: Conn,
+    h: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller(&s, &h, &c).await?.require(READERS)?;
+    let cert = s.idmint.store().require_certificate(&id).await?;
+    let mut v = json_of(&cert)?;
+    v["pem"] = Value::String(idmint_pki::to_pem("CERTIFICATE", &cert.der));
+    Ok(Json(v))
+}
+
+async fn set_status(
+    s: &Shared,
+    c: &Conn,
+    h: &HeaderMap,
+    id: &str,
+    status: CertificateStatus,
+    reason: Option<&str>,
+) -> Result<Json<Value>, ApiError> {
+    let who = caller(s, h, c).await?;
+    who.require(OPERATORS)?;
+    if let Some(r) = reason {
+        r.parse::<idmint_pki::RevocationReason>()
+            .map_err(|_| ApiError::bad_request(format!("unknown revocation reason {r:?}")))?;
+    }
+    let mut tx = s.idmint.store().begin(&who.actor).await?;
+    tx.set_certificate_status(id, status, reason).await?;
+    tx.commit().await?;
+    Ok(Json(json_of(
+        &s.idmint.store().require_certificate(id).await?,
+    )?))
+}
+
+/// Revokes a certificate.
+#[utoipa::path(post, path = "/api/v1/certificates/{id}/revoke", tag = "certificates", params(("id" = String, Path, description = "certificate id")), request_body(content = RevokeRequest, description = "optional reason"), responses((status = 200, description = "the certificate")))]
+pub async fn revoke_certificate(
+    State(s): State<Shared>,
+    c: Conn,
+    h: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let req: RevokeRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        RevokeRequest::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("bad JSON: {e}")))?
+    };
+    set_status(
+        &s,
+        &c,
+        &h,
+        &id,
+        CertificateStatus::Revoked,
+        Some(req.reason.as_deref().unwrap_or("unspecified")),
+    )
+    .await
+}
+
+/// Activates a certificate.
+#[utoipa::path(post, path = "/api/v1/certificates/{id}/activate", tag = "certificates", params(("id" = String, Path, description = "certificate id")), responses((status = 200, description = "the certificate"), (status = 409, description = "revoked")))]
+pub async fn activate_certificate(
+    State(s): State<Shared>,
+    c: Conn,
+    h: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    set_status(&s, &c, &h, &id, CertificateStatus::Active, None).await
+}
+
+/// Deactivates a certificate.
+#[utoipa::path(post, path = "/api/v1/certificates/{id}/deactivate", tag = "certificates", params(("id" = String, Path, description = "certificate id")), responses((status = 200, description = "the certificate")))]
+pub async fn deactivate_certificate(
+    State(s): State<Shared>,
+    c: Conn,
+    h: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    set_status(&s, &c, &h, &id, CertificateStatus::Inactive, None).await
+}
+
+/// Lists things.
+#[utoipa::path(get, path = "/api/v1/things", tag = "things", params(PageQuery), responses((status = 200, description = "{items, nextCursor}")))]
+pub async fn list_things(
+    State(s): State<Shared>,
+    c: Conn,
+    h: HeaderMap,
+    Query(q): Query<PageQuery>,
+) -> Result<Json<Value>, ApiError> {
+    caller(&s, &h, &c).await?.require(READERS)?;
+    let limit = limit(q.limit)?;
+    let items = s
+        .idmint
+        .store()
+        .list_things(None, q.cursor.as_deref(), Some(limit))
+        .await?;
+    let next = if items.len() as i64 == limit {
+        items.last().map(|t| t.name.clone())
+    } else {
+        None
+    };
+    Ok(Json(json!({"items": json_of(&items)?, "nextCursor": next})))
+}
+
+/// One thing.
+#[utoipa::path(get, path = "/api/v1/things/{name}", tag = "things", params(("name" = String, Path, description = "thing name")), responses((status = 200, description = "the thing"), (status = 404, description = "unknown")))]
+pub async fn get_thing(
+    State(s): State<Shared>,
+    c: Conn,
+    h: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller(&s, &h, &c).await?.require(READERS)?;
+    let thing = s
+        .idmint
+        .store()
+        .thing(&name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("thing {name:?} not found")))?;
+    Ok(Json(json_of(&thing)?))
+}
+
+/// Lists CAs.
+#[utoipa::path(get, path = "/api/v1/cas", tag = "cas", responses((status = 200, description = "the CAs")))]
+pub async fn list_cas(
+    State(s): State<Shared>,
+    c: Conn,
+    h: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    caller(&s, &h, &c).await?.require(READERS)?;
+    Ok(Json(json_of(&s.idmint.store().list_cas().await?)?))
+}
+
+/// One CA (with its PEM).
+#[utoipa::path(get, path = "/api/v1/cas/{name}", tag = "cas", params(("name" = String, Path, description = "CA name")), responses((status = 200, description = "the CA"), (status = 404, description = "unknown")))]
+pub async fn get_ca(
+    State(s): State<Shared>,
+    c: Conn,
+    h: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller(&s, &h, &c).await?.require(READERS)?;
+    let ca = s.idmint.store().require_ca(&name).await?;
+    let mut v = json_of(&ca)?;
+    v["pem"] = Value::String(idmint_pki::to_pem("CERTIFICATE", &ca.certificate_der));
+    Ok(Json(v))
+}
+
+/// Lists batches.
+#[utoipa::path(get, path = "/api/v1/batches", tag = "batches", responses((status = 200, description = "the batches")))]
+pub async fn list_batches(
+    State(s): State<Shared>,
+    c: Conn,
+    h: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let who = caller(&s, &h, &c).await?;
+    let mut batches = s.idmint.store().list_batches().await?;
+    if who.require(READERS).is_err() {
+        who.require(STATIONS)?;
+        batches.retain(|b| who.batch.as_deref().is_none_or(|mine| mine == b.id));
+    }
+    Ok(Json(json_of(&batches)?))
+}
+
+/// One batch.
+#[utoipa::path(get, path = "/api/v1/batches/{id}", tag = "batches", params(("id" = String, Path, description = "batch id")), responses((status = 200, description = "the batch"), (status = 404, description = "unknown")))]
+pub async fn get_batch(
+    State(s): State<Shared>,
+    c: Conn,
+    h: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let who = caller(&s, &h, &c).await?;
+    if who.require(READERS).is_err() {
+        who.require(STATIONS)?;
+        station_batch(&who, &id)?;
+    }
+    Ok(Json(json_of(&s.idmint.store().require_batch(&id).await?)?))
+}
+
+fn station_batch(who: &Caller, id: &str) -> Result<(), ApiError> {
+    match &who.batch {
+        Some(mine) if mine != id => Err(ApiError::forbidden(format!(
+            "this token is for batch {mine}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Issues a certificate for a CSR against a batch's quota (remote stations).
+#[utoipa::path(post, path = "/api/v1/batches/{id}/certificates", tag = "batches", params(("id" = String, Path, description = "batch id")), request_body(content = CsrRequest), responses((status = 201, description = "{id, thing, pem, chain}"), (status = 409, description = "quota exhausted")))]
+pub async fn issue_in_batch(
+    State(s): State<Shared>,
+    c: Conn,
+    h: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let who = caller(&s, &h, &c).await?;
+    who.require(STATIONS)?;
+    station_batch(&who, &id)?;
+    let req: CsrRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("bad JSON: {e}")))?;
+    let csr = idmint_pki::Csr::from_pem_or_der(req.csr.as_bytes())
+        .map_err(|e| ApiError::bad_request(format!("bad certificate request: {e}")))?;
+    let batch = s.idmint.store().require_batch(&id).await?;
+    let options = IssueOptions {
+        profile: batch.profile,
+        ca: Some(batch.ca.clone()),
+        thing: req.thing,
+        status: CertificateStatus::Active,
+        batch: Some(batch.id),
+    };
+    let issued = s.idmint.issue_from_csr(&who.actor, &csr, &options).await?;
+    s.metrics.issued();
+    let chain: Vec<String> = s
+        .idmint
+        .chain(&batch.ca)
+        .await?
+        .iter()
+        .map(|d| idmint_pki::to_pem("CERTIFICATE", d))
+        .collect();
+    Ok((StatusCode::CREATED, Json(json!({"id": issued.certificate.info.id, "thing": issued.thing, "pem": issued.certificate.pem(), "chain": chain}))).into_response())
+}
+
+/// Verifies the audit chain.
+#[utoipa::path(get, path = "/api/v1/audit/verify", tag = "audit", responses((status = 200, description = "{intact, report}")))]
+pub async fn verify_audit(
+    State(s): State<Shared>,
+    c: Conn,
+    h: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    caller(&s, &h, &c).await?.require(READERS)?;
+    let report = s.idmint.store().verify_audit().await?;
+    Ok(Json(
+        json!({"intact": report.intact(), "report": format!("{report:?}")}),
+    ))
+}
+
+/// OCSP over POST (`application/ocsp-request`).
+#[utoipa::path(post, path = "/ocsp", tag = "revocation", request_body(content = String, content_type = "application/ocsp-request"), responses((status = 200, description = "DER OCSPResponse", content_type = "application/ocsp-response")))]
+pub async fn ocsp_post(State(s): State<Shared>, body: Bytes) -> Response {
+    ocsp_response(crate::ocsp::respond(&s.idmint, &body).await)
+}
+
+/// OCSP over GET (base64 DER request in the path).
+#[utoipa::path(get, path = "/ocsp/{request}", tag = "revocation", params(("request" = String, Path, description = "URL-encoded base64 DER OCSPRequest")), responses((status = 200, description = "DER OCSPResponse", content_type = "application/ocsp-response")))]
+pub async fn ocsp_get(State(s): State<Shared>, Path(request): Path<String>) -> Response {
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(request.trim())
+        .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(request.trim()))
+        .unwrap_or_default();
+    ocsp_response(crate::ocsp::respond(&s.idmint, &der).await)
+}
+
+fn ocsp_response(der: Vec<u8>) -> Response {
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "application/ocsp-response"),
+            (header::CACHE_CONTROL, "max-age=60"),
+        ],
+        der,
+    )
+        .into_response()
+}
+
+/// The current CRL of a CA (DER), reissued when its revocations change.
+#[utoipa::path(get, path = "/crl/{file}", tag = "revocation", params(("file" = String, Path, description = "`<ca>.crl`")), responses((status = 200, description = "DER CRL", content_type = "application/pkix-crl"), (status = 404, description = "unknown CA")))]
+pub async fn crl(State(s): State<Shared>, Path(file): Path<String>) -> Result<Response, ApiError> {
+    let ca = file
+        .strip_suffix(".crl")
+        .ok_or_else(|| ApiError::not_found("CRLs are at /crl/<ca>.crl"))?;
+    let der = crate::crl::current(&s, ca).await?;
+    Ok((
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "application/pkix-crl"),
+            (header::CACHE_CONTROL, "max-age=60"),
+        ],
+        der,
+    )
+        .into_response())
+}
+
+/// Liveness and store reachability.
+#[utoipa::path(get, path = "/healthz", tag = "server", responses((status = 200, description = "ok"), (status = 503, description = "store unreachable")))]
+pub async fn healthz(State(s): State<Shared>) -> Response {
+    match s.idmint.store().ca(s.idmint.default_ca()).await {
+        Ok(_) => (StatusCode::OK, Json(json!({"status": "ok"}))).into_response(),
+        Err(e) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            e.to_string(),
+        )
+        .into_response(),
+    }
+}
+
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", tag = "server", responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
+pub async fn metrics(State(s): State<Shared>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.metrics.render(),
+    )
+        .into_response()
+}
+
+/// This document.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "server", responses((status = 200, description = "OpenAPI 3 document")))]
+pub async fn openapi() -> Response {
+    use utoipa::OpenApi;
+    Json(crate::ApiDoc::openapi()).into_response()
+}

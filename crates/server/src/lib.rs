@@ -1,0 +1,425 @@
+//! `idmint serve`: the HTTPS endpoint that stations, installers, devices and
+//! operators talk to. The REST API under `/api/v1` (bearer tokens or client
+//! certificates, by role), EST (RFC 7030) enrollment and re-enrollment under
+//! `/.well-known/est/`, an OCSP responder at `/ocsp`, CRLs at
+//! `/crl/<ca>.crl`, `/healthz` and `/metrics`.
+//!
+//! The server keeps no state of its own: tokens, quotas and rotations live
+//! in the registry, so several servers can share one PostgreSQL store.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod api;
+pub mod auth;
+pub mod crl;
+mod error;
+pub mod est;
+pub mod metrics;
+pub mod ocsp;
+pub mod pkcs7;
+pub mod ratelimit;
+pub mod tls;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, MethodRouter};
+use axum::Router;
+use idmint_flows::config::ServerConfig;
+use idmint_flows::Idmint;
+use idmint_registry::CertificateStatus;
+use tokio::net::TcpListener;
+
+pub use error::ApiError;
+
+/// What can stop the server from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A flow failed (CA, store).
+    #[error(transparent)]
+    Flow(#[from] idmint_flows::FlowError),
+    /// A registry operation failed.
+    #[error(transparent)]
+    Registry(#[from] idmint_registry::RegistryError),
+    /// A PKI operation failed.
+    #[error(transparent)]
+    Pki(#[from] idmint_pki::PkiError),
+    /// A file or socket could not be used.
+    #[error("{0}: {1}")]
+    Io(String, std::io::Error),
+    /// The TLS setup failed.
+    #[error("TLS: {0}")]
+    Tls(String),
+}
+
+/// What a connection tells its requests: the peer address and the TLS
+/// client certificate chain it presented (DER, leaf first; may be empty).
+#[derive(Clone, Debug)]
+pub struct ConnInfo {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The presented certificate chain, leaf first.
+    pub certs: Arc<Vec<Vec<u8>>>,
+}
+
+/// Everything the handlers share.
+pub struct AppState {
+    /// The opened data directory.
+    pub idmint: Arc<Idmint>,
+    /// Metrics.
+    pub metrics: metrics::Metrics,
+    /// The per-client rate limit.
+    pub limiter: ratelimit::RateLimiter,
+    /// Cached CRLs by CA.
+    pub crls: Mutex<HashMap<String, crl::CachedCrl>>,
+    /// Seconds a replaced certificate stays ACTIVE.
+    pub rotation_overlap_secs: u64,
+    /// Request body limit, bytes.
+    pub body_limit: usize,
+}
+
+/// The shared state handle.
+pub type Shared = Arc<AppState>;
+
+impl AppState {
+    /// State for `idmint` with these `[server]` settings.
+    pub fn new(idmint: Arc<Idmint>, cfg: &ServerConfig) -> Shared {
+        Arc::new(AppState {
+            idmint,
+            metrics: metrics::Metrics::default(),
+            limiter: ratelimit::RateLimiter::new(cfg.rate_limit, cfg.rate_burst),
+            crls: Mutex::new(HashMap::new()),
+            rotation_overlap_secs: cfg.rotation_overlap_secs,
+            body_limit: cfg.body_limit,
+        })
+    }
+}
+
+/// The OpenAPI document of every route.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "idmint",
+        description = "Device identity registry, EST enrollment and revocation"
+    ),
+    paths(
+        api::list_certificates,
+        api::get_certificate,
+        api::revoke_certificate,
+        api::activate_certificate,
+        api::deactivate_certificate,
+        api::list_things,
+        api::get_thing,
+        api::list_cas,
+        api::get_ca,
+        api::list_batches,
+        api::get_batch,
+        api::issue_in_batch,
+        api::verify_audit,
+        api::openapi,
+        api::ocsp_post,
+        api::ocsp_get,
+        api::crl,
+        api::healthz,
+        api::metrics,
+        est::cacerts,
+        est::cacerts_label,
+        est::simpleenroll,
+        est::simpleenroll_label,
+        est::simplereenroll,
+        est::simplereenroll_label,
+        est::csrattrs,
+        est::csrattrs_label,
+        est::serverkeygen,
+        est::serverkeygen_label,
+    ),
+    components(schemas(api::RevokeRequest, api::CsrRequest))
+)]
+pub struct ApiDoc;
+
+/// Every route: (method, path, handler).
+fn route_table() -> Vec<(&'static str, &'static str, MethodRouter<Shared>)> {
+    const EST: &str = "/.well-known/est";
+    let _ = EST;
+    vec![
+        ("GET", "/api/v1/certificates", get(api::list_certificates)),
+        (
+            "GET",
+            "/api/v1/certificates/{id}",
+            get(api::get_certificate),
+        ),
+        (
+            "POST",
+            "/api/v1/certificates/{id}/revoke",
+            post(api::revoke_certificate),
+        ),
+        (
+            "POST",
+            "/api/v1/certificates/{id}/activate",
+            post(api::activate_certificate),
+        ),
+        (
+            "POST",
+            "/api/v1/certificates/{id}/deactivate",
+            post(api::deactivate_certificate),
+        ),
+        ("GET", "/api/v1/things", get(api::list_things)),
+        ("GET", "/api/v1/things/{name}", get(api::get_thing)),
+        ("GET", "/api/v1/cas", get(api::list_cas)),
+        ("GET", "/api/v1/cas/{name}", get(api::get_ca)),
+        ("GET", "/api/v1/batches", get(api::list_batches)),
+        ("GET", "/api/v1/batches/{id}", get(api::get_batch)),
+        (
+            "POST",
+            "/api/v1/batches/{id}/certificates",
+            post(api::issue_in_batch),
+        ),
+        ("GET", "/api/v1/audit/verify", get(api::verify_audit)),
+        ("GET", "/api/v1/openapi.json", get(api::openapi)),
+        ("POST", "/ocsp", post(api::ocsp_post)),
+        ("GET", "/ocsp/{request}", get(api::ocsp_get)),
+        ("GET", "/crl/{file}", get(api::crl)),
+        ("GET", "/healthz", get(api::healthz)),
+        ("GET", "/metrics", get(api::metrics)),
+        ("GET", "/.well-known/est/cacerts", get(est::cacerts)),
+        (
+            "GET",
+            "/.well-known/est/{label}/cacerts",
+            get(est::cacerts_label),
+        ),
+        (
+            "POST",
+            "/.well-known/est/simpleenroll",
+            post(est::simpleenroll),
+        ),
+        (
+            "POST",
+            "/.well-known/est/{label}/simpleenroll",
+            post(est::simpleenroll_label),
+        ),
+        (
+            "POST",
+            "/.well-known/est/simplereenroll",
+            post(est::simplereenroll),
+        ),
+        (
+            "POST",
+            "/.well-known/est/{label}/simplereenroll",
+            post(est::simplereenroll_label),
+        ),
+        ("GET", "/.well-known/est/csrattrs", get(est::csrattrs)),
+        (
+            "GET",
+            "/.well-known/est/{label}/csrattrs",
+            get(est::csrattrs_label),
+        ),
+        (
+            "POST",
+            "/.well-known/est/serverkeygen",
+            post(est::serverkeygen),
+        ),
+        (
+            "POST",
+            "/.well-known/est/{label}/serverkeygen",
+            post(est::serverkeygen_label),
+        ),
+    ]
+}
+
+/// Every (method, path) the router serves, for checking the OpenAPI document.
+pub fn routes() -> Vec<(&'static str, &'static str)> {
+    route_table().into_iter().map(|(m, p, _)| (m, p)).collect()
+}
+
+/// The application: every route, the body limit, the rate limit and metrics.
+pub fn router(state: Shared) -> Router {
+    let body_limit = state.body_limit;
+    let mut router = Router::new();
+    for (_, path, handler) in route_table() {
+        router = router.route(path, handler);
+    }
+    router
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+async fn observe(State(state): State<Shared>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().to_string();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let exempt = route == "/healthz" || route == "/metrics";
+    if !exempt {
+        if let Some(conn) = request.extensions().get::<ConnInfo>() {
+            if let Err(wait) = state.limiter.check(conn.peer.ip()) {
+                let mut e = ApiError::new(
+                    axum::http::StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    "too many requests",
+                );
+                e.retry_after = Some(wait);
+                let response = e.into_response();
+                state
+                    .metrics
+                    .observe(&method, &route, 429, started.elapsed());
+                return response;
+            }
+        }
+    }
+    let mut response = next.run(request).await;
+    let status = response.status();
+    if status == axum::http::StatusCode::PAYLOAD_TOO_LARGE
+        && response
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/plain"))
+    {
+        response = ApiError::new(status, "payload_too_large", "the request body is too large")
+            .into_response();
+    }
+    state
+        .metrics
+        .observe(&method, &route, status.as_u16(), started.elapsed());
+    response
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+/// Retires certificates whose rotation overlap has ended (every `every`).
+pub async fn sweep_rotations(idmint: Arc<Idmint>, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        if let Err(e) = sweep_once(&idmint).await {
+            tracing::warn!("rotation sweep failed: {e}");
+        }
+    }
+}
+
+/// One sweep: due rotations make the old certificate INACTIVE (if it is
+/// still ACTIVE). Safe to run on several servers at once.
+pub async fn sweep_once(idmint: &Idmint) -> Result<usize, idmint_registry::RegistryError> {
+    let due = idmint.store().due_rotations(idmint_registry::now()).await?;
+    for r in &due {
+        let mut tx = idmint.store().begin("server:rotation").await?;
+        let still_active = idmint
+            .store()
+            .certificate(&r.old_id)
+            .await?
+            .is_some_and(|c| c.status == CertificateStatus::Active);
+        if still_active {
+            tx.set_certificate_status(&r.old_id, CertificateStatus::Inactive, None)
+                .await?;
+        }
+        tx.finish_rotation(&r.old_id).await?;
+        tx.commit().await?;
+    }
+    Ok(due.len())
+}
+
+/// A bound HTTPS server, ready to run.
+pub struct Server {
+    listener: TcpListener,
+    config: rustls::ServerConfig,
+    state: Shared,
+}
+
+impl Server {
+    /// Binds `cfg.listen`, prepares the TLS identity (issuing it if needed).
+    pub async fn bind(idmint: Arc<Idmint>, cfg: &ServerConfig) -> Result<Server, ServerError> {
+        let listen = cfg.listen.as_str();
+        let (chain, key) = tls::server_identity(&idmint).await?;
+        let config = tls::server_config(chain, key)?;
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|e| ServerError::Io(listen.to_string(), e))?;
+        Ok(Server {
+            listener,
+            config,
+            state: AppState::new(idmint, cfg),
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> Result<SocketAddr, ServerError> {
+        self.listener
+            .local_addr()
+            .map_err(|e| ServerError::Io("listener".into(), e))
+    }
+
+    /// The shared state (metrics, store) for listeners running beside this one.
+    pub fn state(&self) -> Shared {
+        self.state.clone()
+    }
+
+    /// Serves until `shutdown` resolves; the rotation sweeper runs beside.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+        let overlap = self.state.rotation_overlap_secs;
+        let sweeper = tokio::spawn(sweep_rotations(
+            self.state.idmint.clone(),
+            Duration::from_secs(overlap.clamp(1, 30)),
+        ));
+        let app = router(self.state.clone());
+        let result = tls::serve_tls(self.listener, self.config, app, shutdown).await;
+        sweeper.abort();
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use utoipa::OpenApi;
+
+    #[test]
+    fn every_route_is_in_the_openapi_document() {
+        let doc = super::ApiDoc::openapi();
+        for (method, path) in super::routes() {
+            let item = doc
+                .paths
+                .paths
+                .get(path)
+                .unwrap_or_else(|| panic!("{path} is not in the OpenAPI document"));
+            let documented = match method {
+                "GET" => item.get.is_some(),
+                "POST" => item.post.is_some(),
+                _ => false,
+            };
+            assert!(documented, "{method} {path} is not in the OpenAPI document");
+        }
+        assert_eq!(
+            doc.paths.paths.len(),
+            super::routes().len(),
+            "the document has routes the router lacks"
+        );
+    }
+}

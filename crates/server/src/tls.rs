@@ -1,0 +1,285 @@
+//! TLS: the server's own certificate (issued by our CA for the configured
+//! host names, or configured), the rustls configuration (TLS 1.2 and 1.3,
+//! client certificates requested but optional and checked per request), and
+//! the accept loop that hands each request its connection's peer chain.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use idmint_flows::issue::certificate_record;
+use idmint_flows::Idmint;
+use idmint_pki::{CertificateInfo, DeviceKey, Profile, SubjectValues};
+use idmint_registry::CertificateStatus;
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use tokio::net::TcpListener;
+use tower::ServiceExt;
+
+use crate::{ConnInfo, ServerError};
+
+/// The server certificate file in the data directory.
+pub const CERT_FILE: &str = "server.cert.pem";
+/// The server key file in the data directory (0600).
+pub const KEY_FILE: &str = "server.key.pem";
+const HOSTS_FILE: &str = "server.hosts";
+
+/// The host names a server certificate covers: the configured ones plus
+/// `localhost` and `127.0.0.1`.
+pub fn host_names(configured: &[String]) -> Vec<String> {
+    let mut hosts = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+    for h in configured {
+        if !hosts.contains(h) {
+            hosts.push(h.clone());
+        }
+    }
+    hosts
+}
+
+/// The certificate chain and key to serve: configured files, else the
+/// issued ones in the data directory (reissued when missing, expiring
+/// within 30 days, or issued for other host names).
+pub async fn server_identity(
+    idmint: &Idmint,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), ServerError> {
+    let cfg = &idmint.config().server;
+    if let (Some(cert), Some(key)) = (&cfg.cert, &cfg.key) {
+        return load_pem(cert, key);
+    }
+    let dir = idmint.data_dir();
+    let (cert_path, key_path, hosts_path) = (
+        dir.join(CERT_FILE),
+        dir.join(KEY_FILE),
+        dir.join(HOSTS_FILE),
+    );
+    let hosts = host_names(&cfg.hosts);
+    let wanted = hosts.join("\n");
+    if cert_path.exists() && key_path.exists() {
+        let same_hosts = std::fs::read_to_string(&hosts_path)
+            .map(|h| h == wanted)
+            .unwrap_or(false);
+        let fresh = std::fs::read(&cert_path)
+            .ok()
+            .and_then(|pem| CertificateInfo::from_pem(&pem).ok())
+            .is_some_and(|(info, _)| {
+                info.valid_at(time::OffsetDateTime::now_utc() + time::Duration::days(30))
+            });
+        if same_hosts && fresh {
+            return load_pem(&cert_path, &key_path);
+        }
+    }
+    let ca_name = idmint.default_ca().to_string();
+    let ca = idmint.signing_ca(&ca_name).await?;
+    let key = DeviceKey::generate(idmint.config().key_type)?;
+    let sans = hosts
+        .iter()
+        .map(|h| {
+            if h.parse::<std::net::IpAddr>().is_ok() {
+                format!("ip:{h}")
+            } else {
+                format!("dns:{h}")
+            }
+        })
+        .collect();
+    let profile = Profile {
+        sans,
+        ..Profile::server()
+    };
+    let values =
+        SubjectValues::for_thing("idmint-server").with("org", idmint.config().org.as_str());
+    let cert = ca.issue_for_key(&key, &profile, &values)?;
+    let mut tx = idmint.store().begin("server:tls").await?;
+    tx.insert_certificate(&certificate_record(
+        &cert,
+        &ca_name,
+        None,
+        CertificateStatus::Active,
+        None,
+    ))
+    .await?;
+    tx.audit(
+        "server.certificate",
+        &cert.info.id,
+        serde_json::json!({"hosts": hosts}),
+    );
+    tx.commit().await?;
+    let mut chain = cert.pem();
+    if let Some(issuer) = idmint.chain(&ca_name).await?.first() {
+        chain.push_str(&idmint_pki::to_pem("CERTIFICATE", issuer));
+    }
+    idmint_flows::files::overwrite_secret(&key_path, key.pkcs8_pem().as_bytes())?;
+    std::fs::write(&cert_path, chain)
+        .map_err(|e| ServerError::Io(cert_path.display().to_string(), e))?;
+    std::fs::write(&hosts_path, wanted)
+        .map_err(|e| ServerError::Io(hosts_path.display().to_string(), e))?;
+    tracing::info!(id = %cert.info.id, "issued the server certificate");
+    load_pem(&cert_path, &key_path)
+}
+
+fn load_pem(
+    cert: &Path,
+    key: &Path,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), ServerError> {
+    let io = |p: &Path, e| ServerError::Io(p.display().to_string(), e);
+    let mut reader = std::io::BufReader::new(std::fs::File::open(cert).map_err(|e| io(cert, e))?);
+    let certs = rustls_pemfile::certs(&mut reader)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| io(cert, e))?;
+    let mut reader = std::io::BufReader::new(std::fs::File::open(key).map_err(|e| io(key, e))?);
+    let key_der = rustls_pemfile::private_key(&mut reader)
+        .map_err(|e| io(key, e))?
+        .ok_or_else(|| ServerError::Tls(format!("no private key in {}", key.display())))?;
+    if certs.is_empty() {
+        return Err(ServerError::Tls(format!(
+            "no certificate in {}",
+            cert.display()
+        )));
+    }
+    Ok((certs, key_der))
+}
+
+/// Asks for a client certificate, accepts any (after checking the
+/// handshake signature); handlers decide what it is worth, against the
+/// registry as it is at that moment.
+#[derive(Debug)]
+struct DeferredClientAuth {
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ClientCertVerifier for DeferredClientAuth {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end: &CertificateDer<'_>,
+        _inter: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// The rustls server configuration (aws-lc-rs, TLS 1.2 and 1.3, h2 and http/1.1).
+pub fn server_config(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<rustls::ServerConfig, ServerError> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let verifier = Arc::new(DeferredClientAuth {
+        algorithms: provider.signature_verification_algorithms,
+    });
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| ServerError::Tls(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|e| ServerError::Tls(e.to_string()))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// Serves `app` over TLS on `listener` until `shutdown` resolves, then
+/// lets open requests finish (up to 10 s).
+pub async fn serve_tls(
+    listener: TcpListener,
+    config: rustls::ServerConfig,
+    app: axum::Router,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), ServerError> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer): (tokio::net::TcpStream, SocketAddr) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let tls =
+                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, "TLS handshake failed: {e}");
+                        return;
+                    }
+                    Err(_) => return,
+                };
+            let certs: Vec<Vec<u8>> = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .map(|c| c.iter().map(|c| c.to_vec()).collect())
+                .unwrap_or_default();
+            let info = ConnInfo {
+                peer,
+                certs: Arc::new(certs),
+            };
+            let service =
+                app.map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(info.clone());
+                    req
+                });
+            let service = hyper_util::service::TowerToHyperService::new(service);
+            let builder = auto::Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection(TokioIo::new(tls), service);
+            if let Err(e) = watcher.watch(conn.into_owned()).await {
+                tracing::debug!(%peer, "connection ended: {e}");
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(Duration::from_secs(10)) => tracing::warn!("connections still open after 10 s; closing"),
+    }
+    Ok(())
+}
