@@ -70,7 +70,12 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log))
+        // sqlx reports slow bulk inserts at WARN with the whole statement: keep
+        // that out of a user's terminal unless asked for.
+        .with_env_filter(tracing_subscriber::EnvFilter::new(format!(
+            "sqlx=error,{}",
+            cli.log
+        )))
         .with_writer(std::io::stderr)
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

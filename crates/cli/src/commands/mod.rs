@@ -7,6 +7,6 @@ pub mod cert;
 pub mod crl;
 pub mod init;
 pub mod manifest;
-pub mod thing;
 pub mod serve;
+pub mod thing;
 pub mod token;
