@@ -17,16 +17,16 @@
 //! in the output holds a registered certificate. The order that makes it
 //! hold after a `kill -9` at any point:
 //!
-//! 1. A worker writes each image to `images/.<device>.<ext>.tmp` and renames
-//!    it to `images/<device>.<ext>`: a final name means a complete image.
-//! 2. Only then are the chunk's thing, certificate and image record
+//! 1. A worker writes each image to `images/<device>.<ext>` (0600).
+//! 2. Only once the whole image is written are the chunk's thing,
+//!    certificate and image record
 //!    (`mint_items`: device id, certificate id, image SHA-256) committed, in
 //!    one transaction.
-//! 3. `resume` deletes `.tmp` files and every image whose device is not
-//!    registered (its certificate was signed but never registered, and its
-//!    key exists nowhere else: both are destroyed; their certificate ids go
-//!    into a `mint.discard` audit record) and mints those device numbers
-//!    again. A registered device whose image is missing or whose SHA-256
+//! 3. `resume` deletes every image whose device is not registered, complete
+//!    or cut short by the kill (its certificate was signed but never
+//!    registered, and its key exists nowhere else: both are destroyed; the
+//!    certificate ids go into a `mint.discard` audit record), and mints those
+//!    device numbers again. A registered device whose image is missing or whose SHA-256
 //!    differs (possible only after a power loss, since images are not
 //!    fsynced, or after outside tampering) cannot be repaired: the private key
 //!    was never stored. Its certificate is revoked, the item counted as
@@ -871,13 +871,12 @@ fn mint_one(
     let kept = if encrypt {
         Some(Zeroizing::new(image.to_vec()))
     } else {
+        // Written in place: a device is registered only after its image is
+        // complete, and resume deletes every unregistered image (see the
+        // module docs), so a temp name and rename (two more lookups in a
+        // directory of up to 100,000 entries) buy nothing.
         let path = plan.params.out_dir.join(&image_file);
-        let tmp = plan.params.out_dir.join(IMAGES_DIR).join(format!(
-            ".{device_id}.{}.tmp",
-            plan.golden.format().extension()
-        ));
-        write_private(&tmp, image)?;
-        std::fs::rename(&tmp, &path).map_err(|e| FlowError::io(&path, e))?;
+        write_private(&path, image)?;
         None
     };
     let record = certificate_record(
