@@ -50,6 +50,7 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let mut server_cfg = idmint.config().server.clone();
     if let Some(r) = args.rate_limit {
         server_cfg.rate_limit = r;
+        server_cfg.rate_burst = r.saturating_mul(2);
     }
     if let Some(o) = args.rotation_overlap {
         server_cfg.rotation_overlap_secs = o;
