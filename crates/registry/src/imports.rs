@@ -10,7 +10,7 @@ use sqlx::Row;
 use crate::{now, RegistryError, Store, WriteTx};
 
 /// Keys per `IN (...)` lookup (well under the bind limits).
-const KEYS_PER_QUERY: usize = 400;
+const KEYS_PER_QUERY: usize = 200;
 
 /// What the registry already holds for a certificate id.
 #[derive(Clone, Debug, PartialEq, Eq)]

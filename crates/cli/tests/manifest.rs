@@ -1,0 +1,442 @@
+//! End-to-end tests of scenario 3 (secure elements pre-provisioned by the
+//! HSM vendor) through the real binary: vendor CA registration, import of
+//! every manifest format with the registry checked afterwards, every
+//! tampered case rejected with the right reason, idempotent re-import, and
+//! export then import into a second, fresh data directory.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::Env;
+
+/// An initialised data dir with the vendor's test set generated and its
+/// CAs registered (`vendor`: the root with the log signer; `vendor-signer`:
+/// the device signer CA under it).
+fn vendor_env(count: u64) -> (Env, PathBuf) {
+    let env = Env::init(&[]);
+    let set = env.path("set");
+    env.ok(&[
+        "manifest",
+        "generate-test",
+        "--test-set",
+        "--count",
+        &count.to_string(),
+        "--out",
+        set.to_str().unwrap(),
+    ]);
+    register(&env, &set);
+    (env, set)
+}
+
+fn register(env: &Env, set: &Path) {
+    let p = |n: &str| set.join(n).to_str().unwrap().to_string();
+    env.ok(&[
+        "ca",
+        "register",
+        "--name",
+        "vendor",
+        "--cert",
+        &p("vendor-root.pem"),
+        "--signer",
+        &p("log-signer.pem"),
+    ]);
+    env.ok(&[
+        "ca",
+        "register",
+        "--name",
+        "vendor-signer",
+        "--cert",
+        &p("signer-ca.pem"),
+    ]);
+}
+
+fn import(
+    env: &Env,
+    file: &Path,
+    ca: &str,
+    extra: &[&str],
+) -> (i32, serde_json::Value, Vec<serde_json::Value>) {
+    let report = env.path("report.jsonl");
+    let _ = std::fs::remove_file(&report);
+    let mut args = vec![
+        "manifest",
+        "import",
+        file.to_str().unwrap(),
+        "--ca",
+        ca,
+        "--json",
+        "--report",
+        report.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let out = env.run(&args);
+    let code = out.status.code().unwrap_or(-1);
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("no JSON summary: {}", String::from_utf8_lossy(&out.stderr)));
+    let lines = std::fs::read_to_string(&report)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (code, summary, lines)
+}
+
+fn things(env: &Env) -> Vec<serde_json::Value> {
+    env.json(&["thing", "list", "--json"])
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn thing<'a>(all: &'a [serde_json::Value], name: &str) -> &'a serde_json::Value {
+    all.iter()
+        .find(|t| t["name"] == name)
+        .unwrap_or_else(|| panic!("no thing {name}"))
+}
+
+#[test]
+fn signed_manifest_imports_idempotently_and_registers_everything() {
+    let (env, set) = vendor_env(6);
+    let cas = env.ok(&["ca", "list"]);
+    assert!(cas.contains("registered outside CAs"), "{cas}");
+    let listed = env.json(&["ca", "list", "--json"]);
+    assert!(listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["name"] == "vendor" && c["kind"] == "external"));
+
+    let (code, s, report) = import(
+        &env,
+        &set.join("good.json"),
+        "vendor",
+        &["--status", "PENDING_ACTIVATION"],
+    );
+    assert_eq!(code, 0, "{s}");
+    assert_eq!(
+        (
+            s["entries"].as_u64(),
+            s["registered"].as_u64(),
+            s["rejected"].as_u64()
+        ),
+        (Some(6), Some(6), Some(0))
+    );
+    assert!(report.is_empty());
+    let batch = s["batch"].as_str().unwrap().to_string();
+
+    // Registry: things with device id = unique id and the payload's attributes,
+    // certificates under the vendor CA in the import batch.
+    let all = things(&env);
+    let t = thing(&all, "0123000000000000ee");
+    assert_eq!(t["deviceId"], "0123000000000000ee");
+    assert_eq!(t["attributes"]["model"], "ATECC608B");
+    assert_eq!(t["attributes"]["partNumber"], "ATECC608B-TNGTLSU-G");
+    assert_eq!(t["batch"], batch.as_str());
+    let certs = env.json(&["cert", "list", "--json", "--batch", &batch]);
+    let certs = certs.as_array().unwrap();
+    assert_eq!(certs.len(), 6);
+    assert!(certs
+        .iter()
+        .all(|c| c["ca"] == "vendor" && c["status"] == "PENDING_ACTIVATION"));
+    let b = env.json(&["batch", "show", &batch, "--json"]);
+    assert_eq!(b["kind"], "import");
+    assert_eq!(b["issued"], 6);
+
+    // Re-import: nothing new, nothing rejected, exit 0, and says so.
+    let (code, s, report) = import(&env, &set.join("good.json"), "vendor", &[]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        (
+            s["registered"].as_u64(),
+            s["alreadyRegistered"].as_u64(),
+            s["rejected"].as_u64()
+        ),
+        (Some(0), Some(6), Some(0))
+    );
+    assert!(report.is_empty());
+    assert!(s["batch"].is_null());
+    let out = env.run(&[
+        "manifest",
+        "import",
+        set.join("good.json").to_str().unwrap(),
+        "--ca",
+        "vendor",
+    ]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("0 new, 6 already registered"));
+    assert_eq!(
+        env.json(&["cert", "list", "--json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        6
+    );
+
+    // The same manifest against a CA with no log signer is refused outright.
+    let err = env.fails(&[
+        "manifest",
+        "import",
+        set.join("good.json").to_str().unwrap(),
+        "--ca",
+        "vendor-signer",
+    ]);
+    assert!(err.contains("log signer"), "{err}");
+    assert!(
+        env.ok(&["audit", "verify"]).contains("intact")
+            || env.run(&["audit", "verify"]).status.success()
+    );
+}
+
+#[test]
+fn every_tampered_case_is_rejected_with_its_reason() {
+    let (env, set) = vendor_env(1);
+    for (file, reason, index) in [
+        ("tampered-payload-edited.json", "bad-signature", 1),
+        ("tampered-other-ca.json", "untrusted-issuer", 1),
+        ("tampered-jwk-mismatch.json", "jwk-mismatch", 1),
+        ("tampered-expired.json", "expired", 1),
+        ("tampered-wrong-alg.json", "unsupported-algorithm", 1),
+        (
+            "tampered-duplicate-unique-id.json",
+            "duplicate-unique-id",
+            1,
+        ),
+        ("tampered-truncated.json", "malformed-manifest", 1),
+    ] {
+        let before = env
+            .json(&["cert", "list", "--json"])
+            .as_array()
+            .unwrap()
+            .len();
+        let (code, s, report) = import(&env, &set.join(file), "vendor", &[]);
+        assert_ne!(code, 0, "{file}: rejections must fail the command");
+        assert_eq!(report.len(), 1, "{file}: {report:?}");
+        assert_eq!(report[0]["reason"], reason, "{file}: {report:?}");
+        assert_eq!(report[0]["index"], index, "{file}");
+        assert!(report[0]["message"].as_str().is_some_and(|m| !m.is_empty()));
+        // The good entries around the bad one are registered.
+        let after = env
+            .json(&["cert", "list", "--json"])
+            .as_array()
+            .unwrap()
+            .len();
+        assert_eq!(
+            after - before,
+            s["registered"].as_u64().unwrap() as usize,
+            "{file}"
+        );
+        assert!(s["registered"].as_u64().unwrap() >= 1, "{file}");
+    }
+    // --allow-partial: same rejection, exit 0.
+    let (code, s, _) = import(
+        &env,
+        &set.join("tampered-expired.json"),
+        "vendor",
+        &["--allow-partial"],
+    );
+    assert_eq!(code, 0);
+    assert_eq!(s["rejected"], 1);
+    assert_eq!(s["alreadyRegistered"], 2);
+    // Certificates of the signed manifest do not chain to another CA.
+    let (_, _, report) = import(&env, &set.join("pem"), "vendor", &[]);
+    assert!(report.iter().all(|r| r["reason"] == "untrusted-issuer"));
+}
+
+#[test]
+fn jsonl_csv_and_pem_formats_import() {
+    let (env, set) = vendor_env(3);
+    let (code, s, _) = import(&env, &set.join("good.jsonl"), "vendor-signer", &[]);
+    assert_eq!(
+        (code, s["format"].as_str(), s["registered"].as_u64()),
+        (0, Some("jsonl"), Some(3))
+    );
+    let (code, s, _) = import(&env, &set.join("good.csv"), "vendor-signer", &[]);
+    assert_eq!(
+        (code, s["format"].as_str(), s["registered"].as_u64()),
+        (0, Some("csv"), Some(3))
+    );
+    let (code, s, _) = import(
+        &env,
+        &set.join("pem"),
+        "vendor-signer",
+        &["--thing-name-from", "cn"],
+    );
+    assert_eq!(
+        (code, s["format"].as_str(), s["registered"].as_u64()),
+        (0, Some("pem"), Some(3))
+    );
+    let all = things(&env);
+    let t = thing(&all, "jsonl-0");
+    assert_eq!(t["deviceId"], "0500000000000000");
+    assert_eq!(t["attributes"]["model"], "ATECC608B");
+    let t = thing(&all, "csv-0");
+    assert_eq!(t["deviceId"], "0600000000000000");
+    assert_eq!(t["attributes"]["color"], "red");
+    assert!(thing(&all, "csv-1")["attributes"].get("color").is_none());
+    let t = thing(&all, "sn0700000000000000");
+    assert_eq!(t["deviceId"], "0700000000000000");
+
+    // A unique id already registered with another certificate is reported.
+    let dup = env.path("dup.csv");
+    let cert = std::fs::read_dir(set.join("pem"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let other = set.join("certs").join("0600000000000001.pem");
+    std::fs::write(
+        &dup,
+        format!(
+            "unique_id,certificate\n0500000000000001,{}\nnew-id,{}\n",
+            other.display(),
+            cert.display()
+        ),
+    )
+    .unwrap();
+    let (code, _, report) = import(&env, &dup, "vendor-signer", &["--format", "csv"]);
+    assert_ne!(code, 0);
+    let reasons: Vec<&str> = report
+        .iter()
+        .map(|r| r["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        reasons,
+        ["duplicate-certificate", "duplicate-certificate"],
+        "{report:?}"
+    );
+}
+
+#[test]
+fn export_then_import_into_a_fresh_data_dir() {
+    let (env, set) = vendor_env(4);
+    let (_, s, _) = import(&env, &set.join("good.json"), "vendor", &[]);
+    let batch = s["batch"].as_str().unwrap().to_string();
+    let (_, s2, _) = import(&env, &set.join("good.csv"), "vendor-signer", &[]);
+    let batch2 = s2["batch"].as_str().unwrap().to_string();
+    let fresh = Env::init(&[]);
+    register(&fresh, &set);
+    let fresh_tar = Env::init(&[]);
+    register(&fresh_tar, &set);
+    let exports = [
+        // The vendor signer CA (x5c[1] of the signed manifest) is not kept
+        // with the certificates, so the receiving side anchors the exported
+        // JSON lines at the signer CA.
+        (
+            "jsonl",
+            ["--batch", batch.as_str()],
+            "vendor-signer",
+            &fresh,
+        ),
+        ("csv", ["--ca", "vendor-signer"], "vendor-signer", &fresh),
+        (
+            "pem-tar",
+            ["--batch", batch2.as_str()],
+            "vendor-signer",
+            &fresh_tar,
+        ),
+    ];
+    for (format, selector, ca, target) in exports {
+        let out = env.path(&format!("export.{format}"));
+        let mut args = vec![
+            "manifest",
+            "export",
+            "--format",
+            format,
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend(selector);
+        env.ok(&args);
+        let (code, s, report) = import(target, &out, ca, &[]);
+        assert_eq!(code, 0, "{format}: {report:?}");
+        assert_eq!(s["registered"], 4, "{format}: {s}");
+    }
+    let a = things(&env);
+    let b = things(&fresh);
+    for name in ["0123000000000000ee", "csv-2"] {
+        assert_eq!(thing(&a, name)["deviceId"], thing(&b, name)["deviceId"]);
+        assert_eq!(thing(&a, name)["attributes"], thing(&b, name)["attributes"]);
+    }
+    assert_eq!(
+        thing(&things(&fresh_tar), "0600000000000002")["deviceId"],
+        "0600000000000002"
+    );
+    // Importing an export again: already registered, not rejected.
+    let (code, s, _) = import(
+        &fresh_tar,
+        &env.path("export.pem-tar"),
+        "vendor-signer",
+        &[],
+    );
+    assert_eq!((code, s["alreadyRegistered"].as_u64()), (0, Some(4)));
+}
+
+#[test]
+fn register_refuses_bad_input() {
+    let env = Env::init(&[]);
+    let junk = env.path("junk.pem");
+    std::fs::write(&junk, "not a certificate").unwrap();
+    env.fails(&[
+        "ca",
+        "register",
+        "--name",
+        "v",
+        "--cert",
+        junk.to_str().unwrap(),
+    ]);
+    let (root, _) = env.ca_files();
+    let err = env.fails(&[
+        "ca",
+        "register",
+        "--name",
+        "root",
+        "--cert",
+        root.to_str().unwrap(),
+    ]);
+    assert!(err.contains("root"), "{err}");
+    let leaf_set = env.path("set");
+    env.ok(&[
+        "manifest",
+        "generate-test",
+        "--test-set",
+        "--count",
+        "1",
+        "--out",
+        leaf_set.to_str().unwrap(),
+    ]);
+    let leaf = std::fs::read_dir(leaf_set.join("pem"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let err = env.fails(&[
+        "ca",
+        "register",
+        "--name",
+        "v",
+        "--cert",
+        leaf.to_str().unwrap(),
+    ]);
+    assert!(err.contains("not a CA"), "{err}");
+    let garbage = env.path("garbage.json");
+    std::fs::write(&garbage, "[{\"payload\": 1}, 7, ").unwrap();
+    env.ok(&[
+        "ca",
+        "register",
+        "--name",
+        "v",
+        "--cert",
+        leaf_set.join("vendor-root.pem").to_str().unwrap(),
+        "--signer",
+        leaf_set.join("log-signer.pem").to_str().unwrap(),
+    ]);
+    let (code, _, report) = import(&env, &garbage, "v", &[]);
+    assert_ne!(code, 0);
+    let reasons: Vec<&str> = report
+        .iter()
+        .map(|r| r["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(reasons, ["malformed-entry", "malformed-manifest"]);
+}
