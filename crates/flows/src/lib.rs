@@ -17,6 +17,7 @@ mod error;
 pub mod files;
 pub mod init;
 pub mod issue;
+pub mod station;
 pub mod manifest;
 pub mod mint;
 pub mod tokens;

@@ -1,0 +1,186 @@
+//! `idmint station run`: the factory provisioning station. Gives each
+//! device on the line its identity over the device agent protocol.
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use idmint_agent::DeviceAddress;
+use idmint_flows::station::{DeviceOutcome, NewStationBatch, StationOptions};
+
+use crate::{actor, output, Context};
+
+/// `idmint station` subcommands.
+#[derive(Subcommand)]
+pub enum StationCommand {
+    /// Provision devices into a batch.
+    Run(RunArgs),
+}
+
+/// Arguments of `idmint station run`.
+#[derive(Args)]
+pub struct RunArgs {
+    /// The batch devices are provisioned into (online: this data
+    /// directory's registry and CA).
+    #[arg(long)]
+    batch: Option<String>,
+    /// A device: tcp://HOST:PORT, serial:/dev/ttyUSB0[@BAUD] or exec:CMD.
+    /// Several addresses are served in parallel.
+    #[arg(long = "device", required = true)]
+    devices: Vec<String>,
+    /// Provision this many devices in total, then exit.
+    #[arg(long, conflicts_with = "loop")]
+    count: Option<u64>,
+    /// Keep provisioning (the next board on the same port) until
+    /// interrupted.
+    #[arg(long = "loop")]
+    r#loop: bool,
+    /// Lock each device's credential storage after it proved its key.
+    #[arg(long)]
+    lock: bool,
+    /// Time to wait for each device response, milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    timeout_ms: u64,
+    /// Print one JSON object per device (a JSON line).
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `idmint station ...`.
+pub async fn run(ctx: &Context, cmd: StationCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        StationCommand::Run(args) => run_station(ctx, args).await,
+    }
+}
+
+async fn run_station(ctx: &Context, args: RunArgs) -> anyhow::Result<ExitCode> {
+    let devices = args
+        .devices
+        .iter()
+        .map(|d| {
+            d.parse::<DeviceAddress>()
+                .map_err(|e| anyhow::anyhow!("--device {d:?}: {e}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let count = match (args.count, args.r#loop) {
+        (Some(n), _) => Some(n),
+        (None, true) => None,
+        // Without --count or --loop: one device per address.
+        (None, false) => Some(devices.len() as u64),
+    };
+    let batch = args.batch.ok_or_else(|| anyhow::anyhow!("give --batch"))?;
+    let idmint = ctx.open().await?;
+    let options = StationOptions {
+        batch,
+        devices,
+        count,
+        lock: args.lock,
+        timeout: Duration::from_millis(args.timeout_ms.max(1)),
+        retry_delay: Duration::from_millis(500),
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("station: stopping after the devices in progress");
+                stop.store(true, Ordering::Relaxed);
+            }
+        });
+    }
+    let json = args.json;
+    let report = move |o: &DeviceOutcome| print_outcome(o, json);
+    let outcomes = idmint
+        .run_station(&actor(), &options, &stop, &report)
+        .await?;
+    let failed = outcomes.iter().filter(|o| !o.ok).count();
+    if !json {
+        eprintln!(
+            "station: {} provisioned, {failed} failed",
+            outcomes.len() - failed
+        );
+    }
+    Ok(if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn print_outcome(o: &DeviceOutcome, json: bool) {
+    if json {
+        match serde_json::to_string(o) {
+            Ok(line) => println!("{line}"),
+            Err(e) => eprintln!("error: {e}"),
+        }
+        return;
+    }
+    let device = o.hw_id.as_deref().unwrap_or(&o.address);
+    let cert = o.certificate_id.as_deref().unwrap_or("-");
+    if o.ok {
+        println!("{device}  {cert}  ok");
+    } else {
+        println!(
+            "{device}  {cert}  error ({}): {}{}",
+            o.stage.as_deref().unwrap_or("?"),
+            o.error.as_deref().unwrap_or("failed"),
+            if o.spoiled {
+                " [certificate spoiled]"
+            } else {
+                ""
+            }
+        );
+    }
+}
+
+/// `idmint batch create`.
+#[derive(Args)]
+pub struct CreateArgs {
+    /// Product name.
+    #[arg(long)]
+    product: String,
+    /// Quota: how many good identities stations may issue.
+    #[arg(long)]
+    count: u64,
+    /// The factory it is for.
+    #[arg(long)]
+    factory: Option<String>,
+    /// Certificate profile.
+    #[arg(long, default_value = "device")]
+    profile: String,
+    /// Issuing CA (the configured default if not given).
+    #[arg(long)]
+    ca: Option<String>,
+    /// Let stations generate keys for devices that cannot and inject them.
+    #[arg(long)]
+    allow_inject: bool,
+    /// Print a JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `idmint batch create`: prints the new batch id.
+pub async fn create_batch(ctx: &Context, args: CreateArgs) -> anyhow::Result<ExitCode> {
+    let idmint = ctx.open().await?;
+    let batch = idmint
+        .create_station_batch(
+            &actor(),
+            &NewStationBatch {
+                product: args.product,
+                count: args.count,
+                factory: args.factory,
+                profile: args.profile,
+                ca: args.ca,
+                allow_inject: args.allow_inject,
+            },
+        )
+        .await?;
+    if args.json {
+        output::json(&batch)?;
+    } else {
+        println!("{}", batch.id);
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,672 @@
+//! Scenarios 2 and 4, online: the factory provisioning station. A station
+//! talks to each device over the device agent protocol (`idmint-agent`):
+//! hello, keygen (or inject), issue against a batch quota, install, prove,
+//! optional lock, register.
+//!
+//! Registration order, so that counts always reconcile
+//! (`issued = active + spoiled` for a batch):
+//!
+//! 1. Before touching the device, the batch must have quota left.
+//! 2. One transaction takes one from the quota, signs the certificate and
+//!    registers it `PENDING_ACTIVATION` with its thing (device id = the
+//!    hardware id).
+//! 3. The certificate is installed and proved on the device (and the
+//!    device locked when asked).
+//! 4. Success: the certificate becomes `ACTIVE`. Failure after step 2: the
+//!    certificate is revoked (`cessationOfOperation`) and counted spoiled.
+//!
+//! A device that fails anywhere is reported with the reason and the station
+//! goes on with the next one. Device I/O is blocking (one thread per device
+//! address); registry calls run on the async runtime through its handle.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use idmint_agent::{AgentClient, Capability, DeviceAddress, HelloInfo, Link};
+use idmint_pki::{
+    CertificateAuthority, Csr, DeviceKey, IssuedCertificate, KeyType, Profile, PublicKey,
+    SubjectValues,
+};
+use idmint_registry::{
+    validate_name, Batch, BatchKind, CertificateFilter, CertificateStatus, NewBatch, NewThing,
+    RegistryError,
+};
+use serde::Serialize;
+use tokio::runtime::Handle;
+
+use crate::issue::certificate_record;
+use crate::{FlowError, Idmint};
+
+/// The revocation reason recorded for a certificate that never reached its
+/// device.
+pub const SPOILED_REASON: &str = "cessationOfOperation";
+
+/// A new station batch (`idmint batch create`).
+#[derive(Clone, Debug)]
+pub struct NewStationBatch {
+    /// Product name.
+    pub product: String,
+    /// Quota: how many identities stations may issue.
+    pub count: u64,
+    /// The factory it is for.
+    pub factory: Option<String>,
+    /// Certificate profile.
+    pub profile: String,
+    /// Issuing CA (the configured default when `None`).
+    pub ca: Option<String>,
+    /// Whether stations may push station-made keys to devices that cannot
+    /// generate their own.
+    pub allow_inject: bool,
+}
+
+impl Idmint {
+    /// Creates a station batch and returns it. The profile and CA are
+    /// checked first (the CA must be able to sign).
+    pub async fn create_station_batch(
+        &self,
+        actor: &str,
+        request: &NewStationBatch,
+    ) -> Result<Batch, FlowError> {
+        validate_name("product", &request.product)?;
+        if let Some(f) = &request.factory {
+            validate_name("factory", f)?;
+        }
+        if request.count == 0 {
+            return Err(FlowError::Invalid(
+                "a batch needs a count of at least 1".into(),
+            ));
+        }
+        let count = i64::try_from(request.count)
+            .map_err(|_| FlowError::Invalid("batch count too large".into()))?;
+        self.config().profile(&request.profile)?;
+        let ca = request
+            .ca
+            .clone()
+            .unwrap_or_else(|| self.default_ca().to_string());
+        let record = self.store().require_ca(&ca).await?;
+        if record.key_ref.is_none() {
+            return Err(FlowError::CaCannotSign(ca));
+        }
+        let id = new_batch_id(&request.product)?;
+        let mut tx = self.store().begin(actor).await?;
+        tx.insert_batch(&NewBatch {
+            id: id.clone(),
+            kind: BatchKind::Station,
+            product: request.product.clone(),
+            count,
+            profile: request.profile.clone(),
+            ca,
+            factory: request.factory.clone(),
+            allow_inject: request.allow_inject,
+            params: serde_json::json!({}),
+        })
+        .await?;
+        tx.commit().await?;
+        Ok(self.store().require_batch(&id).await?)
+    }
+}
+
+/// A batch id: `PRODUCT-YYYYMMDD-XXXXXX` (random hex suffix).
+pub fn new_batch_id(product: &str) -> Result<String, FlowError> {
+    let mut bytes = [0u8; 3];
+    aws_lc_rs::rand::fill(&mut bytes)
+        .map_err(|_| FlowError::Invalid("random generator failed".into()))?;
+    let date = time::OffsetDateTime::now_utc().date();
+    let clean: String = product
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .take(32)
+        .collect();
+    Ok(format!(
+        "{}-{:04}{:02}{:02}-{}",
+        clean.trim_matches('-'),
+        date.year(),
+        u8::from(date.month()),
+        date.day(),
+        hex::encode(bytes)
+    ))
+}
+
+/// How a station runs.
+#[derive(Clone, Debug)]
+pub struct StationOptions {
+    /// The batch devices are provisioned into.
+    pub batch: String,
+    /// Where devices are reached; one worker thread per address.
+    pub devices: Vec<DeviceAddress>,
+    /// Devices to provision in total (over all addresses); `None` = until
+    /// stopped (`--loop`).
+    pub count: Option<u64>,
+    /// Lock each device's credential storage after it proved its key.
+    pub lock: bool,
+    /// Time to wait for each device response.
+    pub timeout: Duration,
+    /// In `--loop` mode, time to wait between reconnection attempts when a
+    /// device address does not answer.
+    pub retry_delay: Duration,
+}
+
+/// What happened to one device.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceOutcome {
+    /// The device address.
+    pub address: String,
+    /// Hardware id from `hello`, when it got that far.
+    pub hw_id: Option<String>,
+    /// The thing registered for it.
+    pub thing: Option<String>,
+    /// The certificate issued, when it got that far.
+    pub certificate_id: Option<String>,
+    /// Whether the device is provisioned (certificate ACTIVE).
+    pub ok: bool,
+    /// Why not.
+    pub error: Option<String>,
+    /// The step that failed (`quota`, `connect`, `hello`, `keygen`, `csr`,
+    /// `issue`, `install`, `prove`, `lock`, `register`).
+    pub stage: Option<String>,
+    /// Whether the key was made at the station and injected.
+    pub injected: bool,
+    /// Whether an issued certificate was recorded as spoiled.
+    pub spoiled: bool,
+    /// Wall time for this device, milliseconds.
+    pub total_ms: f64,
+    /// Of which waiting on the device (connect and responses), ms.
+    pub device_ms: f64,
+    /// Of which in the station itself (total minus device), ms.
+    pub station_ms: f64,
+}
+
+/// A failure at a step.
+struct Failed {
+    stage: &'static str,
+    reason: String,
+}
+
+fn fail(stage: &'static str, reason: impl ToString) -> Failed {
+    Failed {
+        stage,
+        reason: reason.to_string(),
+    }
+}
+
+/// Everything the station loads once: the batch's CA, profile and chain.
+struct Issuer {
+    batch: Batch,
+    ca: Arc<CertificateAuthority>,
+    profile: Profile,
+    /// Sent to devices after the leaf: the CA and its parents, without the
+    /// self-signed root.
+    chain_tail: Vec<Vec<u8>>,
+    org: String,
+    preferred: KeyType,
+}
+
+impl Idmint {
+    /// Runs a station: provisions devices from `options.devices` (in
+    /// parallel, one thread per address) into the batch until `count`
+    /// devices were attempted, or forever without a count. `report` is
+    /// called once per device, from the worker threads, as each finishes.
+    /// Stops early (after the device in progress) when `stop` becomes true.
+    pub async fn run_station(
+        &self,
+        actor: &str,
+        options: &StationOptions,
+        stop: &AtomicBool,
+        report: &(dyn Fn(&DeviceOutcome) + Sync),
+    ) -> Result<Vec<DeviceOutcome>, FlowError> {
+        if options.devices.is_empty() {
+            return Err(FlowError::Invalid("give at least one --device".into()));
+        }
+        let batch = self.store().require_batch(&options.batch).await?;
+        if batch.kind != BatchKind::Station {
+            return Err(FlowError::Invalid(format!(
+                "batch {} is a {} batch, not a station batch",
+                batch.id,
+                batch.kind.as_str()
+            )));
+        }
+        let profile = self.config().profile(&batch.profile)?;
+        let ca = self.signing_ca(&batch.ca).await?;
+        let mut chain_tail = self.chain(&batch.ca).await?;
+        if chain_tail.len() > 1 {
+            chain_tail.pop();
+        }
+        let preferred = self.config().key_type;
+        let issuer = Issuer {
+            batch,
+            ca,
+            profile,
+            chain_tail,
+            org: self.config().org.clone(),
+            preferred,
+        };
+        let handle = Handle::current();
+        let started = AtomicU64::new(0);
+        let outcomes = std::sync::Mutex::new(Vec::new());
+        tokio::task::block_in_place(|| {
+            std::thread::scope(|scope| {
+                for address in &options.devices {
+                    let (issuer, handle, started, outcomes) =
+                        (&issuer, &handle, &started, &outcomes);
+                    scope.spawn(move || loop {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        if let Some(count) = options.count {
+                            if started.fetch_add(1, Ordering::SeqCst) >= count {
+                                break;
+                            }
+                        }
+                        let outcome = self.provision_one(handle, actor, issuer, address, options);
+                        report(&outcome);
+                        let unreachable = outcome.stage.as_deref() == Some("connect");
+                        if let Ok(mut list) = outcomes.lock() {
+                            list.push(outcome);
+                        }
+                        if unreachable && options.count.is_none() {
+                            std::thread::sleep(options.retry_delay);
+                        }
+                    });
+                }
+            });
+        });
+        Ok(outcomes.into_inner().unwrap_or_default())
+    }
+
+    /// Provisions the device at `address`, never panicking and never
+    /// leaving an ACTIVE certificate behind on failure.
+    fn provision_one(
+        &self,
+        handle: &Handle,
+        actor: &str,
+        issuer: &Issuer,
+        address: &DeviceAddress,
+        options: &StationOptions,
+    ) -> DeviceOutcome {
+        let start = Instant::now();
+        let mut run = DeviceRun {
+            device_time: Duration::ZERO,
+            outcome: DeviceOutcome {
+                address: address.to_string(),
+                hw_id: None,
+                thing: None,
+                certificate_id: None,
+                ok: false,
+                error: None,
+                stage: None,
+                injected: false,
+                spoiled: false,
+                total_ms: 0.0,
+                device_ms: 0.0,
+                station_ms: 0.0,
+            },
+        };
+        let result = self.provision_steps(handle, actor, issuer, address, options, &mut run);
+        if let Err(f) = result {
+            if let Some(id) = run.outcome.certificate_id.clone() {
+                match handle.block_on(self.spoil(actor, &issuer.batch.id, &id, &f)) {
+                    Ok(()) => run.outcome.spoiled = true,
+                    Err(e) => {
+                        run.outcome.error = Some(format!(
+                            "{}; and recording the certificate as spoiled failed: {e}",
+                            f.reason
+                        ));
+                    }
+                }
+            }
+            run.outcome.stage = Some(f.stage.to_string());
+            if run.outcome.error.is_none() {
+                run.outcome.error = Some(f.reason);
+            }
+        } else {
+            run.outcome.ok = true;
+        }
+        let total = start.elapsed();
+        run.outcome.total_ms = ms(total);
+        run.outcome.device_ms = ms(run.device_time);
+        run.outcome.station_ms = ms(total.saturating_sub(run.device_time));
+        run.outcome
+    }
+
+    fn provision_steps(
+        &self,
+        handle: &Handle,
+        actor: &str,
+        issuer: &Issuer,
+        address: &DeviceAddress,
+        options: &StationOptions,
+        run: &mut DeviceRun,
+    ) -> Result<(), Failed> {
+        let batch_id = issuer.batch.id.as_str();
+        // 1. Quota first: a device is not touched when the batch is full.
+        let batch = handle
+            .block_on(self.store().require_batch(batch_id))
+            .map_err(|e| fail("quota", e))?;
+        if batch.state != "OPEN" {
+            return Err(fail(
+                "quota",
+                format!("batch {batch_id} is {}", batch.state),
+            ));
+        }
+        // Spoiled certificates are revoked and give their place back.
+        let good = batch.issued - batch.spoiled;
+        if good >= batch.count {
+            return Err(fail(
+                "quota",
+                format!(
+                    "batch {batch_id} quota exhausted: {good} of {} issued",
+                    batch.count
+                ),
+            ));
+        }
+        let link = run
+            .timed(|| Link::open(address, options.timeout))
+            .map_err(|e| fail("connect", e))?;
+        let mut client = AgentClient::new(link).with_timeout(options.timeout);
+        let hello = run.timed(|| client.hello()).map_err(|e| fail("hello", e))?;
+        let hw_id = hello.hw_id.clone();
+        validate_name("hardware id", &hw_id).map_err(|e| fail("hello", e))?;
+        run.outcome.hw_id = Some(hw_id.clone());
+        // Refuse clones: a hardware id already holding a live certificate.
+        let thing = match handle
+            .block_on(self.store().thing_by_device_id(&hw_id))
+            .map_err(|e| fail("hello", e))?
+        {
+            Some(existing) => {
+                let live = handle
+                    .block_on(self.store().list_certificates(&CertificateFilter {
+                        thing: Some(existing.name.clone()),
+                        ..CertificateFilter::default()
+                    }))
+                    .map_err(|e| fail("hello", e))?
+                    .into_iter()
+                    .any(|c| c.status != CertificateStatus::Revoked);
+                if live {
+                    return Err(fail(
+                        "hello",
+                        format!(
+                            "refused clone: hardware id {hw_id} is already provisioned (thing {})",
+                            existing.name
+                        ),
+                    ));
+                }
+                existing.name
+            }
+            None => hw_id.clone(),
+        };
+        if hello.locked {
+            return Err(fail("hello", "the device's credential storage is locked"));
+        }
+        run.outcome.thing = Some(thing.clone());
+        let mut values = SubjectValues::for_thing(&thing)
+            .with("org", issuer.org.as_str())
+            .with("device_id", hw_id.as_str())
+            .with("hw_id", hw_id.as_str())
+            .with("product", issuer.batch.product.as_str())
+            .with("batch", batch_id);
+        // 2. Key: made on the device (preferred) or here and injected.
+        let key_choice = choose_key(&hello, issuer)?;
+        let (issued, injected_key) = match key_choice {
+            KeyChoice::Keygen(key_type) => {
+                let agent_type = to_agent(key_type).ok_or_else(|| fail("keygen", "key type"))?;
+                let csr_der = run
+                    .timed(|| client.keygen(agent_type))
+                    .map_err(|e| fail("keygen", e))?;
+                let csr = Csr::from_der(&csr_der).map_err(|e| fail("csr", e))?;
+                if csr.key_type() != key_type {
+                    return Err(fail(
+                        "csr",
+                        format!(
+                            "the device returned a {} key, {} was asked",
+                            csr.key_type(),
+                            key_type
+                        ),
+                    ));
+                }
+                if let Some(cn) = csr.common_name() {
+                    values.set("csr_cn", cn);
+                }
+                let key = csr.public_key().clone();
+                let issued =
+                    self.issue_pending(handle, actor, issuer, &key, &thing, &hw_id, &values, run)?;
+                (issued, None)
+            }
+            KeyChoice::Inject(key_type) => {
+                let key = DeviceKey::generate(key_type).map_err(|e| fail("issue", e))?;
+                let public = key.public_key().map_err(|e| fail("issue", e))?;
+                run.outcome.injected = true;
+                let issued = self
+                    .issue_pending(handle, actor, issuer, &public, &thing, &hw_id, &values, run)?;
+                (issued, Some(key))
+            }
+        };
+        // 3. Install (or inject), prove, lock.
+        let mut chain = Vec::with_capacity(1 + issuer.chain_tail.len());
+        chain.push(issued.der.clone());
+        chain.extend(issuer.chain_tail.iter().cloned());
+        match &injected_key {
+            None => run
+                .timed(|| client.install(&chain))
+                .map_err(|e| fail("install", e))?,
+            Some(key) => {
+                let pkcs8 = key.pkcs8_der();
+                run.timed(|| client.inject(&pkcs8, &chain))
+                    .map_err(|e| fail("install", e))?
+            }
+        }
+        drop(injected_key);
+        let mut nonce = [0u8; 32];
+        aws_lc_rs::rand::fill(&mut nonce).map_err(|_| fail("prove", "random generator failed"))?;
+        let proof = run
+            .timed(|| client.prove(&nonce))
+            .map_err(|e| fail("prove", e))?;
+        idmint_agent::verify_proof(&issued.der, &nonce, &proof.signature)
+            .map_err(|e| fail("prove", format!("proof of possession failed: {e}")))?;
+        if options.lock {
+            if !hello.has(&Capability::Lock) {
+                return Err(fail(
+                    "lock",
+                    "the device cannot lock its credential storage",
+                ));
+            }
+            run.timed(|| client.lock()).map_err(|e| fail("lock", e))?;
+        }
+        // 4. Activate.
+        let id = issued.info.id.clone();
+        handle
+            .block_on(async {
+                let mut tx = self.store().begin(actor).await?;
+                tx.set_certificate_status(&id, CertificateStatus::Active, None)
+                    .await?;
+                tx.audit(
+                    "station.provisioned",
+                    &thing,
+                    serde_json::json!({"batch": batch_id, "hwId": hw_id, "certificate": id,
+                        "injected": run.outcome.injected, "locked": options.lock,
+                        "address": run.outcome.address}),
+                );
+                tx.commit().await
+            })
+            .map_err(|e| fail("register", e))?;
+        Ok(())
+    }
+
+    /// Takes one from the quota, signs, and registers the certificate
+    /// PENDING_ACTIVATION, in one transaction.
+    #[allow(clippy::too_many_arguments)]
+    fn issue_pending(
+        &self,
+        handle: &Handle,
+        actor: &str,
+        issuer: &Issuer,
+        key: &PublicKey,
+        thing: &str,
+        hw_id: &str,
+        values: &SubjectValues,
+        run: &mut DeviceRun,
+    ) -> Result<IssuedCertificate, Failed> {
+        let batch_id = issuer.batch.id.as_str();
+        let key_hash = hex::encode(aws_lc_rs::digest::digest(
+            &aws_lc_rs::digest::SHA256,
+            key.spki_der(),
+        ));
+        let clones = handle
+            .block_on(self.store().certificates_with_public_key(&key_hash))
+            .map_err(|e| fail("issue", e))?;
+        if let Some(c) = clones.first() {
+            return Err(fail(
+                "issue",
+                format!(
+                    "refused clone: the device's public key is already certified (certificate {})",
+                    c.id
+                ),
+            ));
+        }
+        let issued = handle
+            .block_on(async {
+                let mut tx = self.store().begin(actor).await?;
+                tx.reserve_mint_quota(batch_id, 1).await?;
+                let certificate = issuer
+                    .ca
+                    .issue(key, &issuer.profile, values)
+                    .map_err(FlowError::from)?;
+                let mut new_thing = NewThing::named(thing);
+                new_thing.device_id = Some(hw_id.to_string());
+                new_thing.batch = Some(batch_id.to_string());
+                new_thing.thing_type = Some(issuer.batch.product.clone());
+                tx.upsert_thing(&new_thing).await?;
+                tx.insert_certificate(&certificate_record(
+                    &certificate,
+                    &issuer.batch.ca,
+                    Some(thing),
+                    CertificateStatus::PendingActivation,
+                    Some(batch_id),
+                ))
+                .await?;
+                tx.commit().await?;
+                Ok::<_, FlowError>(certificate)
+            })
+            .map_err(|e| match e {
+                FlowError::Registry(RegistryError::QuotaExhausted { .. }) => fail("quota", e),
+                e => fail("issue", e),
+            })?;
+        run.outcome.certificate_id = Some(issued.info.id.clone());
+        Ok(issued)
+    }
+
+    /// Revokes a certificate that never became usable and counts it
+    /// spoiled.
+    async fn spoil(
+        &self,
+        actor: &str,
+        batch: &str,
+        certificate: &str,
+        failed: &Failed,
+    ) -> Result<(), FlowError> {
+        let mut tx = self.store().begin(actor).await?;
+        tx.set_certificate_status(
+            certificate,
+            CertificateStatus::Revoked,
+            Some(SPOILED_REASON),
+        )
+        .await?;
+        let why = format!("{}: {}", failed.stage, failed.reason);
+        tx.add_spoiled(batch, 1, &why).await?;
+        tx.audit(
+            "station.spoiled",
+            certificate,
+            serde_json::json!({"batch": batch, "stage": failed.stage, "reason": failed.reason}),
+        );
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+enum KeyChoice {
+    Keygen(KeyType),
+    Inject(KeyType),
+}
+
+/// Keygen with the configured key type when the device and profile allow
+/// it, else another both allow; inject only when the device cannot make
+/// keys and the batch allows it.
+fn choose_key(hello: &HelloInfo, issuer: &Issuer) -> Result<KeyChoice, Failed> {
+    let mut candidates = vec![issuer.preferred, KeyType::P256, KeyType::Ed25519];
+    candidates.dedup();
+    let allowed = |k: &KeyType| issuer.profile.allows_key_type(*k);
+    let device_can = |k: &KeyType| match k {
+        KeyType::P256 => hello.has(&Capability::KeygenP256),
+        KeyType::Ed25519 => hello.has(&Capability::KeygenEd25519),
+        _ => false,
+    };
+    if let Some(k) = candidates.iter().find(|k| allowed(k) && device_can(k)) {
+        return Ok(KeyChoice::Keygen(*k));
+    }
+    let can_keygen = hello.has(&Capability::KeygenP256) || hello.has(&Capability::KeygenEd25519);
+    if can_keygen {
+        return Err(fail(
+            "keygen",
+            format!(
+                "the device generates no key type that profile {} allows",
+                issuer.batch.profile
+            ),
+        ));
+    }
+    if !hello.has(&Capability::KeyInject) {
+        return Err(fail(
+            "keygen",
+            "the device can neither generate keys nor accept one",
+        ));
+    }
+    if !issuer.batch.allow_inject {
+        return Err(fail(
+            "keygen",
+            format!(
+                "the device cannot generate keys and batch {} does not allow key injection",
+                issuer.batch.id
+            ),
+        ));
+    }
+    candidates
+        .into_iter()
+        .find(|k| allowed(k) && to_agent(*k).is_some())
+        .map(KeyChoice::Inject)
+        .ok_or_else(|| fail("keygen", "no injectable key type allowed by the profile"))
+}
+
+fn to_agent(k: KeyType) -> Option<idmint_agent::KeyType> {
+    match k {
+        KeyType::P256 => Some(idmint_agent::KeyType::P256),
+        KeyType::Ed25519 => Some(idmint_agent::KeyType::Ed25519),
+        _ => None,
+    }
+}
+
+/// Per-device bookkeeping: the outcome so far and time spent waiting on
+/// the device.
+struct DeviceRun {
+    device_time: Duration,
+    outcome: DeviceOutcome,
+}
+
+impl DeviceRun {
+    /// Runs a device exchange, counting its time as device time.
+    fn timed<T>(&mut self, f: impl FnOnce() -> T) -> T {
+        let t = Instant::now();
+        let r = f();
+        self.device_time += t.elapsed();
+        r
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
