@@ -28,6 +28,8 @@ pub enum BatchCommand {
     List(ListArgs),
     /// Show one batch: issued, spoiled, remaining.
     Show(ShowArgs),
+    /// Create a batch (with its quota) that provisioning stations fill.
+    Create(crate::commands::station::CreateArgs),
 }
 
 /// `idmint batch mint`.
@@ -108,6 +110,7 @@ pub async fn run(ctx: &Context, cmd: BatchCommand) -> anyhow::Result<ExitCode> {
         BatchCommand::Resume(args) => resume(ctx, args).await,
         BatchCommand::List(args) => list(ctx, args).await,
         BatchCommand::Show(args) => show(ctx, args).await,
+        BatchCommand::Create(args) => crate::commands::station::create_batch(ctx, args).await,
     }
 }
 
