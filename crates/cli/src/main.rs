@@ -54,11 +54,6 @@ enum Command {
     Audit(commands::audit::AuditCommand),
     /// Issue a signed CRL for a CA.
     Crl(commands::crl::CrlArgs),
-    /// The factory provisioning station: gives devices their identity.
-    #[command(subcommand)]
-    Station(commands::station::StationCommand),
-    /// A simulated device speaking the device agent protocol.
-    Devsim(commands::devsim::DevsimArgs),
     /// Serve the HTTPS REST API, EST enrollment, OCSP and CRLs.
     Serve(commands::serve::ServeArgs),
     /// API and enrollment tokens: create, list, revoke.
@@ -67,9 +62,14 @@ enum Command {
     /// Vendor manifests of pre-provisioned secure elements: import, export.
     #[command(subcommand)]
     Manifest(commands::manifest::ManifestCommand),
-    /// Batches of identities: mint, resume, list, show, ...
+    /// Batches of identities: create (station quota), list, show, ...
     #[command(subcommand)]
     Batch(commands::batch::BatchCommand),
+    /// The factory provisioning station: gives devices their identity.
+    #[command(subcommand)]
+    Station(commands::station::StationCommand),
+    /// A simulated device speaking the device agent protocol.
+    Devsim(commands::devsim::DevsimArgs),
 }
 
 fn main() -> ExitCode {
@@ -131,12 +131,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Thing(cmd) => commands::thing::run(&ctx, cmd).await,
         Command::Audit(cmd) => commands::audit::run(&ctx, cmd).await,
         Command::Crl(args) => commands::crl::run(&ctx, args).await,
-        Command::Station(cmd) => commands::station::run(&ctx, cmd).await,
-        Command::Devsim(args) => commands::devsim::run(args).await,
         Command::Serve(args) => commands::serve::run(&ctx, args).await,
         Command::Token(cmd) => commands::token::run(&ctx, cmd).await,
         Command::Manifest(cmd) => commands::manifest::run(&ctx, cmd).await,
         Command::Batch(cmd) => commands::batch::run(&ctx, cmd).await,
+        Command::Station(cmd) => commands::station::run(&ctx, cmd).await,
+        Command::Devsim(args) => commands::devsim::run(args).await,
     }
 }
 

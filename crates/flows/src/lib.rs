@@ -17,9 +17,9 @@ mod error;
 pub mod files;
 pub mod init;
 pub mod issue;
-pub mod station;
 pub mod manifest;
 pub mod mint;
+pub mod station;
 pub mod tokens;
 
 pub use config::Config;
