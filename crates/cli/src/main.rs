@@ -149,7 +149,11 @@ pub struct Context {
 impl Context {
     /// Opens the data directory.
     pub async fn open(&self) -> anyhow::Result<Idmint> {
-        Ok(Idmint::open(&self.data, self.store.as_deref(), passphrase_from_env()).await?)
+        Ok(
+            Idmint::open(&self.data, self.store.as_deref(), passphrase_from_env())
+                .await?
+                .with_pkcs11(pkcs11_from_env()),
+        )
     }
 }
 
@@ -159,6 +163,17 @@ pub fn passphrase_from_env() -> Option<Zeroizing<String>> {
         .ok()
         .filter(|p| !p.is_empty())
         .map(Zeroizing::new)
+}
+
+/// The PKCS#11 module and PIN from the environment (`IDMINT_PKCS11_MODULE`,
+/// `IDMINT_PKCS11_PIN`), for CA keys held in a token.
+pub fn pkcs11_from_env() -> Option<idmint_flows::pki::Pkcs11Config> {
+    let module = std::env::var_os("IDMINT_PKCS11_MODULE").filter(|m| !m.is_empty())?;
+    let pin = std::env::var("IDMINT_PKCS11_PIN").unwrap_or_default();
+    Some(idmint_flows::pki::Pkcs11Config {
+        module: module.into(),
+        pin: Zeroizing::new(pin),
+    })
 }
 
 /// The actor named in audit records for commands run from this CLI.

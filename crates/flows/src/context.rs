@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use idmint_pki::{decrypt_private_key, CertificateAuthority, DeviceKey, Signer};
+use idmint_pki::{decrypt_private_key, CertificateAuthority, DeviceKey, Pkcs11Config, Pkcs11Key, Pkcs11Uri, Signer};
 use idmint_registry::{Ca, CaKind, Store};
 use zeroize::Zeroizing;
 
@@ -25,6 +25,7 @@ pub struct Idmint {
     store: Store,
     passphrase: Option<Zeroizing<String>>,
     cas: Mutex<HashMap<String, Arc<CertificateAuthority>>>,
+    pkcs11: Option<Pkcs11Config>,
 }
 
 impl Idmint {
@@ -45,7 +46,20 @@ impl Idmint {
             store,
             passphrase,
             cas: Mutex::new(HashMap::new()),
+            pkcs11: None,
         })
+    }
+
+    /// The PKCS#11 module and PIN for CA keys held in a token (`pkcs11:`
+    /// key references).
+    pub fn with_pkcs11(mut self, config: Option<Pkcs11Config>) -> Self {
+        self.pkcs11 = config;
+        self
+    }
+
+    /// The PKCS#11 configuration, if any.
+    pub fn pkcs11(&self) -> Option<&Pkcs11Config> {
+        self.pkcs11.as_ref()
     }
 
     /// The data directory.
@@ -105,10 +119,17 @@ impl Idmint {
             (_, Some(k)) => k,
         };
         if key_ref.starts_with("pkcs11:") {
-            return Err(FlowError::Invalid(format!(
-                "CA {:?} keeps its key in a PKCS#11 token ({key_ref}), which this build cannot reach",
-                record.name
-            )));
+            let config = self.pkcs11.as_ref().ok_or_else(|| {
+                FlowError::Invalid(format!(
+                    "CA {:?} keeps its key in a PKCS#11 token ({key_ref}): set IDMINT_PKCS11_MODULE and IDMINT_PKCS11_PIN",
+                    record.name
+                ))
+            })?;
+            let key = Pkcs11Key::open(config, &Pkcs11Uri::parse(key_ref)?)?;
+            return Ok(CertificateAuthority::from_parts(
+                record.certificate_der.clone(),
+                key.into_signer()?,
+            )?);
         }
         let passphrase = self.passphrase()?;
         let der = decrypt_private_key(key_ref, passphrase.as_bytes())?;

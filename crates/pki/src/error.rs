@@ -62,6 +62,9 @@ pub enum PkiError {
     /// Certificate or CRL generation failed.
     #[error("signing failed: {0}")]
     Signing(String),
+    /// A PKCS#11 token or URI problem.
+    #[error("{0}")]
+    Pkcs11(String),
     /// A certificate chain did not verify.
     #[error("certificate chain does not verify: {0}")]
     ChainInvalid(String),
