@@ -5,7 +5,10 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use idmint_pki::{decrypt_private_key, CertificateAuthority, DeviceKey, Pkcs11Config, Pkcs11Key, Pkcs11Uri, Signer};
+use idmint_pki::{
+    decrypt_private_key, CertificateAuthority, DeviceKey, Pkcs11Config, Pkcs11Key, Pkcs11Uri,
+    Signer,
+};
 use idmint_registry::{Ca, CaKind, Store};
 use zeroize::Zeroizing;
 
