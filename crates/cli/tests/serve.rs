@@ -291,7 +291,12 @@ fn est_ocsp_crl_and_rest_api() {
     let big = env.path("big");
     std::fs::write(&big, vec![b'A'; 200_000]).expect("big");
     assert_eq!(
-        post(&format!("{est}/simpleenroll"), &big, &["-u", &auth]).0,
+        post(
+            &format!("{est}/simpleenroll"),
+            &big,
+            &["-u", &auth, "--http1.1", "-H", "Expect: 100-continue"]
+        )
+        .0,
         413
     );
     let (code, body) = curl(

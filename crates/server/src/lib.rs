@@ -259,6 +259,21 @@ async fn observe(State(state): State<Shared>, request: Request, next: Next) -> R
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
+    // A declared body over the limit is refused before a byte of it is read,
+    // so a client that sent `Expect: 100-continue` never uploads it.
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > state.body_limit) {
+        let status = axum::http::StatusCode::PAYLOAD_TOO_LARGE;
+        state
+            .metrics
+            .observe(&method, &route, status.as_u16(), started.elapsed());
+        return ApiError::new(status, "payload_too_large", "the request body is too large")
+            .into_response();
+    }
     let exempt = route == "/healthz" || route == "/metrics";
     if !exempt {
         if let Some(conn) = request.extensions().get::<ConnInfo>() {
