@@ -13,163 +13,16 @@ use serde_json::json;
 /// ("Provisioning templates", "Fleet provisioning template example"), with
 /// one fix: the guide declares the parameter as `"ThingName "` (trailing
 /// space) but references `ThingName`; see `aws_fleet_example_verbatim_typo`.
-const AWS_FLEET: &str = r#"{
-    "Parameters" : {
-        "ThingName" : {
-            "Type" : "String"
-        },
-        "SerialNumber": {
-            "Type": "String"
-        },
-        "DeviceLocation": {
-            "Type": "String"
-        }
-    },
-    "Mappings": {
-        "LocationTable": {
-            "Seattle": {
-                "LocationUrl": "https://example.aws"
-            }
-        }
-    },
-    "Resources" : {
-        "thing" : {
-            "Type" : "AWS::IoT::Thing",
-            "Properties" : {
-                "AttributePayload" : {
-                    "version" : "v1",
-                    "serialNumber" : "serialNumber"
-                },
-                "ThingName" : {"Ref" : "ThingName"},
-                "ThingTypeName" : {"Fn::Join":["",["ThingPrefix_",{"Ref":"SerialNumber"}]]},
-                "ThingGroups" : ["v1-lightbulbs", "WA"],
-                "BillingGroup": "LightBulbBillingGroup"
-            },
-            "OverrideSettings" : {
-                "AttributePayload" : "MERGE",
-                "ThingTypeName" : "REPLACE",
-                "ThingGroups" : "DO_NOTHING"
-            }
-        },
-        "certificate" : {
-            "Type" : "AWS::IoT::Certificate",
-            "Properties" : {
-                "CertificateId": {"Ref": "AWS::IoT::Certificate::Id"},
-                "Status" : "Active"
-            }
-        },
-        "policy" : {
-            "Type" : "AWS::IoT::Policy",
-            "Properties" : {
-                "PolicyDocument" : {
-                    "Version": "2012-10-17",
-                    "Statement": [{
-                        "Effect": "Allow",
-                        "Action":["iot:Publish"],
-                        "Resource": ["arn:aws:iot:us-east-1:123456789012:topic/foo/bar"]
-                    }]
-                }
-            }
-        }
-    },
-    "DeviceConfiguration": {
-        "FallbackUrl": "https://www.example.com/test-site",
-        "LocationUrl": {
-            "Fn::FindInMap": ["LocationTable",{"Ref": "DeviceLocation"}, "LocationUrl"]}
-        }
-}"#;
+const AWS_FLEET: &str = include_str!("data/aws_fleet.json");
 
 /// The JITP template example of the AWS IoT Developer Guide
 /// ("Just-in-time provisioning"), the `templateBody` unescaped.
-const AWS_JITP: &str = r#"{
-   "Parameters" : {
-      "AWS::IoT::Certificate::CommonName" : {
-         "Type" : "String"
-      },
-      "AWS::IoT::Certificate::Country" : {
-         "Type" : "String"
-      },
-      "AWS::IoT::Certificate::Id" : {
-         "Type" : "String"
-      }
-   },
-   "Resources" : {
-      "thing" : {
-         "Type" : "AWS::IoT::Thing",
-         "Properties" : {
-            "ThingName" : {
-               "Ref" : "AWS::IoT::Certificate::CommonName"
-            },
-            "AttributePayload" : {
-               "version" : "v1",
-               "country" : {
-                  "Ref" : "AWS::IoT::Certificate::Country"
-               }
-            }
-         }
-      },
-      "certificate" : {
-         "Properties" : {
-            "CertificateId" : {
-               "Ref" : "AWS::IoT::Certificate::Id"
-            },
-            "Status" : "ACTIVE"
-         },
-         "Type" : "AWS::IoT::Certificate"
-      },
-      "policy" : {
-         "Properties" : {
-            "PolicyDocument" : "{\"Version\": \"2012-10-17\",\"Statement\": [{\"Effect\":\"Allow\",\"Action\": [\"iot:Connect\",\"iot:Publish\"],\"Resource\" : [\"*\"]}]}"
-         },
-         "Type" : "AWS::IoT::Policy"
-      }
-   }
-}"#;
+const AWS_JITP: &str = include_str!("data/aws_jitp.json");
 
 /// The bulk registration example of the AWS IoT Developer Guide ("Template
 /// example for JITP and bulk registration", certificate from a CSR), with
 /// the same `"ThingName "` fix.
-const AWS_BULK: &str = r#"{
-    "Parameters" : {
-        "ThingName" : {
-            "Type" : "String"
-        },
-        "SerialNumber" : {
-            "Type" : "String"
-        },
-        "Location" : {
-            "Type" : "String",
-            "Default" : "WA"
-        },
-        "CSR" : {
-            "Type" : "String"
-        }
-    },
-    "Resources" : {
-        "thing" : {
-            "Type" : "AWS::IoT::Thing",
-            "Properties" : {
-                "ThingName" : {"Ref" : "ThingName"},
-                "AttributePayload" : { "version" : "v1", "serialNumber" :  {"Ref" : "SerialNumber"}},
-                "ThingTypeName" :  "lightBulb-versionA",
-                "ThingGroups" : ["v1-lightbulbs", {"Ref" : "Location"}]
-            }
-        },
-        "certificate" : {
-            "Type" : "AWS::IoT::Certificate",
-            "Properties" : {
-                "CertificateSigningRequest": {"Ref" : "CSR"},
-                "Status" : "ACTIVE"
-            }
-        },
-        "policy" : {
-            "Type" : "AWS::IoT::Policy",
-            "Properties" : {
-                "PolicyDocument" : "{ \"Version\": \"2012-10-17\", \"Statement\": [{ \"Effect\": \"Allow\", \"Action\":[\"iot:Publish\"], \"Resource\": [\"arn:aws:iot:us-east-1:123456789012:topic/foo/bar\"] }] }"
-            }
-        }
-    }
-}"#;
+const AWS_BULK: &str = include_str!("data/aws_bulk.json");
 
 fn params(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
