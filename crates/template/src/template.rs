@@ -360,6 +360,26 @@ impl Template {
             device_configuration,
         })
     }
+
+    /// Renders for a device whose `device` parameters came from outside
+    /// (the RegisterThing payload, a pre-provisioning hook's overrides)
+    /// and whose `pseudo` parameters idmint derived itself (the certificate
+    /// id and subject fields). Device values for names starting with
+    /// `AWS::` are dropped, so a device cannot pass itself off as another
+    /// certificate.
+    pub fn render_device(
+        &self,
+        device: &BTreeMap<String, String>,
+        pseudo: &BTreeMap<String, String>,
+    ) -> Result<Provisioning, RenderError> {
+        let mut params: BTreeMap<String, String> = device
+            .iter()
+            .filter(|(name, _)| !name.starts_with("AWS::"))
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect();
+        params.extend(pseudo.iter().map(|(k, v)| (k.clone(), v.clone())));
+        self.render(&params)
+    }
 }
 
 fn as_object<'v>(

@@ -344,3 +344,27 @@ fn device_configuration_is_for_fleet_templates_only() {
         "DeviceConfiguration: only fleet provisioning templates return a DeviceConfiguration"
     );
 }
+
+#[test]
+fn devices_cannot_supply_pseudo_parameters() {
+    let template = Template::parse(AWS_FLEET).unwrap();
+    let device = params(&[
+        ("ThingName", "lightbulb-9"),
+        ("SerialNumber", "9"),
+        ("DeviceLocation", "Seattle"),
+        ("AWS::IoT::Certificate::Id", "someone-elses-certificate"),
+    ]);
+    // Without idmint's own value, the device's is not used.
+    let err = template
+        .render_device(&device, &BTreeMap::new())
+        .unwrap_err();
+    assert_eq!(err.missing_parameter(), Some("AWS::IoT::Certificate::Id"));
+    let out = template
+        .render_device(&device, &params(&[("AWS::IoT::Certificate::Id", "mine")]))
+        .unwrap();
+    assert_eq!(
+        out.certificate.unwrap().source,
+        CertificateSource::Id("mine".into())
+    );
+    assert_eq!(out.thing.unwrap().name, "lightbulb-9");
+}
