@@ -30,7 +30,10 @@
 //!    differs (possible only after a power loss, since images are not
 //!    fsynced, or after outside tampering) cannot be repaired: the private key
 //!    was never stored. Its certificate is revoked, the item counted as
-//!    spoiled, and a replacement minted under a new device number.
+//!    spoiled, and a replacement minted under a new device number. A spoiled
+//!    certificate keeps counting against the batch quota (the registry's one
+//!    rule, `issued <= quota`), so the same transaction raises the quota by
+//!    one per replacement (audited `batch.quota`).
 //!
 //! Device numbers come from a per-prefix counter in the registry, reserved in
 //! the transaction that creates the batch, so device ids never repeat, across
@@ -441,7 +444,10 @@ impl Idmint {
             chain,
             anchors,
         });
-        let count = u64::try_from(batch.count).unwrap_or(0);
+        // Devices ordered: the quota less the replacements it was raised by
+        // (one per spoiled image).
+        let ordered = batch.count - batch.spoiled;
+        let count = u64::try_from(ordered).unwrap_or(0);
         let archive_path = archive_path(&plan);
         if batch.state != "OPEN" {
             return Ok(MintReport {
@@ -539,10 +545,15 @@ impl Idmint {
                     .await?;
             }
             if !lost.is_empty() {
-                tx.add_spoiled(
+                let n = lost.len() as i64;
+                tx.add_spoiled(&batch.id, n, "image lost before the batch completed")
+                    .await?;
+                // Spoiled certificates keep counting against the quota:
+                // replacing them is this explicit, audited raise.
+                tx.raise_quota(
                     &batch.id,
-                    lost.len() as i64,
-                    "image lost before the batch completed",
+                    n,
+                    "replacements for images lost before the batch completed",
                 )
                 .await?;
             }
@@ -557,7 +568,7 @@ impl Idmint {
         }
         // Numbers still to mint: the batch's own range first, then new ones.
         let needed = (count as usize).saturating_sub(good.len());
-        let mut numbers: Vec<i64> = (plan.params.first..plan.params.first + batch.count)
+        let mut numbers: Vec<i64> = (plan.params.first..plan.params.first + ordered)
             .filter(|n| !used.contains(n))
             .take(needed)
             .collect();
@@ -733,8 +744,7 @@ impl Idmint {
         let certs: Vec<_> = minted.iter().map(|m| m.record.clone()).collect();
         let items: Vec<MintItem> = minted.iter().map(|m| m.item.clone()).collect();
         let mut tx = self.store().begin(actor).await?;
-        tx.reserve_mint_quota(&plan.batch, minted.len() as i64)
-            .await?;
+        tx.reserve_quota(&plan.batch, minted.len() as i64).await?;
         // Small multi-row INSERTs: SQLite's driver looks up each `$n`
         // parameter by name, which is quadratic in the parameters of one
         // statement (at 400 rows it dominated the whole mint).

@@ -356,14 +356,13 @@ impl Idmint {
                 format!("batch {batch_id} is {}", batch.state),
             ));
         }
-        // Spoiled certificates are revoked and give their place back.
-        let good = batch.issued - batch.spoiled;
-        if good >= batch.count {
+        // Spoiled certificates were issued: they keep counting.
+        if batch.issued >= batch.count {
             return Err(fail(
                 "quota",
                 format!(
-                    "batch {batch_id} quota exhausted: {good} of {} issued",
-                    batch.count
+                    "batch {batch_id} quota exhausted: {} of {} issued ({} spoiled)",
+                    batch.issued, batch.count, batch.spoiled
                 ),
             ));
         }
@@ -533,7 +532,7 @@ impl Idmint {
         let issued = handle
             .block_on(async {
                 let mut tx = self.store().begin(actor).await?;
-                tx.reserve_mint_quota(batch_id, 1).await?;
+                tx.reserve_quota(batch_id, 1).await?;
                 let certificate = issuer
                     .ca
                     .issue(key, &issuer.profile, values)

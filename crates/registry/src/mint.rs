@@ -99,40 +99,6 @@ impl WriteTx {
         Ok(first)
     }
 
-    /// Takes `n` identities from a mint batch's quota, counting spoiled
-    /// identities as not taken (they are replaced): fails with
-    /// [`RegistryError::QuotaExhausted`] when fewer remain.
-    pub async fn reserve_mint_quota(&mut self, batch: &str, n: i64) -> Result<(), RegistryError> {
-        let done = sqlx::query(
-            "UPDATE batches SET issued = issued + $1, updated = $2 WHERE id = $3 AND issued - spoiled + $1 <= quota AND state = 'OPEN'",
-        )
-        .bind(n)
-        .bind(now())
-        .bind(batch)
-        .execute(&mut *self.tx)
-        .await?;
-        if done.rows_affected() == 1 {
-            return Ok(());
-        }
-        let row = sqlx::query("SELECT quota, issued, spoiled FROM batches WHERE id = $1")
-            .bind(batch)
-            .fetch_optional(&mut *self.tx)
-            .await?
-            .ok_or_else(|| RegistryError::NotFound {
-                kind: "batch",
-                name: batch.into(),
-            })?;
-        let quota: i64 = row.try_get(0)?;
-        let issued: i64 = row.try_get(1)?;
-        let spoiled: i64 = row.try_get(2)?;
-        Err(RegistryError::QuotaExhausted {
-            batch: batch.into(),
-            quota,
-            issued: issued - spoiled,
-            requested: n,
-        })
-    }
-
     /// Records device images (one audit record each).
     pub async fn insert_mint_items(&mut self, items: &[MintItem]) -> Result<(), RegistryError> {
         let now = now();

@@ -435,6 +435,13 @@ impl WriteTx {
 
     /// Takes `n` identities from a batch's quota, atomically: fails with
     /// `QuotaExhausted` (and takes nothing) if fewer than `n` remain.
+    ///
+    /// The one quota rule of the registry, for every kind of batch:
+    /// `issued + n <= quota`. A spoiled identity (a certificate issued that
+    /// never reached its device) consumed a certificate and keeps counting,
+    /// so a quota of N means at most N certificates are ever issued for the
+    /// batch: the overproduction guarantee. Replacing spoiled identities
+    /// takes an explicit, audited [`WriteTx::raise_quota`].
     pub async fn reserve_quota(&mut self, batch: &str, n: i64) -> Result<(), RegistryError> {
         let done = sqlx::query(
             "UPDATE batches SET issued = issued + $1, updated = $2 WHERE id = $3 AND issued + $1 <= quota AND state = 'OPEN'",
@@ -463,7 +470,37 @@ impl WriteTx {
         })
     }
 
+    /// Raises a batch's quota by `n` (audited `batch.quota`, with why): the
+    /// maker's explicit decision to issue replacements, e.g. for device
+    /// images lost before a mint batch completed.
+    pub async fn raise_quota(
+        &mut self,
+        batch: &str,
+        n: i64,
+        why: &str,
+    ) -> Result<(), RegistryError> {
+        let done = sqlx::query("UPDATE batches SET quota = quota + $1, updated = $2 WHERE id = $3")
+            .bind(n)
+            .bind(now())
+            .bind(batch)
+            .execute(&mut *self.tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(RegistryError::NotFound {
+                kind: "batch",
+                name: batch.into(),
+            });
+        }
+        self.audit(
+            "batch.quota",
+            batch,
+            serde_json::json!({"raisedBy": n, "reason": why}),
+        );
+        Ok(())
+    }
+
     /// Records `n` identities of a batch as spoiled (issued, never installed).
+    /// They stay counted in `issued` (see [`WriteTx::reserve_quota`]).
     pub async fn add_spoiled(
         &mut self,
         batch: &str,

@@ -220,7 +220,8 @@ async fn view(idmint: &idmint_flows::Idmint, batch: Batch) -> anyhow::Result<Bat
     };
     let good = batch.issued - batch.spoiled;
     let mut batch = batch;
-    batch.remaining = (batch.count - good).max(0);
+    // Spoiled identities consumed a certificate: they stay counted.
+    batch.remaining = (batch.count - batch.issued).max(0);
     Ok(BatchView {
         batch,
         good,
