@@ -40,7 +40,7 @@ struct Cli {
 enum Command {
     /// Create a data directory with a root CA and an issuing CA.
     Init(commands::init::InitArgs),
-    /// Certificate authorities: list, show, create issuing CAs.
+    /// Certificate authorities: list, show, create issuing CAs, register outside CAs.
     #[command(subcommand)]
     Ca(commands::ca::CaCommand),
     /// Device certificates: issue, generate, list, show, revoke, activate.
@@ -54,8 +54,18 @@ enum Command {
     Audit(commands::audit::AuditCommand),
     /// Issue a signed CRL for a CA.
     Crl(commands::crl::CrlArgs),
-    /// Serve the HTTPS REST API, EST enrollment, OCSP and CRLs.
+    /// Serve the HTTPS REST API, EST enrollment, OCSP and CRLs, and the
+    /// MQTT fleet provisioning endpoint.
     Serve(commands::serve::ServeArgs),
+    /// Provisioning templates for fleet provisioning and JITP.
+    #[command(subcommand)]
+    Template(commands::template::TemplateCommand),
+    /// Claim certificates for fleet provisioning.
+    #[command(subcommand)]
+    Claim(commands::claim::ClaimCommand),
+    /// Load tests: devices/s and latency of a flow, load generator included.
+    #[command(subcommand)]
+    Loadtest(commands::loadtest::LoadtestCommand),
     /// API and enrollment tokens: create, list, revoke.
     #[command(subcommand)]
     Token(commands::token::TokenCommand),
@@ -132,6 +142,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit(cmd) => commands::audit::run(&ctx, cmd).await,
         Command::Crl(args) => commands::crl::run(&ctx, args).await,
         Command::Serve(args) => commands::serve::run(&ctx, args).await,
+        Command::Template(cmd) => commands::template::run(&ctx, cmd).await,
+        Command::Claim(cmd) => commands::claim::run(&ctx, cmd).await,
+        Command::Loadtest(cmd) => commands::loadtest::run(&ctx, cmd).await,
         Command::Token(cmd) => commands::token::run(&ctx, cmd).await,
         Command::Manifest(cmd) => commands::manifest::run(&ctx, cmd).await,
         Command::Batch(cmd) => commands::batch::run(&ctx, cmd).await,

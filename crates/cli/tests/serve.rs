@@ -47,7 +47,7 @@ impl Env {
     fn serve(&self, extra: &[&str]) -> Server {
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
-        let mut args = vec!["serve", "--listen", listen.as_str()];
+        let mut args = vec!["serve", "--listen", listen.as_str(), "--mqtt-listen", "off"];
         args.extend_from_slice(extra);
         let child = self
             .idmint(&args)

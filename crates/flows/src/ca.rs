@@ -28,6 +28,16 @@ impl Idmint {
         actor: &str,
         req: &NewIssuingCa<'_>,
     ) -> Result<Ca, FlowError> {
+        self.create_ca(actor, req, CaKind::Issuing).await
+    }
+
+    /// Creates a CA of `kind` (issuing or claim) under `parent`.
+    pub(crate) async fn create_ca(
+        &self,
+        actor: &str,
+        req: &NewIssuingCa<'_>,
+        kind: CaKind,
+    ) -> Result<Ca, FlowError> {
         validate_name("CA name", req.name)?;
         if self.store().ca(req.name).await?.is_some() {
             return Err(idmint_registry::RegistryError::AlreadyExists {
@@ -48,14 +58,8 @@ impl Idmint {
             .build()?;
         let passphrase = self.passphrase()?;
         let mut tx = self.store().begin(actor).await?;
-        tx.insert_ca(&new_ca(
-            req.name,
-            CaKind::Issuing,
-            Some(req.parent),
-            &ca,
-            &passphrase,
-        )?)
-        .await?;
+        tx.insert_ca(&new_ca(req.name, kind, Some(req.parent), &ca, &passphrase)?)
+            .await?;
         tx.commit().await?;
         Ok(self.store().require_ca(req.name).await?)
     }

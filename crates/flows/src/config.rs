@@ -33,6 +33,43 @@ pub struct Config {
     /// `idmint serve` settings (`[server]`); defaults when absent.
     #[serde(default)]
     pub server: ServerConfig,
+    /// Fleet provisioning settings (`[fleet]`); defaults when absent.
+    #[serde(default)]
+    pub fleet: FleetConfig,
+}
+
+/// `[fleet]`: fleet provisioning over MQTT (scenario 5).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FleetConfig {
+    /// MQTT listen address of `idmint serve`, `ADDR:PORT`.
+    pub mqtt_listen: String,
+    /// Seconds a certificate ownership token stays valid.
+    pub token_lifetime_secs: u64,
+    /// Provisioning requests per minute per claim certificate (0: no limit).
+    pub claim_rate_per_minute: u32,
+    /// Days a claim certificate made by `idmint claim create` is valid.
+    pub claim_valid_days: u32,
+    /// Minutes a trusted-user (installer) claim certificate is valid.
+    pub trusted_user_claim_minutes: u32,
+    /// Default pre-provisioning hook timeout, milliseconds.
+    pub hook_timeout_ms: u64,
+    /// Largest MQTT packet accepted, bytes.
+    pub max_packet_bytes: usize,
+}
+
+impl Default for FleetConfig {
+    fn default() -> Self {
+        FleetConfig {
+            mqtt_listen: "0.0.0.0:8883".into(),
+            token_lifetime_secs: 3600,
+            claim_rate_per_minute: 600,
+            claim_valid_days: 3650,
+            trusted_user_claim_minutes: 5,
+            hook_timeout_ms: 5000,
+            max_packet_bytes: 128 * 1024,
+        }
+    }
 }
 
 /// `[server]`: the HTTPS endpoint of `idmint serve`.
@@ -93,6 +130,7 @@ impl Config {
             key_type,
             profiles,
             server: ServerConfig::default(),
+            fleet: FleetConfig::default(),
         }
     }
 

@@ -158,7 +158,7 @@ impl Idmint {
         }
         let mut new_thing = NewThing::named(thing);
         new_thing.batch = options.batch.clone();
-        if self.store().thing(thing).await?.is_none() {
+        if tx.thing(thing).await?.is_none() {
             tx.upsert_thing(&new_thing).await?;
         }
         tx.insert_certificate(&certificate_record(

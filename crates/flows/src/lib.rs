@@ -15,6 +15,7 @@ mod context;
 pub mod crl;
 mod error;
 pub mod files;
+pub mod fleet;
 pub mod init;
 pub mod issue;
 pub mod manifest;
@@ -27,3 +28,16 @@ pub use context::{Idmint, PASSPHRASE_ENV, PASSPHRASE_FILE};
 pub use error::FlowError;
 pub use idmint_pki as pki;
 pub use idmint_registry as registry;
+
+/// `n` random bytes from the system generator.
+pub(crate) fn random_bytes(n: usize) -> Result<Vec<u8>, FlowError> {
+    let mut bytes = vec![0u8; n];
+    aws_lc_rs::rand::fill(&mut bytes)
+        .map_err(|_| FlowError::Invalid("the system random generator failed".into()))?;
+    Ok(bytes)
+}
+
+/// `n` random bytes, lowercase hex.
+pub(crate) fn random_hex(n: usize) -> Result<String, FlowError> {
+    Ok(hex::encode(random_bytes(n)?))
+}

@@ -247,12 +247,6 @@ fn chunk_len(image_len: usize) -> usize {
     (CHUNK_BYTES / image_len.max(1)).clamp(1, CHUNK)
 }
 
-fn random_hex(n: usize) -> Result<String, FlowError> {
-    let mut bytes = vec![0u8; n];
-    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| invalid("the system random generator failed"))?;
-    Ok(hex::encode(bytes))
-}
-
 impl Idmint {
     /// Mints a new batch of device images. `progress(done, total)` is called
     /// as devices are registered.
@@ -298,7 +292,7 @@ impl Idmint {
         }
         check_out_dir(&request.out_dir)?;
 
-        let batch = format!("{}-{}", slug(&request.product), random_hex(4)?);
+        let batch = format!("{}-{}", slug(&request.product), crate::random_hex(4)?);
         let serial_prefix = match &request.serial_prefix {
             Some(p) => p.clone(),
             None => format!("{batch}-"),

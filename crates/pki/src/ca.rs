@@ -146,7 +146,11 @@ impl CertificateAuthority {
         let not_before = now - BACKDATE;
         let mut params = CertificateParams::default();
         params.not_before = not_before;
-        params.not_after = not_before + Duration::days(i64::from(profile.validity_days));
+        params.not_after = match profile.validity_minutes {
+            // Short-lived: counted from now, not from the backdated start.
+            Some(minutes) => now + Duration::minutes(i64::from(minutes)),
+            None => not_before + Duration::days(i64::from(profile.validity_days)),
+        };
         params.serial_number = Some(random_serial()?);
         params.distinguished_name = profile.distinguished_name(values)?;
         params.subject_alt_names = profile.subject_alt_names(values)?;
@@ -169,6 +173,7 @@ pub struct CaBuilder<'p> {
     parent: Option<&'p CertificateAuthority>,
     valid_days: u32,
     signer: Option<Signer>,
+    path_len: u8,
 }
 
 impl<'p> CaBuilder<'p> {
@@ -181,6 +186,7 @@ impl<'p> CaBuilder<'p> {
             parent: None,
             valid_days: 20 * 365,
             signer: None,
+            path_len: 0,
         }
     }
 
@@ -193,6 +199,7 @@ impl<'p> CaBuilder<'p> {
             parent: Some(parent),
             valid_days: 10 * 365,
             signer: None,
+            path_len: 0,
         }
     }
 
@@ -205,6 +212,14 @@ impl<'p> CaBuilder<'p> {
     /// Sets the validity in days.
     pub fn valid_days(mut self, days: u32) -> Self {
         self.valid_days = days;
+        self
+    }
+
+    /// Sets an issuing CA's path length constraint (0 by default: it signs
+    /// only end-entity certificates; 1 lets it sign CAs of path length 0,
+    /// such as an offline batch CA). Ignored for roots.
+    pub fn path_len(mut self, n: u8) -> Self {
+        self.path_len = n;
         self
     }
 
@@ -245,7 +260,7 @@ impl<'p> CaBuilder<'p> {
                 params.self_signed(&signer)?.der().to_vec()
             }
             Some(parent) => {
-                params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+                params.is_ca = IsCa::Ca(BasicConstraints::Constrained(self.path_len));
                 params.use_authority_key_identifier_extension = true;
                 if params.not_after > parent.info.not_after {
                     params.not_after = parent.info.not_after;

@@ -1,9 +1,16 @@
 //! What idmint needs to know about any X.509 certificate, ours or a
 //! vendor's: its id, serial, names, validity and public key.
 
+use std::collections::BTreeMap;
+
 use ::time::OffsetDateTime;
 use aws_lc_rs::digest;
-use x509_parser::prelude::{FromDer, X509Certificate};
+use x509_parser::oid_registry::{
+    Oid, OID_X509_COMMON_NAME, OID_X509_COUNTRY_NAME, OID_X509_DN_QUALIFIER,
+    OID_X509_ORGANIZATIONAL_UNIT, OID_X509_ORGANIZATION_NAME, OID_X509_SERIALNUMBER,
+    OID_X509_STATE_OR_PROVINCE_NAME,
+};
+use x509_parser::prelude::{FromDer, X509Certificate, X509Name};
 
 use crate::{KeyType, PkiError};
 
@@ -37,6 +44,11 @@ pub struct CertificateInfo {
     pub public_key_sha256: String,
     /// Whether basicConstraints says CA.
     pub is_ca: bool,
+    /// The subject's attributes that provisioning templates can use, by the
+    /// AWS IoT parameter suffix: `CommonName`, `SerialNumber`,
+    /// `Organization`, `OrganizationalUnit`, `Country`, `StateName`,
+    /// `DistinguishedNameQualifier` (first value of each, when present).
+    pub subject_fields: BTreeMap<&'static str, String>,
 }
 
 impl CertificateInfo {
@@ -69,6 +81,7 @@ impl CertificateInfo {
             public_key_sha256: hex::encode(digest::digest(&digest::SHA256, &spki_der)),
             spki_der,
             is_ca: cert.is_ca(),
+            subject_fields: subject_fields(cert.subject()),
         })
     }
 
@@ -82,6 +95,25 @@ impl CertificateInfo {
     pub fn valid_at(&self, time: OffsetDateTime) -> bool {
         self.not_before <= time && time <= self.not_after
     }
+}
+
+fn subject_fields(name: &X509Name<'_>) -> BTreeMap<&'static str, String> {
+    let wanted: [(&'static str, Oid<'static>); 7] = [
+        ("CommonName", OID_X509_COMMON_NAME),
+        ("SerialNumber", OID_X509_SERIALNUMBER),
+        ("Organization", OID_X509_ORGANIZATION_NAME),
+        ("OrganizationalUnit", OID_X509_ORGANIZATIONAL_UNIT),
+        ("Country", OID_X509_COUNTRY_NAME),
+        ("StateName", OID_X509_STATE_OR_PROVINCE_NAME),
+        ("DistinguishedNameQualifier", OID_X509_DN_QUALIFIER),
+    ];
+    wanted
+        .into_iter()
+        .filter_map(|(field, oid)| {
+            let value = name.iter_by_oid(&oid).next()?.as_str().ok()?;
+            Some((field, value.to_string()))
+        })
+        .collect()
 }
 
 /// Extracts the DER of the first `CERTIFICATE` PEM block.

@@ -236,6 +236,16 @@ impl DeviceKey {
         Ok(self.pair.sign(message)?)
     }
 
+    /// A PKCS#10 request (PEM) for this key with subject `CN=common_name`,
+    /// as a device makes one.
+    pub fn csr_pem(&self, common_name: &str) -> Result<String, PkiError> {
+        let mut params = rcgen::CertificateParams::default();
+        let mut dn = rcgen::DistinguishedName::new();
+        dn.push(rcgen::DnType::CommonName, common_name);
+        params.distinguished_name = dn;
+        Ok(params.serialize_request(&self.pair)?.pem()?)
+    }
+
     pub(crate) fn key_pair(&self) -> &KeyPair {
         &self.pair
     }

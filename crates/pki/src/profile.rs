@@ -29,6 +29,10 @@ pub struct Profile {
     /// Validity in days from issuance.
     #[serde(default = "default_validity_days")]
     pub validity_days: u32,
+    /// If set, the validity in minutes instead of days (short-lived
+    /// credentials such as an installer's temporary claim certificate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validity_minutes: Option<u32>,
     /// Subject key types this profile accepts (empty: all supported ones).
     #[serde(default)]
     pub key_types: Vec<KeyType>,
@@ -95,6 +99,7 @@ impl Profile {
             key_usage: default_key_usage(),
             extended_key_usage: default_eku(),
             validity_days: default_validity_days(),
+            validity_minutes: None,
             key_types: Vec::new(),
             signature_algorithm: None,
         }
@@ -108,6 +113,7 @@ impl Profile {
             key_usage: vec![KeyUsage::DigitalSignature],
             extended_key_usage: vec![ExtendedKeyUsage::ServerAuth],
             validity_days: 397,
+            validity_minutes: None,
             key_types: Vec::new(),
             signature_algorithm: None,
         }
@@ -141,6 +147,9 @@ impl Profile {
         }
         if self.validity_days == 0 {
             return Err(err("validity_days must be at least 1".into()));
+        }
+        if self.validity_minutes == Some(0) {
+            return Err(err("validity_minutes must be at least 1".into()));
         }
         if let Some(alg) = &self.signature_algorithm {
             if !["ecdsa-sha256", "ecdsa-sha384", "ed25519", "rsa-sha256"].contains(&alg.as_str()) {

@@ -63,6 +63,10 @@ pub enum RegistryError {
         /// The requested status.
         to: String,
     },
+    /// A certificate ownership token that cannot be used (unknown, already
+    /// used, expired, or another claim's).
+    #[error("certificate ownership token {0}")]
+    OwnershipToken(&'static str),
     /// A stored value could not be decoded (corrupt row).
     #[error("corrupt registry row: {0}")]
     Corrupt(String),

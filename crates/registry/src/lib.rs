@@ -23,6 +23,7 @@
 
 mod audit;
 mod error;
+mod fleet;
 mod imports;
 mod mint;
 mod model;
@@ -32,6 +33,7 @@ mod write;
 
 pub use audit::{AuditFault, AuditReport};
 pub use error::RegistryError;
+pub use fleet::{Claim, NewTemplate, OwnershipToken, ProvisioningTemplate, TemplateKind};
 pub use imports::{ExportedCertificate, RegisteredCertificate, RegisteredThing};
 pub use mint::{MintItem, MINT_ITEM_OK, MINT_ITEM_SPOILED};
 pub use model::*;

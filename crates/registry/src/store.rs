@@ -52,7 +52,8 @@ pub struct CertificateFilter {
 }
 
 pub(crate) const CERT_COLUMNS: &str = "id, serial, ca, thing, status, subject, key_type, not_before, not_after, public_key_sha256, batch, created, updated, revoked_at, revocation_reason, der";
-const THING_COLUMNS: &str = "name, thing_type, attributes, device_id, batch, created, updated";
+pub(crate) const THING_COLUMNS: &str =
+    "name, thing_type, attributes, device_id, batch, created, updated";
 const CA_COLUMNS: &str = "name, kind, parent, certificate_id, subject, key_type, not_before, not_after, auto_register, template, created, certificate_der, key_ref, signer_der";
 const BATCH_COLUMNS: &str = "id, kind, product, quota, issued, spoiled, profile, ca, factory, state, allow_inject, params, created, updated";
 
@@ -389,7 +390,7 @@ pub(crate) fn certificate_from_row(row: &AnyRow) -> Result<Certificate, Registry
     })
 }
 
-fn thing_from_row(row: &AnyRow) -> Result<Thing, RegistryError> {
+pub(crate) fn thing_from_row(row: &AnyRow) -> Result<Thing, RegistryError> {
     let attributes: String = row.try_get("attributes")?;
     let attributes: BTreeMap<String, String> = serde_json::from_str(&attributes)
         .map_err(|e| RegistryError::Corrupt(format!("thing attributes: {e}")))?;

@@ -4,9 +4,10 @@
 use sqlx::{Any, Row, Transaction};
 
 use crate::audit::record_hash;
+use crate::store::{certificate_from_row, thing_from_row, CERT_COLUMNS, THING_COLUMNS};
 use crate::{
-    now, validate_name, AuditRecord, CaKind, CertificateStatus, NewBatch, NewCa, NewCertificate,
-    NewThing, RegistryError, Store,
+    now, validate_name, AuditRecord, CaKind, Certificate, CertificateStatus, NewBatch, NewCa,
+    NewCertificate, NewThing, RegistryError, Store, Thing,
 };
 
 /// Rows per multi-row INSERT. Small on purpose: sqlx's SQLite driver looks
@@ -111,6 +112,28 @@ impl WriteTx {
             q.execute(&mut *self.tx).await?;
         }
         Ok(())
+    }
+
+    /// A thing, read inside this transaction. (While a write transaction
+    /// is open, read through it, not through the [`Store`]: the store's
+    /// pool may be exhausted by writers queued behind this one.)
+    pub async fn thing(&mut self, name: &str) -> Result<Option<Thing>, RegistryError> {
+        let sql = format!("SELECT {THING_COLUMNS} FROM things WHERE name = $1");
+        let row = sqlx::query(&sql)
+            .bind(name)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        row.as_ref().map(thing_from_row).transpose()
+    }
+
+    /// A certificate, read inside this transaction.
+    pub async fn certificate(&mut self, id: &str) -> Result<Option<Certificate>, RegistryError> {
+        let sql = format!("SELECT {CERT_COLUMNS} FROM certificates WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        row.as_ref().map(certificate_from_row).transpose()
     }
 
     /// Adds a CA.
@@ -568,6 +591,21 @@ pub(crate) fn multi_insert(prefix: &str, columns: usize, rows: usize) -> String 
         sql.push(')');
     }
     sql
+}
+
+/// `NotFound` unless a statement changed at least one row.
+pub(crate) fn changed(
+    done: sqlx::any::AnyQueryResult,
+    kind: &'static str,
+    name: &str,
+) -> Result<(), RegistryError> {
+    if done.rows_affected() == 0 {
+        return Err(RegistryError::NotFound {
+            kind,
+            name: name.to_string(),
+        });
+    }
+    Ok(())
 }
 
 pub(crate) fn unique_to(e: sqlx::Error, kind: &'static str, name: &str) -> RegistryError {

@@ -341,6 +341,56 @@ pub async fn issue_in_batch(
     Ok((StatusCode::CREATED, Json(json!({"id": issued.certificate.info.id, "thing": issued.thing, "pem": issued.certificate.pem(), "chain": chain}))).into_response())
 }
 
+/// A trusted user's request for a temporary claim certificate.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProvisioningClaimRequest {
+    /// The fleet template the claim may use.
+    pub template_name: String,
+}
+
+/// Issues a temporary claim certificate for an installer's app (provisioning
+/// by trusted user), valid `[fleet] trusted_user_claim_minutes` (5).
+#[utoipa::path(post, path = "/api/v1/provisioning-claims", tag = "fleet", request_body(content = ProvisioningClaimRequest), responses((status = 201, description = "{certificateId, certificatePem, keyPair: {PublicKey, PrivateKey}, expiration}"), (status = 404, description = "unknown template")))]
+pub async fn create_provisioning_claim(
+    State(s): State<Shared>,
+    c: Conn,
+    h: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let who = caller(&s, &h, &c).await?;
+    who.require(OPERATORS)?;
+    let req: ProvisioningClaimRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("bad JSON: {e}")))?;
+    let minutes = s.idmint.config().fleet.trusted_user_claim_minutes;
+    let claim = s
+        .idmint
+        .create_claim(
+            &who.actor,
+            std::slice::from_ref(&req.template_name),
+            idmint_flows::fleet::claims::ClaimValidity::Minutes(minutes),
+            None,
+        )
+        .await?;
+    let public_key = idmint_pki::DeviceKey::from_pkcs8_pem(&claim.private_key)
+        .map(|k| idmint_pki::to_pem("PUBLIC KEY", &k.spki_der()))
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let expiration = claim
+        .not_after
+        .format(&time::format_description::well_known::Rfc3339)
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "certificateId": claim.certificate_id,
+            "certificatePem": claim.certificate_pem,
+            "keyPair": {"PublicKey": public_key, "PrivateKey": claim.private_key.as_str()},
+            "expiration": expiration,
+        })),
+    )
+        .into_response())
+}
+
 /// Verifies the audit chain.
 #[utoipa::path(get, path = "/api/v1/audit/verify", tag = "audit", responses((status = 200, description = "{intact, report}")))]
 pub async fn verify_audit(

@@ -2,7 +2,8 @@
 //! operators talk to. The REST API under `/api/v1` (bearer tokens or client
 //! certificates, by role), EST (RFC 7030) enrollment and re-enrollment under
 //! `/.well-known/est/`, an OCSP responder at `/ocsp`, CRLs at
-//! `/crl/<ca>.crl`, `/healthz` and `/metrics`.
+//! `/crl/<ca>.crl`, `/healthz` and `/metrics`; beside it, the MQTT endpoint
+//! for fleet provisioning ([`mqtt`]).
 //!
 //! The server keeps no state of its own: tokens, quotas and rotations live
 //! in the registry, so several servers can share one PostgreSQL store.
@@ -15,6 +16,7 @@ pub mod crl;
 mod error;
 pub mod est;
 pub mod metrics;
+pub mod mqtt;
 pub mod ocsp;
 pub mod pkcs7;
 pub mod ratelimit;
@@ -121,6 +123,7 @@ impl AppState {
         api::list_batches,
         api::get_batch,
         api::issue_in_batch,
+        api::create_provisioning_claim,
         api::verify_audit,
         api::openapi,
         api::ocsp_post,
@@ -139,7 +142,7 @@ impl AppState {
         est::serverkeygen,
         est::serverkeygen_label,
     ),
-    components(schemas(api::RevokeRequest, api::CsrRequest))
+    components(schemas(api::RevokeRequest, api::CsrRequest, api::ProvisioningClaimRequest))
 )]
 pub struct ApiDoc;
 
@@ -179,6 +182,11 @@ fn route_table() -> Vec<(&'static str, &'static str, MethodRouter<Shared>)> {
             "POST",
             "/api/v1/batches/{id}/certificates",
             post(api::issue_in_batch),
+        ),
+        (
+            "POST",
+            "/api/v1/provisioning-claims",
+            post(api::create_provisioning_claim),
         ),
         ("GET", "/api/v1/audit/verify", get(api::verify_audit)),
         ("GET", "/api/v1/openapi.json", get(api::openapi)),
@@ -347,8 +355,7 @@ pub async fn sweep_once(idmint: &Idmint) -> Result<usize, idmint_registry::Regis
     let due = idmint.store().due_rotations(idmint_registry::now()).await?;
     for r in &due {
         let mut tx = idmint.store().begin("server:rotation").await?;
-        let still_active = idmint
-            .store()
+        let still_active = tx
             .certificate(&r.old_id)
             .await?
             .is_some_and(|c| c.status == CertificateStatus::Active);

@@ -150,6 +150,7 @@ fn load_pem(
 #[derive(Debug)]
 struct DeferredClientAuth {
     algorithms: WebPkiSupportedAlgorithms,
+    mandatory: bool,
 }
 
 impl ClientCertVerifier for DeferredClientAuth {
@@ -158,7 +159,7 @@ impl ClientCertVerifier for DeferredClientAuth {
     }
 
     fn client_auth_mandatory(&self) -> bool {
-        false
+        self.mandatory
     }
 
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
@@ -202,18 +203,38 @@ pub fn server_config(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
 ) -> Result<rustls::ServerConfig, ServerError> {
+    let mut config = tls_config(chain, key, false)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// The MQTT endpoint's configuration: a client certificate is mandatory,
+/// and the `x-amzn-mqtt-ca` ALPN of AWS SDKs on port 443 is accepted.
+pub fn mqtt_server_config(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<rustls::ServerConfig, ServerError> {
+    let mut config = tls_config(chain, key, true)?;
+    config.alpn_protocols = vec![b"x-amzn-mqtt-ca".to_vec(), b"mqtt".to_vec()];
+    Ok(config)
+}
+
+fn tls_config(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    mandatory_client_auth: bool,
+) -> Result<rustls::ServerConfig, ServerError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let verifier = Arc::new(DeferredClientAuth {
         algorithms: provider.signature_verification_algorithms,
+        mandatory: mandatory_client_auth,
     });
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+    rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| ServerError::Tls(e.to_string()))?
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)
-        .map_err(|e| ServerError::Tls(e.to_string()))?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(config)
+        .map_err(|e| ServerError::Tls(e.to_string()))
 }
 
 /// Serves `app` over TLS on `listener` until `shutdown` resolves, then

@@ -1,4 +1,5 @@
-//! `idmint ca`: list, show and create CAs.
+//! `idmint ca`: list, show and create CAs; register outside CAs and their
+//! auto-registration (JITP).
 
 use std::process::ExitCode;
 
@@ -50,6 +51,20 @@ pub enum CaCommand {
     /// Register an outside CA (an HSM or secure element vendor's) as a
     /// trust anchor for device certificates, with its manifest log signer.
     Register(RegisterArgs),
+    /// Change an outside CA's auto-registration (JITP).
+    Update {
+        /// The CA name.
+        name: String,
+        /// Turn auto-registration on or off.
+        #[arg(long, action = clap::ArgAction::Set)]
+        auto_register: bool,
+        /// The JITP template.
+        #[arg(long)]
+        template: Option<String>,
+        /// Print a JSON object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `idmint ca register`.
@@ -64,6 +79,13 @@ pub struct RegisterArgs {
     /// The vendor's manifest log-signer certificate (PEM or DER).
     #[arg(long)]
     pub signer: Option<std::path::PathBuf>,
+    /// Devices with unknown certificates chained to this CA register
+    /// themselves on first connection (JITP), from `--template`.
+    #[arg(long, requires = "template")]
+    pub auto_register: bool,
+    /// The JITP template for auto-registration.
+    #[arg(long)]
+    pub template: Option<String>,
     /// Print a JSON object.
     #[arg(long)]
     pub json: bool,
@@ -157,7 +179,12 @@ pub async fn run(ctx: &Context, cmd: CaCommand) -> anyhow::Result<ExitCode> {
                 certificate: read(&args.cert)?,
                 signer: args.signer.as_deref().map(read).transpose()?,
             };
-            let ca = idmint.register_external_ca(&actor(), &request).await?;
+            let mut ca = idmint.register_external_ca(&actor(), &request).await?;
+            if args.auto_register {
+                ca = idmint
+                    .set_auto_register(&actor(), &ca.name, true, args.template.as_deref())
+                    .await?;
+            }
             if args.json {
                 output::json(&ca)?;
             } else {
@@ -170,6 +197,32 @@ pub async fn run(ctx: &Context, cmd: CaCommand) -> anyhow::Result<ExitCode> {
                     } else {
                         ""
                     }
+                );
+                if let (true, Some(t)) = (ca.auto_register, &ca.template) {
+                    eprintln!("devices chaining to it register themselves with template {t}");
+                }
+            }
+        }
+        CaCommand::Update {
+            name,
+            auto_register,
+            template,
+            json,
+        } => {
+            let ca = idmint
+                .set_auto_register(&actor(), &name, auto_register, template.as_deref())
+                .await?;
+            if json {
+                output::json(&ca)?;
+            } else {
+                eprintln!(
+                    "CA {}: auto-registration {}{}",
+                    ca.name,
+                    if ca.auto_register { "on" } else { "off" },
+                    ca.template
+                        .as_deref()
+                        .map(|t| format!(", template {t}"))
+                        .unwrap_or_default()
                 );
             }
         }

@@ -1,5 +1,5 @@
-//! `idmint serve`: the HTTPS server (REST API, EST, OCSP, CRLs). Initialises
-//! the data directory on first start.
+//! `idmint serve`: the HTTPS server (REST API, EST, OCSP, CRLs) and the MQTT
+//! fleet provisioning endpoint. Initialises the data directory on first start.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -15,6 +15,10 @@ pub struct ServeArgs {
     /// HTTPS listen address (default: `[server] listen`, else 0.0.0.0:8443).
     #[arg(long)]
     pub listen: Option<String>,
+    /// MQTT (fleet provisioning) listen address (default: `[fleet]
+    /// mqtt_listen`, else 0.0.0.0:8883); `off` serves no MQTT.
+    #[arg(long)]
+    pub mqtt_listen: Option<String>,
     /// Requests per second per client (0: no limit), overriding `[server] rate_limit`.
     #[arg(long)]
     pub rate_limit: Option<u32>,
@@ -72,8 +76,21 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
+    let mqtt_listen = args
+        .mqtt_listen
+        .unwrap_or_else(|| idmint.config().fleet.mqtt_listen.clone());
+    let mqtt = if mqtt_listen == "off" {
+        None
+    } else {
+        let mqtt = idmint_server::mqtt::MqttServer::bind(server.state(), &mqtt_listen).await?;
+        eprintln!("idmint serving mqtts://{}", mqtt.local_addr()?);
+        Some(tokio::spawn(mqtt.run(stopped(stop_rx.clone()))))
+    };
     let https = tokio::spawn(server.run(stopped(stop_rx.clone())));
     https.await??;
+    if let Some(mqtt) = mqtt {
+        mqtt.await??;
+    }
     eprintln!("idmint serve stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -1,11 +1,11 @@
-//! `idmint thing`: list and show things.
+//! `idmint thing`: list, show and annotate things.
 
 use std::process::ExitCode;
 
 use clap::Subcommand;
 use idmint_flows::registry::CertificateFilter;
 
-use crate::{output, Context};
+use crate::{actor, output, Context};
 
 /// `idmint thing` subcommands.
 #[derive(Subcommand)]
@@ -27,6 +27,19 @@ pub enum ThingCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Set attributes or the type of an existing thing. The `role`
+    /// attribute (admin, operator, station, reader) gives the thing's
+    /// client certificates that role on the API and the MQTT endpoint.
+    Update {
+        /// The thing name.
+        name: String,
+        /// `KEY=VALUE` to set (repeatable); an empty value removes the key.
+        #[arg(long = "attribute", value_name = "KEY=VALUE")]
+        attributes: Vec<String>,
+        /// A new thing type.
+        #[arg(long = "type")]
+        thing_type: Option<String>,
+    },
 }
 
 /// Runs `idmint thing ...`.
@@ -34,6 +47,33 @@ pub async fn run(ctx: &Context, cmd: ThingCommand) -> anyhow::Result<ExitCode> {
     let idmint = ctx.open().await?;
     let store = idmint.store();
     match cmd {
+        ThingCommand::Update {
+            name,
+            attributes,
+            thing_type,
+        } => {
+            let thing = store
+                .thing(&name)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("thing {name:?} not found"))?;
+            let mut new = idmint_flows::registry::NewThing::named(&name);
+            new.thing_type = thing_type.or(thing.thing_type);
+            new.attributes = thing.attributes;
+            for pair in attributes {
+                let (key, value) = pair
+                    .split_once('=')
+                    .ok_or_else(|| anyhow::anyhow!("--attribute {pair:?}: expected KEY=VALUE"))?;
+                if value.is_empty() {
+                    new.attributes.remove(key);
+                } else {
+                    new.attributes.insert(key.to_string(), value.to_string());
+                }
+            }
+            let mut tx = store.begin(&actor()).await?;
+            tx.upsert_thing(&new).await?;
+            tx.commit().await?;
+            eprintln!("updated thing {name}");
+        }
         ThingCommand::List { batch, json } => {
             let things = store.list_things(batch.as_deref(), None, None).await?;
             if json {

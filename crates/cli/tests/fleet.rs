@@ -1,0 +1,1071 @@
+//! End-to-end tests of fleet provisioning (scenario 5) with real MQTT
+//! clients: paho-mqtt (MQTT 3.1.1 and 5) and mosquitto_rr/mosquitto_pub
+//! against `idmint serve`, through a template with a pre-provisioning
+//! webhook, JITP from an outside CA, and a trusted user's temporary claim;
+//! then reconnection with the issued certificate, and the refusals.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{openssl, openssl_csr, Env};
+use serde_json::{json, Value};
+
+const FLEET_TEMPLATE: &str = r#"{
+  "Parameters": {
+    "SerialNumber": {"Type": "String"},
+    "Site": {"Type": "String", "Default": "lab"}
+  },
+  "Resources": {
+    "thing": {
+      "Type": "AWS::IoT::Thing",
+      "Properties": {
+        "ThingName": {"Fn::Join": ["", ["sensor-", {"Ref": "SerialNumber"}]]},
+        "AttributePayload": {"site": {"Ref": "Site"}, "serial": {"Ref": "SerialNumber"}},
+        "ThingGroups": ["fleet"]
+      },
+      "OverrideSettings": {"AttributePayload": "MERGE", "ThingGroups": "MERGE"}
+    },
+    "certificate": {
+      "Type": "AWS::IoT::Certificate",
+      "Properties": {"CertificateId": {"Ref": "AWS::IoT::Certificate::Id"}, "Status": "Active"}
+    },
+    "policy": {"Type": "AWS::IoT::Policy", "Properties": {"PolicyName": "DevicePolicy"}}
+  },
+  "DeviceConfiguration": {"site": {"Ref": "Site"}, "thing": {"Fn::Sub": "sensor-${SerialNumber}"}}
+}"#;
+
+const JITP_TEMPLATE: &str = r#"{
+  "Parameters": {
+    "AWS::IoT::Certificate::CommonName": {"Type": "String"},
+    "AWS::IoT::Certificate::OrganizationalUnit": {"Type": "String"},
+    "AWS::IoT::Certificate::Id": {"Type": "String"}
+  },
+  "Resources": {
+    "thing": {
+      "Type": "AWS::IoT::Thing",
+      "Properties": {
+        "ThingName": {"Ref": "AWS::IoT::Certificate::CommonName"},
+        "AttributePayload": {"line": {"Ref": "AWS::IoT::Certificate::OrganizationalUnit"}}
+      }
+    },
+    "certificate": {
+      "Type": "AWS::IoT::Certificate",
+      "Properties": {"CertificateId": {"Ref": "AWS::IoT::Certificate::Id"}, "Status": "ACTIVE"}
+    }
+  }
+}"#;
+
+struct Serve {
+    child: Child,
+    https: u16,
+    mqtt: u16,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+fn serve(env: &Env) -> Serve {
+    let (https, mqtt) = (free_port(), free_port());
+    let child = env
+        .cmd()
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{https}"),
+            "--mqtt-listen",
+            &format!("127.0.0.1:{mqtt}"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn serve");
+    let server = Serve { child, https, mqtt };
+    let start = Instant::now();
+    for port in [https, mqtt] {
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "serve did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    server
+}
+
+/// A pre-provisioning hook: allows serial numbers starting with "OK" and
+/// overrides `Site`; records every request.
+fn hook() -> (String, Arc<Mutex<Vec<Value>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind hook");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream);
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            if reader.read_exact(&mut body).is_err() {
+                continue;
+            }
+            let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let serial = request["parameters"]["SerialNumber"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            log.lock().expect("lock").push(request);
+            let answer = if serial.starts_with("OK") {
+                json!({"allowProvisioning": true, "parameterOverrides": {"Site": "hooked"}})
+            } else {
+                json!({"allowProvisioning": false})
+            };
+            let text = answer.to_string();
+            let mut stream = reader.into_inner();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                text.len()
+            );
+        }
+    });
+    (url, seen)
+}
+
+/// The paho-mqtt device script, ready to run.
+fn paho_cmd(
+    port: u16,
+    root: &Path,
+    cert: &Path,
+    key: &Path,
+    protocol: &str,
+    csr: Option<&Path>,
+    steps: &Value,
+) -> Command {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fleet_client.py");
+    let mut cmd = Command::new("python3");
+    cmd.arg(script)
+        .args(["--port", &port.to_string(), "--protocol", protocol])
+        .arg("--ca")
+        .arg(root)
+        .arg("--cert")
+        .arg(cert)
+        .arg("--key")
+        .arg(key);
+    if let Some(csr) = csr {
+        cmd.arg("--csr").arg(csr);
+    }
+    cmd.arg(steps.to_string());
+    cmd
+}
+
+fn paho_report(out: std::process::Output) -> Value {
+    assert!(
+        out.status.success(),
+        "paho script: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if !out.stderr.is_empty() {
+        eprintln!("paho script: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("paho output {e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// Runs the paho-mqtt device script; returns its report.
+fn paho(
+    port: u16,
+    root: &Path,
+    cert: &Path,
+    key: &Path,
+    protocol: &str,
+    csr: Option<&Path>,
+    steps: Value,
+) -> Value {
+    paho_report(
+        paho_cmd(port, root, cert, key, protocol, csr, &steps)
+            .output()
+            .expect("python3 with paho-mqtt"),
+    )
+}
+
+/// mosquitto_rr: one request, one response, on one MQTT 5 connection.
+fn mosquitto_rr(
+    port: u16,
+    root: &Path,
+    cert: &Path,
+    key: &Path,
+    topic: &str,
+    message: &str,
+) -> Value {
+    let out = Command::new("mosquitto_rr")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-W", "10"])
+        .arg("--cafile")
+        .arg(root)
+        .arg("--cert")
+        .arg(cert)
+        .arg("--key")
+        .arg(key)
+        .args([
+            "-t",
+            topic,
+            "-e",
+            &format!("{topic}/accepted"),
+            "-m",
+            message,
+        ])
+        .output()
+        .expect("mosquitto_rr (mosquitto-clients)");
+    assert!(
+        out.status.success(),
+        "mosquitto_rr {topic}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON response")
+}
+
+/// mosquitto_pub with QoS 1: Ok if the server accepted the connection and the message.
+fn mosquitto_pub(port: u16, root: &Path, cert: &Path, key: &Path, topic: &str) -> bool {
+    Command::new("mosquitto_pub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-q",
+            "1",
+            "-m",
+            "hello",
+        ])
+        .arg("--cafile")
+        .arg(root)
+        .arg("--cert")
+        .arg(cert)
+        .arg("--key")
+        .arg(key)
+        .args(["-t", topic])
+        .output()
+        .expect("mosquitto_pub")
+        .status
+        .success()
+}
+
+fn responses(op: &str) -> Vec<String> {
+    vec![format!("{op}/accepted"), format!("{op}/rejected")]
+}
+
+const CREATE: &str = "$aws/certificates/create/json";
+const CREATE_CSR: &str = "$aws/certificates/create-from-csr/json";
+const PROVISION: &str = "$aws/provisioning-templates/Fleet/provision/json";
+
+struct Fleet {
+    env: Env,
+    root: PathBuf,
+    claim_cert: PathBuf,
+    claim_key: PathBuf,
+    hook_log: Arc<Mutex<Vec<Value>>>,
+}
+
+fn fleet() -> Fleet {
+    let env = Env::init(&[]);
+    let (root, _) = env.ca_files();
+    let body = env.path("fleet.json");
+    std::fs::write(&body, FLEET_TEMPLATE).expect("template");
+    let (url, hook_log) = hook();
+    env.ok(&[
+        "template",
+        "create",
+        "Fleet",
+        "--body",
+        body.to_str().unwrap(),
+        "--hook",
+        &url,
+    ]);
+    let (claim_cert, claim_key) = (env.path("claim.pem"), env.path("claim.key"));
+    env.ok(&[
+        "claim",
+        "create",
+        "--template",
+        "Fleet",
+        "--out-cert",
+        claim_cert.to_str().unwrap(),
+        "--out-key",
+        claim_key.to_str().unwrap(),
+    ]);
+    Fleet {
+        env,
+        root,
+        claim_cert,
+        claim_key,
+        hook_log,
+    }
+}
+
+fn cert_status(env: &Env, id: &str) -> String {
+    env.json(&["cert", "show", id, "--json"])["status"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}
+
+#[test]
+fn devices_provision_over_mqtt_and_reconnect_with_their_certificate() {
+    let f = fleet();
+    let env = &f.env;
+    let server = serve(env);
+
+    // paho, MQTT 3.1.1, CreateKeysAndCertificate then RegisterThing.
+    let mut subs = responses(CREATE);
+    subs.extend(responses(PROVISION));
+    let report = paho(
+        server.mqtt,
+        &f.root,
+        &f.claim_cert,
+        &f.claim_key,
+        "311",
+        None,
+        json!([
+            {"sub": subs},
+            {"pub": CREATE, "json": {}},
+            {"pub": PROVISION, "json": {"certificateOwnershipToken": "$TOKEN", "parameters": {"SerialNumber": "OK-1"}}},
+        ]),
+    );
+    assert_eq!(report["connected"], 0, "{report}");
+    let replies = report["replies"].as_array().expect("replies");
+    assert_eq!(replies.len(), 2, "{report}");
+    assert_eq!(
+        replies[0]["topic"],
+        format!("{CREATE}/accepted"),
+        "{report}"
+    );
+    let created = &replies[0]["payload"];
+    let id = created["certificateId"].as_str().expect("certificateId");
+    assert_eq!(
+        replies[1]["topic"],
+        format!("{PROVISION}/accepted"),
+        "{report}"
+    );
+    assert_eq!(replies[1]["payload"]["thingName"], "sensor-OK-1");
+    assert_eq!(
+        replies[1]["payload"]["deviceConfiguration"]["site"],
+        "hooked"
+    );
+    assert_eq!(
+        replies[1]["payload"]["deviceConfiguration"]["thing"],
+        "sensor-OK-1"
+    );
+
+    // The registry: ACTIVE, attached to its thing, with the hook's override.
+    assert_eq!(cert_status(env, id), "ACTIVE");
+    let thing = env.json(&["thing", "show", "sensor-OK-1", "--json"]);
+    assert_eq!(thing["attributes"]["site"], "hooked", "{thing}");
+    assert_eq!(thing["attributes"]["serial"], "OK-1");
+    let hooked = f.hook_log.lock().expect("lock").clone();
+    assert_eq!(hooked.len(), 1);
+    assert_eq!(hooked[0]["certificateId"], id);
+    assert!(hooked[0]["templateArn"]
+        .as_str()
+        .unwrap_or("")
+        .ends_with("/Fleet"));
+
+    // The issued certificate chains to our root (openssl), and the device
+    // reconnects with it.
+    let (dev_cert, dev_key) = (env.path("dev1.pem"), env.path("dev1.key"));
+    std::fs::write(&dev_cert, created["certificatePem"].as_str().expect("pem")).expect("write");
+    std::fs::write(&dev_key, created["privateKey"].as_str().expect("key")).expect("write");
+    let issuing = env.path("issuing.pem");
+    let (ok, text) = openssl(&[
+        "verify",
+        "-CAfile",
+        f.root.to_str().unwrap(),
+        "-untrusted",
+        issuing.to_str().unwrap(),
+        dev_cert.to_str().unwrap(),
+    ]);
+    assert!(ok, "{text}");
+    assert!(mosquitto_pub(
+        server.mqtt,
+        &f.root,
+        &dev_cert,
+        &dev_key,
+        "devices/sensor-OK-1/telemetry"
+    ));
+    let again = paho(
+        server.mqtt,
+        &f.root,
+        &dev_cert,
+        &dev_key,
+        "5",
+        None,
+        json!([
+            {"sub": ["devices/sensor-OK-1/#"]},
+            {"pub": "devices/sensor-OK-1/telemetry", "raw": "21.5"},
+        ]),
+    );
+    assert_eq!(again["connected"], 0, "{again}");
+    assert_eq!(
+        again["replies"][0]["topic"], "devices/sensor-OK-1/telemetry",
+        "{again}"
+    );
+
+    // paho, MQTT 5, CreateCertificateFromCsr; a reused token is refused.
+    let csr = openssl_csr(
+        env.dir.path(),
+        "dev2",
+        &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+    );
+    let mut subs = responses(CREATE_CSR);
+    subs.extend(responses(PROVISION));
+    let report = paho(
+        server.mqtt,
+        &f.root,
+        &f.claim_cert,
+        &f.claim_key,
+        "5",
+        Some(&csr),
+        json!([
+            {"sub": subs},
+            {"pub": CREATE_CSR, "json": {"certificateSigningRequest": "$CSR"}},
+            {"pub": PROVISION, "json": {"certificateOwnershipToken": "$TOKEN", "parameters": {"SerialNumber": "OK-2"}}},
+            {"pub": PROVISION, "json": {"certificateOwnershipToken": "$TOKEN", "parameters": {"SerialNumber": "OK-3"}}},
+        ]),
+    );
+    let replies = report["replies"].as_array().expect("replies");
+    assert_eq!(replies.len(), 3, "{report}");
+    assert!(
+        replies[0]["payload"].get("privateKey").is_none(),
+        "the CSR path never sends a key"
+    );
+    assert_eq!(replies[1]["payload"]["thingName"], "sensor-OK-2");
+    assert_eq!(replies[2]["topic"], format!("{PROVISION}/rejected"));
+    assert_eq!(
+        replies[2]["payload"]["errorCode"],
+        "InvalidCertificateOwnershipToken"
+    );
+    assert!(env.run(&["thing", "show", "sensor-OK-3"]).status.code() != Some(0));
+
+    // mosquitto_rr, MQTT 5, the CSR path over two connections.
+    let csr = openssl_csr(
+        env.dir.path(),
+        "dev4",
+        &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+    );
+    let request = json!({"certificateSigningRequest": std::fs::read_to_string(&csr).expect("csr")});
+    let created = mosquitto_rr(
+        server.mqtt,
+        &f.root,
+        &f.claim_cert,
+        &f.claim_key,
+        CREATE_CSR,
+        &request.to_string(),
+    );
+    let token = created["certificateOwnershipToken"]
+        .as_str()
+        .expect("token");
+    let registered = mosquitto_rr(
+        server.mqtt,
+        &f.root,
+        &f.claim_cert,
+        &f.claim_key,
+        PROVISION,
+        &json!({"certificateOwnershipToken": token, "parameters": {"SerialNumber": "OK-4"}})
+            .to_string(),
+    );
+    assert_eq!(registered["thingName"], "sensor-OK-4");
+    let dev4 = env.path("dev4.pem");
+    std::fs::write(&dev4, created["certificatePem"].as_str().expect("pem")).expect("write");
+    assert!(mosquitto_pub(
+        server.mqtt,
+        &f.root,
+        &dev4,
+        &env.path("dev4.key"),
+        "devices/sensor-OK-4/up"
+    ));
+
+    // A revoked certificate is refused at connect.
+    let id4 = created["certificateId"].as_str().expect("id");
+    env.ok(&["cert", "revoke", id4]);
+    assert!(!mosquitto_pub(
+        server.mqtt,
+        &f.root,
+        &dev4,
+        &env.path("dev4.key"),
+        "devices/sensor-OK-4/up"
+    ));
+    assert!(env.ok(&["audit", "verify"]).contains("intact"));
+}
+
+#[test]
+fn bad_requests_are_rejected_and_leave_nothing_half_written() {
+    let f = fleet();
+    let env = &f.env;
+    let server = serve(env);
+    let mut subs = responses(CREATE);
+    subs.extend(responses(PROVISION));
+    subs.extend(responses(CREATE_CSR));
+    let report = paho(
+        server.mqtt,
+        &f.root,
+        &f.claim_cert,
+        &f.claim_key,
+        "311",
+        None,
+        json!([
+            {"sub": subs},
+            {"pub": CREATE_CSR, "raw": "{not json"},
+            {"pub": CREATE_CSR, "json": {"certificateSigningRequest": "-----BEGIN CERTIFICATE REQUEST-----\ngarbage\n-----END CERTIFICATE REQUEST-----\n"}},
+            {"pub": CREATE_CSR, "json": {}},
+            {"pub": PROVISION, "json": {"parameters": {"SerialNumber": "OK-9"}}},
+            {"pub": PROVISION, "json": {"certificateOwnershipToken": "forged", "parameters": {"SerialNumber": "OK-9"}}},
+            {"pub": CREATE, "json": {}},
+            {"pub": PROVISION, "json": {"certificateOwnershipToken": "$TOKEN", "parameters": {"SerialNumber": "BAD-1"}}},
+            {"pub": PROVISION, "json": {"certificateOwnershipToken": "$TOKEN", "parameters": {"SerialNumber": 5}}},
+            {"pub": CREATE, "json": {}, "qos": 2},
+        ]),
+    );
+    let codes: Vec<String> = report["replies"]
+        .as_array()
+        .expect("replies")
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {}",
+                r["topic"].as_str().unwrap_or(""),
+                r["payload"]["errorCode"].as_str().unwrap_or("-")
+            )
+        })
+        .collect();
+    assert_eq!(
+        codes,
+        vec![
+            format!("{CREATE_CSR}/rejected InvalidPayload"),
+            format!("{CREATE_CSR}/rejected InvalidCsr"),
+            format!("{CREATE_CSR}/rejected InvalidPayload"),
+            format!("{PROVISION}/rejected InvalidCertificateOwnershipToken"),
+            format!("{PROVISION}/rejected InvalidCertificateOwnershipToken"),
+            format!("{CREATE}/accepted -"),
+            format!("{PROVISION}/rejected ACCESS_DENIED"),
+            format!("{PROVISION}/rejected InvalidPayload"),
+            format!("{CREATE}/rejected InvalidQoS"),
+        ],
+        "{report}"
+    );
+    assert!(report["disconnected"].is_null(), "{report}");
+    // The denied device's certificate waits, PENDING_ACTIVATION, with no thing.
+    let pending = report["replies"][5]["payload"]["certificateId"]
+        .as_str()
+        .expect("id");
+    assert_eq!(cert_status(env, pending), "PENDING_ACTIVATION");
+    assert!(env.run(&["thing", "show", "sensor-BAD-1"]).status.code() != Some(0));
+
+    // Publishing before subscribing gets a clear rejection, nothing is issued.
+    let before = env
+        .json(&["cert", "list", "--json"])
+        .as_array()
+        .map(Vec::len);
+    let report = paho(
+        server.mqtt,
+        &f.root,
+        &f.claim_cert,
+        &f.claim_key,
+        "5",
+        None,
+        json!([
+            {"pub": CREATE, "json": {}},
+        ]),
+    );
+    assert_eq!(
+        report["replies"][0]["payload"]["errorCode"], "NotSubscribed",
+        "{report}"
+    );
+    assert_eq!(
+        env.json(&["cert", "list", "--json"])
+            .as_array()
+            .map(Vec::len),
+        before
+    );
+
+    // A claim stepping outside its topics is disconnected.
+    for topic in [
+        "devices/x",
+        "$aws/provisioning-templates/Other/provision/json",
+    ] {
+        let report = paho(
+            server.mqtt,
+            &f.root,
+            &f.claim_cert,
+            &f.claim_key,
+            "311",
+            None,
+            json!([
+                {"pub": topic, "raw": "{}", "wait": false},
+                {"sub": ["devices/#"]},
+            ]),
+        );
+        assert!(!report["disconnected"].is_null(), "{topic}: {report}");
+    }
+
+    // A disabled template refuses.
+    env.ok(&["template", "update", "Fleet", "--disable"]);
+    let report = paho(
+        server.mqtt,
+        &f.root,
+        &f.claim_cert,
+        &f.claim_key,
+        "311",
+        None,
+        json!([
+            {"sub": responses(PROVISION)},
+            {"pub": PROVISION, "json": {"certificateOwnershipToken": "x", "parameters": {}}},
+        ]),
+    );
+    assert_eq!(
+        report["replies"][0]["payload"]["errorCode"], "TemplateDisabled",
+        "{report}"
+    );
+
+    // An unknown certificate is refused at connect.
+    let (stranger_cert, stranger_key) = (env.path("stranger.pem"), env.path("stranger.key"));
+    let (ok, text) = openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-subj",
+        "/CN=stranger",
+        "-days",
+        "1",
+        "-keyout",
+        stranger_key.to_str().unwrap(),
+        "-out",
+        stranger_cert.to_str().unwrap(),
+    ]);
+    assert!(ok, "{text}");
+    assert!(!mosquitto_pub(
+        server.mqtt,
+        &f.root,
+        &stranger_cert,
+        &stranger_key,
+        "devices/x"
+    ));
+    assert!(env.ok(&["audit", "verify"]).contains("intact"));
+}
+
+#[test]
+fn invalid_templates_are_refused_with_the_path_of_the_fault() {
+    let env = Env::init(&[]);
+    let body = env.path("bad.json");
+    std::fs::write(&body, r#"{"Resources": {"thing": {"Type": "AWS::IoT::Thing", "Properties": {"ThingName": {"Fn::Join": ["-"]}}}}}"#).expect("write");
+    let err = env.fails(&[
+        "template",
+        "create",
+        "Bad",
+        "--body",
+        body.to_str().unwrap(),
+    ]);
+    assert!(
+        err.contains("Resources.thing.Properties.ThingName"),
+        "{err}"
+    );
+    std::fs::write(&body, FLEET_TEMPLATE).expect("write");
+    let err = env.fails(&[
+        "template",
+        "create",
+        "bad name!",
+        "--body",
+        body.to_str().unwrap(),
+    ]);
+    assert!(err.contains("template name"), "{err}");
+    let err = env.fails(&[
+        "template",
+        "create",
+        "Jitp",
+        "--type",
+        "jitp",
+        "--body",
+        body.to_str().unwrap(),
+    ]);
+    assert!(err.contains("DeviceConfiguration"), "{err}");
+    assert!(env
+        .json(&["template", "list", "--json"])
+        .as_array()
+        .is_some_and(Vec::is_empty));
+}
+
+#[test]
+fn jitp_registers_on_the_first_connection_and_refuses_missing_subject_fields() {
+    let env = Env::init(&[]);
+    let (root, _) = env.ca_files();
+    let p = |n: &str| env.path(n).to_string_lossy().to_string();
+    // A vendor CA and two device certificates, one without an OU.
+    let (ok, text) = openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-subj",
+        "/CN=Vendor Root/O=Vendor",
+        "-days",
+        "30",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+        "-keyout",
+        &p("vendor.key"),
+        "-out",
+        &p("vendor.pem"),
+    ]);
+    assert!(ok, "{text}");
+    for (name, subject) in [
+        ("dev-a", "/CN=dev-a/O=Acme/OU=line-7/serialNumber=SN-A"),
+        ("dev-b", "/CN=dev-b/O=Acme"),
+    ] {
+        let (ok, text) = openssl(&[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            subject,
+            "-keyout",
+            &p(&format!("{name}.key")),
+            "-out",
+            &p(&format!("{name}.csr")),
+        ]);
+        assert!(ok, "{text}");
+        let ext = env.path("ext.cnf");
+        std::fs::write(&ext, "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n").expect("ext");
+        let (ok, text) = openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &p(&format!("{name}.csr")),
+            "-CA",
+            &p("vendor.pem"),
+            "-CAkey",
+            &p("vendor.key"),
+            "-days",
+            "10",
+            "-extfile",
+            &p("ext.cnf"),
+            "-out",
+            &p(&format!("{name}.pem")),
+        ]);
+        assert!(ok, "{text}");
+    }
+    let body = env.path("jitp.json");
+    std::fs::write(&body, JITP_TEMPLATE).expect("write");
+    env.ok(&[
+        "template",
+        "create",
+        "Jitp",
+        "--type",
+        "jitp",
+        "--body",
+        body.to_str().unwrap(),
+    ]);
+    env.ok(&[
+        "ca",
+        "register",
+        "--name",
+        "vendor",
+        "--cert",
+        &p("vendor.pem"),
+        "--auto-register",
+        "--template",
+        "Jitp",
+    ]);
+    let server = serve(&env);
+
+    // An admin subscribes to registration events.
+    let (admin_cert, admin_key) = (env.path("admin.pem"), env.path("admin.key"));
+    env.ok(&[
+        "cert",
+        "new",
+        "--thing",
+        "ops-admin",
+        "--out",
+        &p("admin.pem"),
+        "--out-key",
+        &p("admin.key"),
+    ]);
+    env.ok(&["thing", "update", "ops-admin", "--attribute", "role=admin"]);
+    let admin = paho_cmd(
+        server.mqtt,
+        &root,
+        &admin_cert,
+        &admin_key,
+        "5",
+        None,
+        &json!([{"sub": ["$aws/events/certificates/registered/#"]}, {"recv": true}]),
+    )
+    .stdout(Stdio::piped())
+    .spawn()
+    .expect("admin subscriber");
+    std::thread::sleep(Duration::from_millis(1500));
+
+    // The first connection is kept and works.
+    let report = paho(
+        server.mqtt,
+        &root,
+        &env.path("dev-a.pem"),
+        &env.path("dev-a.key"),
+        "311",
+        None,
+        json!([
+            {"sub": ["devices/dev-a/#"]},
+            {"pub": "devices/dev-a/hello", "raw": "hi"},
+        ]),
+    );
+    assert_eq!(report["connected"], 0, "{report}");
+    assert_eq!(
+        report["replies"][0]["topic"], "devices/dev-a/hello",
+        "{report}"
+    );
+    let thing = env.json(&["thing", "show", "dev-a", "--json"]);
+    assert_eq!(thing["attributes"]["line"], "line-7", "{thing}");
+    let certs = env.json(&["cert", "list", "--thing", "dev-a", "--json"]);
+    assert_eq!(certs[0]["status"], "ACTIVE", "{certs}");
+    let events = paho_report(admin.wait_with_output().expect("admin"));
+    let vendor_id = env.json(&["ca", "show", "vendor", "--json"])["id"].clone();
+    assert_eq!(
+        events["replies"][0]["topic"],
+        format!(
+            "$aws/events/certificates/registered/{}",
+            vendor_id.as_str().unwrap_or("")
+        ),
+        "{events}"
+    );
+    assert_eq!(
+        events["replies"][0]["payload"]["certificateId"], certs[0]["id"],
+        "{events}"
+    );
+
+    // No OU: refused, nothing registered.
+    let before = env
+        .json(&["cert", "list", "--json"])
+        .as_array()
+        .map(Vec::len);
+    assert!(!mosquitto_pub(
+        server.mqtt,
+        &root,
+        &env.path("dev-b.pem"),
+        &env.path("dev-b.key"),
+        "devices/dev-b/hello"
+    ));
+    assert_eq!(
+        env.json(&["cert", "list", "--json"])
+            .as_array()
+            .map(Vec::len),
+        before
+    );
+    assert!(env.run(&["thing", "show", "dev-b"]).status.code() != Some(0));
+}
+
+#[test]
+fn a_trusted_user_gets_a_five_minute_claim_over_the_api() {
+    let f = fleet();
+    let env = &f.env;
+    let server = serve(env);
+    let token_out = env.ok(&[
+        "token",
+        "create",
+        "--name",
+        "installer",
+        "--role",
+        "operator",
+    ]);
+    let token = token_out
+        .lines()
+        .last()
+        .and_then(|l| l.split_whitespace().last())
+        .expect("token")
+        .to_string();
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "--cacert",
+            f.root.to_str().unwrap(),
+            "-H",
+            &format!("Authorization: Bearer {token}"),
+            "-H",
+            "Content-Type: application/json",
+            "--data",
+            r#"{"templateName":"Fleet"}"#,
+        ])
+        .arg(format!(
+            "https://127.0.0.1:{}/api/v1/provisioning-claims",
+            server.https
+        ))
+        .output()
+        .expect("curl");
+    let claim: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let (cert, key) = (env.path("temp-claim.pem"), env.path("temp-claim.key"));
+    std::fs::write(&cert, claim["certificatePem"].as_str().expect("pem")).expect("write");
+    std::fs::write(&key, claim["keyPair"]["PrivateKey"].as_str().expect("key")).expect("write");
+    let (ok, text) = openssl(&[
+        "x509",
+        "-in",
+        cert.to_str().unwrap(),
+        "-noout",
+        "-checkend",
+        "301",
+    ]);
+    assert!(
+        !ok,
+        "a trusted user's claim must expire within 5 minutes: {text}"
+    );
+    let mut subs = responses(CREATE);
+    subs.extend(responses(PROVISION));
+    let report = paho(
+        server.mqtt,
+        &f.root,
+        &cert,
+        &key,
+        "5",
+        None,
+        json!([
+            {"sub": subs},
+            {"pub": CREATE, "json": {}},
+            {"pub": PROVISION, "json": {"certificateOwnershipToken": "$TOKEN", "parameters": {"SerialNumber": "OK-77"}}},
+        ]),
+    );
+    assert_eq!(
+        report["replies"][1]["payload"]["thingName"], "sensor-OK-77",
+        "{report}"
+    );
+}
+
+#[test]
+fn a_server_killed_mid_load_loses_no_registration_and_reuses_no_token() {
+    let env = Env::init(&[]);
+    let mut server = serve(&env);
+    let mqtt = server.mqtt;
+    let results = env.path("results.jsonl");
+    let mut load = env
+        .cmd()
+        .args([
+            "loadtest",
+            "fleet",
+            "--devices",
+            "400",
+            "--concurrency",
+            "16",
+            "--timeout",
+            "5",
+        ])
+        .args(["--mqtt", &format!("127.0.0.1:{mqtt}")])
+        .arg("--out")
+        .arg(&results)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("loadtest");
+    // Kill the server (SIGKILL) once some devices have registered.
+    let start = Instant::now();
+    loop {
+        let registered = env
+            .json(&[
+                "cert", "list", "--ca", "issuing", "--status", "ACTIVE", "--json",
+            ])
+            .as_array()
+            .map_or(0, Vec::len);
+        if registered > 20 || start.elapsed() > Duration::from_secs(60) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server.child.kill().expect("SIGKILL");
+    let _ = server.child.wait();
+    let _ = load.wait();
+    drop(server);
+    let restarted = serve(&env);
+
+    let lines: Vec<Value> = std::fs::read_to_string(&results)
+        .expect("results")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    let accepted: Vec<&Value> = lines.iter().filter(|l| l["registered"] == true).collect();
+    assert!(!accepted.is_empty(), "no device registered before the kill");
+    assert!(
+        lines.iter().any(|l| l["registered"] == false),
+        "the kill came too late"
+    );
+    // Every device that saw RegisterThing accepted is ACTIVE with its thing.
+    for line in &accepted {
+        let id = line["certificateId"].as_str().expect("id");
+        let cert = env.json(&["cert", "show", id, "--json"]);
+        assert_eq!(cert["status"], "ACTIVE", "{line}");
+        assert_eq!(cert["thing"], line["thingName"], "{line}");
+    }
+    // No device certificate is ACTIVE without a thing.
+    let active = env.json(&[
+        "cert", "list", "--ca", "issuing", "--status", "ACTIVE", "--json",
+    ]);
+    for cert in active.as_array().expect("array") {
+        if cert["subject"]
+            .as_str()
+            .unwrap_or("")
+            .contains("idmint-server")
+        {
+            continue;
+        }
+        assert!(cert["thing"].is_string(), "ACTIVE without a thing: {cert}");
+    }
+    // No ownership token worked twice: one registration per certificate.
+    let audit = env.json(&["audit", "list", "--limit", "100000", "--json"]);
+    let mut registered: Vec<&str> = audit
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter(|r| r["action"] == "fleet.register")
+        .filter_map(|r| r["subject"].as_str())
+        .collect();
+    let total = registered.len();
+    registered.sort_unstable();
+    registered.dedup();
+    assert_eq!(
+        registered.len(),
+        total,
+        "a certificate was registered twice"
+    );
+    assert!(env.ok(&["audit", "verify"]).contains("intact"));
+    drop(restarted);
+}

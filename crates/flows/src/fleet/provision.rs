@@ -1,0 +1,369 @@
+//! The three fleet provisioning operations, as AWS IoT defines them:
+//! CreateKeysAndCertificate and CreateCertificateFromCsr issue a
+//! PENDING_ACTIVATION certificate and a single-use ownership token;
+//! RegisterThing spends the token, runs the pre-provisioning hook, renders
+//! the template and, in one transaction, activates the certificate, creates
+//! or updates the thing, its groups and policies.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use idmint_pki::{CertificateInfo, Csr, DeviceKey, PublicKey, SubjectValues};
+use idmint_registry::{
+    now, CertificateStatus, NewThing, OwnershipToken, RegistryError, TemplateKind,
+};
+use idmint_template::{CertificateStatus as TemplateStatus, OverrideSetting, Provisioning};
+use zeroize::Zeroizing;
+
+use super::hook::{template_arn, HookRequest};
+use super::Rejection;
+use crate::issue::{certificate_record, IssueOptions};
+use crate::Idmint;
+
+/// The claim certificate a request arrived with, as the MQTT edge knows it.
+#[derive(Clone, Debug)]
+pub struct ClaimSession {
+    /// The claim certificate's id.
+    pub certificate_id: String,
+    /// Templates it may use.
+    pub templates: Vec<String>,
+    /// The MQTT client id.
+    pub client_id: String,
+}
+
+/// A new certificate waiting for RegisterThing.
+pub struct CreatedCertificate {
+    /// Its id (hex SHA-256 of the DER).
+    pub certificate_id: String,
+    /// Certificate PEM.
+    pub certificate_pem: String,
+    /// The private key (CreateKeysAndCertificate only), PKCS#8 PEM.
+    pub private_key: Option<Zeroizing<String>>,
+    /// The single-use certificate ownership token.
+    pub ownership_token: Zeroizing<String>,
+}
+
+/// What RegisterThing answers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Registered {
+    /// The thing the certificate now belongs to.
+    pub thing_name: String,
+    /// The template's evaluated `DeviceConfiguration`.
+    pub device_configuration: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The subject parameters a template may use, from a certificate.
+pub(crate) fn certificate_parameters(info: &CertificateInfo) -> BTreeMap<String, String> {
+    let mut params: BTreeMap<String, String> = info
+        .subject_fields
+        .iter()
+        .map(|(k, v)| (format!("AWS::IoT::Certificate::{k}"), v.clone()))
+        .collect();
+    params.insert("AWS::IoT::Certificate::Id".into(), info.id.clone());
+    params
+}
+
+fn token_hash(token: &str) -> String {
+    hex::encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        token.as_bytes(),
+    ))
+}
+
+impl Idmint {
+    /// CreateKeysAndCertificate: a key made here, returned once.
+    pub async fn fleet_create_keys(
+        &self,
+        claim: &ClaimSession,
+    ) -> Result<CreatedCertificate, Rejection> {
+        let key =
+            DeviceKey::generate(self.config().key_type).map_err(|e| Rejection::internal(&e))?;
+        let public = key.public_key().map_err(|e| Rejection::internal(&e))?;
+        let mut created = self.fleet_issue(claim, &public, None).await?;
+        created.private_key = Some(key.pkcs8_pem());
+        Ok(created)
+    }
+
+    /// CreateCertificateFromCsr: the key stays on the device.
+    pub async fn fleet_create_from_csr(
+        &self,
+        claim: &ClaimSession,
+        csr_pem: &str,
+    ) -> Result<CreatedCertificate, Rejection> {
+        let csr = Csr::from_pem(csr_pem.as_bytes()).map_err(|e| {
+            Rejection::invalid("InvalidCsr", format!("certificateSigningRequest: {e}"))
+        })?;
+        self.fleet_issue(claim, csr.public_key(), csr.common_name())
+            .await
+    }
+
+    async fn fleet_issue(
+        &self,
+        claim: &ClaimSession,
+        key: &PublicKey,
+        common_name: Option<&str>,
+    ) -> Result<CreatedCertificate, Rejection> {
+        let (ca_name, ca, profile) = self
+            .issuer(&IssueOptions::default())
+            .await
+            .map_err(|e| Rejection::internal(&e))?;
+        let subject = common_name.unwrap_or("idmint fleet device");
+        let values = SubjectValues::for_thing(subject).with("org", self.config().org.as_str());
+        let certificate = ca
+            .issue(key, &profile, &values)
+            .map_err(|e| Rejection::invalid("InvalidCsr", e.to_string()))?;
+        let token = Zeroizing::new(
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(crate::random_bytes(48)?),
+        );
+        let lifetime = i64::try_from(self.config().fleet.token_lifetime_secs).unwrap_or(3600);
+        let mut tx = self
+            .store()
+            .begin(&format!("cert:{}", claim.certificate_id))
+            .await?;
+        tx.insert_certificate(&certificate_record(
+            &certificate,
+            &ca_name,
+            None,
+            CertificateStatus::PendingActivation,
+            None,
+        ))
+        .await?;
+        tx.insert_ownership_token(
+            &token_hash(&token),
+            &OwnershipToken {
+                certificate_id: certificate.info.id.clone(),
+                claim_certificate_id: claim.certificate_id.clone(),
+                expires: now() + lifetime,
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(CreatedCertificate {
+            certificate_id: certificate.info.id.clone(),
+            certificate_pem: certificate.pem(),
+            private_key: None,
+            ownership_token: token,
+        })
+    }
+
+    /// RegisterThing: spends the ownership token and provisions the device
+    /// from the template. All or nothing.
+    pub async fn fleet_register_thing(
+        &self,
+        claim: &ClaimSession,
+        template_name: &str,
+        ownership_token: &str,
+        parameters: BTreeMap<String, String>,
+    ) -> Result<Registered, Rejection> {
+        if !claim.templates.iter().any(|t| t == template_name) {
+            return Err(Rejection::forbidden(
+                "ACCESS_DENIED",
+                format!("this claim certificate may not use template {template_name}"),
+            ));
+        }
+        let stored = self
+            .store()
+            .template(template_name)
+            .await?
+            .filter(|t| t.kind == TemplateKind::Fleet)
+            .ok_or_else(|| Rejection::not_found(format!("no fleet template {template_name}")))?;
+        if !stored.enabled {
+            return Err(Rejection::forbidden(
+                "TemplateDisabled",
+                format!("template {template_name} is disabled"),
+            ));
+        }
+        let template = super::templates::check_template(template_name, stored.kind, &stored.body)?;
+        if ownership_token.is_empty() {
+            return Err(Rejection::invalid(
+                "InvalidCertificateOwnershipToken",
+                "certificateOwnershipToken is missing or empty",
+            ));
+        }
+        let hash = token_hash(ownership_token);
+        // A first look, so a bad token costs no hook call; the transaction
+        // below decides.
+        let certificate_id = self
+            .store()
+            .usable_ownership_token(&hash, &claim.certificate_id)
+            .await?
+            .certificate_id;
+        let certificate = self.store().require_certificate(&certificate_id).await?;
+        let info =
+            CertificateInfo::from_der(&certificate.der).map_err(|e| Rejection::internal(&e))?;
+        // Devices may not set the certificate's own parameters.
+        let mut params: BTreeMap<String, String> = parameters
+            .into_iter()
+            .filter(|(k, _)| !k.starts_with("AWS::"))
+            .collect();
+        if let Some(hook) = &stored.hook {
+            let pem = idmint_pki::to_pem("CERTIFICATE", &certificate.der);
+            let overrides = self
+                .run_hook(
+                    hook,
+                    stored.hook_timeout_ms,
+                    template_name,
+                    &HookRequest {
+                        claim_certificate_id: &claim.certificate_id,
+                        certificate_id: &certificate_id,
+                        certificate_pem: &pem,
+                        template_arn: template_arn(template_name),
+                        client_id: &claim.client_id,
+                        parameters: &params,
+                    },
+                )
+                .await?;
+            params.extend(
+                overrides
+                    .into_iter()
+                    .filter(|(k, _)| !k.starts_with("AWS::")),
+            );
+        }
+        params.extend(certificate_parameters(&info));
+        let provisioning = template
+            .render(&params)
+            .map_err(|e| Rejection::invalid("InvalidParameters", e.to_string()))?;
+        let thing_name = provisioning
+            .thing
+            .as_ref()
+            .map(|t| t.name.clone())
+            .ok_or_else(|| {
+                Rejection::invalid(
+                    "InvalidTemplate",
+                    format!("template {template_name} creates no AWS::IoT::Thing"),
+                )
+            })?;
+        let actor = format!("cert:{}", claim.certificate_id);
+        let mut tx = self.store().begin(&actor).await?;
+        let token = tx.use_ownership_token(&hash, &claim.certificate_id).await?;
+        let status = tx
+            .certificate(&token.certificate_id)
+            .await?
+            .map(|c| c.status);
+        if status != Some(CertificateStatus::PendingActivation) {
+            return Err(Rejection::invalid(
+                "InvalidCertificateOwnershipToken",
+                "the token's certificate is no longer PENDING_ACTIVATION",
+            ));
+        }
+        self.apply_provisioning(&mut tx, &token.certificate_id, &provisioning)
+            .await?;
+        tx.audit(
+            "fleet.register",
+            &token.certificate_id,
+            serde_json::json!({"template": template_name, "thing": thing_name, "claim": claim.certificate_id, "clientId": claim.client_id}),
+        );
+        tx.commit().await?;
+        Ok(Registered {
+            thing_name,
+            device_configuration: provisioning.device_configuration,
+        })
+    }
+
+    /// Applies a rendered template to a certificate inside `tx`: the thing
+    /// (with the template's override settings when it exists), its groups,
+    /// the certificate's status and thing, and its policies.
+    pub(crate) async fn apply_provisioning(
+        &self,
+        tx: &mut idmint_registry::WriteTx,
+        certificate_id: &str,
+        provisioning: &Provisioning,
+    ) -> Result<(), Rejection> {
+        let Some(spec) = &provisioning.thing else {
+            return Err(Rejection::invalid(
+                "InvalidTemplate",
+                "the template creates no thing",
+            ));
+        };
+        let existing = tx.thing(&spec.name).await?;
+        let setting = |property: &str| {
+            spec.overrides
+                .get(property)
+                .copied()
+                .unwrap_or(OverrideSetting::DoNothing)
+        };
+        let mut thing = NewThing::named(&spec.name);
+        thing.thing_type = spec.thing_type.clone();
+        thing.attributes = spec.attributes.clone();
+        let mut merge_groups = false;
+        let mut set_groups = true;
+        if let Some(old) = existing {
+            for property in ["AttributePayload", "ThingTypeName", "ThingGroups"] {
+                if setting(property) == OverrideSetting::Fail {
+                    return Err(Rejection::invalid(
+                        "ResourceConflict",
+                        format!(
+                            "thing {} exists and the template's {property} override is FAIL",
+                            spec.name
+                        ),
+                    ));
+                }
+            }
+            thing.device_id = old.device_id.clone();
+            thing.batch = old.batch.clone();
+            thing.attributes = match setting("AttributePayload") {
+                OverrideSetting::Replace => spec.attributes.clone(),
+                OverrideSetting::Merge => {
+                    let mut merged = old.attributes.clone();
+                    merged.extend(spec.attributes.clone());
+                    merged
+                }
+                _ => old.attributes.clone(),
+            };
+            if setting("ThingTypeName") != OverrideSetting::Replace {
+                thing.thing_type = old.thing_type.clone();
+            }
+            match setting("ThingGroups") {
+                OverrideSetting::Replace => {}
+                OverrideSetting::Merge => merge_groups = true,
+                _ => set_groups = false,
+            }
+        }
+        tx.upsert_thing(&thing).await?;
+        if set_groups && (!spec.thing_groups.is_empty() || !merge_groups) {
+            tx.set_thing_groups(&spec.name, &spec.thing_groups, merge_groups)
+                .await?;
+        }
+        let status = match provisioning.certificate.as_ref().map(|c| c.status) {
+            Some(TemplateStatus::Inactive) => CertificateStatus::Inactive,
+            _ => CertificateStatus::Active,
+        };
+        tx.set_certificate_status(certificate_id, status, None)
+            .await?;
+        tx.attach_certificate(certificate_id, &spec.name).await?;
+        for policy in &provisioning.policies {
+            let name = match (&policy.name, &policy.document) {
+                (Some(name), _) => name.clone(),
+                (None, Some(doc)) => format!(
+                    "policy-{}",
+                    &hex::encode(aws_lc_rs::digest::digest(
+                        &aws_lc_rs::digest::SHA256,
+                        doc.as_bytes()
+                    ))[..16]
+                ),
+                (None, None) => continue,
+            };
+            tx.attach_policy(certificate_id, &name, policy.document.as_deref())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Removes certificates whose ownership token expired unused. Safe to
+    /// run on several servers at once. Returns how many went.
+    pub async fn sweep_ownership_tokens(&self) -> Result<usize, RegistryError> {
+        let due = self.store().expired_ownership_tokens(now(), 500).await?;
+        let mut removed = 0;
+        for (hash, token) in &due {
+            let mut tx = self.store().begin("server:fleet-sweep").await?;
+            if tx
+                .expire_ownership_token(hash, &token.certificate_id)
+                .await?
+            {
+                removed += 1;
+            }
+            tx.commit().await?;
+        }
+        Ok(removed)
+    }
+}

@@ -1,0 +1,530 @@
+//! Fleet provisioning records (scenario 5): provisioning templates, claim
+//! certificates and the templates they may use, single-use certificate
+//! ownership tokens (stored as SHA-256 hashes), thing groups, policies and
+//! attachments, and the built-in allow-list hook's permitted serials.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::Row;
+use time::OffsetDateTime;
+
+use crate::store::ts;
+use crate::write::{changed, unique_to};
+use crate::{now, validate_name, CertificateStatus, RegistryError, Store, WriteTx};
+
+/// How a template is used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TemplateKind {
+    /// Fleet provisioning by claim (RegisterThing over MQTT).
+    Fleet,
+    /// Just-in-time provisioning of certificates chaining to an auto-registering CA.
+    Jitp,
+}
+
+impl TemplateKind {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TemplateKind::Fleet => "fleet",
+            TemplateKind::Jitp => "jitp",
+        }
+    }
+}
+
+impl fmt::Display for TemplateKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for TemplateKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "fleet" => Ok(TemplateKind::Fleet),
+            "jitp" => Ok(TemplateKind::Jitp),
+            _ => Err(format!(
+                "unknown template type {s:?} (expected fleet or jitp)"
+            )),
+        }
+    }
+}
+
+/// A stored provisioning template.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProvisioningTemplate {
+    /// Unique name (1–36 of `[0-9A-Za-z_-]`).
+    pub name: String,
+    /// Fleet or JITP.
+    pub kind: TemplateKind,
+    /// The template JSON, as given.
+    pub body: String,
+    /// Pre-provisioning hook: an http(s) URL, or `allow-list`.
+    pub hook: Option<String>,
+    /// Hook timeout, milliseconds.
+    pub hook_timeout_ms: i64,
+    /// Disabled templates refuse every request.
+    pub enabled: bool,
+    /// Created.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created: OffsetDateTime,
+    /// Last changed.
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated: OffsetDateTime,
+}
+
+/// A template to create, or the new state of one to update.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewTemplate {
+    /// Unique name.
+    pub name: String,
+    /// Fleet or JITP.
+    pub kind: TemplateKind,
+    /// The template JSON (validated by the caller).
+    pub body: String,
+    /// Pre-provisioning hook.
+    pub hook: Option<String>,
+    /// Hook timeout, milliseconds.
+    pub hook_timeout_ms: i64,
+    /// Enabled.
+    pub enabled: bool,
+}
+
+/// A claim certificate and the templates it may use.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Claim {
+    /// The claim certificate's id.
+    pub certificate_id: String,
+    /// Templates whose provisioning topics it may use.
+    pub templates: Vec<String>,
+    /// Provisioning requests allowed per minute (0: no limit).
+    pub rate_per_minute: i64,
+}
+
+/// A certificate ownership token, as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwnershipToken {
+    /// The certificate it proves ownership of.
+    pub certificate_id: String,
+    /// The claim certificate that asked for it.
+    pub claim_certificate_id: String,
+    /// Expiry, Unix seconds.
+    pub expires: i64,
+}
+
+const TEMPLATE_COLUMNS: &str = "name, kind, body, hook, hook_timeout_ms, enabled, created, updated";
+
+const TOKEN_QUERY: &str = "SELECT certificate_id, claim_certificate_id, expires, used FROM ownership_tokens WHERE token_sha256 = $1";
+
+fn usable_token(row: Option<AnyRow>, claim: &str) -> Result<OwnershipToken, RegistryError> {
+    let row = row.ok_or(RegistryError::OwnershipToken("is unknown"))?;
+    let token = OwnershipToken {
+        certificate_id: row.try_get(0)?,
+        claim_certificate_id: row.try_get(1)?,
+        expires: row.try_get(2)?,
+    };
+    let used: Option<i64> = row.try_get(3)?;
+    if used.is_some() {
+        return Err(RegistryError::OwnershipToken("was already used"));
+    }
+    if token.expires <= now() {
+        return Err(RegistryError::OwnershipToken("has expired"));
+    }
+    if token.claim_certificate_id != claim {
+        return Err(RegistryError::OwnershipToken(
+            "was issued to another claim certificate",
+        ));
+    }
+    Ok(token)
+}
+
+fn template_from_row(row: &AnyRow) -> Result<ProvisioningTemplate, RegistryError> {
+    let kind: String = row.try_get("kind")?;
+    let enabled: i64 = row.try_get("enabled")?;
+    Ok(ProvisioningTemplate {
+        name: row.try_get("name")?,
+        kind: kind.parse().map_err(RegistryError::Corrupt)?,
+        body: row.try_get("body")?,
+        hook: row.try_get("hook")?,
+        hook_timeout_ms: row.try_get("hook_timeout_ms")?,
+        enabled: enabled != 0,
+        created: ts(row.try_get("created")?),
+        updated: ts(row.try_get("updated")?),
+    })
+}
+
+impl Store {
+    /// A provisioning template by name.
+    pub async fn template(
+        &self,
+        name: &str,
+    ) -> Result<Option<ProvisioningTemplate>, RegistryError> {
+        let sql = format!("SELECT {TEMPLATE_COLUMNS} FROM templates WHERE name = $1");
+        let row = sqlx::query(&sql)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(template_from_row).transpose()
+    }
+
+    /// All provisioning templates, by name.
+    pub async fn list_templates(&self) -> Result<Vec<ProvisioningTemplate>, RegistryError> {
+        let sql = format!("SELECT {TEMPLATE_COLUMNS} FROM templates ORDER BY name");
+        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
+        rows.iter().map(template_from_row).collect()
+    }
+
+    /// The claim a certificate holds, if it is a claim certificate.
+    pub async fn claim(&self, certificate_id: &str) -> Result<Option<Claim>, RegistryError> {
+        let row = sqlx::query(
+            "SELECT certificate_id, templates, rate_per_minute FROM claims WHERE certificate_id = $1",
+        )
+        .bind(certificate_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let templates: String = row.try_get(1)?;
+        Ok(Some(Claim {
+            certificate_id: row.try_get(0)?,
+            templates: serde_json::from_str(&templates)
+                .map_err(|e| RegistryError::Corrupt(format!("claim templates: {e}")))?,
+            rate_per_minute: row.try_get(2)?,
+        }))
+    }
+
+    /// The ownership token with this hash, if it is usable now by `claim`
+    /// (the same checks as [`WriteTx::use_ownership_token`], without spending it).
+    pub async fn usable_ownership_token(
+        &self,
+        hash: &str,
+        claim: &str,
+    ) -> Result<OwnershipToken, RegistryError> {
+        let row = sqlx::query(TOKEN_QUERY)
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        usable_token(row, claim)
+    }
+
+    /// Ownership tokens that expired unused before `at`, oldest first: (hash, token).
+    pub async fn expired_ownership_tokens(
+        &self,
+        at: i64,
+        limit: i64,
+    ) -> Result<Vec<(String, OwnershipToken)>, RegistryError> {
+        let rows = sqlx::query(
+            "SELECT token_sha256, certificate_id, claim_certificate_id, expires FROM ownership_tokens WHERE used IS NULL AND expires <= $1 ORDER BY expires LIMIT $2",
+        )
+        .bind(at)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get(0)?,
+                    OwnershipToken {
+                        certificate_id: r.try_get(1)?,
+                        claim_certificate_id: r.try_get(2)?,
+                        expires: r.try_get(3)?,
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    /// The groups a thing belongs to, by name.
+    pub async fn thing_groups(&self, thing: &str) -> Result<Vec<String>, RegistryError> {
+        let rows =
+            sqlx::query("SELECT group_name FROM thing_groups WHERE thing = $1 ORDER BY group_name")
+                .bind(thing)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| r.try_get(0).map_err(RegistryError::from))
+            .collect()
+    }
+
+    /// The policies attached to a certificate, by name.
+    pub async fn certificate_policies(&self, id: &str) -> Result<Vec<String>, RegistryError> {
+        let rows = sqlx::query(
+            "SELECT policy FROM certificate_policies WHERE certificate_id = $1 ORDER BY policy",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| r.try_get(0).map_err(RegistryError::from))
+            .collect()
+    }
+
+    /// Whether the allow list of `template` permits `serial`.
+    pub async fn allow_listed(&self, template: &str, serial: &str) -> Result<bool, RegistryError> {
+        let row = sqlx::query("SELECT 1 FROM allow_list WHERE template = $1 AND serial = $2")
+            .bind(template)
+            .bind(serial)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+}
+
+impl WriteTx {
+    /// Creates a provisioning template.
+    pub async fn insert_template(&mut self, t: &NewTemplate) -> Result<(), RegistryError> {
+        validate_name("template name", &t.name)?;
+        let now = now();
+        sqlx::query(
+            "INSERT INTO templates (name, kind, body, hook, hook_timeout_ms, enabled, created, updated) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+        )
+        .bind(t.name.as_str())
+        .bind(t.kind.as_str())
+        .bind(t.body.as_str())
+        .bind(t.hook.as_deref())
+        .bind(t.hook_timeout_ms)
+        .bind(i64::from(t.enabled))
+        .bind(now)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(|e| unique_to(e, "template", &t.name))?;
+        self.audit(
+            "template.create",
+            &t.name,
+            serde_json::json!({"kind": t.kind, "hook": t.hook, "enabled": t.enabled, "body": t.body}),
+        );
+        Ok(())
+    }
+
+    /// Replaces a template's kind, body, hook and enabled state.
+    pub async fn update_template(&mut self, t: &NewTemplate) -> Result<(), RegistryError> {
+        let done = sqlx::query(
+            "UPDATE templates SET kind = $1, body = $2, hook = $3, hook_timeout_ms = $4, enabled = $5, updated = $6 WHERE name = $7",
+        )
+        .bind(t.kind.as_str())
+        .bind(t.body.as_str())
+        .bind(t.hook.as_deref())
+        .bind(t.hook_timeout_ms)
+        .bind(i64::from(t.enabled))
+        .bind(now())
+        .bind(t.name.as_str())
+        .execute(&mut *self.tx)
+        .await?;
+        changed(done, "template", &t.name)?;
+        self.audit(
+            "template.update",
+            &t.name,
+            serde_json::json!({"kind": t.kind, "hook": t.hook, "enabled": t.enabled, "body": t.body}),
+        );
+        Ok(())
+    }
+
+    /// Deletes a template and its allow list.
+    pub async fn delete_template(&mut self, name: &str) -> Result<(), RegistryError> {
+        let done = sqlx::query("DELETE FROM templates WHERE name = $1")
+            .bind(name)
+            .execute(&mut *self.tx)
+            .await?;
+        changed(done, "template", name)?;
+        sqlx::query("DELETE FROM allow_list WHERE template = $1")
+            .bind(name)
+            .execute(&mut *self.tx)
+            .await?;
+        self.audit("template.delete", name, serde_json::json!({}));
+        Ok(())
+    }
+
+    /// Adds serial numbers to a template's allow list (already listed ones are kept).
+    pub async fn allow_serials(
+        &mut self,
+        template: &str,
+        serials: &[String],
+    ) -> Result<usize, RegistryError> {
+        let mut added = 0;
+        for serial in serials {
+            let done = sqlx::query(
+                "INSERT INTO allow_list (template, serial) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            )
+            .bind(template)
+            .bind(serial.as_str())
+            .execute(&mut *self.tx)
+            .await?;
+            added += done.rows_affected() as usize;
+        }
+        self.audit(
+            "template.allow_list",
+            template,
+            serde_json::json!({"added": added, "given": serials.len()}),
+        );
+        Ok(added)
+    }
+
+    /// Records that a (registered) certificate is a claim certificate.
+    pub async fn insert_claim(&mut self, claim: &Claim) -> Result<(), RegistryError> {
+        let templates = serde_json::to_string(&claim.templates)
+            .map_err(|e| RegistryError::Corrupt(e.to_string()))?;
+        sqlx::query(
+            "INSERT INTO claims (certificate_id, templates, rate_per_minute, created) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(claim.certificate_id.as_str())
+        .bind(templates.as_str())
+        .bind(claim.rate_per_minute)
+        .bind(now())
+        .execute(&mut *self.tx)
+        .await
+        .map_err(|e| unique_to(e, "claim", &claim.certificate_id))?;
+        self.audit(
+            "claim.create",
+            &claim.certificate_id,
+            serde_json::json!({"templates": claim.templates, "ratePerMinute": claim.rate_per_minute}),
+        );
+        Ok(())
+    }
+
+    /// Stores a new ownership token (its hash) for a PENDING_ACTIVATION certificate.
+    pub async fn insert_ownership_token(
+        &mut self,
+        hash: &str,
+        token: &OwnershipToken,
+    ) -> Result<(), RegistryError> {
+        sqlx::query(
+            "INSERT INTO ownership_tokens (token_sha256, certificate_id, claim_certificate_id, expires) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(hash)
+        .bind(token.certificate_id.as_str())
+        .bind(token.claim_certificate_id.as_str())
+        .bind(token.expires)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(|e| unique_to(e, "ownership token", &token.certificate_id))?;
+        Ok(())
+    }
+
+    /// Spends an ownership token: it must exist, be unused, unexpired and
+    /// belong to `claim`. Atomic, so a token works once even with several
+    /// servers racing.
+    pub async fn use_ownership_token(
+        &mut self,
+        hash: &str,
+        claim: &str,
+    ) -> Result<OwnershipToken, RegistryError> {
+        let row = sqlx::query(TOKEN_QUERY)
+            .bind(hash)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        let token = usable_token(row, claim)?;
+        let done = sqlx::query(
+            "UPDATE ownership_tokens SET used = $1 WHERE token_sha256 = $2 AND used IS NULL",
+        )
+        .bind(now())
+        .bind(hash)
+        .execute(&mut *self.tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(RegistryError::OwnershipToken("was already used"));
+        }
+        Ok(token)
+    }
+
+    /// Removes an expired, unused ownership token and its certificate, if
+    /// that is still PENDING_ACTIVATION. Returns whether a certificate went.
+    pub async fn expire_ownership_token(
+        &mut self,
+        hash: &str,
+        certificate_id: &str,
+    ) -> Result<bool, RegistryError> {
+        let done = sqlx::query(
+            "DELETE FROM ownership_tokens WHERE token_sha256 = $1 AND used IS NULL AND expires <= $2",
+        )
+        .bind(hash)
+        .bind(now())
+        .execute(&mut *self.tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        let done = sqlx::query("DELETE FROM certificates WHERE id = $1 AND status = $2")
+            .bind(certificate_id)
+            .bind(CertificateStatus::PendingActivation.as_str())
+            .execute(&mut *self.tx)
+            .await?;
+        let removed = done.rows_affected() > 0;
+        if removed {
+            self.audit(
+                "certificate.delete",
+                certificate_id,
+                serde_json::json!({"reason": "ownership token expired unused"}),
+            );
+        }
+        Ok(removed)
+    }
+
+    /// Sets a thing's groups: adds `groups` (merge) or replaces the set.
+    pub async fn set_thing_groups(
+        &mut self,
+        thing: &str,
+        groups: &[String],
+        merge: bool,
+    ) -> Result<(), RegistryError> {
+        if !merge {
+            sqlx::query("DELETE FROM thing_groups WHERE thing = $1")
+                .bind(thing)
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        for group in groups {
+            validate_name("thing group", group)?;
+            sqlx::query(
+                "INSERT INTO thing_groups (thing, group_name) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            )
+            .bind(thing)
+            .bind(group.as_str())
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        self.audit(
+            "thing.groups",
+            thing,
+            serde_json::json!({"groups": groups, "merge": merge}),
+        );
+        Ok(())
+    }
+
+    /// Attaches a policy to a certificate, recording the policy (and its
+    /// document, when given) if it is new.
+    pub async fn attach_policy(
+        &mut self,
+        certificate_id: &str,
+        policy: &str,
+        document: Option<&str>,
+    ) -> Result<(), RegistryError> {
+        validate_name("policy name", policy)?;
+        sqlx::query(
+            "INSERT INTO policies (name, document, created) VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE SET document = COALESCE(excluded.document, policies.document)",
+        )
+        .bind(policy)
+        .bind(document)
+        .bind(now())
+        .execute(&mut *self.tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO certificate_policies (certificate_id, policy) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(certificate_id)
+        .bind(policy)
+        .execute(&mut *self.tx)
+        .await?;
+        self.audit(
+            "policy.attach",
+            certificate_id,
+            serde_json::json!({"policy": policy}),
+        );
+        Ok(())
+    }
+}
