@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use sqlx::Row;
 
+use crate::write::changed;
 use crate::{now, RegistryError, Store, WriteTx};
 
 /// Keys per `IN (...)` lookup (well under the bind limits).
@@ -156,12 +157,7 @@ impl WriteTx {
             .bind(batch)
             .execute(&mut *self.tx)
             .await?;
-        if done.rows_affected() == 0 {
-            return Err(RegistryError::NotFound {
-                kind: "batch",
-                name: batch.into(),
-            });
-        }
+        changed(done, "batch", batch)?;
         Ok(())
     }
 }

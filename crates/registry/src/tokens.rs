@@ -10,6 +10,7 @@ use sqlx::Row;
 use time::OffsetDateTime;
 
 use crate::store::ts;
+use crate::write::changed;
 use crate::{now, validate_name, RegistryError, Store, WriteTx};
 
 /// What a token (or a client certificate) may do.
@@ -219,12 +220,7 @@ impl WriteTx {
                 .bind(name)
                 .execute(&mut *self.tx)
                 .await?;
-        if done.rows_affected() == 0 {
-            return Err(RegistryError::NotFound {
-                kind: "token",
-                name: name.into(),
-            });
-        }
+        changed(done, "token", name)?;
         self.audit("token.revoke", name, serde_json::json!({}));
         Ok(())
     }

@@ -184,12 +184,7 @@ impl WriteTx {
             .bind(name)
             .execute(&mut *self.tx)
             .await?;
-        if done.rows_affected() == 0 {
-            return Err(RegistryError::NotFound {
-                kind: "CA",
-                name: name.into(),
-            });
-        }
+        changed(done, "CA", name)?;
         self.audit(
             "ca.update",
             name,
@@ -397,12 +392,7 @@ impl WriteTx {
             .bind(id)
             .execute(&mut *self.tx)
             .await?;
-        if done.rows_affected() == 0 {
-            return Err(RegistryError::NotFound {
-                kind: "certificate",
-                name: id.into(),
-            });
-        }
+        changed(done, "certificate", id)?;
         self.audit(
             "certificate.attach",
             id,
@@ -418,12 +408,7 @@ impl WriteTx {
             .bind(id)
             .execute(&mut *self.tx)
             .await?;
-        if done.rows_affected() == 0 {
-            return Err(RegistryError::NotFound {
-                kind: "certificate",
-                name: id.into(),
-            });
-        }
+        changed(done, "certificate", id)?;
         self.audit("certificate.delete", id, serde_json::json!({"reason": why}));
         Ok(())
     }
@@ -508,12 +493,7 @@ impl WriteTx {
             .bind(batch)
             .execute(&mut *self.tx)
             .await?;
-        if done.rows_affected() == 0 {
-            return Err(RegistryError::NotFound {
-                kind: "batch",
-                name: batch.into(),
-            });
-        }
+        changed(done, "batch", batch)?;
         self.audit(
             "batch.quota",
             batch,
@@ -559,12 +539,7 @@ impl WriteTx {
             .bind(batch)
             .execute(&mut *self.tx)
             .await?;
-        if done.rows_affected() == 0 {
-            return Err(RegistryError::NotFound {
-                kind: "batch",
-                name: batch.into(),
-            });
-        }
+        changed(done, "batch", batch)?;
         self.audit("batch.state", batch, serde_json::json!({"state": state}));
         Ok(())
     }
