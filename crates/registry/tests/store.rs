@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use idmint_registry::{
     AuditReport, BatchKind, CaKind, CertificateFilter, CertificateStatus, NewBatch, NewCa,
-    NewCertificate, NewThing, RegistryError, Store,
+    NewCertificate, NewThing, OwnershipToken, RegistryError, Store,
 };
 use sqlx::Connection;
 
@@ -337,5 +337,79 @@ async fn audit_tampering_is_detected() {
             let reopened = Store::open(&url).await.unwrap();
             assert_broken(&reopened.verify_audit().await.unwrap(), what);
         }
+    }
+}
+
+#[tokio::test]
+async fn an_ownership_token_works_once_under_concurrency_and_expires() {
+    for (_url, store, _dir) in stores().await {
+        ca(&store).await;
+        let mut tx = store.begin("fleet").await.unwrap();
+        let mut pending = cert("c1", "01", None, None);
+        pending.status = CertificateStatus::PendingActivation;
+        tx.insert_certificate(&pending).await.unwrap();
+        let mut stale = cert("c2", "02", None, None);
+        stale.status = CertificateStatus::PendingActivation;
+        tx.insert_certificate(&stale).await.unwrap();
+        let token = |id: &str, expires| OwnershipToken {
+            certificate_id: id.into(),
+            claim_certificate_id: "claim".into(),
+            expires,
+        };
+        tx.insert_ownership_token("h1", &token("c1", idmint_registry::now() + 3600))
+            .await
+            .unwrap();
+        tx.insert_ownership_token("h2", &token("c2", idmint_registry::now() - 1))
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+
+        // Another claim cannot use it; a read-only check does not spend it.
+        assert!(matches!(
+            store.usable_ownership_token("h1", "other").await,
+            Err(RegistryError::OwnershipToken(_))
+        ));
+        store.usable_ownership_token("h1", "claim").await.unwrap();
+
+        let mut tasks = Vec::new();
+        for _ in 0..12 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut tx = store.begin("fleet").await.unwrap();
+                match tx.use_ownership_token("h1", "claim").await {
+                    Ok(t) => {
+                        tx.commit().await.unwrap();
+                        assert_eq!(t.certificate_id, "c1");
+                        true
+                    }
+                    Err(RegistryError::OwnershipToken(_)) => false,
+                    Err(e) => panic!("{e}"),
+                }
+            }));
+        }
+        let mut spent = 0;
+        for t in tasks {
+            spent += usize::from(t.await.unwrap());
+        }
+        assert_eq!(spent, 1, "the token worked {spent} times");
+
+        // The expired one is refused, then swept with its certificate.
+        let mut tx = store.begin("fleet").await.unwrap();
+        assert!(matches!(
+            tx.use_ownership_token("h2", "claim").await,
+            Err(RegistryError::OwnershipToken("has expired"))
+        ));
+        drop(tx);
+        let due = store
+            .expired_ownership_tokens(idmint_registry::now(), 10)
+            .await
+            .unwrap();
+        assert_eq!(due.len(), 1);
+        let mut tx = store.begin("sweep").await.unwrap();
+        assert!(tx.expire_ownership_token("h2", "c2").await.unwrap());
+        tx.commit().await.unwrap();
+        assert!(store.certificate("c2").await.unwrap().is_none());
+        assert!(store.certificate("c1").await.unwrap().is_some());
+        assert!(store.verify_audit().await.unwrap().intact());
     }
 }
