@@ -29,8 +29,15 @@ struct Cli {
     /// Registry store URL (sqlite://PATH or postgres://...), overriding idmint.toml.
     #[arg(long, global = true, env = "IDMINT_STORE", hide_env_values = true)]
     store: Option<String>,
-    /// Log verbosity (error, warn, info, debug, trace).
-    #[arg(long, global = true, env = "IDMINT_LOG", default_value = "warn")]
+    /// Log verbosity (error, warn, info, debug, trace). `--log` itself is
+    /// `station run`'s issuance log.
+    #[arg(
+        id = "log_level",
+        long = "log-level",
+        global = true,
+        env = "IDMINT_LOG",
+        default_value = "warn"
+    )]
     log: String,
     #[command(subcommand)]
     command: Command,

@@ -20,6 +20,7 @@ pub mod init;
 pub mod issue;
 pub mod manifest;
 pub mod mint;
+pub mod offline;
 pub mod station;
 pub mod tokens;
 

@@ -18,6 +18,11 @@
 //! A device that fails anywhere is reported with the reason and the station
 //! goes on with the next one. Device I/O is blocking (one thread per device
 //! address); registry calls run on the async runtime through its handle.
+//!
+//! The device steps are shared with the offline station
+//! ([`crate::offline`]): a `StationBackend` decides where quota is counted
+//! and certificates are signed and recorded (the registry here, the batch
+//! CA and the signed issuance log offline).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -153,6 +158,36 @@ pub struct StationOptions {
     pub retry_delay: Duration,
 }
 
+impl StationOptions {
+    /// The device-facing part of the options.
+    pub fn line(&self) -> LineOptions {
+        LineOptions {
+            devices: self.devices.clone(),
+            count: self.count,
+            lock: self.lock,
+            timeout: self.timeout,
+            retry_delay: self.retry_delay,
+        }
+    }
+}
+
+/// How a station drives its devices, online or offline.
+#[derive(Clone, Debug)]
+pub struct LineOptions {
+    /// Where devices are reached; one worker thread per address.
+    pub devices: Vec<DeviceAddress>,
+    /// Devices to provision in total (over all addresses); `None` = until
+    /// stopped (`--loop`).
+    pub count: Option<u64>,
+    /// Lock each device's credential storage after it proved its key.
+    pub lock: bool,
+    /// Time to wait for each device response.
+    pub timeout: Duration,
+    /// In `--loop` mode, time to wait between reconnection attempts when a
+    /// device address does not answer.
+    pub retry_delay: Duration,
+}
+
 /// What happened to one device.
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -165,6 +200,9 @@ pub struct DeviceOutcome {
     pub thing: Option<String>,
     /// The certificate issued, when it got that far.
     pub certificate_id: Option<String>,
+    /// The device serial number it was given (offline batches).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub serial: Option<u64>,
     /// Whether the device is provisioned (certificate ACTIVE).
     pub ok: bool,
     /// Why not.
@@ -185,28 +223,73 @@ pub struct DeviceOutcome {
 }
 
 /// A failure at a step.
-struct Failed {
-    stage: &'static str,
-    reason: String,
+pub(crate) struct Failed {
+    pub(crate) stage: &'static str,
+    pub(crate) reason: String,
 }
 
-fn fail(stage: &'static str, reason: impl ToString) -> Failed {
+pub(crate) fn fail(stage: &'static str, reason: impl ToString) -> Failed {
     Failed {
         stage,
         reason: reason.to_string(),
     }
 }
 
-/// Everything the station loads once: the batch's CA, profile and chain.
-struct Issuer {
-    batch: Batch,
-    ca: Arc<CertificateAuthority>,
-    profile: Profile,
+/// What every station line knows about the batch it fills, online or
+/// offline.
+pub(crate) struct LineIssuer {
+    /// The batch id.
+    pub(crate) batch_id: String,
+    /// The product (things' type, the `{product}` template variable).
+    pub(crate) product: String,
+    /// The profile's name, for messages.
+    pub(crate) profile_name: String,
+    /// The certificate profile.
+    pub(crate) profile: Profile,
     /// Sent to devices after the leaf: the CA and its parents, without the
     /// self-signed root.
-    chain_tail: Vec<Vec<u8>>,
-    org: String,
-    preferred: KeyType,
+    pub(crate) chain_tail: Vec<Vec<u8>>,
+    /// The organisation (`{org}`).
+    pub(crate) org: String,
+    /// The key type asked of devices first.
+    pub(crate) preferred: KeyType,
+    /// Whether station-made keys may be injected.
+    pub(crate) allow_inject: bool,
+}
+
+/// A certificate to issue for a device.
+pub(crate) struct IssueRequest<'a> {
+    pub(crate) key: &'a PublicKey,
+    pub(crate) thing: &'a str,
+    pub(crate) hw_id: &'a str,
+    pub(crate) values: &'a SubjectValues,
+    pub(crate) injected: bool,
+}
+
+/// Where a station counts and records: the registry (online) or the
+/// issuance log under an authorization (offline). Called from the device
+/// worker threads.
+pub(crate) trait StationBackend: Sync {
+    /// Before a device is touched: is there quota left?
+    fn check_quota(&self) -> Result<(), Failed>;
+    /// After `hello`: refuses clones; returns the thing name.
+    fn admit(&self, hw_id: &str) -> Result<String, Failed>;
+    /// Takes one from the quota, signs, and records the certificate (and
+    /// notes its id, and serial if any, in `outcome`).
+    fn issue(
+        &self,
+        request: &IssueRequest<'_>,
+        outcome: &mut DeviceOutcome,
+    ) -> Result<IssuedCertificate, Failed>;
+    /// The device installed the certificate and proved its key.
+    fn provisioned(
+        &self,
+        issued: &IssuedCertificate,
+        outcome: &DeviceOutcome,
+        locked: bool,
+    ) -> Result<(), Failed>;
+    /// Records an issued certificate that never became usable.
+    fn spoil(&self, certificate_id: &str, failed: &Failed) -> Result<(), String>;
 }
 
 impl Idmint {
@@ -239,116 +322,251 @@ impl Idmint {
         if chain_tail.len() > 1 {
             chain_tail.pop();
         }
-        let preferred = self.config().key_type;
-        let issuer = Issuer {
-            batch,
-            ca,
+        let issuer = LineIssuer {
+            batch_id: batch.id.clone(),
+            product: batch.product.clone(),
+            profile_name: batch.profile.clone(),
             profile,
             chain_tail,
             org: self.config().org.clone(),
-            preferred,
+            preferred: self.config().key_type,
+            allow_inject: batch.allow_inject,
         };
-        let handle = Handle::current();
-        let started = AtomicU64::new(0);
-        let outcomes = std::sync::Mutex::new(Vec::new());
-        tokio::task::block_in_place(|| {
-            std::thread::scope(|scope| {
-                for address in &options.devices {
-                    let (issuer, handle, started, outcomes) =
-                        (&issuer, &handle, &started, &outcomes);
-                    scope.spawn(move || loop {
-                        if stop.load(Ordering::Relaxed) {
-                            break;
-                        }
-                        if let Some(count) = options.count {
-                            if started.fetch_add(1, Ordering::SeqCst) >= count {
-                                break;
-                            }
-                        }
-                        let outcome = self.provision_one(handle, actor, issuer, address, options);
-                        report(&outcome);
-                        let unreachable = outcome.stage.as_deref() == Some("connect");
-                        if let Ok(mut list) = outcomes.lock() {
-                            list.push(outcome);
-                        }
-                        if unreachable && options.count.is_none() {
-                            std::thread::sleep(options.retry_delay);
-                        }
-                    });
-                }
-            });
-        });
-        Ok(outcomes.into_inner().unwrap_or_default())
+        let backend = OnlineBackend {
+            idmint: self,
+            handle: Handle::current(),
+            actor,
+            batch,
+            ca,
+            profile: issuer.profile.clone(),
+        };
+        let line = options.line();
+        Ok(tokio::task::block_in_place(|| {
+            run_line(&backend, &issuer, &line, stop, report)
+        }))
     }
+}
 
-    /// Provisions the device at `address`, never panicking and never
-    /// leaving an ACTIVE certificate behind on failure.
-    fn provision_one(
-        &self,
-        handle: &Handle,
-        actor: &str,
-        issuer: &Issuer,
-        address: &DeviceAddress,
-        options: &StationOptions,
-    ) -> DeviceOutcome {
-        let start = Instant::now();
-        let mut run = DeviceRun {
-            device_time: Duration::ZERO,
-            outcome: DeviceOutcome {
-                address: address.to_string(),
-                hw_id: None,
-                thing: None,
-                certificate_id: None,
-                ok: false,
-                error: None,
-                stage: None,
-                injected: false,
-                spoiled: false,
-                total_ms: 0.0,
-                device_ms: 0.0,
-                station_ms: 0.0,
-            },
-        };
-        let result = self.provision_steps(handle, actor, issuer, address, options, &mut run);
-        if let Err(f) = result {
-            if let Some(id) = run.outcome.certificate_id.clone() {
-                match handle.block_on(self.spoil(actor, &issuer.batch.id, &id, &f)) {
-                    Ok(()) => run.outcome.spoiled = true,
-                    Err(e) => {
-                        run.outcome.error = Some(format!(
-                            "{}; and recording the certificate as spoiled failed: {e}",
-                            f.reason
-                        ));
+/// Drives the devices of a line: one worker thread per address, until
+/// `count` devices were attempted (or forever), each device reported as it
+/// finishes.
+pub(crate) fn run_line(
+    backend: &dyn StationBackend,
+    issuer: &LineIssuer,
+    options: &LineOptions,
+    stop: &AtomicBool,
+    report: &(dyn Fn(&DeviceOutcome) + Sync),
+) -> Vec<DeviceOutcome> {
+    let started = AtomicU64::new(0);
+    let outcomes = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for address in &options.devices {
+            let (started, outcomes) = (&started, &outcomes);
+            scope.spawn(move || loop {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                if let Some(count) = options.count {
+                    if started.fetch_add(1, Ordering::SeqCst) >= count {
+                        break;
                     }
                 }
-            }
-            run.outcome.stage = Some(f.stage.to_string());
-            if run.outcome.error.is_none() {
-                run.outcome.error = Some(f.reason);
-            }
-        } else {
-            run.outcome.ok = true;
+                let outcome = provision_one(backend, issuer, address, options);
+                report(&outcome);
+                let unreachable = outcome.stage.as_deref() == Some("connect");
+                if let Ok(mut list) = outcomes.lock() {
+                    list.push(outcome);
+                }
+                if unreachable && options.count.is_none() {
+                    std::thread::sleep(options.retry_delay);
+                }
+            });
         }
-        let total = start.elapsed();
-        run.outcome.total_ms = ms(total);
-        run.outcome.device_ms = ms(run.device_time);
-        run.outcome.station_ms = ms(total.saturating_sub(run.device_time));
-        run.outcome
-    }
+    });
+    outcomes.into_inner().unwrap_or_default()
+}
 
-    fn provision_steps(
-        &self,
-        handle: &Handle,
-        actor: &str,
-        issuer: &Issuer,
-        address: &DeviceAddress,
-        options: &StationOptions,
-        run: &mut DeviceRun,
-    ) -> Result<(), Failed> {
-        let batch_id = issuer.batch.id.as_str();
-        // 1. Quota first: a device is not touched when the batch is full.
-        let batch = handle
-            .block_on(self.store().require_batch(batch_id))
+/// Provisions the device at `address`, never panicking and never leaving
+/// a usable certificate recorded on failure.
+fn provision_one(
+    backend: &dyn StationBackend,
+    issuer: &LineIssuer,
+    address: &DeviceAddress,
+    options: &LineOptions,
+) -> DeviceOutcome {
+    let start = Instant::now();
+    let mut run = DeviceRun {
+        device_time: Duration::ZERO,
+        outcome: DeviceOutcome {
+            address: address.to_string(),
+            hw_id: None,
+            thing: None,
+            certificate_id: None,
+            serial: None,
+            ok: false,
+            error: None,
+            stage: None,
+            injected: false,
+            spoiled: false,
+            total_ms: 0.0,
+            device_ms: 0.0,
+            station_ms: 0.0,
+        },
+    };
+    let result = provision_steps(backend, issuer, address, options, &mut run);
+    if let Err(f) = result {
+        if let Some(id) = run.outcome.certificate_id.clone() {
+            match backend.spoil(&id, &f) {
+                Ok(()) => run.outcome.spoiled = true,
+                Err(e) => {
+                    run.outcome.error = Some(format!(
+                        "{}; and recording the certificate as spoiled failed: {e}",
+                        f.reason
+                    ));
+                }
+            }
+        }
+        run.outcome.stage = Some(f.stage.to_string());
+        if run.outcome.error.is_none() {
+            run.outcome.error = Some(f.reason);
+        }
+    } else {
+        run.outcome.ok = true;
+    }
+    let total = start.elapsed();
+    run.outcome.total_ms = ms(total);
+    run.outcome.device_ms = ms(run.device_time);
+    run.outcome.station_ms = ms(total.saturating_sub(run.device_time));
+    run.outcome
+}
+
+fn provision_steps(
+    backend: &dyn StationBackend,
+    issuer: &LineIssuer,
+    address: &DeviceAddress,
+    options: &LineOptions,
+    run: &mut DeviceRun,
+) -> Result<(), Failed> {
+    // 1. Quota first: a device is not touched when the batch is full.
+    backend.check_quota()?;
+    let link = run
+        .timed(|| Link::open(address, options.timeout))
+        .map_err(|e| fail("connect", e))?;
+    let mut client = AgentClient::new(link).with_timeout(options.timeout);
+    let hello = run.timed(|| client.hello()).map_err(|e| fail("hello", e))?;
+    let hw_id = hello.hw_id.clone();
+    validate_name("hardware id", &hw_id).map_err(|e| fail("hello", e))?;
+    run.outcome.hw_id = Some(hw_id.clone());
+    // Refuse clones: a hardware id already holding a live certificate.
+    let thing = backend.admit(&hw_id)?;
+    if hello.locked {
+        return Err(fail("hello", "the device's credential storage is locked"));
+    }
+    run.outcome.thing = Some(thing.clone());
+    let mut values = SubjectValues::for_thing(&thing)
+        .with("org", issuer.org.as_str())
+        .with("device_id", hw_id.as_str())
+        .with("hw_id", hw_id.as_str())
+        .with("product", issuer.product.as_str())
+        .with("batch", issuer.batch_id.as_str());
+    // 2. Key: made on the device (preferred) or here and injected.
+    let key_choice = choose_key(&hello, issuer)?;
+    let (issued, injected_key) = match key_choice {
+        KeyChoice::Keygen(key_type) => {
+            let agent_type = to_agent(key_type).ok_or_else(|| fail("keygen", "key type"))?;
+            let csr_der = run
+                .timed(|| client.keygen(agent_type))
+                .map_err(|e| fail("keygen", e))?;
+            let csr = Csr::from_der(&csr_der).map_err(|e| fail("csr", e))?;
+            if csr.key_type() != key_type {
+                return Err(fail(
+                    "csr",
+                    format!(
+                        "the device returned a {} key, {} was asked",
+                        csr.key_type(),
+                        key_type
+                    ),
+                ));
+            }
+            if let Some(cn) = csr.common_name() {
+                values.set("csr_cn", cn);
+            }
+            let key = csr.public_key().clone();
+            let request = IssueRequest {
+                key: &key,
+                thing: &thing,
+                hw_id: &hw_id,
+                values: &values,
+                injected: false,
+            };
+            (backend.issue(&request, &mut run.outcome)?, None)
+        }
+        KeyChoice::Inject(key_type) => {
+            let key = DeviceKey::generate(key_type).map_err(|e| fail("issue", e))?;
+            let public = key.public_key().map_err(|e| fail("issue", e))?;
+            run.outcome.injected = true;
+            let request = IssueRequest {
+                key: &public,
+                thing: &thing,
+                hw_id: &hw_id,
+                values: &values,
+                injected: true,
+            };
+            (backend.issue(&request, &mut run.outcome)?, Some(key))
+        }
+    };
+    // 3. Install (or inject), prove, lock.
+    let mut chain = Vec::with_capacity(1 + issuer.chain_tail.len());
+    chain.push(issued.der.clone());
+    chain.extend(issuer.chain_tail.iter().cloned());
+    match &injected_key {
+        None => run
+            .timed(|| client.install(&chain))
+            .map_err(|e| fail("install", e))?,
+        Some(key) => {
+            let pkcs8 = key.pkcs8_der();
+            run.timed(|| client.inject(&pkcs8, &chain))
+                .map_err(|e| fail("install", e))?
+        }
+    }
+    drop(injected_key);
+    let mut nonce = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut nonce).map_err(|_| fail("prove", "random generator failed"))?;
+    let proof = run
+        .timed(|| client.prove(&nonce))
+        .map_err(|e| fail("prove", e))?;
+    idmint_agent::verify_proof(&issued.der, &nonce, &proof.signature)
+        .map_err(|e| fail("prove", format!("proof of possession failed: {e}")))?;
+    if options.lock {
+        if !hello.has(&Capability::Lock) {
+            return Err(fail(
+                "lock",
+                "the device cannot lock its credential storage",
+            ));
+        }
+        run.timed(|| client.lock()).map_err(|e| fail("lock", e))?;
+    }
+    // 4. Activate.
+    backend.provisioned(&issued, &run.outcome, options.lock)
+}
+
+/// The online station: quota, clone checks and records in this data
+/// directory's registry, certificates signed by the batch's CA.
+struct OnlineBackend<'a> {
+    idmint: &'a Idmint,
+    handle: Handle,
+    actor: &'a str,
+    batch: Batch,
+    ca: Arc<CertificateAuthority>,
+    profile: Profile,
+}
+
+impl StationBackend for OnlineBackend<'_> {
+    fn check_quota(&self) -> Result<(), Failed> {
+        let batch_id = self.batch.id.as_str();
+        let batch = self
+            .handle
+            .block_on(self.idmint.store().require_batch(batch_id))
             .map_err(|e| fail("quota", e))?;
         if batch.state != "OPEN" {
             return Err(fail(
@@ -366,22 +584,20 @@ impl Idmint {
                 ),
             ));
         }
-        let link = run
-            .timed(|| Link::open(address, options.timeout))
-            .map_err(|e| fail("connect", e))?;
-        let mut client = AgentClient::new(link).with_timeout(options.timeout);
-        let hello = run.timed(|| client.hello()).map_err(|e| fail("hello", e))?;
-        let hw_id = hello.hw_id.clone();
-        validate_name("hardware id", &hw_id).map_err(|e| fail("hello", e))?;
-        run.outcome.hw_id = Some(hw_id.clone());
-        // Refuse clones: a hardware id already holding a live certificate.
-        let thing = match handle
-            .block_on(self.store().thing_by_device_id(&hw_id))
+        Ok(())
+    }
+
+    fn admit(&self, hw_id: &str) -> Result<String, Failed> {
+        let store = self.idmint.store();
+        match self
+            .handle
+            .block_on(store.thing_by_device_id(hw_id))
             .map_err(|e| fail("hello", e))?
         {
             Some(existing) => {
-                let live = handle
-                    .block_on(self.store().list_certificates(&CertificateFilter {
+                let live = self
+                    .handle
+                    .block_on(store.list_certificates(&CertificateFilter {
                         thing: Some(existing.name.clone()),
                         ..CertificateFilter::default()
                     }))
@@ -397,128 +613,28 @@ impl Idmint {
                         ),
                     ));
                 }
-                existing.name
+                Ok(existing.name)
             }
-            None => hw_id.clone(),
-        };
-        if hello.locked {
-            return Err(fail("hello", "the device's credential storage is locked"));
+            None => Ok(hw_id.to_string()),
         }
-        run.outcome.thing = Some(thing.clone());
-        let mut values = SubjectValues::for_thing(&thing)
-            .with("org", issuer.org.as_str())
-            .with("device_id", hw_id.as_str())
-            .with("hw_id", hw_id.as_str())
-            .with("product", issuer.batch.product.as_str())
-            .with("batch", batch_id);
-        // 2. Key: made on the device (preferred) or here and injected.
-        let key_choice = choose_key(&hello, issuer)?;
-        let (issued, injected_key) = match key_choice {
-            KeyChoice::Keygen(key_type) => {
-                let agent_type = to_agent(key_type).ok_or_else(|| fail("keygen", "key type"))?;
-                let csr_der = run
-                    .timed(|| client.keygen(agent_type))
-                    .map_err(|e| fail("keygen", e))?;
-                let csr = Csr::from_der(&csr_der).map_err(|e| fail("csr", e))?;
-                if csr.key_type() != key_type {
-                    return Err(fail(
-                        "csr",
-                        format!(
-                            "the device returned a {} key, {} was asked",
-                            csr.key_type(),
-                            key_type
-                        ),
-                    ));
-                }
-                if let Some(cn) = csr.common_name() {
-                    values.set("csr_cn", cn);
-                }
-                let key = csr.public_key().clone();
-                let issued =
-                    self.issue_pending(handle, actor, issuer, &key, &thing, &hw_id, &values, run)?;
-                (issued, None)
-            }
-            KeyChoice::Inject(key_type) => {
-                let key = DeviceKey::generate(key_type).map_err(|e| fail("issue", e))?;
-                let public = key.public_key().map_err(|e| fail("issue", e))?;
-                run.outcome.injected = true;
-                let issued = self
-                    .issue_pending(handle, actor, issuer, &public, &thing, &hw_id, &values, run)?;
-                (issued, Some(key))
-            }
-        };
-        // 3. Install (or inject), prove, lock.
-        let mut chain = Vec::with_capacity(1 + issuer.chain_tail.len());
-        chain.push(issued.der.clone());
-        chain.extend(issuer.chain_tail.iter().cloned());
-        match &injected_key {
-            None => run
-                .timed(|| client.install(&chain))
-                .map_err(|e| fail("install", e))?,
-            Some(key) => {
-                let pkcs8 = key.pkcs8_der();
-                run.timed(|| client.inject(&pkcs8, &chain))
-                    .map_err(|e| fail("install", e))?
-            }
-        }
-        drop(injected_key);
-        let mut nonce = [0u8; 32];
-        aws_lc_rs::rand::fill(&mut nonce).map_err(|_| fail("prove", "random generator failed"))?;
-        let proof = run
-            .timed(|| client.prove(&nonce))
-            .map_err(|e| fail("prove", e))?;
-        idmint_agent::verify_proof(&issued.der, &nonce, &proof.signature)
-            .map_err(|e| fail("prove", format!("proof of possession failed: {e}")))?;
-        if options.lock {
-            if !hello.has(&Capability::Lock) {
-                return Err(fail(
-                    "lock",
-                    "the device cannot lock its credential storage",
-                ));
-            }
-            run.timed(|| client.lock()).map_err(|e| fail("lock", e))?;
-        }
-        // 4. Activate.
-        let id = issued.info.id.clone();
-        handle
-            .block_on(async {
-                let mut tx = self.store().begin(actor).await?;
-                tx.set_certificate_status(&id, CertificateStatus::Active, None)
-                    .await?;
-                tx.audit(
-                    "station.provisioned",
-                    &thing,
-                    serde_json::json!({"batch": batch_id, "hwId": hw_id, "certificate": id,
-                        "injected": run.outcome.injected, "locked": options.lock,
-                        "address": run.outcome.address}),
-                );
-                tx.commit().await
-            })
-            .map_err(|e| fail("register", e))?;
-        Ok(())
     }
 
     /// Takes one from the quota, signs, and registers the certificate
     /// PENDING_ACTIVATION, in one transaction.
-    #[allow(clippy::too_many_arguments)]
-    fn issue_pending(
+    fn issue(
         &self,
-        handle: &Handle,
-        actor: &str,
-        issuer: &Issuer,
-        key: &PublicKey,
-        thing: &str,
-        hw_id: &str,
-        values: &SubjectValues,
-        run: &mut DeviceRun,
+        request: &IssueRequest<'_>,
+        outcome: &mut DeviceOutcome,
     ) -> Result<IssuedCertificate, Failed> {
-        let batch_id = issuer.batch.id.as_str();
+        let batch_id = self.batch.id.as_str();
         let key_hash = hex::encode(aws_lc_rs::digest::digest(
             &aws_lc_rs::digest::SHA256,
-            key.spki_der(),
+            request.key.spki_der(),
         ));
-        let clones = handle
-            .block_on(self.store().certificates_with_public_key(&key_hash))
+        let store = self.idmint.store();
+        let clones = self
+            .handle
+            .block_on(store.certificates_with_public_key(&key_hash))
             .map_err(|e| fail("issue", e))?;
         if let Some(c) = clones.first() {
             return Err(fail(
@@ -529,23 +645,24 @@ impl Idmint {
                 ),
             ));
         }
-        let issued = handle
+        let issued = self
+            .handle
             .block_on(async {
-                let mut tx = self.store().begin(actor).await?;
+                let mut tx = store.begin(self.actor).await?;
                 tx.reserve_quota(batch_id, 1).await?;
-                let certificate = issuer
+                let certificate = self
                     .ca
-                    .issue(key, &issuer.profile, values)
+                    .issue(request.key, &self.profile, request.values)
                     .map_err(FlowError::from)?;
-                let mut new_thing = NewThing::named(thing);
-                new_thing.device_id = Some(hw_id.to_string());
+                let mut new_thing = NewThing::named(request.thing);
+                new_thing.device_id = Some(request.hw_id.to_string());
                 new_thing.batch = Some(batch_id.to_string());
-                new_thing.thing_type = Some(issuer.batch.product.clone());
+                new_thing.thing_type = Some(self.batch.product.clone());
                 tx.upsert_thing(&new_thing).await?;
                 tx.insert_certificate(&certificate_record(
                     &certificate,
-                    &issuer.batch.ca,
-                    Some(thing),
+                    &self.batch.ca,
+                    Some(request.thing),
                     CertificateStatus::PendingActivation,
                     Some(batch_id),
                 ))
@@ -557,35 +674,59 @@ impl Idmint {
                 FlowError::Registry(RegistryError::QuotaExhausted { .. }) => fail("quota", e),
                 e => fail("issue", e),
             })?;
-        run.outcome.certificate_id = Some(issued.info.id.clone());
+        outcome.certificate_id = Some(issued.info.id.clone());
         Ok(issued)
+    }
+
+    fn provisioned(
+        &self,
+        issued: &IssuedCertificate,
+        outcome: &DeviceOutcome,
+        locked: bool,
+    ) -> Result<(), Failed> {
+        let id = issued.info.id.clone();
+        let thing = outcome.thing.clone().unwrap_or_default();
+        self.handle
+            .block_on(async {
+                let mut tx = self.idmint.store().begin(self.actor).await?;
+                tx.set_certificate_status(&id, CertificateStatus::Active, None)
+                    .await?;
+                tx.audit(
+                    "station.provisioned",
+                    &thing,
+                    serde_json::json!({"batch": self.batch.id, "hwId": outcome.hw_id,
+                        "certificate": id, "injected": outcome.injected,
+                        "locked": locked, "address": outcome.address}),
+                );
+                tx.commit().await
+            })
+            .map_err(|e| fail("register", e))
     }
 
     /// Revokes a certificate that never became usable and counts it
     /// spoiled.
-    async fn spoil(
-        &self,
-        actor: &str,
-        batch: &str,
-        certificate: &str,
-        failed: &Failed,
-    ) -> Result<(), FlowError> {
-        let mut tx = self.store().begin(actor).await?;
-        tx.set_certificate_status(
-            certificate,
-            CertificateStatus::Revoked,
-            Some(SPOILED_REASON),
-        )
-        .await?;
-        let why = format!("{}: {}", failed.stage, failed.reason);
-        tx.add_spoiled(batch, 1, &why).await?;
-        tx.audit(
-            "station.spoiled",
-            certificate,
-            serde_json::json!({"batch": batch, "stage": failed.stage, "reason": failed.reason}),
-        );
-        tx.commit().await?;
-        Ok(())
+    fn spoil(&self, certificate: &str, failed: &Failed) -> Result<(), String> {
+        let batch = self.batch.id.as_str();
+        self.handle
+            .block_on(async {
+                let mut tx = self.idmint.store().begin(self.actor).await?;
+                tx.set_certificate_status(
+                    certificate,
+                    CertificateStatus::Revoked,
+                    Some(SPOILED_REASON),
+                )
+                .await?;
+                let why = format!("{}: {}", failed.stage, failed.reason);
+                tx.add_spoiled(batch, 1, &why).await?;
+                tx.audit(
+                    "station.spoiled",
+                    certificate,
+                    serde_json::json!({"batch": batch, "stage": failed.stage, "reason": failed.reason}),
+                );
+                tx.commit().await?;
+                Ok::<_, FlowError>(())
+            })
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -597,7 +738,7 @@ enum KeyChoice {
 /// Keygen with the configured key type when the device and profile allow
 /// it, else another both allow; inject only when the device cannot make
 /// keys and the batch allows it.
-fn choose_key(hello: &HelloInfo, issuer: &Issuer) -> Result<KeyChoice, Failed> {
+fn choose_key(hello: &HelloInfo, issuer: &LineIssuer) -> Result<KeyChoice, Failed> {
     let mut candidates = vec![issuer.preferred, KeyType::P256, KeyType::Ed25519];
     candidates.dedup();
     let allowed = |k: &KeyType| issuer.profile.allows_key_type(*k);
@@ -615,7 +756,7 @@ fn choose_key(hello: &HelloInfo, issuer: &Issuer) -> Result<KeyChoice, Failed> {
             "keygen",
             format!(
                 "the device generates no key type that profile {} allows",
-                issuer.batch.profile
+                issuer.profile_name
             ),
         ));
     }
@@ -625,12 +766,12 @@ fn choose_key(hello: &HelloInfo, issuer: &Issuer) -> Result<KeyChoice, Failed> {
             "the device can neither generate keys nor accept one",
         ));
     }
-    if !issuer.batch.allow_inject {
+    if !issuer.allow_inject {
         return Err(fail(
             "keygen",
             format!(
                 "the device cannot generate keys and batch {} does not allow key injection",
-                issuer.batch.id
+                issuer.batch_id
             ),
         ));
     }

@@ -27,6 +27,7 @@ mod fleet;
 mod imports;
 mod mint;
 mod model;
+mod offline;
 mod store;
 mod tokens;
 mod write;
@@ -37,6 +38,7 @@ pub use fleet::{Claim, NewTemplate, OwnershipToken, ProvisioningTemplate, Templa
 pub use imports::{ExportedCertificate, RegisteredCertificate, RegisteredThing};
 pub use mint::{MintItem, MINT_ITEM_OK, MINT_ITEM_SPOILED};
 pub use model::*;
+pub use offline::{NewOfflineAuthorization, OfflineAuthorization, ReconciledRecord};
 pub use store::{Backend, CertificateFilter, Store};
 pub use tokens::{Role, Rotation, Token};
 pub use write::WriteTx;

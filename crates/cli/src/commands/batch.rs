@@ -1,6 +1,8 @@
 //! `idmint batch`: batches of identities. `mint` turns a golden firmware
 //! image into per-device images (scenario 1), `resume` finishes an
-//! interrupted mint, `list` and `show` report on every batch.
+//! interrupted mint, `list` and `show` report on every batch, `create`
+//! makes a station batch, `authorize` an offline batch authorization and
+//! `reconcile` registers an offline station's issuance log.
 //!
 //! One [`BatchCommand`] variant per subcommand, each with its own args struct.
 
@@ -10,6 +12,7 @@ use std::time::Instant;
 
 use clap::{Args, Subcommand};
 use idmint_flows::mint::MintRequest;
+use idmint_flows::offline::{parse_serial_range, AuthorizeRequest, BatchKeyDestination};
 use idmint_flows::registry::{Batch, CertificateStatus, MINT_ITEM_OK};
 use idmint_slot::ImageFormat;
 use serde::Serialize;
@@ -30,6 +33,72 @@ pub enum BatchCommand {
     Show(ShowArgs),
     /// Create a batch (with its quota) that provisioning stations fill.
     Create(crate::commands::station::CreateArgs),
+    /// Authorize an offline batch for a factory: write an authorization
+    /// bundle (batch CA, signed limits, batch CA key for the factory).
+    Authorize(AuthorizeArgs),
+    /// Check an offline station's issuance log and register its devices;
+    /// exits non-zero on duplicates, excess, gaps or tampering.
+    Reconcile(ReconcileArgs),
+}
+
+/// `idmint batch authorize`.
+#[derive(Args)]
+#[command(group(
+    clap::ArgGroup::new("key").required(true).args(["encrypt_to", "pkcs11_key"])
+))]
+pub struct AuthorizeArgs {
+    /// The factory (or third-party programmer) the batch is for.
+    #[arg(long)]
+    factory: String,
+    /// How many certificates the factory's station may issue (spoiled ones
+    /// count).
+    #[arg(long)]
+    count: u64,
+    /// Device serial numbers the station may use, FIRST..LAST inclusive
+    /// (default 1..COUNT).
+    #[arg(long)]
+    serial_range: Option<String>,
+    /// Validity of the batch CA in days: the issuance window, and the
+    /// longest any device certificate of the batch lives.
+    #[arg(long, default_value_t = 30)]
+    valid_days: u32,
+    /// The authorization bundle to write (a new file).
+    #[arg(long)]
+    out: PathBuf,
+    /// Encrypt the batch CA key to the factory's age recipient (`age1…` or
+    /// `ssh-ed25519 …`).
+    #[arg(long)]
+    encrypt_to: Option<String>,
+    /// Instead, generate the batch CA key inside the factory's PKCS#11
+    /// token at this `pkcs11:` URI (IDMINT_PKCS11_MODULE, IDMINT_PKCS11_PIN).
+    #[arg(long)]
+    pkcs11_key: Option<String>,
+    /// Product name (default: the factory name).
+    #[arg(long)]
+    product: Option<String>,
+    /// Certificate profile.
+    #[arg(long, default_value = "device")]
+    profile: String,
+    /// The maker CA that signs the batch CA (default `offline`, an issuing
+    /// CA of path length 1 under the root, created on first use).
+    #[arg(long)]
+    ca: Option<String>,
+    /// Let the station make keys for devices that cannot and inject them.
+    #[arg(long)]
+    allow_inject: bool,
+    /// Print a JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `idmint batch reconcile`.
+#[derive(Args)]
+pub struct ReconcileArgs {
+    /// The issuance log written by `idmint station run --authorization`.
+    log: PathBuf,
+    /// Print the report as a JSON object.
+    #[arg(long)]
+    json: bool,
 }
 
 /// `idmint batch mint`.
@@ -111,7 +180,114 @@ pub async fn run(ctx: &Context, cmd: BatchCommand) -> anyhow::Result<ExitCode> {
         BatchCommand::List(args) => list(ctx, args).await,
         BatchCommand::Show(args) => show(ctx, args).await,
         BatchCommand::Create(args) => crate::commands::station::create_batch(ctx, args).await,
+        BatchCommand::Authorize(args) => authorize(ctx, args).await,
+        BatchCommand::Reconcile(args) => reconcile(ctx, args).await,
     }
+}
+
+async fn authorize(ctx: &Context, args: AuthorizeArgs) -> anyhow::Result<ExitCode> {
+    let serial_range = args
+        .serial_range
+        .as_deref()
+        .map(parse_serial_range)
+        .transpose()?;
+    let key = match (args.encrypt_to, args.pkcs11_key) {
+        (Some(recipient), None) => BatchKeyDestination::Age(recipient),
+        (None, Some(uri)) => BatchKeyDestination::Pkcs11(uri),
+        _ => anyhow::bail!("give one of --encrypt-to and --pkcs11-key"),
+    };
+    let idmint = ctx.open().await?;
+    let report = idmint
+        .authorize_offline_batch(
+            &actor(),
+            &AuthorizeRequest {
+                factory: args.factory,
+                count: args.count,
+                serial_range,
+                valid_days: args.valid_days,
+                out: args.out,
+                key,
+                product: args.product,
+                profile: args.profile,
+                ca: args.ca,
+                allow_inject: args.allow_inject,
+            },
+        )
+        .await?;
+    if args.json {
+        output::json(&report)?;
+    } else {
+        println!("{}", report.batch);
+        let until = time::OffsetDateTime::from_unix_timestamp(report.not_after)
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_else(|| report.not_after.to_string());
+        eprintln!(
+            "authorized {} certificates (serials {}..{}) for factory {} until {until}, batch CA {} under {} (key: {}); bundle {}",
+            report.count,
+            report.serial_first,
+            report.serial_last,
+            report.factory,
+            report.batch_ca,
+            report.maker_ca,
+            report.key,
+            report.out.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn reconcile(ctx: &Context, args: ReconcileArgs) -> anyhow::Result<ExitCode> {
+    let idmint = ctx.open().await?;
+    let report = idmint.reconcile_issuance_log(&actor(), &args.log).await?;
+    if args.json {
+        output::json(&report)?;
+    } else {
+        let batch = report.batch.as_deref().unwrap_or("?");
+        println!(
+            "batch {batch}: {} records ({} new); issued {}, provisioned {}, spoiled {}{}",
+            report.records,
+            report.new_records,
+            report.issued,
+            report.provisioned,
+            report.spoiled,
+            report
+                .count
+                .map(|c| format!(" of {c} authorized"))
+                .unwrap_or_default()
+        );
+        if report.accepted {
+            println!("registered {} certificates", report.registered);
+        }
+        for f in &report.findings {
+            println!("{f}");
+        }
+    }
+    if report.clean() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let first = report
+        .findings
+        .iter()
+        .find(|f| f.rejects)
+        .or(report.findings.first());
+    let first = first.map(|f| f.to_string()).unwrap_or_default();
+    if report.accepted {
+        eprintln!(
+            "error: reconcile of {} found {} problem(s): {first}",
+            args.log.display(),
+            report.findings.len()
+        );
+    } else {
+        eprintln!(
+            "error: issuance log {} rejected, nothing registered: {first}",
+            args.log.display()
+        );
+    }
+    Ok(ExitCode::FAILURE)
 }
 
 fn jobs(n: Option<usize>) -> usize {

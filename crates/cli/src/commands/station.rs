@@ -1,6 +1,10 @@
 //! `idmint station run`: the factory provisioning station. Gives each
-//! device on the line its identity over the device agent protocol.
+//! device on the line its identity over the device agent protocol, online
+//! (`--batch`, this data directory's registry and CA) or offline
+//! (`--authorization AUTH --log LOG`, the batch CA of an authorization
+//! bundle and a signed issuance log; no data directory needed).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -8,7 +12,8 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use idmint_agent::DeviceAddress;
-use idmint_flows::station::{DeviceOutcome, NewStationBatch, StationOptions};
+use idmint_flows::offline::{run_offline_station, OfflineStationOptions};
+use idmint_flows::station::{DeviceOutcome, LineOptions, NewStationBatch, StationOptions};
 
 use crate::{actor, output, Context};
 
@@ -24,8 +29,19 @@ pub enum StationCommand {
 pub struct RunArgs {
     /// The batch devices are provisioned into (online: this data
     /// directory's registry and CA).
-    #[arg(long)]
+    #[arg(long, required_unless_present = "authorization")]
     batch: Option<String>,
+    /// Offline: the authorization bundle from `idmint batch authorize`
+    /// (issues with its batch CA, without the maker's registry).
+    #[arg(long, conflicts_with = "batch", requires = "log")]
+    authorization: Option<PathBuf>,
+    /// Offline: the age identity file that opens the bundle's batch CA key.
+    #[arg(long, requires = "authorization")]
+    identity: Option<PathBuf>,
+    /// Offline: the issuance log to write (created, or continued; the
+    /// station's counter is kept next to it in LOG.state).
+    #[arg(long, requires = "authorization")]
+    log: Option<PathBuf>,
     /// A device: tcp://HOST:PORT, serial:/dev/ttyUSB0[@BAUD] or exec:CMD.
     /// Several addresses are served in parallel.
     #[arg(long = "device", required = true)]
@@ -70,16 +86,6 @@ async fn run_station(ctx: &Context, args: RunArgs) -> anyhow::Result<ExitCode> {
         // Without --count or --loop: one device per address.
         (None, false) => Some(devices.len() as u64),
     };
-    let batch = args.batch.ok_or_else(|| anyhow::anyhow!("give --batch"))?;
-    let idmint = ctx.open().await?;
-    let options = StationOptions {
-        batch,
-        devices,
-        count,
-        lock: args.lock,
-        timeout: Duration::from_millis(args.timeout_ms.max(1)),
-        retry_delay: Duration::from_millis(500),
-    };
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();
@@ -92,6 +98,63 @@ async fn run_station(ctx: &Context, args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let json = args.json;
     let report = move |o: &DeviceOutcome| print_outcome(o, json);
+    let timeout = Duration::from_millis(args.timeout_ms.max(1));
+    if let (Some(authorization), Some(log)) = (args.authorization, args.log) {
+        let options = OfflineStationOptions {
+            authorization,
+            identity: args.identity,
+            log,
+            pkcs11: crate::pkcs11_from_env(),
+        };
+        let line = LineOptions {
+            devices,
+            count,
+            lock: args.lock,
+            timeout,
+            retry_delay: Duration::from_millis(500),
+        };
+        let run =
+            tokio::task::block_in_place(|| run_offline_station(&options, &line, &stop, &report))?;
+        let failed = run.outcomes.iter().filter(|o| !o.ok).count();
+        if !json {
+            eprintln!(
+                "station: {} provisioned, {failed} failed; authorization {}: {} of {} issued ({} spoiled), {} remaining; {} records in {}{}",
+                run.outcomes.len() - failed,
+                run.batch,
+                run.issued,
+                run.count,
+                run.spoiled,
+                run.remaining,
+                run.records,
+                run.log.display(),
+                if run.recovered > 0 {
+                    format!(
+                        " ({} certificates of an interrupted run recorded as spoiled)",
+                        run.recovered
+                    )
+                } else {
+                    String::new()
+                }
+            );
+        }
+        return Ok(if failed > 0 {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        });
+    }
+    let batch = args
+        .batch
+        .ok_or_else(|| anyhow::anyhow!("give --batch (online) or --authorization (offline)"))?;
+    let idmint = ctx.open().await?;
+    let options = StationOptions {
+        batch,
+        devices,
+        count,
+        lock: args.lock,
+        timeout,
+        retry_delay: Duration::from_millis(500),
+    };
     let outcomes = idmint
         .run_station(&actor(), &options, &stop, &report)
         .await?;

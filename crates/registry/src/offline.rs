@@ -1,0 +1,269 @@
+//! Offline batches (scenarios 2 and 4 without a line to the maker): the
+//! authorizations the maker signed for a factory, and the issuance log
+//! records reconciled from the factory's offline station.
+//!
+//! The batch itself is an ordinary [`crate::Batch`] of kind
+//! `authorization` (its quota is the authorized count) and its batch CA an
+//! ordinary CA of kind `batch` with no key: the maker never holds the batch
+//! CA's private key. This module adds what only offline batches have.
+
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::Row;
+use time::OffsetDateTime;
+
+use crate::store::ts;
+use crate::write::{multi_insert, unique_to};
+use crate::{now, validate_name, RegistryError, Store, WriteTx};
+
+/// Rows per multi-row INSERT (small: see `write.rs`).
+const ROWS_PER_INSERT: usize = 32;
+
+/// An offline batch authorization as the maker registered it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OfflineAuthorization {
+    /// The batch id (a batch of kind `authorization`).
+    pub batch: String,
+    /// Lowercase hex SHA-256 of the signed limits document: what the
+    /// factory's issuance log chains from.
+    pub authorization_id: String,
+    /// The batch CA's registry name.
+    pub batch_ca: String,
+    /// First device serial number the factory may use.
+    pub serial_first: i64,
+    /// Last device serial number the factory may use (inclusive).
+    pub serial_last: i64,
+    /// Start of the issuance window, Unix seconds.
+    pub not_before: i64,
+    /// End of the issuance window (the batch CA's expiry), Unix seconds.
+    pub not_after: i64,
+    /// The signed limits document (JSON text, exactly as signed).
+    pub limits: String,
+    /// The maker CA's signature over the limits, base64.
+    pub signature: String,
+    /// Where the batch CA key went: `age` or `pkcs11`.
+    pub key_kind: String,
+    /// When it was created.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created: OffsetDateTime,
+}
+
+/// An authorization to register.
+#[derive(Clone, Debug)]
+pub struct NewOfflineAuthorization {
+    /// The batch id (the batch must be inserted in the same transaction).
+    pub batch: String,
+    /// SHA-256 of the signed limits, hex.
+    pub authorization_id: String,
+    /// The batch CA's registry name.
+    pub batch_ca: String,
+    /// First device serial number.
+    pub serial_first: i64,
+    /// Last device serial number (inclusive).
+    pub serial_last: i64,
+    /// Issuance window start, Unix seconds.
+    pub not_before: i64,
+    /// Issuance window end, Unix seconds.
+    pub not_after: i64,
+    /// The signed limits document.
+    pub limits: String,
+    /// The signature, base64.
+    pub signature: String,
+    /// `age` or `pkcs11`.
+    pub key_kind: String,
+}
+
+/// One issuance log record a reconcile accepted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReconciledRecord {
+    /// The batch.
+    pub batch: String,
+    /// Position in the log, from 1.
+    pub seq: i64,
+    /// The record's hash, hex.
+    pub hash: String,
+    /// `issued`, `provisioned`, `spoiled` or `closed`.
+    pub event: String,
+    /// The certificate it concerns, if any.
+    pub certificate_id: Option<String>,
+    /// The device serial number, for `issued`.
+    pub serial: Option<i64>,
+    /// The hardware id, for `issued`.
+    pub hw_id: Option<String>,
+    /// What reconcile found wrong with it (duplicate, excess, ...), if
+    /// anything: reported again by every later reconcile of the log.
+    pub finding: Option<String>,
+    /// When it was reconciled, Unix seconds.
+    pub reconciled: i64,
+}
+
+const AUTH_COLUMNS: &str = "batch, authorization_id, batch_ca, serial_first, serial_last, not_before, not_after, limits, signature, key_kind, created";
+const RECORD_COLUMNS: &str =
+    "batch, seq, hash, event, certificate_id, serial, hw_id, finding, reconciled";
+
+fn auth_from_row(row: &AnyRow) -> Result<OfflineAuthorization, RegistryError> {
+    Ok(OfflineAuthorization {
+        batch: row.try_get("batch")?,
+        authorization_id: row.try_get("authorization_id")?,
+        batch_ca: row.try_get("batch_ca")?,
+        serial_first: row.try_get("serial_first")?,
+        serial_last: row.try_get("serial_last")?,
+        not_before: row.try_get("not_before")?,
+        not_after: row.try_get("not_after")?,
+        limits: row.try_get("limits")?,
+        signature: row.try_get("signature")?,
+        key_kind: row.try_get("key_kind")?,
+        created: ts(row.try_get("created")?),
+    })
+}
+
+fn record_from_row(row: &AnyRow) -> Result<ReconciledRecord, RegistryError> {
+    Ok(ReconciledRecord {
+        batch: row.try_get("batch")?,
+        seq: row.try_get("seq")?,
+        hash: row.try_get("hash")?,
+        event: row.try_get("event")?,
+        certificate_id: row.try_get("certificate_id")?,
+        serial: row.try_get("serial")?,
+        hw_id: row.try_get("hw_id")?,
+        finding: row.try_get("finding")?,
+        reconciled: row.try_get("reconciled")?,
+    })
+}
+
+impl Store {
+    /// The authorization of an offline batch, if it is one.
+    pub async fn offline_authorization(
+        &self,
+        batch: &str,
+    ) -> Result<Option<OfflineAuthorization>, RegistryError> {
+        let sql = format!("SELECT {AUTH_COLUMNS} FROM offline_authorizations WHERE batch = $1");
+        let row = sqlx::query(&sql)
+            .bind(batch)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(auth_from_row).transpose()
+    }
+
+    /// The authorization with this id (SHA-256 of its signed limits), if
+    /// this registry made it.
+    pub async fn offline_authorization_by_id(
+        &self,
+        authorization_id: &str,
+    ) -> Result<Option<OfflineAuthorization>, RegistryError> {
+        let sql = format!(
+            "SELECT {AUTH_COLUMNS} FROM offline_authorizations WHERE authorization_id = $1"
+        );
+        let row = sqlx::query(&sql)
+            .bind(authorization_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(auth_from_row).transpose()
+    }
+
+    /// Every reconciled issuance log record of an offline batch, by seq.
+    pub async fn reconciled_records(
+        &self,
+        batch: &str,
+    ) -> Result<Vec<ReconciledRecord>, RegistryError> {
+        let sql = format!(
+            "SELECT {RECORD_COLUMNS} FROM offline_log_records WHERE batch = $1 ORDER BY seq"
+        );
+        let rows = sqlx::query(&sql).bind(batch).fetch_all(&self.pool).await?;
+        rows.iter().map(record_from_row).collect()
+    }
+}
+
+impl WriteTx {
+    /// Registers an offline authorization (audited `offline.authorize`).
+    pub async fn insert_offline_authorization(
+        &mut self,
+        auth: &NewOfflineAuthorization,
+    ) -> Result<(), RegistryError> {
+        validate_name("batch id", &auth.batch)?;
+        if auth.serial_first > auth.serial_last {
+            return Err(RegistryError::Corrupt(format!(
+                "serial range {}..{} is empty",
+                auth.serial_first, auth.serial_last
+            )));
+        }
+        sqlx::query(
+            "INSERT INTO offline_authorizations (batch, authorization_id, batch_ca, serial_first, serial_last, not_before, not_after, limits, signature, key_kind, created) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(auth.batch.as_str())
+        .bind(auth.authorization_id.as_str())
+        .bind(auth.batch_ca.as_str())
+        .bind(auth.serial_first)
+        .bind(auth.serial_last)
+        .bind(auth.not_before)
+        .bind(auth.not_after)
+        .bind(auth.limits.as_str())
+        .bind(auth.signature.as_str())
+        .bind(auth.key_kind.as_str())
+        .bind(now())
+        .execute(&mut *self.tx)
+        .await
+        .map_err(|e| unique_to(e, "offline authorization", &auth.batch))?;
+        self.audit(
+            "offline.authorize",
+            &auth.batch,
+            serde_json::json!({"authorization": auth.authorization_id, "batchCa": auth.batch_ca,
+                "serialFirst": auth.serial_first, "serialLast": auth.serial_last,
+                "notBefore": auth.not_before, "notAfter": auth.not_after, "key": auth.key_kind}),
+        );
+        Ok(())
+    }
+
+    /// Records reconciled issuance log records (one `offline.log` audit
+    /// record per call, naming the range and the last hash). A record
+    /// already stored for the same batch and seq is an error: reconcile
+    /// skips those before it writes.
+    pub async fn insert_reconciled_records(
+        &mut self,
+        records: &[ReconciledRecord],
+    ) -> Result<(), RegistryError> {
+        let (Some(first), Some(last)) = (records.first(), records.last()) else {
+            return Ok(());
+        };
+        for chunk in records.chunks(ROWS_PER_INSERT) {
+            let sql = multi_insert(
+                "INSERT INTO offline_log_records (batch, seq, hash, event, certificate_id, serial, hw_id, finding, reconciled) VALUES ",
+                9,
+                chunk.len(),
+            );
+            let mut q = sqlx::query(&sql);
+            for r in chunk {
+                q = q
+                    .bind(r.batch.as_str())
+                    .bind(r.seq)
+                    .bind(r.hash.as_str())
+                    .bind(r.event.as_str())
+                    .bind(r.certificate_id.as_deref())
+                    .bind(r.serial)
+                    .bind(r.hw_id.as_deref())
+                    .bind(r.finding.as_deref())
+                    .bind(r.reconciled);
+            }
+            q.execute(&mut *self.tx).await.map_err(|e| {
+                unique_to(
+                    e,
+                    "issuance log record",
+                    &chunk
+                        .first()
+                        .map(|r| format!("{} #{}", r.batch, r.seq))
+                        .unwrap_or_default(),
+                )
+            })?;
+        }
+        let findings = records.iter().filter(|r| r.finding.is_some()).count();
+        self.audit(
+            "offline.log",
+            &first.batch,
+            serde_json::json!({"first": first.seq, "last": last.seq, "head": last.hash,
+                "records": records.len(), "findings": findings}),
+        );
+        Ok(())
+    }
+}
