@@ -45,3 +45,6 @@ pub use bundle::{Authorization, BatchLimits, BundleKey};
 pub use log::{Finding, FindingKind};
 pub use reconcile::ReconcileReport;
 pub use station::{run_offline_station, OfflineRun, OfflineStationOptions};
+
+#[cfg(test)]
+mod tests;

@@ -367,13 +367,25 @@ impl Idmint {
                                 auth.serial_first, auth.serial_last
                             ),
                         );
-                    } else if r.time < auth.not_before - CLOCK_SLACK_SECS
-                        || r.time > auth.not_after
-                        || info.not_after.unix_timestamp() > auth.not_after
+                    } else if r.time < auth.not_before - CLOCK_SLACK_SECS || r.time > auth.not_after
                     {
                         add(
                             FindingKind::Excess,
-                            format!("record {seq}: issued outside the authorization's window (or beyond the batch CA's validity)"),
+                            format!(
+                                "record {seq}: issued at {}, outside the authorization's window {}..{}",
+                                rfc3339(r.time),
+                                rfc3339(auth.not_before),
+                                rfc3339(auth.not_after)
+                            ),
+                        );
+                    } else if info.not_after.unix_timestamp() > auth.not_after {
+                        add(
+                            FindingKind::Excess,
+                            format!(
+                                "record {seq}: its certificate is valid until {}, beyond the batch CA ({})",
+                                rfc3339(info.not_after.unix_timestamp()),
+                                rfc3339(auth.not_after)
+                            ),
                         );
                     }
                     if let Some(other) = serial_seq.get(serial) {
@@ -714,6 +726,17 @@ impl Idmint {
         tx.commit().await?;
         Ok(registered)
     }
+}
+
+/// Unix seconds as RFC 3339 (or the number, if out of range).
+fn rfc3339(t: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|d| {
+            d.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| t.to_string())
 }
 
 fn kind_name(kind: FindingKind) -> String {
