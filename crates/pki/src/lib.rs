@@ -15,7 +15,7 @@
 //! let device_key = idmint_pki::DeviceKey::generate(KeyType::P256).unwrap();
 //! let values = SubjectValues::for_thing("sensor-0001");
 //! let cert = issuing
-//!     .issue(&device_key.public_key(), &Profile::device(), &values)
+//!     .issue(&device_key.public_key().unwrap(), &Profile::device(), &values)
 //!     .unwrap();
 //! assert_eq!(cert.info.subject_cn.as_deref(), Some("sensor-0001"));
 //! idmint_pki::verify_chain(&cert.der, &[issuing.certificate_der()], &[root.certificate_der()])

@@ -87,6 +87,9 @@ pub const TEMPLATE_VARIABLES: &[&str] = &[
     "batch",
     "hw_id",
     "csr_cn",
+    // The device serial number an offline station gives each device from
+    // its authorized range (empty elsewhere).
+    "serial",
 ];
 
 impl Profile {
@@ -263,7 +266,7 @@ fn check_template(template: &str) -> Result<(), PkiError> {
 }
 
 /// The values a profile's templates are filled from: `thing`, `org`,
-/// `device_id`, `product`, `batch`, `hw_id`, `csr_cn`.
+/// `device_id`, `product`, `batch`, `hw_id`, `csr_cn`, `serial`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SubjectValues {
     values: BTreeMap<&'static str, String>,
