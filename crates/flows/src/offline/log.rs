@@ -212,9 +212,10 @@ pub enum FindingKind {
 }
 
 impl FindingKind {
-    /// Whether the log is rejected as a whole (nothing registered): every
-    /// kind but duplicates, excess and serial gaps, which are registered
-    /// (revoked) and reported.
+    /// Whether a finding of this kind rejects the log as a whole (nothing
+    /// registered): every kind but duplicates and excess, which are
+    /// registered (revoked) and reported. (Skipped device serial numbers
+    /// are a `gap` finding made with `rejects` false: reported only.)
     pub fn rejects(self) -> bool {
         !matches!(self, FindingKind::Duplicate | FindingKind::Excess)
     }

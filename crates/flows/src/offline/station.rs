@@ -134,7 +134,7 @@ pub fn run_offline_station(
 }
 
 /// Takes `LOG.lock` for the life of the returned file.
-fn lock_log(log: &Path) -> Result<File, FlowError> {
+pub(super) fn lock_log(log: &Path) -> Result<File, FlowError> {
     let path = lock_path(log);
     let file = File::options()
         .create(true)

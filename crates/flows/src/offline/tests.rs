@@ -357,3 +357,14 @@ async fn a_certificate_outliving_the_batch_ca_is_excess() {
         .unwrap();
     assert_eq!(c.status, CertificateStatus::Revoked);
 }
+
+#[test]
+fn one_station_per_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("line.log");
+    let held = super::station::lock_log(&log).unwrap();
+    let err = super::station::lock_log(&log).unwrap_err().to_string();
+    assert!(err.contains("another station is writing"), "{err}");
+    drop(held);
+    assert!(super::station::lock_log(&log).is_ok());
+}
