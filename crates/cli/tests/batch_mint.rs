@@ -251,7 +251,15 @@ fn bin_and_blob_with_c_reader_and_openssl() -> R {
     // Device ids unique across batches; list/show.
     let batches = env.json(&["batch", "list", "--json"])?;
     assert_eq!(arr_len(&batches), 2);
-    let id = batches[0]["id"].as_str().ok_or("id")?;
+    // Both batches may be created within one second: list order is then
+    // by (random) id, so pick the 12-device batch by its count.
+    let id = batches
+        .as_array()
+        .ok_or("batches")?
+        .iter()
+        .find(|b| b["count"] == 12)
+        .and_then(|b| b["id"].as_str())
+        .ok_or("id")?;
     let show = env.json(&["batch", "show", id, "--json"])?;
     assert_eq!(show["issued"], 12);
     assert_eq!(show["spoiled"], 0);
