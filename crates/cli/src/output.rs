@@ -1,11 +1,16 @@
 //! Printing results: `--json` arrays and objects for scripts, aligned
 //! tables for people.
 
+use std::io::Write;
+
 use serde::Serialize;
 
-/// Prints a value as pretty JSON on stdout.
+/// Prints a value as pretty JSON on stdout. A closed pipe (`| head`) is an
+/// error that `main` turns into a quiet exit, never a panic.
 pub fn json<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
     Ok(())
 }
 
@@ -26,7 +31,8 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
                 out.push_str(&format!("{cell:<w$}  "));
             }
         }
-        println!("{}", out.trim_end());
+        // A reader that went away (`| head`) ends the table, quietly.
+        let _ = writeln!(std::io::stdout().lock(), "{}", out.trim_end());
     };
     line(header.to_vec());
     for row in rows {

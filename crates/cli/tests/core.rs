@@ -423,3 +423,41 @@ fn generated_passphrase_file_is_private_and_used() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("passphrase"));
 }
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    let env = Env::init(&[]);
+    let dir = env.path("bulk");
+    env.ok(&[
+        "cert",
+        "new",
+        "--count",
+        "300",
+        "--thing-prefix",
+        "pipe-",
+        "--out-dir",
+        dir.to_str().unwrap(),
+    ]);
+    let lists: [&[&str]; 3] = [
+        &["cert", "list", "--json"],
+        &["thing", "list", "--json"],
+        &["cert", "list"],
+    ];
+    for args in lists {
+        let mut child = env
+            .cmd()
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let mut first = [0u8; 16];
+        std::io::Read::read_exact(child.stdout.as_mut().expect("stdout"), &mut first)
+            .expect("read");
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("wait");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(out.status.success(), "{args:?}: {stderr}");
+    }
+}

@@ -67,6 +67,9 @@ pub enum RegistryError {
     /// used, expired, or another claim's).
     #[error("certificate ownership token {0}")]
     OwnershipToken(&'static str),
+    /// Other writers held the store for too long.
+    #[error("the registry is busy: other writers held it for 30 s; try again")]
+    Busy,
     /// A stored value could not be decoded (corrupt row).
     #[error("corrupt registry row: {0}")]
     Corrupt(String),

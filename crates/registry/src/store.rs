@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
-use std::sync::Once;
+use std::sync::{Arc, Once};
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
@@ -32,6 +32,10 @@ pub enum Backend {
 pub struct Store {
     pub(crate) pool: AnyPool,
     backend: Backend,
+    /// SQLite has one writer at a time: this process's writers queue here,
+    /// in order, instead of polling the database lock (busy_timeout still
+    /// covers other processes on the same file).
+    pub(crate) write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
 }
 
 /// Filters for listing certificates; empty fields match everything.
@@ -95,7 +99,13 @@ impl Store {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
-        Ok(Store { pool, backend })
+        let write_gate =
+            (backend == Backend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(())));
+        Ok(Store {
+            pool,
+            backend,
+            write_gate,
+        })
     }
 
     /// Which database this is.

@@ -15,10 +15,15 @@ use crate::{
 /// parameters in one statement.
 const ROWS_PER_INSERT: usize = 32;
 
+/// How long a writer waits for this process's other writers (SQLite).
+const GATE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A read-write transaction. Dropping it without [`WriteTx::commit`] rolls
 /// everything back, audit records included.
 pub struct WriteTx {
     pub(crate) tx: Transaction<'static, Any>,
+    /// Held until commit or drop (SQLite: this process's writer queue).
+    _gate: Option<tokio::sync::OwnedMutexGuard<()>>,
     actor: String,
     seq: i64,
     head: String,
@@ -27,6 +32,14 @@ pub struct WriteTx {
 
 impl WriteTx {
     pub(crate) async fn begin(store: &Store, actor: &str) -> Result<Self, RegistryError> {
+        let gate = match &store.write_gate {
+            Some(gate) => Some(
+                tokio::time::timeout(GATE_TIMEOUT, gate.clone().lock_owned())
+                    .await
+                    .map_err(|_| RegistryError::Busy)?,
+            ),
+            None => None,
+        };
         let mut tx = store.pool.begin().await?;
         // Taking the write lock first (a row lock on PostgreSQL, the database
         // write lock on SQLite) orders all writers along the audit chain.
@@ -38,6 +51,7 @@ impl WriteTx {
             .await?;
         Ok(WriteTx {
             tx,
+            _gate: gate,
             actor: actor.to_string(),
             seq: row.try_get(0)?,
             head: row.try_get(1)?,

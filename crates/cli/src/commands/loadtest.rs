@@ -1,8 +1,13 @@
-//! `idmint loadtest fleet`: plays N devices through fleet provisioning —
-//! TLS connect with a claim certificate, CreateCertificateFromCsr with a
-//! key made on the "device", RegisterThing, reconnect with the new
-//! certificate — C at a time, and prints devices/s and latency percentiles.
-//! Without `--mqtt` it runs its own endpoint in this process.
+//! `idmint loadtest`: load generators that print throughput and latency
+//! percentiles, load generator included.
+//!
+//! - `fleet` plays N devices through fleet provisioning — TLS connect with
+//!   a claim certificate, CreateCertificateFromCsr with a key made on the
+//!   "device", RegisterThing, reconnect with the new certificate — C at a
+//!   time. Without `--mqtt` it runs its own endpoint in this process.
+//! - `est` sends N EST `simpleenroll` requests (one fresh P-256 CSR each)
+//!   from C keep-alive clients. Without `--server` it runs its own HTTPS
+//!   server in this process (rate limit off).
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -28,6 +33,23 @@ use crate::{actor, Context};
 pub enum LoadtestCommand {
     /// Fleet provisioning over MQTT.
     Fleet(FleetArgs),
+    /// EST (RFC 7030) simpleenroll over HTTPS.
+    Est(EstArgs),
+}
+
+/// `idmint loadtest est` options.
+#[derive(Args)]
+pub struct EstArgs {
+    /// Enrollments to make.
+    #[arg(long, default_value_t = 10000)]
+    requests: u64,
+    /// Concurrent keep-alive clients.
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// An `idmint serve` on the same store, e.g. https://127.0.0.1:8443
+    /// (start it with `--rate-limit 0`); default: one in this process.
+    #[arg(long)]
+    server: Option<String>,
 }
 
 /// `idmint loadtest fleet` options.
@@ -71,8 +93,14 @@ struct Outcome {
 
 /// Runs `idmint loadtest ...`.
 pub async fn run(ctx: &Context, cmd: LoadtestCommand) -> anyhow::Result<ExitCode> {
-    let LoadtestCommand::Fleet(args) = cmd;
     let idmint = Arc::new(ctx.open().await?);
+    match cmd {
+        LoadtestCommand::Fleet(args) => fleet(idmint, args).await,
+        LoadtestCommand::Est(args) => est(idmint, args).await,
+    }
+}
+
+async fn fleet(idmint: Arc<Idmint>, args: FleetArgs) -> anyhow::Result<ExitCode> {
     if idmint.store().template(TEMPLATE).await?.is_none() {
         idmint
             .create_template(
@@ -171,20 +199,10 @@ pub async fn run(ctx: &Context, cmd: LoadtestCommand) -> anyhow::Result<ExitCode
     if let Some(mut out) = out {
         out.flush()?;
     }
-    latencies.sort();
-    let pct = |p: f64| {
-        latencies
-            .get(((latencies.len() as f64 * p).ceil() as usize).saturating_sub(1))
-            .map(|d| d.as_secs_f64() * 1000.0)
-            .unwrap_or(0.0)
-    };
     println!(
-        "{} devices provisioned, {failed} failed, in {:.2} s: {:.0} devices/s, latency p50 {:.1} ms, p99 {:.1} ms (concurrency {})",
+        "{} devices provisioned, {failed} failed, {} (concurrency {})",
         latencies.len(),
-        elapsed.as_secs_f64(),
-        latencies.len() as f64 / elapsed.as_secs_f64().max(1e-9),
-        pct(0.50),
-        pct(0.99),
+        summary(&mut latencies, elapsed, "devices"),
         args.concurrency
     );
     if args.hold {
@@ -202,6 +220,129 @@ pub async fn run(ctx: &Context, cmd: LoadtestCommand) -> anyhow::Result<ExitCode
     if let Some(e) = first_error {
         eprintln!("first error: {e}");
     }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// "in T s: R things/s, latency p50 X ms, p99 Y ms".
+fn summary(latencies: &mut [Duration], elapsed: Duration, things: &str) -> String {
+    latencies.sort();
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p).ceil() as usize).saturating_sub(1))
+            .map(|d| d.as_secs_f64() * 1000.0)
+            .unwrap_or(0.0)
+    };
+    format!(
+        "in {:.2} s: {:.0} {things}/s, latency p50 {:.1} ms, p99 {:.1} ms",
+        elapsed.as_secs_f64(),
+        latencies.len() as f64 / elapsed.as_secs_f64().max(1e-9),
+        pct(0.50),
+        pct(0.99)
+    )
+}
+
+async fn est(idmint: Arc<Idmint>, args: EstArgs) -> anyhow::Result<ExitCode> {
+    use base64::Engine;
+    let batch = idmint
+        .create_station_batch(
+            &actor(),
+            &idmint_flows::station::NewStationBatch {
+                product: "est-loadtest".into(),
+                count: args.requests.max(1),
+                factory: None,
+                profile: "device".into(),
+                ca: None,
+                allow_inject: false,
+            },
+        )
+        .await?;
+    let token_name = format!("est-loadtest-{}", batch.id);
+    let secret = idmint
+        .create_token(
+            &actor(),
+            &token_name,
+            idmint_flows::registry::Role::Enroll,
+            Some(&batch.id),
+        )
+        .await?;
+    let base = match args.server {
+        Some(url) => url.trim_end_matches('/').to_string(),
+        None => {
+            let mut cfg = idmint.config().server.clone();
+            cfg.listen = "127.0.0.1:0".into();
+            cfg.rate_limit = 0;
+            let server = idmint_server::Server::bind(idmint.clone(), &cfg).await?;
+            let addr = server.local_addr()?;
+            tokio::spawn(server.run(std::future::pending::<()>()));
+            format!("https://{addr}")
+        }
+    };
+    let root = idmint.chain(idmint_flows::init::ROOT_CA).await?;
+    let root = root.last().cloned().unwrap_or_default();
+    eprintln!("making {} CSRs...", args.requests);
+    let mut bodies = Vec::with_capacity(usize::try_from(args.requests).unwrap_or(0));
+    for n in 0..args.requests {
+        let key = DeviceKey::generate(KeyType::P256)?;
+        let pem = key.csr_pem(&format!("est-{}-{n}", batch.id))?;
+        let der = pem::parse(pem.as_bytes())?.into_contents();
+        bodies.push(base64::engine::general_purpose::STANDARD.encode(der));
+    }
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_der(&root)?)
+        .http1_only()
+        .pool_max_idle_per_host(args.clients)
+        .build()?;
+    let url = format!("{base}/.well-known/est/simpleenroll");
+    let queue = Arc::new(std::sync::Mutex::new(bodies));
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..args.clients.max(1) {
+        let (client, url, queue) = (client.clone(), url.clone(), queue.clone());
+        let (user, secret) = (token_name.clone(), secret.to_string());
+        tasks.spawn(async move {
+            let mut latencies = Vec::new();
+            let mut failed = 0u64;
+            while let Some(body) = queue.lock().ok().and_then(|mut q| q.pop()) {
+                let t0 = Instant::now();
+                let response = client
+                    .post(&url)
+                    .basic_auth(&user, Some(&secret))
+                    .header("Content-Type", "application/pkcs10")
+                    .body(body)
+                    .send()
+                    .await;
+                let ok = match response {
+                    Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
+                    _ => false,
+                };
+                if ok {
+                    latencies.push(t0.elapsed());
+                } else {
+                    failed += 1;
+                }
+            }
+            (latencies, failed)
+        });
+    }
+    let mut latencies = Vec::new();
+    let mut failed = 0;
+    while let Some(done) = tasks.join_next().await {
+        let (l, f) = done?;
+        latencies.extend(l);
+        failed += f;
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "{} enrollments, {failed} failed, {} ({} clients)",
+        latencies.len(),
+        summary(&mut latencies, elapsed, "enrollments"),
+        args.clients
+    );
+    idmint.revoke_token(&actor(), &token_name).await?;
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {
