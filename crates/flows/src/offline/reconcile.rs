@@ -560,6 +560,16 @@ impl Idmint {
         certs: &BTreeMap<u64, Cert>,
     ) -> Result<u64, FlowError> {
         let batch = self.store().require_batch(&auth.batch).await?;
+        // Things that already hold a hardware id keep their name (read
+        // before the write transaction takes its connection).
+        let mut names: BTreeMap<String, String> = BTreeMap::new();
+        for r in new {
+            if let Event::Issued { hw_id, .. } = &r.event {
+                if let Some(existing) = self.store().thing_by_device_id(hw_id).await? {
+                    names.insert(hw_id.clone(), existing.name);
+                }
+            }
+        }
         let mut tx = self.store().begin(actor).await?;
         let mut rows = Vec::with_capacity(new.len());
         let mut revoked: BTreeSet<String> = BTreeSet::new();
@@ -592,6 +602,9 @@ impl Idmint {
                     row.hw_id = Some(hw_id.clone());
                     let mut note = notes.get(&r.seq).cloned();
                     let Some(cert) = certs.get(&r.seq) else {
+                        // Unreachable: content checks reject a log whose
+                        // certificate does not parse.
+                        rows.push(row);
                         continue;
                     };
                     if note.as_ref().map(|n| n.kind) != Some(FindingKind::Excess) {
@@ -626,10 +639,7 @@ impl Idmint {
                     let thing_name = if note.is_some() {
                         None
                     } else {
-                        let name = match self.store().thing_by_device_id(hw_id).await? {
-                            Some(existing) => existing.name,
-                            None => thing.clone(),
-                        };
+                        let name = names.get(hw_id).unwrap_or(thing).clone();
                         let mut t = NewThing::named(&name);
                         t.device_id = Some(hw_id.clone());
                         t.batch = Some(batch.id.clone());
