@@ -341,6 +341,71 @@ pub async fn issue_in_batch(
     Ok((StatusCode::CREATED, Json(json!({"id": issued.certificate.info.id, "thing": issued.thing, "pem": issued.certificate.pem(), "chain": chain}))).into_response())
 }
 
+/// A remote station's report of a certificate that never became usable.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+pub struct SpoilRequest {
+    /// Why: the failed step and what went wrong, e.g. `prove: bad proof`.
+    pub reason: Option<String>,
+}
+
+/// The revocation reason of a spoiled certificate.
+const SPOILED_REASON: &str = "cessationOfOperation";
+
+/// Records a certificate a remote station issued but could not install or
+/// prove on its device: revokes it (`cessationOfOperation`) and counts it
+/// in the batch's spoiled count, so `issued = active + spoiled` holds.
+#[utoipa::path(post, path = "/api/v1/batches/{id}/certificates/{cert_id}/spoil", tag = "batches", params(("id" = String, Path, description = "batch id"), ("cert_id" = String, Path, description = "certificate id")), request_body(content = SpoilRequest, description = "optional reason"), responses((status = 200, description = "the certificate, REVOKED"), (status = 404, description = "unknown certificate or not of this batch"), (status = 409, description = "already revoked")))]
+pub async fn spoil_in_batch(
+    State(s): State<Shared>,
+    c: Conn,
+    h: HeaderMap,
+    Path((id, cert_id)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let who = caller(&s, &h, &c).await?;
+    who.require(STATIONS)?;
+    station_batch(&who, &id)?;
+    let req: SpoilRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        SpoilRequest::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("bad JSON: {e}")))?
+    };
+    let why: String = req
+        .reason
+        .as_deref()
+        .unwrap_or("spoiled at a remote station")
+        .chars()
+        .take(500)
+        .collect();
+    let cert = s.idmint.store().require_certificate(&cert_id).await?;
+    if cert.batch.as_deref() != Some(id.as_str()) {
+        return Err(ApiError::not_found(format!(
+            "certificate {cert_id} is not of batch {id}"
+        )));
+    }
+    if cert.status == CertificateStatus::Revoked {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("certificate {cert_id} is already revoked"),
+        ));
+    }
+    let mut tx = s.idmint.store().begin(&who.actor).await?;
+    tx.set_certificate_status(&cert_id, CertificateStatus::Revoked, Some(SPOILED_REASON))
+        .await?;
+    tx.add_spoiled(&id, 1, &why).await?;
+    tx.audit(
+        "station.spoiled",
+        &cert_id,
+        json!({"batch": id, "reason": why, "remote": true}),
+    );
+    tx.commit().await?;
+    Ok(Json(json_of(
+        &s.idmint.store().require_certificate(&cert_id).await?,
+    )?))
+}
+
 /// A trusted user's request for a temporary claim certificate.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]

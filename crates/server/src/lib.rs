@@ -123,6 +123,7 @@ impl AppState {
         api::list_batches,
         api::get_batch,
         api::issue_in_batch,
+        api::spoil_in_batch,
         api::create_provisioning_claim,
         api::verify_audit,
         api::openapi,
@@ -142,7 +143,7 @@ impl AppState {
         est::serverkeygen,
         est::serverkeygen_label,
     ),
-    components(schemas(api::RevokeRequest, api::CsrRequest, api::ProvisioningClaimRequest))
+    components(schemas(api::RevokeRequest, api::CsrRequest, api::SpoilRequest, api::ProvisioningClaimRequest))
 )]
 pub struct ApiDoc;
 
@@ -182,6 +183,11 @@ fn route_table() -> Vec<(&'static str, &'static str, MethodRouter<Shared>)> {
             "POST",
             "/api/v1/batches/{id}/certificates",
             post(api::issue_in_batch),
+        ),
+        (
+            "POST",
+            "/api/v1/batches/{id}/certificates/{cert_id}/spoil",
+            post(api::spoil_in_batch),
         ),
         (
             "POST",
