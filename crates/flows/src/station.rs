@@ -22,7 +22,10 @@
 //! The device steps are shared with the offline station
 //! ([`crate::offline`]): a `StationBackend` decides where quota is counted
 //! and certificates are signed and recorded (the registry here, the batch
-//! CA and the signed issuance log offline).
+//! CA and the signed issuance log offline, the REST API of an `idmint
+//! serve` in [`remote`] mode).
+
+pub mod remote;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -255,11 +258,15 @@ pub(crate) struct LineIssuer {
     pub(crate) preferred: KeyType,
     /// Whether station-made keys may be injected.
     pub(crate) allow_inject: bool,
+    /// Why this station cannot inject even when the batch allows it.
+    pub(crate) inject_refusal: Option<String>,
 }
 
 /// A certificate to issue for a device.
 pub(crate) struct IssueRequest<'a> {
     pub(crate) key: &'a PublicKey,
+    /// The device's request (the keygen path; `None` for injected keys).
+    pub(crate) csr: Option<&'a Csr>,
     pub(crate) thing: &'a str,
     pub(crate) hw_id: &'a str,
     pub(crate) values: &'a SubjectValues,
@@ -290,6 +297,11 @@ pub(crate) trait StationBackend: Sync {
     ) -> Result<(), Failed>;
     /// Records an issued certificate that never became usable.
     fn spoil(&self, certificate_id: &str, failed: &Failed) -> Result<(), String>;
+    /// The chain sent after the leaf when the backend learns it only from
+    /// issuing (remote); `None`: the issuer's `chain_tail`.
+    fn chain_tail(&self) -> Option<Vec<Vec<u8>>> {
+        None
+    }
 }
 
 impl Idmint {
@@ -331,6 +343,7 @@ impl Idmint {
             org: self.config().org.clone(),
             preferred: self.config().key_type,
             allow_inject: batch.allow_inject,
+            inject_refusal: None,
         };
         let backend = OnlineBackend {
             idmint: self,
@@ -494,6 +507,7 @@ fn provision_steps(
             let key = csr.public_key().clone();
             let request = IssueRequest {
                 key: &key,
+                csr: Some(&csr),
                 thing: &thing,
                 hw_id: &hw_id,
                 values: &values,
@@ -507,6 +521,7 @@ fn provision_steps(
             run.outcome.injected = true;
             let request = IssueRequest {
                 key: &public,
+                csr: None,
                 thing: &thing,
                 hw_id: &hw_id,
                 values: &values,
@@ -516,9 +531,12 @@ fn provision_steps(
         }
     };
     // 3. Install (or inject), prove, lock.
-    let mut chain = Vec::with_capacity(1 + issuer.chain_tail.len());
+    let tail = backend
+        .chain_tail()
+        .unwrap_or_else(|| issuer.chain_tail.clone());
+    let mut chain = Vec::with_capacity(1 + tail.len());
     chain.push(issued.der.clone());
-    chain.extend(issuer.chain_tail.iter().cloned());
+    chain.extend(tail);
     match &injected_key {
         None => run
             .timed(|| client.install(&chain))
@@ -765,6 +783,9 @@ fn choose_key(hello: &HelloInfo, issuer: &LineIssuer) -> Result<KeyChoice, Faile
             "keygen",
             "the device can neither generate keys nor accept one",
         ));
+    }
+    if let Some(why) = &issuer.inject_refusal {
+        return Err(fail("keygen", why));
     }
     if !issuer.allow_inject {
         return Err(fail(

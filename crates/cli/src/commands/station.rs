@@ -2,7 +2,10 @@
 //! device on the line its identity over the device agent protocol, online
 //! (`--batch`, this data directory's registry and CA) or offline
 //! (`--authorization AUTH --log LOG`, the batch CA of an authorization
-//! bundle and a signed issuance log; no data directory needed).
+//! bundle and a signed issuance log; no data directory needed) or remote
+//! (`--server https://HOST:8443 --batch B`, issuing through an `idmint
+//! serve` with a station token or client certificate; no data directory
+//! needed).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,6 +16,9 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use idmint_agent::DeviceAddress;
 use idmint_flows::offline::{run_offline_station, OfflineStationOptions};
+use idmint_flows::station::remote::{
+    run_remote_station, RemoteAuth, RemoteStationOptions, TOKEN_ENV,
+};
 use idmint_flows::station::{DeviceOutcome, LineOptions, NewStationBatch, StationOptions};
 
 use crate::{actor, output, Context};
@@ -33,7 +39,7 @@ pub struct RunArgs {
     batch: Option<String>,
     /// Offline: the authorization bundle from `idmint batch authorize`
     /// (issues with its batch CA, without the maker's registry).
-    #[arg(long, conflicts_with = "batch", requires = "log")]
+    #[arg(long, conflicts_with_all = ["batch", "server"], requires = "log")]
     authorization: Option<PathBuf>,
     /// Offline: the age identity file that opens the bundle's batch CA key.
     #[arg(long, requires = "authorization")]
@@ -42,6 +48,26 @@ pub struct RunArgs {
     /// station's counter is kept next to it in LOG.state).
     #[arg(long, requires = "authorization")]
     log: Option<PathBuf>,
+    /// Remote: issue through this `idmint serve` (https://HOST:PORT) with a
+    /// station token (--token-file, or IDMINT_STATION_TOKEN) or a client
+    /// certificate, instead of this data directory.
+    #[arg(long, requires = "batch")]
+    server: Option<String>,
+    /// Remote: the CA certificate(s) (PEM) to trust for the server
+    /// (default: the system roots).
+    #[arg(long, requires = "server")]
+    ca_cert: Option<PathBuf>,
+    /// Remote: a file holding the station token (or set
+    /// IDMINT_STATION_TOKEN; never on the command line).
+    #[arg(long, requires = "server", conflicts_with = "client_cert")]
+    token_file: Option<PathBuf>,
+    /// Remote: authenticate with this client certificate (PEM) instead of
+    /// a token.
+    #[arg(long, requires_all = ["server", "client_key"])]
+    client_cert: Option<PathBuf>,
+    /// Remote: the client certificate's private key (PEM).
+    #[arg(long, requires = "client_cert")]
+    client_key: Option<PathBuf>,
     /// A device: tcp://HOST:PORT, serial:/dev/ttyUSB0[@BAUD] or exec:CMD.
     /// Several addresses are served in parallel.
     #[arg(long = "device", required = true)]
@@ -146,6 +172,56 @@ async fn run_station(ctx: &Context, args: RunArgs) -> anyhow::Result<ExitCode> {
     let batch = args
         .batch
         .ok_or_else(|| anyhow::anyhow!("give --batch (online) or --authorization (offline)"))?;
+    if let Some(server) = args.server {
+        let auth = match (args.client_cert, args.client_key, args.token_file) {
+            (Some(cert), Some(key), _) => RemoteAuth::ClientCertificate { cert, key },
+            (_, _, Some(file)) => RemoteAuth::Token(
+                std::fs::read_to_string(&file)
+                    .map_err(|e| anyhow::anyhow!("--token-file {}: {e}", file.display()))?
+                    .trim()
+                    .to_string(),
+            ),
+            _ => match std::env::var(TOKEN_ENV) {
+                Ok(t) if !t.trim().is_empty() => RemoteAuth::Token(t.trim().to_string()),
+                _ => anyhow::bail!(
+                    "--server needs credentials: --token-file FILE, {TOKEN_ENV}, or --client-cert FILE --client-key FILE"
+                ),
+            },
+        };
+        let options = RemoteStationOptions {
+            server,
+            batch,
+            ca_cert: args.ca_cert,
+            auth,
+        };
+        let line = LineOptions {
+            devices,
+            count,
+            lock: args.lock,
+            timeout,
+            retry_delay: Duration::from_millis(500),
+        };
+        let run = run_remote_station(&options, &line, &stop, &report).await?;
+        let failed = run.outcomes.iter().filter(|o| !o.ok).count();
+        if !json {
+            let counts = match &run.counts {
+                Some(c) => format!(
+                    "; batch {}: {} of {} issued ({} spoiled)",
+                    run.batch, c.issued, c.count, c.spoiled
+                ),
+                None => String::new(),
+            };
+            eprintln!(
+                "station: {} provisioned, {failed} failed{counts}",
+                run.outcomes.len() - failed
+            );
+        }
+        return Ok(if failed > 0 {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        });
+    }
     let idmint = ctx.open().await?;
     let options = StationOptions {
         batch,

@@ -115,6 +115,7 @@ pub fn run_offline_station(
         org: limits.org.clone(),
         preferred: limits.key_type,
         allow_inject: limits.allow_inject,
+        inject_refusal: None,
     };
     let outcomes = run_line(&backend, &issuer, line, stop, report);
     backend.close()?;
