@@ -590,8 +590,20 @@ fn two_servers_share_one_postgres() {
         eprintln!("skipped: IDMINT_TEST_POSTGRES is not set");
         return;
     };
+    // A database of its own, so the test can run again on the same server.
+    let name = format!(
+        "idmint_two_servers_{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_nanos()
+    );
+    let (ok, text) =
+        run(Command::new("psql").args([url.as_str(), "-c", &format!("CREATE DATABASE {name}")]));
+    assert!(ok, "psql: {text}");
+    let base = url.rsplit_once('/').map(|(b, _)| b).expect("database URL");
     let mut env = Env::new();
-    env.store = Some(url);
+    env.store = Some(format!("{base}/{name}"));
     env.ok(&["init", "--org", "Two Servers Co"]);
     let b = batch(&env, "4");
     let station = token(&env, "station-pg", "station", Some(&b));

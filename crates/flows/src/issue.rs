@@ -264,8 +264,11 @@ impl Idmint {
         let key_type = request.key_type.unwrap_or(self.config().key_type);
         let org = self.config().org.clone();
         let next = Arc::new(AtomicU64::new(0));
-        let (tx_chunks, mut rx_chunks) =
-            tokio::sync::mpsc::channel::<Result<Vec<Minted>, FlowError>>(request.jobs * 2);
+        // Room for two commits' worth on each side, so minting, the
+        // registry commit and file writing overlap instead of taking turns.
+        let (tx_chunks, mut rx_chunks) = tokio::sync::mpsc::channel::<Result<Vec<Minted>, FlowError>>(
+            (request.jobs * 2).max(CHUNKS_PER_COMMIT * 2),
+        );
         let mut workers = Vec::new();
         for _ in 0..request.jobs.max(1) {
             let (ca, profile, next, tx_chunks) =
@@ -296,7 +299,8 @@ impl Idmint {
         }
         drop(tx_chunks);
 
-        let (tx_files, rx_files) = std::sync::mpsc::sync_channel::<Vec<Minted>>(4);
+        let (tx_files, rx_files) =
+            std::sync::mpsc::sync_channel::<Vec<Minted>>(CHUNKS_PER_COMMIT * 2);
         let out_dir = request.out_dir.clone();
         let file_writer = std::thread::spawn(move || -> Result<(), FlowError> {
             for chunk in rx_files {
