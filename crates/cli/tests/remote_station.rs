@@ -1,7 +1,8 @@
 //! Remote station mode end to end through the real binaries: `idmint
 //! serve` on loopback, `idmint devsim` devices, and `idmint station run
 //! --server https://127.0.0.1:PORT` from another directory without a data
-//! directory, authenticated by a station token. Checks the devices'
+//! directory, authenticated by a station token or a client certificate.
+//! Checks the devices
 //! certificates with `openssl verify`, the server's batch counts, quota
 //! exhaustion per device, a wrong token, spoiled certificates and the
 //! refusal to inject keys.
@@ -299,7 +300,7 @@ fn remote_station_issues_through_the_server() {
 }
 
 #[test]
-fn remote_station_quota_race_and_inject_refusal() {
+fn remote_station_quota_race_inject_refusal_and_client_certificate() {
     let env = Env::init(&[]);
     // One identity left for two devices asking at once: the server's
     // atomic quota gives it to one; the other is told per device.
@@ -380,6 +381,61 @@ fn remote_station_quota_race_and_inject_refusal() {
     assert_eq!(refused["stage"], "quota", "{refused}");
     assert_eq!(refused["spoiled"], false, "{refused}");
     assert_eq!(counts(&env, &b), (1, 0));
+
+    // A station certificate instead of a token: a client certificate whose
+    // thing has the station role.
+    let csr = common::openssl_csr(
+        env.dir.path(),
+        "station-cert",
+        &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+    );
+    let cert = env.path("station-cert.pem");
+    env.ok(&[
+        "cert",
+        "issue",
+        "--csr",
+        &csr.to_string_lossy(),
+        "--thing",
+        "station-cert",
+        "--out",
+        &cert.to_string_lossy(),
+    ]);
+    env.ok(&[
+        "thing",
+        "update",
+        "station-cert",
+        "--attribute",
+        "role=station",
+    ]);
+    let key = env.path("station-cert.key").to_string_lossy().to_string();
+    let cert = cert.to_string_lossy().to_string();
+    let (_dc, ac, sc) = devsim(&env, "c1", &[]);
+    let out = station(
+        cwd.path(),
+        None,
+        &[
+            "--server",
+            &url,
+            "--batch",
+            &other,
+            "--ca-cert",
+            &ca,
+            "--client-cert",
+            &cert,
+            "--client-key",
+            &key,
+            "--device",
+            &ac,
+        ],
+    );
+    let got = lines(&out);
+    assert!(
+        out.status.success(),
+        "{} {got:?}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_device_verifies(&root, &sc);
+    assert_eq!(counts(&env, &other), (1, 0));
 
     // The token is scoped to its batch; without trusting our CA the
     // server's certificate is refused. Both one-line errors.
