@@ -2,10 +2,9 @@
 //! serve` on loopback, `idmint devsim` devices, and `idmint station run
 //! --server https://127.0.0.1:PORT` from another directory without a data
 //! directory, authenticated by a station token or a client certificate.
-//! Checks the devices
-//! certificates with `openssl verify`, the server's batch counts, quota
-//! exhaustion per device, a wrong token, spoiled certificates and the
-//! refusal to inject keys.
+//! Checks the devices' certificates with `openssl verify`, the server's
+//! batch counts, quota exhaustion per device, a wrong token, spoiled
+//! certificates and the refusal to inject keys.
 
 mod common;
 
