@@ -143,7 +143,12 @@ impl AppState {
         est::serverkeygen,
         est::serverkeygen_label,
     ),
-    components(schemas(api::RevokeRequest, api::CsrRequest, api::SpoilRequest, api::ProvisioningClaimRequest))
+    components(schemas(
+        api::RevokeRequest,
+        api::CsrRequest,
+        api::SpoilRequest,
+        api::ProvisioningClaimRequest
+    ))
 )]
 pub struct ApiDoc;
 

@@ -67,9 +67,10 @@ pub struct FleetArgs {
     /// Write one JSON line per device (serial, certificateId, thingName, registered, error).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Keep every device's final connection open until all are done (idle connections).
-    #[arg(long)]
-    hold: bool,
+    /// Keep every device's final connection open, idle, until all are done
+    /// and then for this many seconds more (measure the server's memory then).
+    #[arg(long, value_name = "SECS")]
+    hold: Option<u64>,
     /// Seconds to wait for each reply.
     #[arg(long, default_value_t = 30)]
     timeout: u64,
@@ -143,7 +144,7 @@ async fn fleet(idmint: Arc<Idmint>, args: FleetArgs) -> anyhow::Result<ExitCode>
     for n in 0..args.devices {
         let permit = gate.clone().acquire_owned().await?;
         let (claim_config, roots, run_id) = (claim_config.clone(), roots.clone(), run_id.clone());
-        let hold = args.hold;
+        let hold = args.hold.is_some();
         tasks.spawn(async move {
             let serial = format!("{run_id}-{n:07}");
             let t0 = Instant::now();
@@ -205,14 +206,15 @@ async fn fleet(idmint: Arc<Idmint>, args: FleetArgs) -> anyhow::Result<ExitCode>
         summary(&mut latencies, elapsed, "devices"),
         args.concurrency
     );
-    if args.hold {
+    if let Some(secs) = args.hold {
         println!(
-            "holding {} idle connections; this process's RSS: {} MiB",
+            "holding {} idle connections for {secs} s; this process's RSS: {} MiB",
             held.len(),
             rss_mib()
                 .map(|m| m.to_string())
                 .unwrap_or_else(|| "?".into())
         );
+        tokio::time::sleep(Duration::from_secs(secs)).await;
         for client in held {
             client.disconnect().await;
         }
