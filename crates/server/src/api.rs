@@ -63,6 +63,10 @@ pub struct CsrRequest {
     pub csr: String,
     /// Thing name (default: the CSR's common name).
     pub thing: Option<String>,
+    /// Issue it `PENDING_ACTIVATION` (remote stations: activated with
+    /// `.../activate` once the device proved its key, or spoiled).
+    #[serde(default)]
+    pub pending: bool,
 }
 
 fn limit(l: Option<i64>) -> Result<i64, ApiError> {
@@ -326,7 +330,11 @@ pub async fn issue_in_batch(
         profile: batch.profile,
         ca: Some(batch.ca.clone()),
         thing: req.thing,
-        status: CertificateStatus::Active,
+        status: if req.pending {
+            CertificateStatus::PendingActivation
+        } else {
+            CertificateStatus::Active
+        },
         batch: Some(batch.id),
     };
     let issued = s.idmint.issue_from_csr(&who.actor, &csr, &options).await?;
@@ -378,12 +386,7 @@ pub async fn spoil_in_batch(
         .chars()
         .take(500)
         .collect();
-    let cert = s.idmint.store().require_certificate(&cert_id).await?;
-    if cert.batch.as_deref() != Some(id.as_str()) {
-        return Err(ApiError::not_found(format!(
-            "certificate {cert_id} is not of batch {id}"
-        )));
-    }
+    let cert = batch_certificate(&s, &id, &cert_id).await?;
     if cert.status == CertificateStatus::Revoked {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -399,6 +402,77 @@ pub async fn spoil_in_batch(
         "station.spoiled",
         &cert_id,
         json!({"batch": id, "reason": why, "remote": true}),
+    );
+    tx.commit().await?;
+    Ok(Json(json_of(
+        &s.idmint.store().require_certificate(&cert_id).await?,
+    )?))
+}
+
+async fn batch_certificate(
+    s: &Shared,
+    batch: &str,
+    cert_id: &str,
+) -> Result<idmint_registry::Certificate, ApiError> {
+    let cert = s.idmint.store().require_certificate(cert_id).await?;
+    if cert.batch.as_deref() != Some(batch) {
+        return Err(ApiError::not_found(format!(
+            "certificate {cert_id} is not of batch {batch}"
+        )));
+    }
+    Ok(cert)
+}
+
+/// A remote station's report that a device installed its certificate and
+/// proved its key.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProvisionedRequest {
+    /// The device's hardware id.
+    pub hw_id: Option<String>,
+    /// Whether the device's credential storage was locked.
+    #[serde(default)]
+    pub locked: bool,
+}
+
+/// Activates a certificate a remote station issued `PENDING_ACTIVATION`
+/// once its device installed it and proved its key.
+#[utoipa::path(post, path = "/api/v1/batches/{id}/certificates/{cert_id}/activate", tag = "batches", params(("id" = String, Path, description = "batch id"), ("cert_id" = String, Path, description = "certificate id")), request_body(content = ProvisionedRequest, description = "optional device facts"), responses((status = 200, description = "the certificate, ACTIVE"), (status = 404, description = "unknown certificate or not of this batch"), (status = 409, description = "not pending activation")))]
+pub async fn activate_in_batch(
+    State(s): State<Shared>,
+    c: Conn,
+    h: HeaderMap,
+    Path((id, cert_id)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let who = caller(&s, &h, &c).await?;
+    who.require(STATIONS)?;
+    station_batch(&who, &id)?;
+    let req: ProvisionedRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        ProvisionedRequest::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("bad JSON: {e}")))?
+    };
+    let cert = batch_certificate(&s, &id, &cert_id).await?;
+    if cert.status != CertificateStatus::PendingActivation {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!(
+                "certificate {cert_id} is {}, not PENDING_ACTIVATION",
+                cert.status
+            ),
+        ));
+    }
+    let mut tx = s.idmint.store().begin(&who.actor).await?;
+    tx.set_certificate_status(&cert_id, CertificateStatus::Active, None)
+        .await?;
+    tx.audit(
+        "station.provisioned",
+        cert.thing.as_deref().unwrap_or(&cert_id),
+        json!({"batch": id, "certificate": cert_id, "hwId": req.hw_id,
+            "locked": req.locked, "remote": true}),
     );
     tx.commit().await?;
     Ok(Json(json_of(

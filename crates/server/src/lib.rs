@@ -124,6 +124,7 @@ impl AppState {
         api::get_batch,
         api::issue_in_batch,
         api::spoil_in_batch,
+        api::activate_in_batch,
         api::create_provisioning_claim,
         api::verify_audit,
         api::openapi,
@@ -147,6 +148,7 @@ impl AppState {
         api::RevokeRequest,
         api::CsrRequest,
         api::SpoilRequest,
+        api::ProvisionedRequest,
         api::ProvisioningClaimRequest
     ))
 )]
@@ -193,6 +195,11 @@ fn route_table() -> Vec<(&'static str, &'static str, MethodRouter<Shared>)> {
             "POST",
             "/api/v1/batches/{id}/certificates/{cert_id}/spoil",
             post(api::spoil_in_batch),
+        ),
+        (
+            "POST",
+            "/api/v1/batches/{id}/certificates/{cert_id}/activate",
+            post(api::activate_in_batch),
         ),
         (
             "POST",

@@ -7,7 +7,9 @@
 //!   batch open).
 //! - Issue: the device's CSR goes to `POST /api/v1/batches/{id}/certificates`,
 //!   which takes one from the quota atomically (`409` when exhausted) and
-//!   returns the certificate and its chain.
+//!   returns the certificate, `PENDING_ACTIVATION`, and its chain.
+//! - Installed and proved: `POST .../certificates/{cert}/activate` makes it
+//!   `ACTIVE`.
 //! - A certificate issued but not installed or proved is reported with
 //!   `POST /api/v1/batches/{id}/certificates/{cert}/spoil`, so the server's
 //!   counts reconcile (`issued = active + spoiled`).
@@ -279,7 +281,7 @@ impl Api {
         csr_pem: &str,
         thing: &str,
     ) -> Result<IssuedResponse, ApiFailure> {
-        let body = serde_json::json!({"csr": csr_pem, "thing": thing});
+        let body = serde_json::json!({"csr": csr_pem, "thing": thing, "pending": true});
         let response = self
             .send(
                 self.client
@@ -292,6 +294,23 @@ impl Api {
             code: None,
             message: format!("unexpected issuance answer: {}", error_chain(&e)),
         })
+    }
+
+    async fn activate(
+        &self,
+        batch: &str,
+        certificate: &str,
+        hw_id: Option<&str>,
+        locked: bool,
+    ) -> Result<(), ApiFailure> {
+        let body = serde_json::json!({ "hwId": hw_id, "locked": locked });
+        self.send(
+            self.client
+                .post(self.url(&[batch, "certificates", certificate, "activate"]))
+                .json(&body),
+        )
+        .await
+        .map(drop)
     }
 
     async fn spoil(&self, batch: &str, certificate: &str, reason: &str) -> Result<(), ApiFailure> {
@@ -472,14 +491,21 @@ impl StationBackend for RemoteBackend {
         Ok(IssuedCertificate { der, info })
     }
 
-    /// The server issued the certificate ACTIVE: nothing left to record.
+    /// Activates the certificate on the server.
     fn provisioned(
         &self,
-        _issued: &IssuedCertificate,
-        _outcome: &DeviceOutcome,
-        _locked: bool,
+        issued: &IssuedCertificate,
+        outcome: &DeviceOutcome,
+        locked: bool,
     ) -> Result<(), Failed> {
-        Ok(())
+        self.handle
+            .block_on(self.api.activate(
+                &self.batch,
+                &issued.info.id,
+                outcome.hw_id.as_deref(),
+                locked,
+            ))
+            .map_err(|e| fail("register", e))
     }
 
     fn spoil(&self, certificate_id: &str, failed: &Failed) -> Result<(), String> {
