@@ -61,10 +61,13 @@ fn serve(env: &Env) -> (Proc, String) {
 fn devsim(env: &Env, name: &str, extra: &[&str]) -> (Proc, String, PathBuf) {
     let state = env.path(name);
     let listen = format!("tcp://127.0.0.1:{}", free_port());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_idmint"))
-        .args(["devsim", "--listen", &listen, "--state"])
-        .arg(&state)
-        .args(["--hw-id", &format!("HW-{name}")])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_idmint"));
+    cmd.args(["devsim", "--listen", &listen, "--state"])
+        .arg(&state);
+    if !extra.contains(&"--hw-id") {
+        cmd.args(["--hw-id", &format!("HW-{name}")]);
+    }
+    let mut child = cmd
         .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -243,6 +246,19 @@ fn remote_station_issues_through_the_server() {
         .map(|e| e.file_name().to_string_lossy().to_string())
         .collect();
     assert_eq!(entries, vec!["station.token"], "the station wrote files");
+
+    // A clone of r1 (its hardware id, another key): the server refuses it,
+    // nothing counted.
+    let (_dk, ak, _) = devsim(&env, "r1-clone", &["--hw-id", "HW-r1"]);
+    let out = station(cwd.path(), Some(&secret), &remote(&["--device", &ak]));
+    assert!(!out.status.success());
+    let got = lines(&out);
+    assert!(
+        got[0]["error"].as_str().unwrap_or("").contains("clone"),
+        "{got:?}"
+    );
+    assert_eq!(got[0]["spoiled"], false, "{got:?}");
+    assert_eq!(counts(&env, &b), (2, 0));
 
     // A device that fails its proof: its certificate ends spoiled on the
     // server; the other device is provisioned.

@@ -67,6 +67,10 @@ pub struct CsrRequest {
     /// `.../activate` once the device proved its key, or spoiled).
     #[serde(default)]
     pub pending: bool,
+    /// Refuse (`409 clone`) a thing that already holds a live certificate,
+    /// or a public key that is already certified (remote stations).
+    #[serde(default, rename = "refuseClones")]
+    pub refuse_clones: bool,
 }
 
 fn limit(l: Option<i64>) -> Result<i64, ApiError> {
@@ -326,6 +330,9 @@ pub async fn issue_in_batch(
     let csr = idmint_pki::Csr::from_pem_or_der(req.csr.as_bytes())
         .map_err(|e| ApiError::bad_request(format!("bad certificate request: {e}")))?;
     let batch = s.idmint.store().require_batch(&id).await?;
+    if req.refuse_clones {
+        refuse_clones(&s, &csr, req.thing.as_deref()).await?;
+    }
     let options = IssueOptions {
         profile: batch.profile,
         ca: Some(batch.ca.clone()),
@@ -478,6 +485,44 @@ pub async fn activate_in_batch(
     Ok(Json(json_of(
         &s.idmint.store().require_certificate(&cert_id).await?,
     )?))
+}
+
+/// `409 clone` when the thing already holds a live certificate or the key
+/// is already certified.
+async fn refuse_clones(
+    s: &Shared,
+    csr: &idmint_pki::Csr,
+    thing: Option<&str>,
+) -> Result<(), ApiError> {
+    let clone = |message: String| ApiError::new(StatusCode::CONFLICT, "clone", message);
+    let store = s.idmint.store();
+    if let Some(thing) = thing.or(csr.common_name()) {
+        let live = store
+            .list_certificates(&CertificateFilter {
+                thing: Some(thing.to_string()),
+                ..CertificateFilter::default()
+            })
+            .await?
+            .into_iter()
+            .find(|c| c.status != CertificateStatus::Revoked);
+        if let Some(c) = live {
+            return Err(clone(format!(
+                "refused clone: thing {thing} is already provisioned (certificate {})",
+                c.id
+            )));
+        }
+    }
+    let key_hash = hex::encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        csr.public_key().spki_der(),
+    ));
+    if let Some(c) = store.certificates_with_public_key(&key_hash).await?.first() {
+        return Err(clone(format!(
+            "refused clone: the device's public key is already certified (certificate {})",
+            c.id
+        )));
+    }
+    Ok(())
 }
 
 /// A trusted user's request for a temporary claim certificate.

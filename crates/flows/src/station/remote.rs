@@ -281,7 +281,7 @@ impl Api {
         csr_pem: &str,
         thing: &str,
     ) -> Result<IssuedResponse, ApiFailure> {
-        let body = serde_json::json!({"csr": csr_pem, "thing": thing, "pending": true});
+        let body = serde_json::json!({"csr": csr_pem, "thing": thing, "pending": true, "refuseClones": true});
         let response = self
             .send(
                 self.client
@@ -436,8 +436,8 @@ impl StationBackend for RemoteBackend {
         Ok(())
     }
 
-    /// The server keeps the things; the station names the thing after the
-    /// hardware id.
+    /// The server keeps the things and refuses clones at issuance; the
+    /// station names the thing after the hardware id.
     fn admit(&self, hw_id: &str) -> Result<String, Failed> {
         Ok(hw_id.to_string())
     }
