@@ -137,6 +137,9 @@ async fn fleet(idmint: Arc<Idmint>, args: FleetArgs) -> anyhow::Result<ExitCode>
     )?;
     // Thing names unique to this run: the claim certificate id is random.
     let run_id: String = claim.certificate_id.chars().take(8).collect();
+    // Unlock the issuing CA (scrypt) before the clock starts, as a running
+    // server already has.
+    idmint.signing_ca(idmint.default_ca()).await?;
     let timeout = Duration::from_secs(args.timeout.max(1));
     let gate = Arc::new(Semaphore::new(args.concurrency.max(1)));
     let started = Instant::now();
@@ -262,6 +265,9 @@ async fn est(idmint: Arc<Idmint>, args: EstArgs) -> anyhow::Result<ExitCode> {
             },
         )
         .await?;
+    // Unlock the batch's CA (scrypt) before the clock starts, as a running
+    // server already has.
+    idmint.signing_ca(&batch.ca).await?;
     let token_name = format!("est-loadtest-{}", batch.id);
     let secret = idmint
         .create_token(

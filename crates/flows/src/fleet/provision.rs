@@ -276,6 +276,7 @@ impl Idmint {
             ));
         };
         let existing = tx.thing(&spec.name).await?;
+        let new_thing = existing.is_none();
         let setting = |property: &str| {
             spec.overrides
                 .get(property)
@@ -320,7 +321,11 @@ impl Idmint {
             }
         }
         tx.upsert_thing(&thing).await?;
-        if set_groups && (!spec.thing_groups.is_empty() || !merge_groups) {
+        // A new thing with no groups has no group rows to write or clear.
+        if set_groups
+            && !(new_thing && spec.thing_groups.is_empty())
+            && (!spec.thing_groups.is_empty() || !merge_groups)
+        {
             tx.set_thing_groups(&spec.name, &spec.thing_groups, merge_groups)
                 .await?;
         }
