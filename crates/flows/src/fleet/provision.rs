@@ -321,11 +321,9 @@ impl Idmint {
             }
         }
         tx.upsert_thing(&thing).await?;
-        // A new thing with no groups has no group rows to write or clear.
-        if set_groups
-            && !(new_thing && spec.thing_groups.is_empty())
-            && (!spec.thing_groups.is_empty() || !merge_groups)
-        {
+        // Groups to add, or (replacing) an existing thing's groups to clear;
+        // a new thing without groups has nothing to write.
+        if set_groups && (!spec.thing_groups.is_empty() || (!merge_groups && !new_thing)) {
             tx.set_thing_groups(&spec.name, &spec.thing_groups, merge_groups)
                 .await?;
         }
