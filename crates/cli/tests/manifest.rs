@@ -440,3 +440,65 @@ fn register_refuses_bad_input() {
         .collect();
     assert_eq!(reasons, ["malformed-entry", "malformed-manifest"]);
 }
+
+#[test]
+fn signed_manifest_imports_on_postgresql() {
+    let Ok(url) = std::env::var("IDMINT_TEST_POSTGRES") else {
+        eprintln!("skipped: IDMINT_TEST_POSTGRES is not set");
+        return;
+    };
+    // A database of its own, so the test can run again on the same server.
+    let name = format!(
+        "idmint_manifest_{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_nanos()
+    );
+    let created = std::process::Command::new("psql")
+        .args([url.as_str(), "-c", &format!("CREATE DATABASE {name}")])
+        .output()
+        .expect("psql");
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let base = url.rsplit_once('/').map(|(b, _)| b).expect("database URL");
+    let store = format!("{base}/{name}");
+    let env = Env::new();
+    env.ok(&["--store", &store, "init", "--org", "PG Co"]);
+    let config = std::fs::read_to_string(env.data().join("idmint.toml")).expect("config");
+    assert!(config.contains("postgres://"), "{config}");
+    let set = env.path("set");
+    env.ok(&[
+        "manifest",
+        "generate-test",
+        "--test-set",
+        "--count",
+        "40",
+        "--out",
+        set.to_str().unwrap(),
+    ]);
+    register(&env, &set);
+    let (code, s, report) = import(&env, &set.join("good.json"), "vendor", &[]);
+    assert_eq!(code, 0, "{s}");
+    assert_eq!(
+        (s["registered"].as_u64(), s["rejected"].as_u64()),
+        (Some(40), Some(0)),
+        "{s}"
+    );
+    assert!(report.is_empty());
+    // Idempotent on PostgreSQL too.
+    let (code, s, _) = import(&env, &set.join("good.json"), "vendor", &[]);
+    assert_eq!(
+        (
+            code,
+            s["registered"].as_u64(),
+            s["alreadyRegistered"].as_u64()
+        ),
+        (0, Some(0), Some(40))
+    );
+    assert_eq!(things(&env).len(), 40);
+    assert!(env.ok(&["audit", "verify"]).contains("intact"));
+}
