@@ -328,6 +328,21 @@ fn fleet() -> Fleet {
     }
 }
 
+impl Fleet {
+    /// Runs the paho device script with the claim certificate.
+    fn claim(&self, port: u16, protocol: &str, steps: Value) -> Value {
+        paho(
+            port,
+            &self.root,
+            &self.claim_cert,
+            &self.claim_key,
+            protocol,
+            None,
+            steps,
+        )
+    }
+}
+
 fn cert_status(env: &Env, id: &str) -> String {
     env.json(&["cert", "show", id, "--json"])["status"]
         .as_str()
@@ -344,13 +359,9 @@ fn devices_provision_over_mqtt_and_reconnect_with_their_certificate() {
     // paho, MQTT 3.1.1, CreateKeysAndCertificate then RegisterThing.
     let mut subs = responses(CREATE);
     subs.extend(responses(PROVISION));
-    let report = paho(
+    let report = f.claim(
         server.mqtt,
-        &f.root,
-        &f.claim_cert,
-        &f.claim_key,
         "311",
-        None,
         json!([
             {"sub": subs},
             {"pub": CREATE, "json": {}},
@@ -530,13 +541,9 @@ fn bad_requests_are_rejected_and_leave_nothing_half_written() {
     let mut subs = responses(CREATE);
     subs.extend(responses(PROVISION));
     subs.extend(responses(CREATE_CSR));
-    let report = paho(
+    let report = f.claim(
         server.mqtt,
-        &f.root,
-        &f.claim_cert,
-        &f.claim_key,
         "311",
-        None,
         json!([
             {"sub": subs},
             {"pub": CREATE_CSR, "raw": "{not json"},
@@ -590,13 +597,9 @@ fn bad_requests_are_rejected_and_leave_nothing_half_written() {
         .json(&["cert", "list", "--json"])
         .as_array()
         .map(Vec::len);
-    let report = paho(
+    let report = f.claim(
         server.mqtt,
-        &f.root,
-        &f.claim_cert,
-        &f.claim_key,
         "5",
-        None,
         json!([
             {"pub": CREATE, "json": {}},
         ]),
@@ -617,13 +620,9 @@ fn bad_requests_are_rejected_and_leave_nothing_half_written() {
         "devices/x",
         "$aws/provisioning-templates/Other/provision/json",
     ] {
-        let report = paho(
+        let report = f.claim(
             server.mqtt,
-            &f.root,
-            &f.claim_cert,
-            &f.claim_key,
             "311",
-            None,
             json!([
                 {"pub": topic, "raw": "{}", "wait": false},
                 {"sub": ["devices/#"]},
@@ -634,13 +633,9 @@ fn bad_requests_are_rejected_and_leave_nothing_half_written() {
 
     // A disabled template refuses.
     env.ok(&["template", "update", "Fleet", "--disable"]);
-    let report = paho(
+    let report = f.claim(
         server.mqtt,
-        &f.root,
-        &f.claim_cert,
-        &f.claim_key,
         "311",
-        None,
         json!([
             {"sub": responses(PROVISION)},
             {"pub": PROVISION, "json": {"certificateOwnershipToken": "x", "parameters": {}}},

@@ -380,12 +380,7 @@ pub async fn spoil_in_batch(
     let who = caller(&s, &h, &c).await?;
     who.require(STATIONS)?;
     station_batch(&who, &id)?;
-    let req: SpoilRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        SpoilRequest::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::bad_request(format!("bad JSON: {e}")))?
-    };
+    let req: SpoilRequest = optional_json(&body)?;
     let why: String = req
         .reason
         .as_deref()
@@ -393,7 +388,8 @@ pub async fn spoil_in_batch(
         .chars()
         .take(500)
         .collect();
-    let cert = batch_certificate(&s, &id, &cert_id).await?;
+    let mut tx = s.idmint.store().begin(&who.actor).await?;
+    let cert = batch_certificate(&mut tx, &id, &cert_id).await?;
     if cert.status == CertificateStatus::Revoked {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -401,7 +397,6 @@ pub async fn spoil_in_batch(
             format!("certificate {cert_id} is already revoked"),
         ));
     }
-    let mut tx = s.idmint.store().begin(&who.actor).await?;
     tx.set_certificate_status(&cert_id, CertificateStatus::Revoked, Some(SPOILED_REASON))
         .await?;
     tx.add_spoiled(&id, 1, &why).await?;
@@ -416,12 +411,25 @@ pub async fn spoil_in_batch(
     )?))
 }
 
+/// An empty body is the request's defaults; anything else must be its JSON.
+fn optional_json<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("bad JSON: {e}")))
+}
+
+/// A certificate of `batch`, read inside the write transaction that will
+/// change it (so two stations reporting the same device cannot both count).
 async fn batch_certificate(
-    s: &Shared,
+    tx: &mut idmint_registry::WriteTx,
     batch: &str,
     cert_id: &str,
 ) -> Result<idmint_registry::Certificate, ApiError> {
-    let cert = s.idmint.store().require_certificate(cert_id).await?;
+    let cert = tx
+        .certificate(cert_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("certificate {cert_id} not found")))?;
     if cert.batch.as_deref() != Some(batch) {
         return Err(ApiError::not_found(format!(
             "certificate {cert_id} is not of batch {batch}"
@@ -455,13 +463,9 @@ pub async fn activate_in_batch(
     let who = caller(&s, &h, &c).await?;
     who.require(STATIONS)?;
     station_batch(&who, &id)?;
-    let req: ProvisionedRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        ProvisionedRequest::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::bad_request(format!("bad JSON: {e}")))?
-    };
-    let cert = batch_certificate(&s, &id, &cert_id).await?;
+    let req: ProvisionedRequest = optional_json(&body)?;
+    let mut tx = s.idmint.store().begin(&who.actor).await?;
+    let cert = batch_certificate(&mut tx, &id, &cert_id).await?;
     if cert.status != CertificateStatus::PendingActivation {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -472,7 +476,6 @@ pub async fn activate_in_batch(
             ),
         ));
     }
-    let mut tx = s.idmint.store().begin(&who.actor).await?;
     tx.set_certificate_status(&cert_id, CertificateStatus::Active, None)
         .await?;
     tx.audit(
