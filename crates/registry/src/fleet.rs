@@ -414,22 +414,69 @@ impl WriteTx {
         hash: &str,
         claim: &str,
     ) -> Result<OwnershipToken, RegistryError> {
+        let spent = sqlx::query(
+            "UPDATE ownership_tokens SET used = $1 WHERE token_sha256 = $2 AND used IS NULL AND expires > $1 AND claim_certificate_id = $3 \
+             RETURNING certificate_id, claim_certificate_id, expires",
+        )
+        .bind(now())
+        .bind(hash)
+        .bind(claim)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        if let Some(row) = spent {
+            return Ok(OwnershipToken {
+                certificate_id: row.try_get(0)?,
+                claim_certificate_id: row.try_get(1)?,
+                expires: row.try_get(2)?,
+            });
+        }
+        // Not spent: say why.
         let row = sqlx::query(TOKEN_QUERY)
             .bind(hash)
             .fetch_optional(&mut *self.tx)
             .await?;
-        let token = usable_token(row, claim)?;
+        usable_token(row, claim)?;
+        Err(RegistryError::OwnershipToken("was already used"))
+    }
+
+    /// Makes a PENDING_ACTIVATION certificate `status` and attaches it to
+    /// `thing`, in one statement (the end of RegisterThing and JITP). Fails
+    /// if the certificate is not pending any more.
+    pub async fn activate_pending(
+        &mut self,
+        id: &str,
+        status: CertificateStatus,
+        thing: &str,
+    ) -> Result<(), RegistryError> {
+        validate_name("thing name", thing)?;
         let done = sqlx::query(
-            "UPDATE ownership_tokens SET used = $1 WHERE token_sha256 = $2 AND used IS NULL",
+            "UPDATE certificates SET status = $1, thing = $2, updated = $3 WHERE id = $4 AND status = $5",
         )
+        .bind(status.as_str())
+        .bind(thing)
         .bind(now())
-        .bind(hash)
+        .bind(id)
+        .bind(CertificateStatus::PendingActivation.as_str())
         .execute(&mut *self.tx)
         .await?;
         if done.rows_affected() == 0 {
-            return Err(RegistryError::OwnershipToken("was already used"));
+            return Err(RegistryError::InvalidTransition {
+                id: id.into(),
+                from: "not PENDING_ACTIVATION".into(),
+                to: status.to_string(),
+            });
         }
-        Ok(token)
+        self.audit(
+            "certificate.status",
+            id,
+            serde_json::json!({"from": CertificateStatus::PendingActivation, "to": status, "reason": null}),
+        );
+        self.audit(
+            "certificate.attach",
+            id,
+            serde_json::json!({"thing": thing}),
+        );
+        Ok(())
     }
 
     /// Removes an expired, unused ownership token and its certificate, if

@@ -236,16 +236,6 @@ impl Idmint {
         let actor = format!("cert:{}", claim.certificate_id);
         let mut tx = self.store().begin(&actor).await?;
         let token = tx.use_ownership_token(&hash, &claim.certificate_id).await?;
-        let status = tx
-            .certificate(&token.certificate_id)
-            .await?
-            .map(|c| c.status);
-        if status != Some(CertificateStatus::PendingActivation) {
-            return Err(Rejection::invalid(
-                "InvalidCertificateOwnershipToken",
-                "the token's certificate is no longer PENDING_ACTIVATION",
-            ));
-        }
         self.apply_provisioning(&mut tx, &token.certificate_id, &provisioning)
             .await?;
         tx.audit(
@@ -331,9 +321,17 @@ impl Idmint {
             Some(TemplateStatus::Inactive) => CertificateStatus::Inactive,
             _ => CertificateStatus::Active,
         };
-        tx.set_certificate_status(certificate_id, status, None)
-            .await?;
-        tx.attach_certificate(certificate_id, &spec.name).await?;
+        // Fails, rolling everything back, if the certificate is no longer
+        // pending (e.g. revoked meanwhile).
+        tx.activate_pending(certificate_id, status, &spec.name)
+            .await
+            .map_err(|e| match e {
+                RegistryError::InvalidTransition { .. } => Rejection::invalid(
+                    "InvalidCertificateOwnershipToken",
+                    "the token's certificate is no longer PENDING_ACTIVATION",
+                ),
+                other => other.into(),
+            })?;
         for policy in &provisioning.policies {
             let name = match (&policy.name, &policy.document) {
                 (Some(name), _) => name.clone(),
