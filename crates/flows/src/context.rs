@@ -143,6 +143,24 @@ impl Idmint {
         )?)
     }
 
+    /// Checks that `leaf` chains to the CA it is registered under: that CA's
+    /// chain up to its root, plus any intermediates the holder `presented`.
+    pub async fn verify_against_ca(
+        &self,
+        ca: &str,
+        leaf: &[u8],
+        presented: &[&[u8]],
+    ) -> Result<(), FlowError> {
+        let chain = self.chain(ca).await?;
+        let (root, above) = chain
+            .split_last()
+            .ok_or_else(|| FlowError::Invalid(format!("CA {ca:?} has no certificate")))?;
+        let mut intermediates: Vec<&[u8]> = above.iter().map(Vec::as_slice).collect();
+        intermediates.extend_from_slice(presented);
+        idmint_pki::verify_chain(leaf, &intermediates, &[root.as_slice()])?;
+        Ok(())
+    }
+
     /// The chain above a CA's certificates: the CA itself, then its parents
     /// up to the root (DER, issuer first).
     pub async fn chain(&self, ca: &str) -> Result<Vec<Vec<u8>>, FlowError> {

@@ -186,18 +186,16 @@ pub async fn client_certificate(
                 cert.status
             )));
         }
-        let chain = state.idmint.chain(&cert.ca).await?;
-        let (roots, inter) = chain
-            .split_last()
-            .map(|(r, i)| {
-                (
-                    vec![r.as_slice()],
-                    i.iter().map(Vec::as_slice).collect::<Vec<_>>(),
-                )
-            })
-            .unwrap_or_default();
-        idmint_pki::verify_chain(leaf, &inter, &roots)
-            .map_err(|e| ApiError::unauthorized(format!("client certificate: {e}")))?;
+        state
+            .idmint
+            .verify_against_ca(&cert.ca, leaf, &[])
+            .await
+            .map_err(|e| match e {
+                idmint_flows::FlowError::Pki(e) => {
+                    ApiError::unauthorized(format!("client certificate: {e}"))
+                }
+                other => other.into(),
+            })?;
         return Ok(Some(ClientCert::Registered(Box::new(cert))));
     }
     let presented: Vec<&[u8]> = conn.certs.iter().skip(1).map(Vec::as_slice).collect();

@@ -122,8 +122,8 @@ impl Idmint {
         .await?;
         tx.commit().await?;
         let mut pem = certificate.pem();
-        for der in self.chain(CLAIM_CA).await?.iter().take(1) {
-            pem.push_str(&idmint_pki::to_pem("CERTIFICATE", der));
+        if let Some(claim_ca) = self.chain(CLAIM_CA).await?.first() {
+            pem.push_str(&idmint_pki::to_pem("CERTIFICATE", claim_ca));
         }
         Ok(ClaimCredentials {
             certificate_id: certificate.info.id.clone(),

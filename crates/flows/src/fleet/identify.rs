@@ -9,7 +9,7 @@ use idmint_registry::{CaKind, CertificateStatus};
 
 use super::jitp::RegisteredEvent;
 use super::Rejection;
-use crate::Idmint;
+use crate::{FlowError, Idmint};
 
 /// A connected MQTT client's identity.
 #[derive(Clone, Debug)]
@@ -62,14 +62,12 @@ impl Idmint {
                     cert.status
                 )));
             }
-            let ca_chain = self.chain(&cert.ca).await?;
-            let (root, above) = ca_chain
-                .split_last()
-                .ok_or_else(|| refused("the certificate's CA is unknown"))?;
-            let mut intermediates: Vec<&[u8]> = above.iter().map(Vec::as_slice).collect();
-            intermediates.extend(presented.iter().copied());
-            idmint_pki::verify_chain(leaf, &intermediates, &[root.as_slice()])
-                .map_err(|e| refused(format!("client certificate: {e}")))?;
+            self.verify_against_ca(&cert.ca, leaf, &presented)
+                .await
+                .map_err(|e| match e {
+                    FlowError::Pki(e) => refused(format!("client certificate: {e}")),
+                    other => other.into(),
+                })?;
             if let Some(claim) = store.claim(&cert.id).await? {
                 return Ok(MqttIdentity::Claim {
                     certificate_id: cert.id,

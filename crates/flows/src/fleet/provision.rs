@@ -18,6 +18,7 @@ use zeroize::Zeroizing;
 use super::hook::{template_arn, HookRequest};
 use super::Rejection;
 use crate::issue::{certificate_record, IssueOptions};
+use crate::tokens::token_hash;
 use crate::Idmint;
 
 /// The claim certificate a request arrived with, as the MQTT edge knows it.
@@ -61,13 +62,6 @@ pub(crate) fn certificate_parameters(info: &CertificateInfo) -> BTreeMap<String,
         .collect();
     params.insert("AWS::IoT::Certificate::Id".into(), info.id.clone());
     params
-}
-
-fn token_hash(token: &str) -> String {
-    hex::encode(aws_lc_rs::digest::digest(
-        &aws_lc_rs::digest::SHA256,
-        token.as_bytes(),
-    ))
 }
 
 impl Idmint {
