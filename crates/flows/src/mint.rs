@@ -70,8 +70,6 @@ use crate::{FlowError, Idmint};
 const CHUNK: usize = 256;
 /// Devices registered per registry transaction (at most).
 const PER_COMMIT: usize = 2048;
-/// Rows per multi-row INSERT statement (see `commit_items`).
-const ROWS: usize = 24;
 /// Bytes of rendered images a work unit may hold in memory.
 const CHUNK_BYTES: usize = 16 << 20;
 /// Bytes of slack left for DER length variations (signature sizes, serials)
@@ -739,18 +737,9 @@ impl Idmint {
         let items: Vec<MintItem> = minted.iter().map(|m| m.item.clone()).collect();
         let mut tx = self.store().begin(actor).await?;
         tx.reserve_quota(&plan.batch, minted.len() as i64).await?;
-        // Small multi-row INSERTs: SQLite's driver looks up each `$n`
-        // parameter by name, which is quadratic in the parameters of one
-        // statement (at 400 rows it dominated the whole mint).
-        for ((things, certs), items) in things
-            .chunks(ROWS)
-            .zip(certs.chunks(ROWS))
-            .zip(items.chunks(ROWS))
-        {
-            tx.insert_things(things).await?;
-            tx.insert_certificates(certs).await?;
-            tx.insert_mint_items(items).await?;
-        }
+        tx.insert_things(&things).await?;
+        tx.insert_certificates(&certs).await?;
+        tx.insert_mint_items(&items).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use sqlx::Row;
 
-use crate::write::changed;
+use crate::write::{changed, placeholder_groups};
 use crate::{now, RegistryError, Store, WriteTx};
 
 /// Keys per `IN (...)` lookup (well under the bind limits).
@@ -55,8 +55,8 @@ impl WriteTx {
         let mut found = HashMap::new();
         for chunk in ids.chunks(KEYS_PER_QUERY) {
             let sql = format!(
-                "SELECT id, thing, batch, ca FROM certificates WHERE id IN ({})",
-                placeholders(chunk.len())
+                "SELECT id, thing, batch, ca FROM certificates WHERE id IN {}",
+                placeholder_groups(self.backend, chunk.len(), 1)
             );
             let mut q = sqlx::query(&sql);
             for id in chunk {
@@ -109,8 +109,8 @@ impl WriteTx {
         let mut found = HashMap::new();
         for chunk in names.chunks(KEYS_PER_QUERY) {
             let sql = format!(
-                "SELECT name, device_id FROM things WHERE name IN ({})",
-                placeholders(chunk.len())
+                "SELECT name, device_id FROM things WHERE name IN {}",
+                placeholder_groups(self.backend, chunk.len(), 1)
             );
             let mut q = sqlx::query(&sql);
             for n in chunk {
@@ -135,7 +135,10 @@ impl WriteTx {
     ) -> Result<HashMap<String, String>, RegistryError> {
         let mut found = HashMap::new();
         for chunk in keys.chunks(KEYS_PER_QUERY) {
-            let sql = format!("{prefix} ({})", placeholders(chunk.len()));
+            let sql = format!(
+                "{prefix} {}",
+                placeholder_groups(self.backend, chunk.len(), 1)
+            );
             let mut q = sqlx::query(&sql);
             for k in chunk {
                 q = q.bind(*k);
@@ -207,12 +210,4 @@ impl Store {
             })
             .collect()
     }
-}
-
-/// `$1, $2, ... $n`.
-fn placeholders(n: usize) -> String {
-    (1..=n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }

@@ -7,12 +7,8 @@ use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use crate::write::{multi_insert, unique_to};
+use crate::write::{multi_insert, unique_to, ROWS_PER_INSERT};
 use crate::{now, RegistryError, Store, WriteTx};
-
-/// Rows per multi-row INSERT (small: SQLite's driver resolves `$n` names
-/// in time quadratic in a statement's parameters).
-const ROWS_PER_INSERT: usize = 24;
 
 /// An item is good: its image was written and its certificate registered.
 pub const MINT_ITEM_OK: &str = "OK";
@@ -104,6 +100,7 @@ impl WriteTx {
         let now = now();
         for chunk in items.chunks(ROWS_PER_INSERT) {
             let sql = multi_insert(
+                self.backend,
                 "INSERT INTO mint_items (device_id, batch, number, thing, certificate_id, image_file, image_sha256, state, created) VALUES ",
                 9,
                 chunk.len(),

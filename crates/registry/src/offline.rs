@@ -13,11 +13,8 @@ use sqlx::Row;
 use time::OffsetDateTime;
 
 use crate::store::ts;
-use crate::write::{multi_insert, unique_to};
+use crate::write::{multi_insert, unique_to, ROWS_PER_INSERT};
 use crate::{now, validate_name, RegistryError, Store, WriteTx};
-
-/// Rows per multi-row INSERT (small: see `write.rs`).
-const ROWS_PER_INSERT: usize = 32;
 
 /// An offline batch authorization as the maker registered it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -229,6 +226,7 @@ impl WriteTx {
         };
         for chunk in records.chunks(ROWS_PER_INSERT) {
             let sql = multi_insert(
+                self.backend,
                 "INSERT INTO offline_log_records (batch, seq, hash, event, certificate_id, serial, hw_id, finding, reconciled) VALUES ",
                 9,
                 chunk.len(),

@@ -6,14 +6,13 @@ use sqlx::{Any, Row, Transaction};
 use crate::audit::record_hash;
 use crate::store::{certificate_from_row, thing_from_row, CERT_COLUMNS, THING_COLUMNS};
 use crate::{
-    now, validate_name, AuditRecord, CaKind, Certificate, CertificateStatus, NewBatch, NewCa,
-    NewCertificate, NewThing, RegistryError, Store, Thing,
+    now, validate_name, AuditRecord, Backend, CaKind, Certificate, CertificateStatus, NewBatch,
+    NewCa, NewCertificate, NewThing, RegistryError, Store, Thing,
 };
 
-/// Rows per multi-row INSERT. Small on purpose: sqlx's SQLite driver looks
-/// up `$N` parameters by name, which grows quadratically with the number of
-/// parameters in one statement.
-const ROWS_PER_INSERT: usize = 32;
+/// Rows per multi-row INSERT (at most 14 columns: well under SQLite's
+/// 32,766 and PostgreSQL's 65,535 bound values per statement).
+pub(crate) const ROWS_PER_INSERT: usize = 256;
 
 /// How long a writer waits for this process's other writers (SQLite).
 const GATE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -22,6 +21,8 @@ const GATE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// everything back, audit records included.
 pub struct WriteTx {
     pub(crate) tx: Transaction<'static, Any>,
+    /// Which database (the placeholder syntax differs).
+    pub(crate) backend: Backend,
     /// Held until commit or drop (SQLite: this process's writer queue).
     _gate: Option<tokio::sync::OwnedMutexGuard<()>>,
     actor: String,
@@ -51,6 +52,7 @@ impl WriteTx {
             .await?;
         Ok(WriteTx {
             tx,
+            backend: store.backend(),
             _gate: gate,
             actor: actor.to_string(),
             seq: row.try_get(0)?,
@@ -107,6 +109,7 @@ impl WriteTx {
         let pending = std::mem::take(&mut self.pending);
         for chunk in pending.chunks(ROWS_PER_INSERT) {
             let sql = multi_insert(
+                self.backend,
                 "INSERT INTO audit_log (seq, time, actor, action, subject, details, prev_hash, hash) VALUES ",
                 8,
                 chunk.len(),
@@ -258,6 +261,7 @@ impl WriteTx {
         let now = now();
         for chunk in things.chunks(ROWS_PER_INSERT) {
             let sql = multi_insert(
+                self.backend,
                 "INSERT INTO things (name, thing_type, attributes, device_id, batch, created, updated) VALUES ",
                 7,
                 chunk.len(),
@@ -301,6 +305,7 @@ impl WriteTx {
         let now = now();
         for chunk in certs.chunks(ROWS_PER_INSERT) {
             let sql = multi_insert(
+                self.backend,
                 "INSERT INTO certificates (id, serial, ca, thing, status, subject, key_type, not_before, not_after, public_key_sha256, batch, der, created, updated) VALUES ",
                 14,
                 chunk.len(),
@@ -559,10 +564,19 @@ impl WriteTx {
     }
 }
 
-/// `prefix` followed by `rows` groups of `columns` numbered placeholders.
-pub(crate) fn multi_insert(prefix: &str, columns: usize, rows: usize) -> String {
-    let mut sql = String::with_capacity(prefix.len() + rows * columns * 6);
-    sql.push_str(prefix);
+/// `prefix` followed by `rows` groups of `columns` placeholders.
+pub(crate) fn multi_insert(backend: Backend, prefix: &str, columns: usize, rows: usize) -> String {
+    let mut sql = String::from(prefix);
+    sql.push_str(&placeholder_groups(backend, columns, rows));
+    sql
+}
+
+/// `rows` parenthesised groups of `columns` placeholders, comma-separated,
+/// bound in order: plain `?` on SQLite (a `$N` name costs SQLite a walk of
+/// the statement's parameter list for every value bound, quadratic in a
+/// multi-row INSERT), `$1` … `$n` on PostgreSQL.
+pub(crate) fn placeholder_groups(backend: Backend, columns: usize, rows: usize) -> String {
+    let mut sql = String::with_capacity(rows * (columns * 6 + 3));
     let mut n = 0;
     for r in 0..rows {
         if r > 0 {
@@ -574,8 +588,13 @@ pub(crate) fn multi_insert(prefix: &str, columns: usize, rows: usize) -> String 
                 sql.push(',');
             }
             n += 1;
-            sql.push('$');
-            sql.push_str(&n.to_string());
+            match backend {
+                Backend::Sqlite => sql.push('?'),
+                Backend::Postgres => {
+                    sql.push('$');
+                    sql.push_str(&n.to_string());
+                }
+            }
         }
         sql.push(')');
     }
