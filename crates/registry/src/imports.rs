@@ -1,12 +1,13 @@
 //! Registry support for bulk imports of outside certificates (vendor
 //! manifests): set lookups that find what is already registered, inside the
 //! write transaction that will register the rest, import batch counting,
-//! and paged export reads.
+//! and paged export reads (with each certificate's issuer chain).
 
 use std::collections::{BTreeMap, HashMap};
 
 use sqlx::Row;
 
+use crate::chains::chains_in_range;
 use crate::write::{changed, placeholder_groups};
 use crate::{now, RegistryError, Store, WriteTx};
 
@@ -44,6 +45,9 @@ pub struct ExportedCertificate {
     pub device_id: Option<String>,
     /// The thing's attributes.
     pub attributes: BTreeMap<String, String>,
+    /// The intermediates (DER) it was imported through, its issuer first;
+    /// empty when it chains to its CA directly.
+    pub chain: Vec<Vec<u8>>,
 }
 
 impl WriteTx {
@@ -167,7 +171,8 @@ impl WriteTx {
 
 impl Store {
     /// A page of certificates of a batch or of a CA, ordered by id, after
-    /// `after` (exclusive), with their things' device ids and attributes.
+    /// `after` (exclusive), with their things' device ids and attributes and
+    /// their issuer chains (one more query per page, not per certificate).
     pub async fn export_page(
         &self,
         batch: Option<&str>,
@@ -175,24 +180,30 @@ impl Store {
         after: Option<&str>,
         limit: i64,
     ) -> Result<Vec<ExportedCertificate>, RegistryError> {
-        let mut sql = String::from(
-            "SELECT c.id, c.der, c.thing, t.device_id, t.attributes FROM certificates c LEFT JOIN things t ON t.name = c.thing WHERE 1 = 1",
-        );
+        let mut filter = String::from("1 = 1");
         let mut binds: Vec<&str> = Vec::new();
-        for (column, value) in [("c.batch", batch), ("c.ca", ca), ("c.id >", after)] {
+        for (column, value) in [("c.batch", batch), ("c.ca", ca)] {
             if let Some(v) = value {
                 binds.push(v);
-                let op = if column.ends_with('>') { "" } else { " =" };
-                sql.push_str(&format!(" AND {column}{op} ${}", binds.len()));
+                filter.push_str(&format!(" AND {column} = ${}", binds.len()));
             }
+        }
+        let mut sql = format!(
+            "SELECT c.id, c.der, c.thing, t.device_id, t.attributes FROM certificates c LEFT JOIN things t ON t.name = c.thing WHERE {filter}"
+        );
+        let mut page_binds = binds.clone();
+        if let Some(a) = after {
+            page_binds.push(a);
+            sql.push_str(&format!(" AND c.id > ${}", page_binds.len()));
         }
         sql.push_str(&format!(" ORDER BY c.id LIMIT {}", limit.max(0)));
         let mut q = sqlx::query(&sql);
-        for b in binds {
+        for b in page_binds {
             q = q.bind(b);
         }
         let rows = q.fetch_all(&self.pool).await?;
-        rows.iter()
+        let mut page = rows
+            .iter()
             .map(|row| {
                 let attributes: Option<String> = row.try_get(4)?;
                 let attributes = match attributes {
@@ -206,8 +217,19 @@ impl Store {
                     thing: row.try_get(2)?,
                     device_id: row.try_get(3)?,
                     attributes,
+                    chain: Vec::new(),
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>, RegistryError>>()?;
+        if let (Some(first), Some(last)) = (page.first(), page.last()) {
+            let mut chains =
+                chains_in_range(&self.pool, &filter, &binds, &first.id, &last.id).await?;
+            for c in &mut page {
+                if let Some(chain) = chains.remove(&c.id) {
+                    c.chain = chain;
+                }
+            }
+        }
+        Ok(page)
     }
 }

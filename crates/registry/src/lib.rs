@@ -22,6 +22,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod audit;
+mod chains;
 mod error;
 mod fleet;
 mod imports;
@@ -33,6 +34,7 @@ mod tokens;
 mod write;
 
 pub use audit::{AuditFault, AuditReport};
+pub use chains::{NewChain, NewIntermediate};
 pub use error::RegistryError;
 pub use fleet::{Claim, NewTemplate, OwnershipToken, ProvisioningTemplate, TemplateKind};
 pub use imports::{ExportedCertificate, RegisteredCertificate, RegisteredThing};

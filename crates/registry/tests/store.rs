@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use idmint_registry::{
     AuditReport, BatchKind, CaKind, CertificateFilter, CertificateStatus, NewBatch, NewCa,
-    NewCertificate, NewThing, OwnershipToken, RegistryError, Store,
+    NewCertificate, NewChain, NewIntermediate, NewThing, OwnershipToken, RegistryError, Store,
 };
 use sqlx::Connection;
 
@@ -410,6 +410,117 @@ async fn an_ownership_token_works_once_under_concurrency_and_expires() {
         tx.commit().await.unwrap();
         assert!(store.certificate("c2").await.unwrap().is_none());
         assert!(store.certificate("c1").await.unwrap().is_some());
+        assert!(store.verify_audit().await.unwrap().intact());
+    }
+}
+
+fn intermediate(id: &str) -> NewIntermediate {
+    NewIntermediate {
+        id: id.to_string(),
+        subject: format!("CN=Intermediate {id}"),
+        der: id.as_bytes().to_vec(),
+    }
+}
+
+#[tokio::test]
+async fn issuer_chains_are_stored_once_and_exported_with_each_page() {
+    for (url, store, _dir) in stores().await {
+        ca(&store).await;
+        let mut tx = store.begin("test").await.unwrap();
+        tx.insert_certificates(&[
+            cert("aa", "01", None, Some("b1")),
+            cert("bb", "02", None, Some("b1")),
+            cert("cc", "03", None, Some("b1")),
+            cert("dd", "04", None, Some("b2")),
+        ])
+        .await
+        .unwrap();
+        // The same intermediate twice in one call is stored (and audited) once.
+        tx.insert_intermediates(&[intermediate("i1"), intermediate("i2"), intermediate("i1")])
+            .await
+            .unwrap();
+        tx.insert_chains(&[
+            NewChain {
+                certificate: "aa".into(),
+                intermediates: vec!["i1".into()],
+            },
+            NewChain {
+                certificate: "bb".into(),
+                intermediates: vec!["i2".into(), "i1".into()],
+            },
+            NewChain {
+                certificate: "dd".into(),
+                intermediates: vec!["i1".into()],
+            },
+        ])
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        let before = store.verify_audit().await.unwrap().records;
+
+        // Stored already: nothing written, nothing audited.
+        let mut tx = store.begin("test").await.unwrap();
+        tx.insert_intermediates(&[intermediate("i1")])
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(store.verify_audit().await.unwrap().records, before, "{url}");
+
+        // Pages of batch b1: chains in order, issuer first; dd (batch b2,
+        // inside the id range of no page of b1) is not mixed in.
+        let page = store.export_page(Some("b1"), None, None, 2).await.unwrap();
+        let ids: Vec<&str> = page.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["aa", "bb"], "{url}");
+        assert_eq!(page[0].chain, vec![b"i1".to_vec()]);
+        assert_eq!(page[1].chain, vec![b"i2".to_vec(), b"i1".to_vec()]);
+        let page = store
+            .export_page(Some("b1"), None, Some("bb"), 2)
+            .await
+            .unwrap();
+        assert_eq!(page.len(), 1);
+        assert_eq!((page[0].id.as_str(), page[0].chain.len()), ("cc", 0));
+        let page = store
+            .export_page(None, Some("issuing"), Some("bb"), 10)
+            .await
+            .unwrap();
+        let chains: Vec<(&str, usize)> = page
+            .iter()
+            .map(|c| (c.id.as_str(), c.chain.len()))
+            .collect();
+        assert_eq!(chains, [("cc", 0), ("dd", 1)], "{url}");
+
+        // A chain naming an intermediate never stored is refused, and the
+        // transaction leaves nothing behind.
+        let mut tx = store.begin("test").await.unwrap();
+        tx.insert_certificate(&cert("ee", "05", None, Some("b1")))
+            .await
+            .unwrap();
+        let err = tx
+            .insert_chains(&[NewChain {
+                certificate: "ee".into(),
+                intermediates: vec!["nope".into()],
+            }])
+            .await;
+        assert!(err.is_err(), "{url}");
+        drop(tx);
+        assert!(store.certificate("ee").await.unwrap().is_none());
+
+        // Deleting a certificate takes its chain with it; registering it
+        // again records its chain afresh.
+        let mut tx = store.begin("test").await.unwrap();
+        tx.delete_certificate("bb", "test").await.unwrap();
+        tx.insert_certificate(&cert("bb", "02", None, Some("b1")))
+            .await
+            .unwrap();
+        tx.insert_chains(&[NewChain {
+            certificate: "bb".into(),
+            intermediates: vec!["i1".into()],
+        }])
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        let page = store.export_page(Some("b1"), None, None, 10).await.unwrap();
+        assert_eq!(page[1].chain, vec![b"i1".to_vec()], "{url}");
         assert!(store.verify_audit().await.unwrap().intact());
     }
 }
