@@ -2,13 +2,14 @@
 //! HSM vendor) through the real binary: vendor CA registration, import of
 //! every manifest format with the registry checked afterwards, every
 //! tampered case rejected with the right reason, idempotent re-import, and
-//! export then import into a second, fresh data directory.
+//! export then import into a second, fresh data directory (one that trusts
+//! only the vendor root too: exports carry the vendor's intermediate).
 
 mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::Env;
+use common::{openssl, Env};
 
 /// An initialised data dir with the vendor's test set generated and its
 /// CAs registered (`vendor`: the root with the log signer; `vendor-signer`:
@@ -319,9 +320,9 @@ fn export_then_import_into_a_fresh_data_dir() {
     let fresh_tar = Env::init(&[]);
     register(&fresh_tar, &set);
     let exports = [
-        // The vendor signer CA (x5c[1] of the signed manifest) is not kept
-        // with the certificates, so the receiving side anchors the exported
-        // JSON lines at the signer CA.
+        // Anchored at the signer CA, the receiving side verifies the device
+        // certificates directly (the intermediate in the bundles is not
+        // needed; see the root-only test below).
         (
             "jsonl",
             ["--batch", batch.as_str()],
@@ -501,4 +502,130 @@ fn signed_manifest_imports_on_postgresql() {
     );
     assert_eq!(things(&env).len(), 40);
     assert!(env.ok(&["audit", "verify"]).contains("intact"));
+}
+
+/// The certificates (DER) of each entry of an export, leaf first, sorted
+/// by leaf.
+fn exported_bundles(format: &str, path: &Path) -> Vec<Vec<Vec<u8>>> {
+    let ders = |text: &[u8]| -> Vec<Vec<u8>> {
+        pem::parse_many(text)
+            .unwrap()
+            .into_iter()
+            .map(|p| p.into_contents())
+            .collect()
+    };
+    let mut bundles: Vec<Vec<Vec<u8>>> = match format {
+        "jsonl" => std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                ders(v["certificatePem"].as_str().unwrap().as_bytes())
+            })
+            .collect(),
+        // Every row's certificate_pem is one bundle of two certificates.
+        "csv" => ders(&std::fs::read(path).unwrap())
+            .chunks(2)
+            .map(<[Vec<u8>]>::to_vec)
+            .collect(),
+        "pem-tar" => {
+            let mut archive = tar::Archive::new(std::fs::File::open(path).unwrap());
+            archive
+                .entries()
+                .unwrap()
+                .map(|e| {
+                    let mut text = Vec::new();
+                    std::io::Read::read_to_end(&mut e.unwrap(), &mut text).unwrap();
+                    ders(&text)
+                })
+                .collect()
+        }
+        other => panic!("no format {other}"),
+    };
+    bundles.sort();
+    bundles
+}
+
+#[test]
+fn exports_carry_the_intermediate_to_a_registry_that_trusts_only_the_root() {
+    let (env, set) = vendor_env(3);
+    let (code, s, _) = import(&env, &set.join("good.json"), "vendor", &[]);
+    assert_eq!((code, s["registered"].as_u64()), (0, Some(3)), "{s}");
+    let batch = s["batch"].as_str().unwrap().to_string();
+    let root = set.join("vendor-root.pem");
+    let signer_ca = pem::parse(std::fs::read(set.join("signer-ca.pem")).unwrap())
+        .unwrap()
+        .into_contents();
+
+    for format in ["jsonl", "csv", "pem-tar"] {
+        let out = env.path(&format!("chain-export.{format}"));
+        env.ok(&[
+            "manifest",
+            "export",
+            "--batch",
+            &batch,
+            "--format",
+            format,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+
+        // Each entry: the device certificate, then the vendor's signer CA;
+        // openssl verifies the bundle against the root alone, and only
+        // with the bundle's intermediate.
+        let bundles = exported_bundles(format, &out);
+        assert_eq!(bundles.len(), 3, "{format}");
+        for (n, bundle) in bundles.iter().enumerate() {
+            assert_eq!(bundle.len(), 2, "{format}");
+            assert_eq!(bundle[1], signer_ca, "{format}");
+            let file = env.path(&format!("bundle-{format}-{n}.pem"));
+            let text: String = bundle
+                .iter()
+                .map(|der| idmint_pki::to_pem("CERTIFICATE", der))
+                .collect();
+            std::fs::write(&file, text).unwrap();
+            let (root, file) = (root.to_str().unwrap(), file.to_str().unwrap());
+            let (ok, text) = openssl(&["verify", "-CAfile", root, "-untrusted", file, file]);
+            assert!(ok && text.contains(": OK"), "{format}: {text}");
+            let (ok, _) = openssl(&["verify", "-CAfile", root, file]);
+            assert!(!ok, "{format}: verifies without its intermediate");
+        }
+
+        // A fresh registry that trusts only the vendor root registers every
+        // entry, keeps the chain, and hands it on in its own export.
+        let fresh = Env::init(&[]);
+        fresh.ok(&[
+            "ca",
+            "register",
+            "--name",
+            "vendor",
+            "--cert",
+            root.to_str().unwrap(),
+        ]);
+        let (code, s, report) = import(&fresh, &out, "vendor", &[]);
+        assert_eq!(code, 0, "{format}: {report:?}");
+        assert_eq!(
+            (s["registered"].as_u64(), s["rejected"].as_u64()),
+            (Some(3), Some(0)),
+            "{format}: {s}"
+        );
+        assert_eq!(
+            thing(&things(&fresh), "0123000000000000ee")["deviceId"],
+            "0123000000000000ee",
+            "{format}"
+        );
+        let again = fresh.path(&format!("again.{format}"));
+        fresh.ok(&[
+            "manifest",
+            "export",
+            "--ca",
+            "vendor",
+            "--format",
+            format,
+            "--out",
+            again.to_str().unwrap(),
+        ]);
+        assert_eq!(exported_bundles(format, &again), bundles, "{format}");
+        assert!(fresh.ok(&["audit", "verify"]).contains("intact"));
+    }
 }

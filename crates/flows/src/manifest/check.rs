@@ -32,6 +32,9 @@ pub struct CheckedEntry {
     pub info: CertificateInfo,
     /// The certificate DER.
     pub der: Vec<u8>,
+    /// The offered intermediates it chains to the CA through (DER, its
+    /// issuer first); empty when the CA signed it directly.
+    pub chain: Vec<Vec<u8>>,
 }
 
 /// The trust decisions for one import, shared by the worker threads.
@@ -81,7 +84,7 @@ impl Checker {
 
     fn check_inner(
         &self,
-        entry: ManifestEntry,
+        mut entry: ManifestEntry,
         cache: &mut CheckCache,
     ) -> Result<CheckedEntry, Rejection> {
         let (_, cert) = X509Certificate::from_der(&entry.certificate_der).map_err(|e| {
@@ -163,7 +166,10 @@ impl Checker {
                 "a CA certificate, not a device certificate",
             ));
         }
-        self.chain(&cert, &entry.intermediates, cache)?;
+        let chain = match self.chain(&cert, &entry.intermediates, cache)? {
+            Some(i) => vec![entry.intermediates.swap_remove(i)],
+            None => Vec::new(),
+        };
         if self.now < info.not_before {
             return Err(Rejection::new(
                 Reason::NotYetValid,
@@ -233,15 +239,18 @@ impl Checker {
             attributes: entry.attributes,
             info,
             der: entry.certificate_der,
+            chain,
         })
     }
 
+    /// Checks that `leaf` chains to the anchor, directly (`None`) or through
+    /// the offered intermediate at the index returned.
     fn chain(
         &self,
         leaf: &X509Certificate<'_>,
         intermediates: &[Vec<u8>],
         cache: &mut CheckCache,
-    ) -> Result<(), Rejection> {
+    ) -> Result<Option<usize>, Rejection> {
         let untrusted = || {
             Rejection::new(
                 Reason::UntrustedIssuer,
@@ -257,9 +266,10 @@ impl Checker {
         if leaf.issuer().as_raw() == anchor.subject().as_raw() {
             return leaf
                 .verify_signature(Some(anchor.public_key()))
+                .map(|()| None)
                 .map_err(|_| untrusted());
         }
-        for der in intermediates {
+        for (i, der) in intermediates.iter().enumerate() {
             let Ok((_, inter)) = X509Certificate::from_der(der) else {
                 continue;
             };
@@ -280,6 +290,7 @@ impl Checker {
             }
             return leaf
                 .verify_signature(Some(inter.public_key()))
+                .map(|()| Some(i))
                 .map_err(|_| untrusted());
         }
         Err(untrusted())

@@ -1,6 +1,9 @@
 //! `manifest export`: the certificates of a batch or a CA, page by page, as
 //! JSON lines (AWS IoT bulk registration shape), CSV, or a tar of PEM
-//! files, each importable back with `manifest import`.
+//! files, each importable back with `manifest import`. Each certificate
+//! goes out as a PEM bundle: the device certificate, then the
+//! intermediates it was imported through (its issuer first), so a registry
+//! that trusts only the vendor root can verify it.
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -17,11 +20,13 @@ const PAGE: i64 = 1000;
 /// An export format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExportFormat {
-    /// `{"certificatePem", "parameters": {"ThingName", "uniqueId", ...}}` per line.
+    /// `{"certificatePem", "parameters": {"ThingName", "uniqueId", ...}}` per
+    /// line; `certificatePem` is the PEM bundle.
     Jsonl,
-    /// `unique_id,certificate_pem,thing_name,<attributes...>`.
+    /// `unique_id,certificate_pem,thing_name,<attributes...>`;
+    /// `certificate_pem` is the PEM bundle.
     Csv,
-    /// A tar of `<unique id>.pem` files.
+    /// A tar of `<unique id>.pem` files, each a PEM bundle.
     PemTar,
 }
 
@@ -87,7 +92,8 @@ impl Idmint {
                         if let Some(d) = &c.device_id {
                             params.insert("uniqueId".into(), d.clone().into());
                         }
-                        let line = serde_json::json!({"certificatePem": to_pem("CERTIFICATE", &c.der), "parameters": params});
+                        let line =
+                            serde_json::json!({"certificatePem": bundle(c), "parameters": params});
                         writeln!(out, "{line}").map_err(io)?;
                         count += 1;
                     }
@@ -107,11 +113,8 @@ impl Idmint {
                     .map_err(|e| FlowError::Invalid(e.to_string()))?;
                 self.each_page(selector, &mut |page| {
                     for c in page {
-                        let mut row = vec![
-                            unique_id(c),
-                            to_pem("CERTIFICATE", &c.der),
-                            c.thing.clone().unwrap_or_default(),
-                        ];
+                        let mut row =
+                            vec![unique_id(c), bundle(c), c.thing.clone().unwrap_or_default()];
                         row.extend(
                             columns
                                 .iter()
@@ -130,7 +133,7 @@ impl Idmint {
                 let mut tar = tar::Builder::new(&mut *out);
                 self.each_page(selector, &mut |page| {
                     for c in page {
-                        let pem = to_pem("CERTIFICATE", &c.der);
+                        let pem = bundle(c);
                         let mut header = tar::Header::new_gnu();
                         header.set_size(pem.len() as u64);
                         header.set_mode(0o644);
@@ -176,6 +179,15 @@ impl Idmint {
             f(&page)?;
         }
     }
+}
+
+/// The device certificate, then its chain (issuer first), as PEM.
+fn bundle(c: &ExportedCertificate) -> String {
+    let mut pem = to_pem("CERTIFICATE", &c.der);
+    for der in &c.chain {
+        pem.push_str(&to_pem("CERTIFICATE", der));
+    }
+    pem
 }
 
 fn unique_id(c: &ExportedCertificate) -> String {

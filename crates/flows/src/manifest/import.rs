@@ -8,14 +8,21 @@
 //! one manifest, is rejected with a duplicate reason. The import batch is
 //! created with the first new entry, so a re-import that registers nothing
 //! leaves no empty batch behind.
+//!
+//! A certificate accepted through an offered intermediate is registered
+//! with it (the intermediate stored once, its chain recorded in the same
+//! transaction as the certificate), so an export hands it on.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Instant;
 
-use idmint_registry::{BatchKind, CertificateStatus, NewBatch, NewCertificate, NewThing};
+use idmint_pki::CertificateInfo;
+use idmint_registry::{
+    BatchKind, CertificateStatus, NewBatch, NewCertificate, NewChain, NewIntermediate, NewThing,
+};
 
 use super::check::{CheckCache, CheckedEntry, Checker};
 use super::source::read_entries;
@@ -195,6 +202,7 @@ impl Idmint {
             batch_id,
             batch_created_now: false,
             batch_exists: existing_batch.is_some(),
+            intermediates: HashMap::new(),
             summary: ImportSummary {
                 format: format.as_str().to_string(),
                 ..ImportSummary::default()
@@ -298,6 +306,9 @@ struct Run<'a> {
     batch_id: String,
     batch_created_now: bool,
     batch_exists: bool,
+    /// Intermediates met so far, by DER: their certificate id, and whether
+    /// a committed transaction of this run has stored them.
+    intermediates: HashMap<Vec<u8>, (String, bool)>,
     summary: ImportSummary,
 }
 
@@ -331,6 +342,8 @@ impl Run<'_> {
         );
         let mut new_things = Vec::new();
         let mut new_certs = Vec::new();
+        let mut new_intermediates = Vec::new();
+        let mut new_chains = Vec::new();
         for e in &entries {
             let reject = |reason: Reason, message: String| Rejection {
                 index: e.index,
@@ -424,6 +437,16 @@ impl Run<'_> {
                 batch: Some(self.batch_id.clone()),
                 der: e.der.clone(),
             });
+            if !e.chain.is_empty() {
+                let mut ids = Vec::with_capacity(e.chain.len());
+                for der in &e.chain {
+                    ids.push(self.intermediate_id(der, &mut new_intermediates)?);
+                }
+                new_chains.push(NewChain {
+                    certificate: e.info.id.clone(),
+                    intermediates: ids,
+                });
+            }
         }
         if new_certs.is_empty() {
             return Ok(());
@@ -446,13 +469,48 @@ impl Run<'_> {
             .await?;
         tx.insert_things(&new_things).await?;
         tx.insert_certificates(&new_certs).await?;
+        tx.insert_intermediates(&new_intermediates).await?;
+        tx.insert_chains(&new_chains).await?;
         tx.commit().await?;
+        for i in &new_intermediates {
+            if let Some(known) = self.intermediates.get_mut(&i.der) {
+                known.1 = true;
+            }
+        }
         if !self.batch_exists {
             self.batch_exists = true;
             self.batch_created_now = true;
         }
         self.summary.registered += new_certs.len() as u64;
         Ok(())
+    }
+
+    /// The certificate id of an intermediate; queues it in `new` unless
+    /// this run stored it already (or queued it for this transaction).
+    fn intermediate_id(
+        &mut self,
+        der: &[u8],
+        new: &mut Vec<NewIntermediate>,
+    ) -> Result<String, FlowError> {
+        if let Some((id, stored)) = self.intermediates.get(der) {
+            if !*stored && !new.iter().any(|i| i.id == *id) {
+                new.push(NewIntermediate {
+                    id: id.clone(),
+                    subject: CertificateInfo::from_der(der)?.subject,
+                    der: der.to_vec(),
+                });
+            }
+            return Ok(id.clone());
+        }
+        let info = CertificateInfo::from_der(der)?;
+        self.intermediates
+            .insert(der.to_vec(), (info.id.clone(), false));
+        new.push(NewIntermediate {
+            id: info.id.clone(),
+            subject: info.subject,
+            der: der.to_vec(),
+        });
+        Ok(info.id)
     }
 
     async fn finish(mut self, started: Instant) -> Result<ImportSummary, FlowError> {

@@ -192,7 +192,7 @@ impl ManifestEntry {
             RawBody::Signed(text) => Self::from_signed(index, &text),
             RawBody::JsonLine(text) => Self::from_json_line(index, &text),
             RawBody::Pem { name, bytes } => {
-                let der = certificate_bytes(&bytes)?;
+                let (der, intermediates) = certificate_bytes(&bytes)?;
                 let stem = file_stem(&name);
                 Ok(ManifestEntry {
                     index,
@@ -200,7 +200,7 @@ impl ManifestEntry {
                     thing_name: None,
                     attributes: BTreeMap::new(),
                     certificate_der: der,
-                    intermediates: Vec::new(),
+                    intermediates,
                     signed: None,
                 })
             }
@@ -209,15 +209,18 @@ impl ManifestEntry {
                 certificate,
                 thing_name,
                 attributes,
-            } => Ok(ManifestEntry {
-                index,
-                unique_id: Some(unique_id).filter(|u| !u.is_empty()),
-                thing_name,
-                attributes,
-                certificate_der: certificate_bytes(&certificate)?,
-                intermediates: Vec::new(),
-                signed: None,
-            }),
+            } => {
+                let (der, intermediates) = certificate_bytes(&certificate)?;
+                Ok(ManifestEntry {
+                    index,
+                    unique_id: Some(unique_id).filter(|u| !u.is_empty()),
+                    thing_name,
+                    attributes,
+                    certificate_der: der,
+                    intermediates,
+                    signed: None,
+                })
+            }
         };
         parsed.map_err(|r| r.at(index, None))
     }
@@ -284,7 +287,7 @@ impl ManifestEntry {
             }
         }
         let unique_id = unique_id.or_else(|| thing_name.clone());
-        let der = certificate_bytes(line.certificate_pem.as_bytes())
+        let (der, intermediates) = certificate_bytes(line.certificate_pem.as_bytes())
             .map_err(|r| r.at(index, unique_id.as_deref()))?;
         Ok(ManifestEntry {
             index,
@@ -292,24 +295,29 @@ impl ManifestEntry {
             thing_name,
             attributes,
             certificate_der: der,
-            intermediates: Vec::new(),
+            intermediates,
             signed: None,
         })
     }
 }
 
-/// A certificate given as PEM (the first CERTIFICATE block) or DER.
-fn certificate_bytes(bytes: &[u8]) -> Result<Vec<u8>, Rejection> {
+/// A certificate given as DER, or as PEM: the device certificate's
+/// CERTIFICATE block first, then any further blocks, offered as
+/// intermediates for the chain check (issuer first, as an export writes
+/// them). Returns the device certificate and the intermediates.
+fn certificate_bytes(bytes: &[u8]) -> Result<(Vec<u8>, Vec<Vec<u8>>), Rejection> {
     let start = bytes
         .iter()
         .position(|b| !b.is_ascii_whitespace())
         .unwrap_or(0);
     if bytes[start..].starts_with(b"-----BEGIN") {
-        let block = pem_first_certificate(&bytes[start..])
+        let mut blocks = pem_certificates(&bytes[start..])?.into_iter();
+        let leaf = blocks
+            .next()
             .ok_or_else(|| Rejection::new(Reason::BadCertificate, "no PEM CERTIFICATE block"))?;
-        Ok(block)
+        Ok((leaf, blocks.collect()))
     } else if bytes.first() == Some(&0x30) {
-        Ok(bytes.to_vec())
+        Ok((bytes.to_vec(), Vec::new()))
     } else {
         Err(Rejection::new(
             Reason::BadCertificate,
@@ -318,17 +326,32 @@ fn certificate_bytes(bytes: &[u8]) -> Result<Vec<u8>, Rejection> {
     }
 }
 
-fn pem_first_certificate(text: &[u8]) -> Option<Vec<u8>> {
+/// The DER of every CERTIFICATE block of a PEM text, in order (blocks of
+/// other labels are skipped).
+fn pem_certificates(text: &[u8]) -> Result<Vec<Vec<u8>>, Rejection> {
     use base64::Engine as _;
-    let text = std::str::from_utf8(text).ok()?;
-    let begin = "-----BEGIN CERTIFICATE-----";
-    let start = text.find(begin)? + begin.len();
-    let end = text[start..].find("-----END CERTIFICATE-----")? + start;
-    let body: String = text[start..end]
-        .chars()
-        .filter(|c| !c.is_ascii_whitespace())
-        .collect();
-    jws::B64.decode(body).ok()
+    let bad = |why: &str| Rejection::new(Reason::BadCertificate, why.to_string());
+    let text = std::str::from_utf8(text).map_err(|_| bad("the PEM text is not UTF-8"))?;
+    let (begin, end) = ("-----BEGIN CERTIFICATE-----", "-----END CERTIFICATE-----");
+    let mut blocks = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find(begin) {
+        let body_start = at + begin.len();
+        let body_len = rest[body_start..]
+            .find(end)
+            .ok_or_else(|| bad("a PEM CERTIFICATE block has no END line"))?;
+        let body: String = rest[body_start..body_start + body_len]
+            .chars()
+            .filter(|c| !c.is_ascii_whitespace())
+            .collect();
+        blocks.push(
+            jws::B64
+                .decode(body)
+                .map_err(|_| bad("a PEM CERTIFICATE block is not base64"))?,
+        );
+        rest = &rest[body_start + body_len + end.len()..];
+    }
+    Ok(blocks)
 }
 
 /// `dir/abc.cert.pem` -> `abc`.
@@ -397,6 +420,40 @@ mod tests {
         assert_eq!(file_stem("a/b/0123.cert.pem"), "0123");
         assert_eq!(file_stem("x.crt"), "x");
         assert_eq!(file_stem("plain"), "plain");
+    }
+
+    #[test]
+    fn a_pem_bundle_is_the_certificate_then_its_intermediates() {
+        let (leaf, inter) = (vec![0x30, 1, 1], vec![0x30, 1, 2]);
+        let bundle = format!(
+            "{}-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n{}",
+            idmint_pki::to_pem("CERTIFICATE", &leaf),
+            idmint_pki::to_pem("CERTIFICATE", &inter)
+        );
+        let csv = RawBody::Csv {
+            unique_id: "u1".into(),
+            certificate: bundle.clone().into_bytes(),
+            thing_name: None,
+            attributes: BTreeMap::new(),
+        };
+        let line = serde_json::json!({"certificatePem": bundle}).to_string();
+        let pem = RawBody::Pem {
+            name: "u1.pem".into(),
+            bytes: bundle.clone().into_bytes(),
+        };
+        for body in [csv, RawBody::JsonLine(line.into_bytes()), pem] {
+            let e = ManifestEntry::parse(RawEntry { index: 0, body }).unwrap();
+            assert_eq!(e.certificate_der, leaf);
+            assert_eq!(e.intermediates, vec![inter.clone()]);
+        }
+        let broken =
+            format!("{bundle}-----BEGIN CERTIFICATE-----\n!!\n-----END CERTIFICATE-----\n");
+        let body = RawBody::Pem {
+            name: "u1.pem".into(),
+            bytes: broken.into_bytes(),
+        };
+        let r = ManifestEntry::parse(RawEntry { index: 0, body }).unwrap_err();
+        assert_eq!(r.reason, Reason::BadCertificate);
     }
 
     #[test]
