@@ -46,7 +46,7 @@
 //! cannot be reopened, so `resume` revokes every certificate registered for
 //! it (spoiled) and mints the whole batch again into a new archive.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -57,8 +57,7 @@ use std::sync::Arc;
 use aws_lc_rs::digest::{digest, SHA256};
 use idmint_pki::{CaBuilder, CertificateAuthority, DeviceKey, KeyType, Profile, SubjectValues};
 use idmint_registry::{
-    validate_name, BatchKind, CertificateFilter, CertificateStatus, MintItem, NewBatch, NewThing,
-    MINT_ITEM_OK,
+    validate_name, BatchKind, CertificateStatus, MintItem, NewBatch, NewThing, MINT_ITEM_OK,
 };
 use idmint_slot::{encode_slot_into, Credentials, GoldenImage, ImageFormat, Zeroizing};
 use serde::Serialize;
@@ -68,6 +67,8 @@ use crate::{FlowError, Idmint};
 
 /// Devices rendered per work unit (fewer for large images, see `chunk_len`).
 const CHUNK: usize = 256;
+/// Manifest lines read from the registry at a time.
+const MANIFEST_PAGE: i64 = 4096;
 /// Devices registered per registry transaction (at most).
 const PER_COMMIT: usize = 2048;
 /// Bytes of rendered images a work unit may hold in memory.
@@ -752,62 +753,23 @@ impl Idmint {
         plan: &Plan,
         open: Option<ArchiveBuilder>,
     ) -> Result<Option<PathBuf>, FlowError> {
-        let items: Vec<MintItem> = self
-            .store()
-            .mint_items(&plan.batch)
-            .await?
-            .into_iter()
-            .filter(|i| i.state == MINT_ITEM_OK)
-            .collect();
-        let certs = self
-            .store()
-            .list_certificates(&CertificateFilter {
-                batch: Some(plan.batch.clone()),
-                ..Default::default()
-            })
-            .await?;
-        let der: HashMap<&str, &[u8]> = certs
-            .iter()
-            .map(|c| (c.id.as_str(), c.der.as_slice()))
-            .collect();
-        let mut manifest = Vec::with_capacity(items.len() * 1200);
-        for item in &items {
-            let pem = der
-                .get(item.certificate_id.as_str())
-                .map(|d| idmint_pki::to_pem("CERTIFICATE", d))
-                .ok_or_else(|| {
-                    invalid(format!(
-                        "certificate {} of device {} is not registered",
-                        item.certificate_id, item.device_id
-                    ))
-                })?;
-            let line = ManifestLine {
-                device_id: &item.device_id,
-                thing_name: &item.thing,
-                certificate_id: &item.certificate_id,
-                certificate_pem: pem,
-                image: &item.image_file,
-                image_sha256: &item.image_sha256,
-            };
-            serde_json::to_writer(&mut manifest, &line).map_err(|e| invalid(e.to_string()))?;
-            manifest.push(b'\n');
-        }
         let out_dir = &plan.params.out_dir;
+        let path = out_dir.join(MANIFEST);
+        let tmp = tmp_path(&path);
+        let devices = self.write_manifest(plan, &tmp).await?;
         let archive = if plan.params.encrypt_to.is_some() {
-            let path = archive_path(plan);
-            if !path.exists() {
+            let archive = archive_path(plan);
+            if !archive.exists() {
                 let builder = match open {
                     Some(b) => b,
                     // Nothing minted by this run (an empty resume): a fresh archive.
                     None => ArchiveBuilder::new(open_archive(plan)?),
                 };
-                builder.finish(&manifest, &path)?;
+                builder.finish(&tmp, &archive)?;
             }
-            Some(path)
+            std::fs::remove_file(&tmp).map_err(|e| FlowError::io(&tmp, e))?;
+            Some(archive)
         } else {
-            let path = out_dir.join(MANIFEST);
-            let tmp = tmp_path(&path);
-            std::fs::write(&tmp, &manifest).map_err(|e| FlowError::io(&tmp, e))?;
             std::fs::rename(&tmp, &path).map_err(|e| FlowError::io(&path, e))?;
             None
         };
@@ -816,10 +778,42 @@ impl Idmint {
         tx.audit(
             "mint.complete",
             &plan.batch,
-            serde_json::json!({"devices": items.len()}),
+            serde_json::json!({"devices": devices}),
         );
         tx.commit().await?;
         Ok(archive)
+    }
+
+    /// Writes `manifest.jsonl` (one line per good device, by number) to
+    /// `path`, a page of the registry at a time; returns the line count.
+    async fn write_manifest(&self, plan: &Plan, path: &Path) -> Result<u64, FlowError> {
+        let io = |e| FlowError::io(path, e);
+        let mut out = BufWriter::with_capacity(1 << 20, File::create(path).map_err(io)?);
+        let mut devices = 0u64;
+        let mut after = i64::MIN;
+        loop {
+            let page = self
+                .store()
+                .mint_manifest_page(&plan.batch, after, MANIFEST_PAGE)
+                .await?;
+            let Some((last, _)) = page.last() else { break };
+            after = last.number;
+            for (item, der) in &page {
+                let line = ManifestLine {
+                    device_id: &item.device_id,
+                    thing_name: &item.thing,
+                    certificate_id: &item.certificate_id,
+                    certificate_pem: idmint_pki::to_pem("CERTIFICATE", der),
+                    image: &item.image_file,
+                    image_sha256: &item.image_sha256,
+                };
+                serde_json::to_writer(&mut out, &line).map_err(|e| invalid(e.to_string()))?;
+                out.write_all(b"\n").map_err(io)?;
+                devices += 1;
+            }
+        }
+        out.flush().map_err(io)?;
+        Ok(devices)
     }
 }
 
@@ -1026,17 +1020,32 @@ impl ArchiveBuilder {
     }
 
     fn append(&mut self, name: &str, bytes: &[u8]) -> Result<(), FlowError> {
+        self.append_from(name, bytes.len() as u64, bytes)
+    }
+
+    fn append_from(
+        &mut self,
+        name: &str,
+        size: u64,
+        data: impl std::io::Read,
+    ) -> Result<(), FlowError> {
         let mut header = tar::Header::new_gnu();
-        header.set_size(bytes.len() as u64);
+        header.set_size(size);
         header.set_mode(0o600);
         header.set_entry_type(tar::EntryType::Regular);
         self.tar
-            .append_data(&mut header, name, bytes)
+            .append_data(&mut header, name, data)
             .map_err(|e| FlowError::io(&self.tmp, e))
     }
 
-    fn finish(mut self, manifest: &[u8], path: &Path) -> Result<(), FlowError> {
-        self.append(MANIFEST, manifest)?;
+    /// Adds the manifest written at `manifest` and renames the archive to `path`.
+    fn finish(mut self, manifest: &Path, path: &Path) -> Result<(), FlowError> {
+        let file = File::open(manifest).map_err(|e| FlowError::io(manifest, e))?;
+        let size = file
+            .metadata()
+            .map_err(|e| FlowError::io(manifest, e))?
+            .len();
+        self.append_from(MANIFEST, size, std::io::BufReader::new(file))?;
         let tmp = self.tmp.clone();
         let age = self.tar.into_inner().map_err(|e| FlowError::io(&tmp, e))?;
         let mut file = age.finish().map_err(|e| FlowError::io(&tmp, e))?;

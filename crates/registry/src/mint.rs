@@ -64,6 +64,42 @@ impl Store {
         rows.iter().map(item_from_row).collect()
     }
 
+    /// A page of a mint batch's good items, by number after `after`, each
+    /// with its certificate's DER: what `manifest.jsonl` lists. (Paged, so
+    /// a batch of a million devices is never held in memory at once.)
+    pub async fn mint_manifest_page(
+        &self,
+        batch: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<(MintItem, Vec<u8>)>, RegistryError> {
+        let rows = sqlx::query(
+            "SELECT m.device_id, m.batch, m.number, m.thing, m.certificate_id, m.image_file, \
+             m.image_sha256, m.state, c.der FROM mint_items m \
+             LEFT JOIN certificates c ON c.id = m.certificate_id \
+             WHERE m.batch = $1 AND m.state = $2 AND m.number > $3 ORDER BY m.number LIMIT $4",
+        )
+        .bind(batch)
+        .bind(MINT_ITEM_OK)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let item = item_from_row(row)?;
+                let der: Option<Vec<u8>> = row.try_get("der")?;
+                let der = der.ok_or_else(|| {
+                    RegistryError::Corrupt(format!(
+                        "certificate {} of device {} is not registered",
+                        item.certificate_id, item.device_id
+                    ))
+                })?;
+                Ok((item, der))
+            })
+            .collect()
+    }
+
     /// How many batches exist.
     pub async fn count_batches(&self) -> Result<i64, RegistryError> {
         let row = sqlx::query("SELECT COUNT(*) FROM batches")
