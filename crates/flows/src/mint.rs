@@ -197,8 +197,30 @@ impl Plan {
 struct Minted {
     item: MintItem,
     record: idmint_registry::NewCertificate,
-    /// The image, only when it goes into an encrypted archive.
+    /// The image, until it is written to its file or into the archive.
     image: Option<Zeroizing<Vec<u8>>>,
+}
+
+/// What workers send on: a chunk of minted devices, or why they stopped.
+type MintedChunk = Result<Vec<Minted>, FlowError>;
+
+/// Where workers hand their chunks: to the image file writer, or straight
+/// to registration (with `--encrypt-to` the images go into the archive,
+/// after registration; see the module docs).
+#[derive(Clone)]
+enum ChunkSink {
+    Files(std::sync::mpsc::SyncSender<MintedChunk>),
+    Register(tokio::sync::mpsc::Sender<MintedChunk>),
+}
+
+impl ChunkSink {
+    /// Blocks until the chunk is taken; false once the receiver is gone.
+    fn send(&self, chunk: MintedChunk) -> bool {
+        match self {
+            ChunkSink::Files(tx) => tx.send(chunk).is_ok(),
+            ChunkSink::Register(tx) => tx.blocking_send(chunk).is_ok(),
+        }
+    }
 }
 
 fn invalid(msg: impl Into<String>) -> FlowError {
@@ -619,17 +641,26 @@ impl Idmint {
         let encrypt = plan.params.encrypt_to.is_some();
         let next = Arc::new(AtomicUsize::new(0));
         let jobs = jobs.max(1);
-        let (tx_chunks, mut rx_chunks) =
-            tokio::sync::mpsc::channel::<Result<Vec<Minted>, FlowError>>(jobs * 2);
-        let mut workers = Vec::new();
+        let (tx_chunks, mut rx_chunks) = tokio::sync::mpsc::channel::<MintedChunk>(jobs * 2);
+        // Without --encrypt-to, one thread writes every image file, before
+        // its chunk goes on to be registered. Files created in one directory
+        // queue on its lock in the kernel anyway; workers spinning on that
+        // lock would take the cores from the crypto.
+        let mut threads = Vec::new();
+        let sink = if encrypt {
+            ChunkSink::Register(tx_chunks)
+        } else {
+            let (tx_files, rx_files) = std::sync::mpsc::sync_channel::<MintedChunk>(jobs * 2);
+            let out_dir = plan.params.out_dir.clone();
+            threads.push(std::thread::spawn(move || {
+                write_image_files(&out_dir, rx_files, tx_chunks)
+            }));
+            ChunkSink::Files(tx_files)
+        };
         for _ in 0..jobs {
-            let (plan, numbers, next, tx_chunks) = (
-                plan.clone(),
-                numbers.clone(),
-                next.clone(),
-                tx_chunks.clone(),
-            );
-            workers.push(std::thread::spawn(move || {
+            let (plan, numbers, next, sink) =
+                (plan.clone(), numbers.clone(), next.clone(), sink.clone());
+            threads.push(std::thread::spawn(move || {
                 let mut slot = Zeroizing::new(Vec::new());
                 let mut image = Zeroizing::new(Vec::new());
                 loop {
@@ -640,16 +671,16 @@ impl Idmint {
                     let last = (first + per_chunk).min(numbers.len());
                     let chunk = numbers[first..last]
                         .iter()
-                        .map(|&n| mint_one(&plan, n, encrypt, &mut slot, &mut image))
+                        .map(|&n| mint_one(&plan, n, &mut slot, &mut image))
                         .collect::<Result<Vec<_>, _>>();
                     let failed = chunk.is_err();
-                    if tx_chunks.blocking_send(chunk).is_err() || failed {
+                    if !sink.send(chunk) || failed {
                         break;
                     }
                 }
             }));
         }
-        drop(tx_chunks);
+        drop(sink);
 
         // With --encrypt-to, a writer thread streams images into the archive.
         let (tx_archive, archive_writer) = if encrypt {
@@ -699,8 +730,8 @@ impl Idmint {
             }
         }
         drop(rx_chunks);
-        for w in workers {
-            let _ = w.join();
+        for t in threads {
+            let _ = t.join();
         }
         drop(tx_archive);
         let mut archive = None;
@@ -827,7 +858,6 @@ fn certificate_in_image(bytes: &[u8]) -> Option<String> {
 fn mint_one(
     plan: &Plan,
     number: i64,
-    encrypt: bool,
     slot: &mut Zeroizing<Vec<u8>>,
     image: &mut Zeroizing<Vec<u8>>,
 ) -> Result<Minted, FlowError> {
@@ -855,17 +885,6 @@ fn mint_one(
         .map_err(|e| invalid(format!("device {device_id}: {e}")))?;
     let image_sha256 = sha256_hex(image);
     let image_file = plan.image_file(&device_id);
-    let kept = if encrypt {
-        Some(Zeroizing::new(image.to_vec()))
-    } else {
-        // Written in place: a device is registered only after its image is
-        // complete, and resume deletes every unregistered image (see the
-        // module docs), so a temp name and rename (two more lookups in a
-        // directory of up to 100,000 entries) buy nothing.
-        let path = plan.params.out_dir.join(&image_file);
-        write_private(&path, image)?;
-        None
-    };
     let record = certificate_record(
         &certificate,
         &plan.ca_name,
@@ -885,8 +904,34 @@ fn mint_one(
             state: MINT_ITEM_OK.into(),
         },
         record,
-        image: kept,
+        image: Some(Zeroizing::new(image.to_vec())),
     })
+}
+
+/// The image file writer: writes each chunk's images, then passes the chunk
+/// on to be registered. Images are written in place: a device is registered
+/// only after its image is complete, and resume deletes every unregistered
+/// image (see the module docs), so a temp name and rename (two more lookups
+/// in a directory of up to 100,000 entries) buy nothing.
+fn write_image_files(
+    out_dir: &Path,
+    chunks: std::sync::mpsc::Receiver<MintedChunk>,
+    register: tokio::sync::mpsc::Sender<MintedChunk>,
+) {
+    for chunk in chunks {
+        let written = chunk.and_then(|mut chunk| {
+            for m in &mut chunk {
+                if let Some(image) = m.image.take() {
+                    write_private(&out_dir.join(&m.item.image_file), &image)?;
+                }
+            }
+            Ok(chunk)
+        });
+        let failed = written.is_err();
+        if register.blocking_send(written).is_err() || failed {
+            return;
+        }
+    }
 }
 
 /// Writes a file readable by its owner only (it holds a private key),
