@@ -769,9 +769,7 @@ impl Idmint {
         let items: Vec<MintItem> = minted.iter().map(|m| m.item.clone()).collect();
         let mut tx = self.store().begin(actor).await?;
         tx.reserve_quota(&plan.batch, minted.len() as i64).await?;
-        tx.insert_things(&things).await?;
-        tx.insert_certificates(&certs).await?;
-        tx.insert_mint_items(&items).await?;
+        tx.register_minted_devices(&things, &certs, &items).await?;
         tx.commit().await?;
         Ok(())
     }

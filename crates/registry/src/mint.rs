@@ -8,7 +8,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use crate::write::{multi_insert, unique_to, ROWS_PER_INSERT};
-use crate::{now, RegistryError, Store, WriteTx};
+use crate::{now, NewCertificate, NewThing, RegistryError, Store, WriteTx};
 
 /// An item is good: its image was written and its certificate registered.
 pub const MINT_ITEM_OK: &str = "OK";
@@ -131,8 +131,40 @@ impl WriteTx {
         Ok(first)
     }
 
-    /// Records device images (one audit record each).
-    pub async fn insert_mint_items(&mut self, items: &[MintItem]) -> Result<(), RegistryError> {
+    /// Registers minted devices: for each, its thing, its certificate and
+    /// its image record, with one audit record (`mint.device`) naming all
+    /// three. The three slices are parallel: entry `i` of each is one device.
+    pub async fn register_minted_devices(
+        &mut self,
+        things: &[NewThing],
+        certificates: &[NewCertificate],
+        items: &[MintItem],
+    ) -> Result<(), RegistryError> {
+        if things.len() != items.len() || certificates.len() != items.len() {
+            return Err(RegistryError::Corrupt(format!(
+                "{} things, {} certificates and {} images are not one per device",
+                things.len(),
+                certificates.len(),
+                items.len()
+            )));
+        }
+        self.insert_thing_rows(things).await?;
+        self.insert_certificate_rows(certificates).await?;
+        self.insert_mint_item_rows(items).await?;
+        for (item, c) in items.iter().zip(certificates) {
+            self.audit(
+                "mint.device",
+                &item.device_id,
+                serde_json::json!({"batch": item.batch, "thing": item.thing,
+                    "certificate": item.certificate_id, "serial": c.serial, "ca": c.ca,
+                    "status": c.status, "subject": c.subject,
+                    "image": item.image_file, "sha256": item.image_sha256}),
+            );
+        }
+        Ok(())
+    }
+
+    async fn insert_mint_item_rows(&mut self, items: &[MintItem]) -> Result<(), RegistryError> {
         let now = now();
         for chunk in items.chunks(ROWS_PER_INSERT) {
             let sql = multi_insert(
@@ -161,13 +193,6 @@ impl WriteTx {
                     chunk.first().map(|i| i.device_id.as_str()).unwrap_or(""),
                 )
             })?;
-            for i in chunk {
-                self.audit(
-                    "mint.image",
-                    &i.device_id,
-                    serde_json::json!({"batch": i.batch, "certificate": i.certificate_id, "image": i.image_file, "sha256": i.image_sha256}),
-                );
-            }
         }
         Ok(())
     }

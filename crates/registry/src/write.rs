@@ -258,7 +258,20 @@ impl WriteTx {
     /// Creates many new things at once (bulk issuance). Things that already
     /// exist are left as they are; a device id already taken is an error.
     pub async fn insert_things(&mut self, things: &[NewThing]) -> Result<(), RegistryError> {
+        for name in self.insert_thing_rows(things).await? {
+            self.audit("thing.create", &name, serde_json::json!({}));
+        }
+        Ok(())
+    }
+
+    /// [`WriteTx::insert_things`] without the audit records (the caller
+    /// writes its own); returns the names of the things created.
+    pub(crate) async fn insert_thing_rows(
+        &mut self,
+        things: &[NewThing],
+    ) -> Result<Vec<String>, RegistryError> {
         let now = now();
+        let mut names = Vec::with_capacity(things.len());
         for chunk in things.chunks(ROWS_PER_INSERT) {
             let sql = multi_insert(
                 self.backend,
@@ -290,15 +303,31 @@ impl WriteTx {
                 .await
                 .map_err(|e| unique_to(e, "device id", "in this batch"))?;
             for row in created {
-                let name: String = row.try_get(0)?;
-                self.audit("thing.create", &name, serde_json::json!({}));
+                names.push(row.try_get(0)?);
             }
         }
-        Ok(())
+        Ok(names)
     }
 
     /// Registers certificates (one audit record each).
     pub async fn insert_certificates(
+        &mut self,
+        certs: &[NewCertificate],
+    ) -> Result<(), RegistryError> {
+        self.insert_certificate_rows(certs).await?;
+        for c in certs {
+            self.audit(
+                "certificate.register",
+                &c.id,
+                serde_json::json!({"serial": c.serial, "ca": c.ca, "thing": c.thing, "status": c.status, "batch": c.batch, "subject": c.subject}),
+            );
+        }
+        Ok(())
+    }
+
+    /// [`WriteTx::insert_certificates`] without the audit records (the
+    /// caller writes its own).
+    pub(crate) async fn insert_certificate_rows(
         &mut self,
         certs: &[NewCertificate],
     ) -> Result<(), RegistryError> {
@@ -338,13 +367,6 @@ impl WriteTx {
                     chunk.first().map(|c| c.id.as_str()).unwrap_or(""),
                 )
             })?;
-            for c in chunk {
-                self.audit(
-                    "certificate.register",
-                    &c.id,
-                    serde_json::json!({"serial": c.serial, "ca": c.ca, "thing": c.thing, "status": c.status, "batch": c.batch, "subject": c.subject}),
-                );
-            }
         }
         Ok(())
     }
