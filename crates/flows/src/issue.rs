@@ -385,8 +385,8 @@ impl Idmint {
         if let Some(batch) = &options.batch {
             tx.reserve_quota(batch, certs.len() as i64).await?;
         }
-        tx.insert_things(&things).await?;
-        tx.insert_certificates(&certs).await?;
+        tx.register_devices("certificate.issue", &things, &certs)
+            .await?;
         tx.commit().await?;
         Ok(certs.len() as u64)
     }

@@ -371,6 +371,38 @@ impl WriteTx {
         Ok(())
     }
 
+    /// Registers new devices in bulk: for each, its thing (left as it is if
+    /// it exists) and its certificate, attached, with one audit record
+    /// (`action`, subject the certificate id) naming both. The slices are
+    /// parallel: entry `i` of each is one device.
+    pub async fn register_devices(
+        &mut self,
+        action: &str,
+        things: &[NewThing],
+        certificates: &[NewCertificate],
+    ) -> Result<(), RegistryError> {
+        if things.len() != certificates.len() {
+            return Err(RegistryError::Corrupt(format!(
+                "{} things and {} certificates are not one per device",
+                things.len(),
+                certificates.len()
+            )));
+        }
+        let created: std::collections::HashSet<String> =
+            self.insert_thing_rows(things).await?.into_iter().collect();
+        self.insert_certificate_rows(certificates).await?;
+        for (t, c) in things.iter().zip(certificates) {
+            self.audit(
+                action,
+                &c.id,
+                serde_json::json!({"thing": t.name, "newThing": created.contains(&t.name),
+                    "deviceId": t.device_id, "serial": c.serial, "ca": c.ca, "status": c.status,
+                    "batch": c.batch, "subject": c.subject}),
+            );
+        }
+        Ok(())
+    }
+
     /// Registers one certificate.
     pub async fn insert_certificate(&mut self, cert: &NewCertificate) -> Result<(), RegistryError> {
         self.insert_certificates(std::slice::from_ref(cert)).await

@@ -467,8 +467,8 @@ impl Run<'_> {
         }
         tx.record_imported(&self.batch_id, new_certs.len() as i64)
             .await?;
-        tx.insert_things(&new_things).await?;
-        tx.insert_certificates(&new_certs).await?;
+        tx.register_devices("certificate.import", &new_things, &new_certs)
+            .await?;
         tx.insert_intermediates(&new_intermediates).await?;
         tx.insert_chains(&new_chains).await?;
         tx.commit().await?;
