@@ -93,6 +93,11 @@ impl Store {
                     // cached, instead of a pread and a copy per page.
                     conn.execute("PRAGMA mmap_size = 1073741824").await?;
                     conn.execute("PRAGMA cache_size = -32768").await?;
+                    // A multi-row INSERT keeps a statement journal (the
+                    // pages it changed, to undo just that statement); on
+                    // disk that is a temp file created and unlinked per
+                    // statement. In memory it is a few hundred KiB.
+                    conn.execute("PRAGMA temp_store = MEMORY").await?;
                     conn.execute("PRAGMA foreign_keys = ON").await?;
                     Ok(())
                 })
