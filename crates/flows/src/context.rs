@@ -12,6 +12,7 @@ use idmint_pki::{
 use idmint_registry::{Ca, CaKind, Store};
 use zeroize::Zeroizing;
 
+use crate::registrar::Registrar;
 use crate::{Config, FlowError};
 
 /// The environment variable holding the CA key passphrase.
@@ -29,6 +30,8 @@ pub struct Idmint {
     passphrase: Option<Zeroizing<String>>,
     cas: Mutex<HashMap<String, Arc<CertificateAuthority>>>,
     pkcs11: Option<Pkcs11Config>,
+    /// Group commit for single issuances, started on first use.
+    registrar: std::sync::OnceLock<Registrar>,
 }
 
 impl Idmint {
@@ -50,6 +53,7 @@ impl Idmint {
             passphrase,
             cas: Mutex::new(HashMap::new()),
             pkcs11: None,
+            registrar: std::sync::OnceLock::new(),
         })
     }
 
@@ -58,6 +62,13 @@ impl Idmint {
     pub fn with_pkcs11(mut self, config: Option<Pkcs11Config>) -> Self {
         self.pkcs11 = config;
         self
+    }
+
+    /// The group-commit writer for single issuances (started on the
+    /// current runtime on first use).
+    pub(crate) fn registrar(&self) -> &Registrar {
+        self.registrar
+            .get_or_init(|| Registrar::start(self.store.clone()))
     }
 
     /// The PKCS#11 configuration, if any.

@@ -15,6 +15,7 @@ use idmint_registry::{validate_name, CertificateStatus, NewCertificate, NewThing
 use zeroize::Zeroizing;
 
 use crate::files::{write_new, write_secret};
+use crate::registrar::Registration;
 use crate::{FlowError, Idmint};
 
 /// What to issue and for whom.
@@ -152,25 +153,22 @@ impl Idmint {
         thing: &str,
         options: &IssueOptions,
     ) -> Result<(), FlowError> {
-        let mut tx = self.store().begin(actor).await?;
-        if let Some(batch) = &options.batch {
-            tx.reserve_quota(batch, 1).await?;
-        }
         let mut new_thing = NewThing::named(thing);
         new_thing.batch = options.batch.clone();
-        if tx.thing(thing).await?.is_none() {
-            tx.upsert_thing(&new_thing).await?;
-        }
-        tx.insert_certificate(&certificate_record(
-            certificate,
-            ca,
-            Some(thing),
-            options.status,
-            options.batch.as_deref(),
-        ))
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        self.registrar()
+            .register(Registration {
+                actor: actor.to_string(),
+                thing: new_thing,
+                certificate: certificate_record(
+                    certificate,
+                    ca,
+                    Some(thing),
+                    options.status,
+                    options.batch.as_deref(),
+                ),
+                batch: options.batch.clone(),
+            })
+            .await
     }
 }
 

@@ -21,6 +21,7 @@ pub mod issue;
 pub mod manifest;
 pub mod mint;
 pub mod offline;
+mod registrar;
 pub mod station;
 pub mod tokens;
 

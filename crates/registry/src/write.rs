@@ -66,6 +66,12 @@ impl WriteTx {
         &self.actor
     }
 
+    /// Names `actor` in the audit records appended from now on (one
+    /// transaction writing several callers' changes, each under its own name).
+    pub fn set_actor(&mut self, actor: &str) {
+        actor.clone_into(&mut self.actor);
+    }
+
     /// Appends an audit record (written at commit).
     pub fn audit(&mut self, action: &str, subject: &str, details: serde_json::Value) {
         self.seq += 1;

@@ -1,0 +1,140 @@
+//! Group commit for single issuances (EST, the REST API, `cert issue`):
+//! concurrent callers hand their registrations (batch quota, thing,
+//! certificate) to one task, which writes every registration waiting at
+//! that moment in one transaction. A registry transaction costs a handful
+//! of statements before and after its own rows (the audit chain's head, the
+//! audit records, the commit); under load they are paid once per group
+//! instead of once per certificate, and nobody waits for a group to fill.
+//!
+//! A group that fails as a whole (one certificate over its batch quota, a
+//! duplicate) is rolled back and its registrations are written again one
+//! transaction each, so every caller gets the answer it would have had
+//! alone, and nothing of a failed registration is kept.
+
+use std::collections::BTreeMap;
+
+use idmint_registry::{NewCertificate, NewThing, RegistryError, Store};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::FlowError;
+
+/// At most this many registrations share a transaction.
+const MAX_GROUP: usize = 256;
+/// Registrations waiting to be written, at most.
+const QUEUE: usize = 4096;
+
+/// One certificate to register, with its thing (created if it does not
+/// exist; an existing thing is left as it is).
+#[derive(Debug)]
+pub(crate) struct Registration {
+    /// Who the audit records name.
+    pub actor: String,
+    /// The thing the certificate is attached to.
+    pub thing: NewThing,
+    /// The certificate.
+    pub certificate: NewCertificate,
+    /// The batch whose quota it counts against.
+    pub batch: Option<String>,
+}
+
+type Request = (Registration, oneshot::Sender<Result<(), FlowError>>);
+
+/// The handle callers register through; the writer task ends when the last
+/// handle is dropped.
+#[derive(Clone, Debug)]
+pub(crate) struct Registrar {
+    queue: mpsc::Sender<Request>,
+}
+
+impl Registrar {
+    /// Starts the writer task on the current tokio runtime.
+    pub fn start(store: Store) -> Registrar {
+        let (queue, requests) = mpsc::channel(QUEUE);
+        tokio::spawn(write_groups(store, requests));
+        Registrar { queue }
+    }
+
+    /// Registers `registration`, returning once it is committed.
+    pub async fn register(&self, registration: Registration) -> Result<(), FlowError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send((registration, reply))
+            .await
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+fn stopped() -> FlowError {
+    FlowError::Registry(RegistryError::Corrupt("the registry writer stopped".into()))
+}
+
+async fn write_groups(store: Store, mut requests: mpsc::Receiver<Request>) {
+    while let Some(first) = requests.recv().await {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match requests.try_recv() {
+                Ok(next) => group.push(next),
+                Err(_) => break,
+            }
+        }
+        let together = {
+            let registrations: Vec<&Registration> = group.iter().map(|(r, _)| r).collect();
+            write(&store, &registrations).await
+        };
+        match together {
+            Ok(()) => {
+                for (_, reply) in group {
+                    let _ = reply.send(Ok(()));
+                }
+            }
+            Err(e) if group.len() == 1 => {
+                if let Some((_, reply)) = group.pop() {
+                    let _ = reply.send(Err(e));
+                }
+            }
+            Err(_) => {
+                for (registration, reply) in group {
+                    let _ = reply.send(write(&store, &[&registration]).await);
+                }
+            }
+        }
+    }
+}
+
+/// Writes `registrations` in one transaction: each batch's quota once for
+/// all its certificates, then the things and certificates, the audit
+/// records naming each registration's own actor.
+async fn write(store: &Store, registrations: &[&Registration]) -> Result<(), FlowError> {
+    let Some(first) = registrations.first() else {
+        return Ok(());
+    };
+    let mut tx = store.begin(&first.actor).await?;
+    let mut quotas: BTreeMap<&str, i64> = BTreeMap::new();
+    for r in registrations {
+        if let Some(batch) = &r.batch {
+            *quotas.entry(batch.as_str()).or_default() += 1;
+        }
+    }
+    for (batch, n) in quotas {
+        tx.reserve_quota(batch, n).await?;
+    }
+    // Consecutive registrations by the same actor are written together.
+    let mut start = 0;
+    while start < registrations.len() {
+        let actor = &registrations[start].actor;
+        let end = registrations[start..]
+            .iter()
+            .position(|r| &r.actor != actor)
+            .map_or(registrations.len(), |n| start + n);
+        let run = &registrations[start..end];
+        let things: Vec<NewThing> = run.iter().map(|r| r.thing.clone()).collect();
+        let certificates: Vec<NewCertificate> = run.iter().map(|r| r.certificate.clone()).collect();
+        tx.set_actor(actor);
+        tx.insert_things(&things).await?;
+        tx.insert_certificates(&certificates).await?;
+        start = end;
+    }
+    tx.commit().await?;
+    Ok(())
+}
