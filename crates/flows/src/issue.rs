@@ -158,7 +158,7 @@ impl Idmint {
         self.registrar()
             .register(Registration {
                 actor: actor.to_string(),
-                thing: new_thing,
+                thing: Some(new_thing),
                 certificate: certificate_record(
                     certificate,
                     ca,
@@ -167,6 +167,7 @@ impl Idmint {
                     options.batch.as_deref(),
                 ),
                 batch: options.batch.clone(),
+                ownership_token: None,
             })
             .await
     }

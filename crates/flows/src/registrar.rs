@@ -1,6 +1,7 @@
-//! Group commit for single issuances (EST, the REST API, `cert issue`):
-//! concurrent callers hand their registrations (batch quota, thing,
-//! certificate) to one task, which writes every registration waiting at
+//! Group commit for single issuances (EST, the REST API, `cert issue`,
+//! fleet provisioning's new certificates): concurrent callers hand their
+//! registrations (batch quota, thing, certificate, ownership token) to one
+//! task, which writes every registration waiting at
 //! that moment in one transaction. A registry transaction costs a handful
 //! of statements before and after its own rows (the audit chain's head, the
 //! audit records, the commit); under load they are paid once per group
@@ -13,7 +14,7 @@
 
 use std::collections::BTreeMap;
 
-use idmint_registry::{NewCertificate, NewThing, RegistryError, Store};
+use idmint_registry::{NewCertificate, NewThing, OwnershipToken, RegistryError, Store};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::FlowError;
@@ -23,18 +24,20 @@ const MAX_GROUP: usize = 256;
 /// Registrations waiting to be written, at most.
 const QUEUE: usize = 4096;
 
-/// One certificate to register, with its thing (created if it does not
-/// exist; an existing thing is left as it is).
+/// One certificate to register.
 #[derive(Debug)]
 pub(crate) struct Registration {
     /// Who the audit records name.
     pub actor: String,
-    /// The thing the certificate is attached to.
-    pub thing: NewThing,
+    /// The thing the certificate is attached to, created if it does not
+    /// exist (an existing thing is left as it is).
+    pub thing: Option<NewThing>,
     /// The certificate.
     pub certificate: NewCertificate,
     /// The batch whose quota it counts against.
     pub batch: Option<String>,
+    /// An ownership token for it (fleet provisioning): its SHA-256 and record.
+    pub ownership_token: Option<(String, OwnershipToken)>,
 }
 
 type Request = (Registration, oneshot::Sender<Result<(), FlowError>>);
@@ -128,11 +131,14 @@ async fn write(store: &Store, registrations: &[&Registration]) -> Result<(), Flo
             .position(|r| &r.actor != actor)
             .map_or(registrations.len(), |n| start + n);
         let run = &registrations[start..end];
-        let things: Vec<NewThing> = run.iter().map(|r| r.thing.clone()).collect();
+        let things: Vec<NewThing> = run.iter().filter_map(|r| r.thing.clone()).collect();
         let certificates: Vec<NewCertificate> = run.iter().map(|r| r.certificate.clone()).collect();
         tx.set_actor(actor);
         tx.insert_things(&things).await?;
         tx.insert_certificates(&certificates).await?;
+        for (hash, token) in run.iter().filter_map(|r| r.ownership_token.as_ref()) {
+            tx.insert_ownership_token(hash, token).await?;
+        }
         start = end;
     }
     tx.commit().await?;

@@ -18,6 +18,7 @@ use zeroize::Zeroizing;
 use super::hook::{template_arn, HookRequest};
 use super::Rejection;
 use crate::issue::{certificate_record, IssueOptions};
+use crate::registrar::Registration;
 use crate::tokens::token_hash;
 use crate::Idmint;
 
@@ -110,28 +111,28 @@ impl Idmint {
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(crate::random_bytes(48)?),
         );
         let lifetime = i64::try_from(self.config().fleet.token_lifetime_secs).unwrap_or(3600);
-        let mut tx = self
-            .store()
-            .begin(&format!("cert:{}", claim.certificate_id))
+        self.registrar()
+            .register(Registration {
+                actor: format!("cert:{}", claim.certificate_id),
+                thing: None,
+                certificate: certificate_record(
+                    &certificate,
+                    &ca_name,
+                    None,
+                    CertificateStatus::PendingActivation,
+                    None,
+                ),
+                batch: None,
+                ownership_token: Some((
+                    token_hash(&token),
+                    OwnershipToken {
+                        certificate_id: certificate.info.id.clone(),
+                        claim_certificate_id: claim.certificate_id.clone(),
+                        expires: now() + lifetime,
+                    },
+                )),
+            })
             .await?;
-        tx.insert_certificate(&certificate_record(
-            &certificate,
-            &ca_name,
-            None,
-            CertificateStatus::PendingActivation,
-            None,
-        ))
-        .await?;
-        tx.insert_ownership_token(
-            &token_hash(&token),
-            &OwnershipToken {
-                certificate_id: certificate.info.id.clone(),
-                claim_certificate_id: claim.certificate_id.clone(),
-                expires: now() + lifetime,
-            },
-        )
-        .await?;
-        tx.commit().await?;
         Ok(CreatedCertificate {
             certificate_id: certificate.info.id.clone(),
             certificate_pem: certificate.pem(),
