@@ -54,13 +54,29 @@ pub struct CertificateInfo {
 impl CertificateInfo {
     /// Parses a DER certificate.
     pub fn from_der(der: &[u8]) -> Result<Self, PkiError> {
-        let (rest, cert) = X509Certificate::from_der(der)
+        let (_, cert) = X509Certificate::from_der(der)
             .map_err(|e| PkiError::MalformedCertificate(e.to_string()))?;
-        if !rest.is_empty() {
-            return Err(PkiError::MalformedCertificate(format!(
-                "{} trailing bytes after the certificate",
-                rest.len()
-            )));
+        Self::from_parsed(&cert, der)
+    }
+
+    /// The facts of a certificate already parsed from `der`, for callers
+    /// that need the parsed certificate too and should not parse it twice.
+    /// As with [`CertificateInfo::from_der`], bytes after the certificate
+    /// are an error; so is a `der` that `cert` was not parsed from.
+    pub fn from_parsed(cert: &X509Certificate<'_>, der: &[u8]) -> Result<Self, PkiError> {
+        match der.strip_prefix(cert.as_raw()) {
+            Some([]) => {}
+            Some(rest) => {
+                return Err(PkiError::MalformedCertificate(format!(
+                    "{} trailing bytes after the certificate",
+                    rest.len()
+                )))
+            }
+            None => {
+                return Err(PkiError::MalformedCertificate(
+                    "the DER given is not the parsed certificate's".into(),
+                ))
+            }
         }
         let spki_der = cert.public_key().raw.to_vec();
         let subject_cn = cert
@@ -138,4 +154,42 @@ pub(crate) fn serial_hex(raw: &[u8]) -> String {
         .position(|b| *b != 0)
         .unwrap_or(raw.len().saturating_sub(1));
     hex::encode(&raw[first..])
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::{CaBuilder, KeyType};
+
+    #[test]
+    fn from_parsed_is_from_der_without_the_second_parse() {
+        let root = CaBuilder::root("Test Root", KeyType::P256).build().unwrap();
+        let der = root.certificate_der().to_vec();
+        let (_, cert) = X509Certificate::from_der(&der).unwrap();
+        let info = CertificateInfo::from_parsed(&cert, &der).unwrap();
+        assert_eq!(info, CertificateInfo::from_der(&der).unwrap());
+        assert_eq!(info.id, certificate_id(&der));
+        assert!(info.is_ca);
+
+        let mut longer = der.clone();
+        longer.extend_from_slice(&[0, 0]);
+        let (_, cert) = X509Certificate::from_der(&longer).unwrap();
+        for err in [
+            CertificateInfo::from_parsed(&cert, &longer).unwrap_err(),
+            CertificateInfo::from_der(&longer).unwrap_err(),
+        ] {
+            assert_eq!(
+                err.to_string(),
+                "malformed certificate: 2 trailing bytes after the certificate"
+            );
+        }
+        let other = CaBuilder::root("Other Root", KeyType::P256)
+            .build()
+            .unwrap();
+        assert!(matches!(
+            CertificateInfo::from_parsed(&cert, other.certificate_der()),
+            Err(PkiError::MalformedCertificate(_))
+        ));
+    }
 }

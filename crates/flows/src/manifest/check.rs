@@ -9,11 +9,11 @@
 //! (aws-lc-rs) rather than webpki's client-auth path building: absent EKU
 //! is accepted, an EKU that excludes clientAuth is not.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use idmint_pki::{CertificateInfo, Profile};
 use time::OffsetDateTime;
-use x509_parser::prelude::{FromDer, X509Certificate};
+use x509_parser::prelude::{FromDer, SubjectPublicKeyInfo, X509Certificate};
 
 use super::{LogSigner, ManifestEntry, Reason, Rejection, ThingNameFrom};
 
@@ -39,17 +39,44 @@ pub struct CheckedEntry {
 
 /// The trust decisions for one import, shared by the worker threads.
 pub struct Checker {
-    anchor_der: Vec<u8>,
+    /// The registered CA, parsed once (or why it does not parse: every
+    /// entry is then rejected as untrusted).
+    anchor: Result<Issuer, String>,
     signer: Option<LogSigner>,
     profile: Profile,
     thing_name_from: Option<ThingNameFrom>,
     now: OffsetDateTime,
 }
 
-/// Per-thread memory: intermediates already found to chain to the anchor.
+/// Per-thread memory: intermediates already found to chain to the anchor,
+/// by DER, so a trusted one is neither parsed nor verified again.
 #[derive(Default)]
 pub struct CheckCache {
-    intermediates: HashSet<Vec<u8>>,
+    intermediates: HashMap<Vec<u8>, Issuer>,
+}
+
+/// What the chain check needs of a trusted issuing certificate.
+struct Issuer {
+    /// Its subject name, raw DER (compared with the issuer names it signs).
+    subject: Vec<u8>,
+    /// Its DER SubjectPublicKeyInfo.
+    spki: Vec<u8>,
+}
+
+impl Issuer {
+    fn new(cert: &X509Certificate<'_>) -> Self {
+        Issuer {
+            subject: cert.subject().as_raw().to_vec(),
+            spki: cert.public_key().raw.to_vec(),
+        }
+    }
+
+    /// Whether `cert` is signed by this issuer's key.
+    fn signed(&self, cert: &X509Certificate<'_>) -> bool {
+        // The SPKI was taken from a parsed certificate, so it parses.
+        SubjectPublicKeyInfo::from_der(&self.spki)
+            .is_ok_and(|(_, key)| cert.verify_signature(Some(&key)).is_ok())
+    }
 }
 
 impl Checker {
@@ -62,8 +89,11 @@ impl Checker {
         thing_name_from: Option<ThingNameFrom>,
         now: OffsetDateTime,
     ) -> Self {
+        let anchor = X509Certificate::from_der(&anchor_der)
+            .map(|(_, cert)| Issuer::new(&cert))
+            .map_err(|e| e.to_string());
         Checker {
-            anchor_der,
+            anchor,
             signer,
             profile,
             thing_name_from,
@@ -87,7 +117,8 @@ impl Checker {
         mut entry: ManifestEntry,
         cache: &mut CheckCache,
     ) -> Result<CheckedEntry, Rejection> {
-        let (_, cert) = X509Certificate::from_der(&entry.certificate_der).map_err(|e| {
+        let der = std::mem::take(&mut entry.certificate_der);
+        let (_, cert) = X509Certificate::from_der(&der).map_err(|e| {
             Rejection::new(
                 Reason::BadCertificate,
                 format!("certificate does not parse: {e}"),
@@ -126,7 +157,7 @@ impl Checker {
                         ),
                     ));
                 }
-                let key_cert = if key.x5c[0] == entry.certificate_der {
+                let key_cert = if key.x5c[0] == der {
                     None
                 } else {
                     Some(
@@ -147,7 +178,11 @@ impl Checker {
                     .subject_public_key
                     .data
                     .as_ref();
-                if point != key.ec_point().as_slice() {
+                let matches = point.len() == 65
+                    && point[0] == 4
+                    && point[1..33] == key.x[..]
+                    && point[33..] == key.y[..];
+                if !matches {
                     return Err(Rejection::new(
                         Reason::JwkMismatch,
                         format!(
@@ -158,7 +193,7 @@ impl Checker {
                 }
             }
         }
-        let info = CertificateInfo::from_der(&entry.certificate_der)
+        let info = CertificateInfo::from_parsed(&cert, &der)
             .map_err(|e| Rejection::new(Reason::BadCertificate, e.to_string()))?;
         if info.is_ca {
             return Err(Rejection::new(
@@ -205,12 +240,10 @@ impl Checker {
                 ))
             }
         }
-        let serial = info.serial.clone();
-        let cn = info.subject_cn.clone();
         let unique_id = entry
             .unique_id
-            .clone()
-            .or_else(|| cn.clone())
+            .take()
+            .or_else(|| info.subject_cn.clone())
             .ok_or_else(|| {
                 Rejection::new(
                     Reason::MissingUniqueId,
@@ -218,13 +251,10 @@ impl Checker {
                 )
             })?;
         let thing_name = match self.thing_name_from {
-            None => entry
-                .thing_name
-                .clone()
-                .unwrap_or_else(|| unique_id.clone()),
+            None => entry.thing_name.take().unwrap_or_else(|| unique_id.clone()),
             Some(ThingNameFrom::UniqueId) => unique_id.clone(),
-            Some(ThingNameFrom::Serial) => serial,
-            Some(ThingNameFrom::Cn) => cn.ok_or_else(|| {
+            Some(ThingNameFrom::Serial) => info.serial.clone(),
+            Some(ThingNameFrom::Cn) => info.subject_cn.clone().ok_or_else(|| {
                 Rejection::new(Reason::InvalidThingName, "the certificate has no CN")
             })?,
         };
@@ -238,7 +268,7 @@ impl Checker {
             thing_name,
             attributes: entry.attributes,
             info,
-            der: entry.certificate_der,
+            der,
             chain,
         })
     }
@@ -257,41 +287,54 @@ impl Checker {
                 format!("not signed by the named CA (issuer {})", leaf.issuer()),
             )
         };
-        let (_, anchor) = X509Certificate::from_der(&self.anchor_der).map_err(|e| {
+        let anchor = self.anchor.as_ref().map_err(|e| {
             Rejection::new(
                 Reason::UntrustedIssuer,
                 format!("the registered CA certificate does not parse: {e}"),
             )
         })?;
-        if leaf.issuer().as_raw() == anchor.subject().as_raw() {
-            return leaf
-                .verify_signature(Some(anchor.public_key()))
-                .map(|()| None)
-                .map_err(|_| untrusted());
+        let issuer = leaf.issuer().as_raw();
+        if issuer == anchor.subject {
+            return if anchor.signed(leaf) {
+                Ok(None)
+            } else {
+                Err(untrusted())
+            };
         }
         for (i, der) in intermediates.iter().enumerate() {
+            if let Some(trusted) = cache.intermediates.get(der) {
+                if issuer != trusted.subject {
+                    continue;
+                }
+                return if trusted.signed(leaf) {
+                    Ok(Some(i))
+                } else {
+                    Err(untrusted())
+                };
+            }
             let Ok((_, inter)) = X509Certificate::from_der(der) else {
                 continue;
             };
-            if leaf.issuer().as_raw() != inter.subject().as_raw() {
+            if issuer != inter.subject().as_raw() {
                 continue;
             }
-            if !cache.intermediates.contains(der) {
-                let ok = inter.is_ca()
-                    && inter.issuer().as_raw() == anchor.subject().as_raw()
-                    && inter
-                        .validity()
-                        .is_valid_at(x509_parser::time::ASN1Time::from(self.now))
-                    && inter.verify_signature(Some(anchor.public_key())).is_ok();
-                if !ok {
-                    continue;
-                }
-                cache.intermediates.insert(der.clone());
+            let ok = inter.is_ca()
+                && inter.issuer().as_raw() == anchor.subject
+                && inter
+                    .validity()
+                    .is_valid_at(x509_parser::time::ASN1Time::from(self.now))
+                && anchor.signed(&inter);
+            if !ok {
+                continue;
             }
-            return leaf
-                .verify_signature(Some(inter.public_key()))
-                .map(|()| Some(i))
-                .map_err(|_| untrusted());
+            let trusted = Issuer::new(&inter);
+            let signed = trusted.signed(leaf);
+            cache.intermediates.insert(der.clone(), trusted);
+            return if signed {
+                Ok(Some(i))
+            } else {
+                Err(untrusted())
+            };
         }
         Err(untrusted())
     }
