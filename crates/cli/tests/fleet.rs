@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{openssl, openssl_csr, Env};
+use common::{free_port, openssl, openssl_csr, Env};
 use serde_json::{json, Value};
 
 const FLEET_TEMPLATE: &str = r#"{
@@ -72,14 +72,6 @@ impl Drop for Serve {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
 }
 
 fn serve(env: &Env) -> Serve {

@@ -8,13 +8,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{openssl, Env};
+use common::{free_port, openssl, Env};
 
 /// A child process killed on drop.
 struct Proc(Child);
@@ -24,13 +22,6 @@ impl Drop for Proc {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 /// Starts `idmint serve` on a loopback port; returns it and its base URL.
@@ -58,28 +49,10 @@ fn serve(env: &Env) -> (Proc, String) {
 }
 
 /// A simulated device; returns it, its address and its state directory.
-fn devsim(env: &Env, name: &str, extra: &[&str]) -> (Proc, String, PathBuf) {
-    let state = env.path(name);
-    let listen = format!("tcp://127.0.0.1:{}", free_port());
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_idmint"));
-    cmd.args(["devsim", "--listen", &listen, "--state"])
-        .arg(&state);
-    if !extra.contains(&"--hw-id") {
-        cmd.args(["--hw-id", &format!("HW-{name}")]);
-    }
-    let mut child = cmd
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn devsim");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let line = lines.next().and_then(Result::ok).unwrap_or_default();
-    assert!(line.contains("listening on"), "devsim said {line:?}");
-    std::thread::spawn(move || for _ in lines.by_ref() {});
-    (Proc(child), listen, state)
+fn devsim(env: &Env, name: &str, extra: &[&str]) -> (common::Devsim, String, PathBuf) {
+    let device = common::devsim(env, name, extra);
+    let (addr, state) = (device.addr.clone(), device.state.clone());
+    (device, addr, state)
 }
 
 fn token(env: &Env, name: &str, role: &str, batch: &str) -> String {

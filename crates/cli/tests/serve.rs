@@ -2,10 +2,13 @@
 //! for EST (enroll, re-enroll), OCSP before and after revocation, the CRL,
 //! and the REST API with each role, refusals and bad inputs.
 
-use std::net::TcpListener;
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common::free_port;
 
 struct Env {
     dir: tempfile::TempDir,
@@ -78,14 +81,6 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
 }
 
 fn run(cmd: &mut Command) -> (bool, String) {

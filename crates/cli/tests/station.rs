@@ -4,61 +4,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 
-use common::{openssl, Env};
-
-/// A running `idmint devsim`, killed on drop.
-struct Devsim {
-    child: Child,
-    addr: String,
-    state: PathBuf,
-}
-
-impl Drop for Devsim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-/// Starts a simulator with state in `env/<name>` and waits for "listening on".
-fn devsim(env: &Env, name: &str, extra: &[&str]) -> Devsim {
-    let state = env.path(name);
-    let port = free_port();
-    let listen = format!("tcp://127.0.0.1:{port}");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_idmint"))
-        .args(["devsim", "--listen", &listen, "--state"])
-        .arg(&state)
-        .args(["--hw-id", &format!("HW-{name}")])
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn devsim");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let line = lines.next().and_then(Result::ok).unwrap_or_default();
-    assert!(line.contains("listening on"), "devsim said {line:?}");
-    // Keep draining stderr so the simulator never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines.by_ref() {});
-    Devsim {
-        child,
-        addr: listen,
-        state,
-    }
-}
+use common::{devsim, openssl, Devsim, Env};
 
 fn create_batch(env: &Env, count: &str, extra: &[&str]) -> String {
     let mut args = vec!["batch", "create", "--product", "widget", "--count", count];

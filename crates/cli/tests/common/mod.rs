@@ -2,8 +2,10 @@
 //! way to run the real `idmint` binary against it.
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 
 /// A scratch data directory for one test.
 pub struct Env {
@@ -143,4 +145,59 @@ pub fn assert_openssl_verifies(root: &Path, issuing: &Path, cert: &Path) {
         &cert.to_string_lossy(),
     ]);
     assert!(ok && text.contains(": OK"), "openssl verify: {text}");
+}
+
+/// A loopback TCP port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A running `idmint devsim`, killed on drop.
+pub struct Devsim {
+    pub child: Child,
+    /// Its `tcp://` address.
+    pub addr: String,
+    /// Its state directory (key.pem, cert.pem once provisioned).
+    pub state: PathBuf,
+}
+
+impl Drop for Devsim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts a simulated device with state in `env/<name>` and hardware id
+/// `HW-<name>` (unless `extra` gives `--hw-id`), and waits until it listens.
+pub fn devsim(env: &Env, name: &str, extra: &[&str]) -> Devsim {
+    let state = env.path(name);
+    let listen = format!("tcp://127.0.0.1:{}", free_port());
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_idmint"));
+    cmd.args(["devsim", "--listen", &listen, "--state"])
+        .arg(&state);
+    if !extra.contains(&"--hw-id") {
+        cmd.args(["--hw-id", &format!("HW-{name}")]);
+    }
+    let mut child = cmd
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn devsim");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let line = lines.next().and_then(Result::ok).unwrap_or_default();
+    assert!(line.contains("listening on"), "devsim said {line:?}");
+    // Keep draining stderr so the simulator never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines.by_ref() {});
+    Devsim {
+        child,
+        addr: listen,
+        state,
+    }
 }
