@@ -349,20 +349,27 @@ pub enum DevsimListen {
     Tcp(SocketAddr),
     /// A new pseudo-terminal; the station uses `serial:` + the printed path.
     Pty,
+    /// This process's stdin and stdout, for one station that started it
+    /// (`exec:idmint devsim --listen stdio --state DIR`).
+    Stdio,
 }
 
 impl FromStr for DevsimListen {
     type Err = String;
 
-    /// `tcp://IP:PORT` or `pty`.
+    /// `tcp://IP:PORT`, `pty` or `stdio`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s == "pty" {
-            return Ok(Self::Pty);
+        match s {
+            "pty" => return Ok(Self::Pty),
+            "stdio" => return Ok(Self::Stdio),
+            _ => {}
         }
         s.strip_prefix("tcp://")
             .and_then(|a| a.parse().ok())
             .map(Self::Tcp)
-            .ok_or_else(|| format!("bad listen address {s:?}: expected tcp://IP:PORT or pty"))
+            .ok_or_else(|| {
+                format!("bad listen address {s:?}: expected tcp://IP:PORT, pty or stdio")
+            })
     }
 }
 
@@ -399,7 +406,18 @@ impl DevsimOptions {
 /// Run the simulator until killed: bind, print `listening on ADDRESS` (a
 /// device address a station can use, e.g. `tcp://127.0.0.1:7000` or
 /// `serial:/dev/pts/3`) to stderr, and serve connections one at a time.
+/// On stdio: serve the one station on stdin/stdout until it closes them.
 pub fn run_devsim(opts: DevsimOptions) -> Result<(), DevsimError> {
+    if opts.listen == DevsimListen::Stdio {
+        let sim = DeviceSimulator::open(&opts.state, opts.hw_id, opts.no_keygen)?
+            .with_misbehaviour(opts.misbehave.clone());
+        return serve_connection(
+            &mut Agent::new(sim),
+            &opts.misbehave,
+            io::stdin().lock(),
+            io::stdout().lock(),
+        );
+    }
     let server = DevsimServer::bind(opts)?;
     eprintln!("listening on {}", server.address());
     server.serve_forever()
@@ -435,6 +453,12 @@ impl DevsimServer {
                 Endpoint::Tcp(TcpListener::bind(addr).map_err(DevsimError::Listen)?)
             }
             DevsimListen::Pty => open_pty()?,
+            DevsimListen::Stdio => {
+                return Err(DevsimError::Listen(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "stdio has one station, served by run_devsim, not a listener",
+                )))
+            }
         };
         Ok(Self {
             endpoint,

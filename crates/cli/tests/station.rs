@@ -4,7 +4,9 @@
 
 mod common;
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
+use std::process::{Command, Stdio};
 
 use common::{devsim, openssl, Devsim, Env};
 
@@ -121,6 +123,56 @@ fn keygen_path_over_tcp_and_quota() {
     assert!(
         lines[0]["error"].as_str().unwrap().contains("clone"),
         "{lines:?}"
+    );
+}
+
+/// The other two transports: `serial:` (a simulator on a pseudo-terminal)
+/// and `exec:` (a simulator on the stdin and stdout of a command the
+/// station starts, as `exec:ssh HOST idmint-agent` would be).
+#[test]
+fn serial_and_exec_transports() {
+    let env = Env::init(&[]);
+    let b = create_batch(&env, "5", &[]);
+
+    let state = env.path("pty");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_idmint"))
+        .args(["devsim", "--pty", "--hw-id", "HW-pty", "--state"])
+        .arg(&state)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn devsim");
+    let mut said = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let line = said.next().and_then(Result::ok).unwrap_or_default();
+    std::thread::spawn(move || for _ in said.by_ref() {});
+    let addr = line
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("devsim said {line:?}"))
+        .to_string();
+    assert!(addr.starts_with("serial:/dev/"), "{addr}");
+    let pty = Devsim { child, addr, state };
+    let (ok, lines, err) = station(&env, &["--batch", &b, "--device", &pty.addr]);
+    assert!(ok, "{err} {lines:?}");
+    assert_eq!(lines[0]["ok"], true, "{lines:?}");
+    assert_device_verifies(&env, &pty.state);
+
+    let state = env.path("exec");
+    let exec = format!(
+        "exec:{} devsim --listen stdio --hw-id HW-exec --state {}",
+        env!("CARGO_BIN_EXE_idmint"),
+        state.display()
+    );
+    let (ok, lines, err) = station(&env, &["--batch", &b, "--device", &exec]);
+    assert!(ok, "{err} {lines:?}");
+    assert_eq!(lines[0]["ok"], true, "{lines:?}");
+    assert_device_verifies(&env, &state);
+
+    assert_eq!(statuses(&env, &b), vec!["ACTIVE", "ACTIVE"]);
+    let things = env.json(&["thing", "list", "--json"]).to_string();
+    assert!(
+        things.contains("HW-pty") && things.contains("HW-exec"),
+        "{things}"
     );
 }
 

@@ -11,7 +11,10 @@ use idmint_agent::{run_devsim, DevsimListen, DevsimOptions, Misbehaviour};
 /// Arguments of `idmint devsim`.
 #[derive(Args)]
 pub struct DevsimArgs {
-    /// Listen on a TCP address (`tcp://127.0.0.1:PORT`; port 0 picks one).
+    /// Listen on a TCP address (`tcp://127.0.0.1:PORT`; port 0 picks one),
+    /// or `stdio`: serve the one station that started this process on its
+    /// stdin and stdout (`station run --device 'exec:idmint devsim --listen
+    /// stdio --state DIR'`).
     #[arg(long, conflicts_with = "pty", required_unless_present = "pty")]
     listen: Option<String>,
     /// Listen on a new pseudo-terminal (the station uses `serial:` + the
