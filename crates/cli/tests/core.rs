@@ -5,7 +5,7 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 
-use common::{assert_openssl_verifies, openssl, openssl_csr, Env};
+use common::{assert_openssl_verifies, openssl, openssl_csr, softhsm_token, Env};
 
 const P256: &[&str] = &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"];
 
@@ -384,6 +384,75 @@ fn additional_issuing_ca_and_second_init_refused() {
     assert!(e.contains("already initialised"), "{e}");
     let e = env.fails(&["ca", "create-issuing", "--name", "factory-a"]);
     assert!(e.contains("already exists"), "{e}");
+}
+
+/// An issuing CA whose key is generated in, and never leaves, a PKCS#11
+/// token (SoftHSM2): what it signs verifies with openssl; without the
+/// token's module configured it cannot sign, and the error says what to set.
+#[test]
+fn issuing_ca_key_in_a_pkcs11_token() {
+    let env = Env::init(&[]);
+    let Some(vars) = softhsm_token(&env, "ca-token") else {
+        return;
+    };
+    let with_token = |args: &[&str]| {
+        let mut cmd = env.cmd();
+        cmd.args(args);
+        for (k, v) in &vars {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("run idmint")
+    };
+    let e = env.fails(&[
+        "ca",
+        "create-issuing",
+        "--name",
+        "line-a",
+        "--pkcs11-key",
+        "pkcs11:token=ca-token;object=line-a",
+    ]);
+    assert!(e.contains("IDMINT_PKCS11_MODULE"), "{e}");
+    let out = with_token(&[
+        "ca",
+        "create-issuing",
+        "--name",
+        "line-b",
+        "--key-type",
+        "rsa2048",
+        "--pkcs11-key",
+        "pkcs11:token=ca-token;object=line-b",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("P-256"));
+
+    let out = with_token(&[
+        "ca",
+        "create-issuing",
+        "--name",
+        "line-a",
+        "--pkcs11-key",
+        "pkcs11:token=ca-token;object=line-a",
+        "--json",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let ca: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(ca["name"], "line-a");
+    assert_eq!(ca["keyType"], "p256", "{ca}");
+    let out = with_token(&["cert", "new", "--thing", "hsm-1", "--ca", "line-a"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (root, _) = env.ca_files();
+    let line_a = env.path("line-a.pem");
+    std::fs::write(&line_a, env.ok(&["ca", "show", "line-a", "--pem"])).unwrap();
+    assert_openssl_verifies(&root, &line_a, &env.path("hsm-1.cert.pem"));
+
+    let e = env.fails(&["cert", "new", "--thing", "hsm-2", "--ca", "line-a"]);
+    assert!(e.contains("IDMINT_PKCS11_MODULE"), "{e}");
+    assert!(!env.path("hsm-2.key.pem").exists());
 }
 
 #[test]

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{devsim, openssl, Env};
+use common::{devsim, openssl, softhsm_token, Env};
 
 /// A factory's age identity (file) and recipient.
 struct Factory {
@@ -70,7 +70,7 @@ fn station(
     identity: Option<&Path>,
     log: &Path,
     extra: &[&str],
-    vars: &[(&str, String)],
+    vars: &[(String, String)],
 ) -> (bool, Vec<serde_json::Value>, String) {
     let mut cmd = factory_cmd(env);
     cmd.args(["station", "run", "--json", "--timeout-ms", "1500"])
@@ -1027,50 +1027,12 @@ fn bad_input_gives_a_one_line_error() {
     }
 }
 
-const SOFTHSM: &str = "/usr/lib/softhsm/libsofthsm2.so";
-
 #[test]
 fn a_batch_ca_held_in_softhsm2() {
-    if !Path::new(SOFTHSM).exists() {
-        eprintln!("skipping: {SOFTHSM} not installed (apt-get install softhsm2)");
-        return;
-    }
     let env = Env::init(&[]);
-    let tokens = env.path("tokens");
-    std::fs::create_dir_all(&tokens).unwrap();
-    let conf = env.path("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\n",
-            tokens.display()
-        ),
-    )
-    .unwrap();
-    let out = Command::new("softhsm2-util")
-        .args([
-            "--init-token",
-            "--free",
-            "--label",
-            "factory",
-            "--pin",
-            "1234",
-            "--so-pin",
-            "5678",
-        ])
-        .env("SOFTHSM2_CONF", &conf)
-        .output()
-        .expect("softhsm2-util");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let vars = vec![
-        ("SOFTHSM2_CONF", conf.to_string_lossy().to_string()),
-        ("IDMINT_PKCS11_MODULE", SOFTHSM.to_string()),
-        ("IDMINT_PKCS11_PIN", "1234".to_string()),
-    ];
+    let Some(vars) = softhsm_token(&env, "factory") else {
+        return;
+    };
     let uri = "pkcs11:token=factory;object=batch%20key";
     let bundle = env.path("hsm.json");
     let mut cmd = env.cmd();

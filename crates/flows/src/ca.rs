@@ -1,7 +1,7 @@
 //! Managing our CAs after `init`: more issuing CAs (one per product line or
 //! factory is normal).
 
-use idmint_pki::{CaBuilder, KeyType};
+use idmint_pki::{CaBuilder, KeyType, Pkcs11Key, Pkcs11Uri};
 use idmint_registry::{validate_name, Ca, CaKind};
 
 use crate::init::new_ca;
@@ -19,6 +19,9 @@ pub struct NewIssuingCa<'a> {
     pub key_type: Option<KeyType>,
     /// Subject common name (derived from the name when `None`).
     pub common_name: Option<&'a str>,
+    /// Generate the CA's key (P-256) in a PKCS#11 token at this `pkcs11:`
+    /// URI instead of in software; the registry then keeps only the URI.
+    pub pkcs11_key: Option<&'a str>,
 }
 
 impl Idmint {
@@ -52,14 +55,43 @@ impl Idmint {
             .common_name
             .map(str::to_string)
             .unwrap_or_else(|| format!("{org} {} CA", req.name));
-        let ca = CaBuilder::issuing(&cn, req.key_type.unwrap_or(self.config().key_type), &parent)
+        let pkcs11_uri = req.pkcs11_key.map(Pkcs11Uri::parse).transpose()?;
+        let key_type = match &pkcs11_uri {
+            None => req.key_type.unwrap_or(self.config().key_type),
+            Some(_) if req.key_type.is_some_and(|k| k != KeyType::P256) => {
+                return Err(FlowError::Invalid(
+                    "a CA key generated in a PKCS#11 token is P-256".into(),
+                ))
+            }
+            Some(_) => KeyType::P256,
+        };
+        let builder = CaBuilder::issuing(&cn, key_type, &parent)
             .organization(&org)
-            .valid_days(req.valid_days)
-            .build()?;
-        let passphrase = self.passphrase()?;
+            .valid_days(req.valid_days);
+        let record = match pkcs11_uri {
+            None => new_ca(
+                req.name,
+                kind,
+                Some(req.parent),
+                &builder.build()?,
+                &self.passphrase()?,
+            )?,
+            Some(uri) => {
+                let config = self.pkcs11().ok_or_else(|| {
+                    FlowError::Invalid(format!(
+                        "the CA key is to be generated in a PKCS#11 token ({uri}): set IDMINT_PKCS11_MODULE and IDMINT_PKCS11_PIN"
+                    ))
+                })?;
+                let signer = Pkcs11Key::generate(config, &uri)?.into_signer()?;
+                let ca = builder.signer(signer).build()?;
+                // No software key to encrypt: the registry keeps the URI.
+                let mut record = new_ca(req.name, kind, Some(req.parent), &ca, "")?;
+                record.key_ref = Some(uri.to_string());
+                record
+            }
+        };
         let mut tx = self.store().begin(actor).await?;
-        tx.insert_ca(&new_ca(req.name, kind, Some(req.parent), &ca, &passphrase)?)
-            .await?;
+        tx.insert_ca(&record).await?;
         tx.commit().await?;
         Ok(self.store().require_ca(req.name).await?)
     }

@@ -44,6 +44,11 @@ pub enum CaCommand {
         /// Key type (the configured one by default).
         #[arg(long)]
         key_type: Option<KeyType>,
+        /// Generate the CA key (P-256) in a PKCS#11 token at this `pkcs11:`
+        /// URI, e.g. `pkcs11:token=ca;object=line-a` (IDMINT_PKCS11_MODULE,
+        /// IDMINT_PKCS11_PIN); the key never leaves the token.
+        #[arg(long)]
+        pkcs11_key: Option<String>,
         /// Print a JSON object.
         #[arg(long)]
         json: bool,
@@ -147,6 +152,7 @@ pub async fn run(ctx: &Context, cmd: CaCommand) -> anyhow::Result<ExitCode> {
             parent,
             valid_days,
             key_type,
+            pkcs11_key,
             json,
         } => {
             let ca = idmint
@@ -158,6 +164,7 @@ pub async fn run(ctx: &Context, cmd: CaCommand) -> anyhow::Result<ExitCode> {
                         valid_days,
                         key_type,
                         common_name: None,
+                        pkcs11_key: pkcs11_key.as_deref(),
                     },
                 )
                 .await?;

@@ -201,3 +201,43 @@ pub fn devsim(env: &Env, name: &str, extra: &[&str]) -> Devsim {
         state,
     }
 }
+
+/// SoftHSM2's PKCS#11 module (Debian's softhsm2 package).
+pub const SOFTHSM: &str = "/usr/lib/softhsm/libsofthsm2.so";
+
+/// A fresh SoftHSM2 token labelled `label` (user PIN 1234) kept under this
+/// environment; returns the environment variables that point SoftHSM2 and
+/// idmint at it, or `None` (test skipped) when SoftHSM2 is not installed.
+pub fn softhsm_token(env: &Env, label: &str) -> Option<Vec<(String, String)>> {
+    if !Path::new(SOFTHSM).exists() {
+        eprintln!("skipping: {SOFTHSM} not installed (apt-get install softhsm2)");
+        return None;
+    }
+    let tokens = env.path("tokens");
+    std::fs::create_dir_all(&tokens).expect("token dir");
+    let conf = env.path("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\n",
+            tokens.display()
+        ),
+    )
+    .expect("softhsm2.conf");
+    let out = Command::new("softhsm2-util")
+        .args(["--init-token", "--free", "--label", label])
+        .args(["--pin", "1234", "--so-pin", "5678"])
+        .env("SOFTHSM2_CONF", &conf)
+        .output()
+        .expect("softhsm2-util");
+    assert!(
+        out.status.success(),
+        "softhsm2-util: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(vec![
+        ("SOFTHSM2_CONF".into(), conf.to_string_lossy().to_string()),
+        ("IDMINT_PKCS11_MODULE".into(), SOFTHSM.into()),
+        ("IDMINT_PKCS11_PIN".into(), "1234".into()),
+    ])
+}

@@ -53,6 +53,7 @@ impl Idmint {
             valid_days: 3650,
             key_type: None,
             common_name: Some(&cn),
+            pkcs11_key: None,
         };
         match self.create_ca(actor, &req, CaKind::Claim).await {
             // Another server created it first.
