@@ -30,9 +30,15 @@ use super::{LogSigner, ManifestEntry, ManifestFormat, RawEntry, Reason, Rejectio
 use crate::{FlowError, Idmint};
 
 /// Entries per work unit handed to a checking thread.
-const CHUNK: usize = 256;
+const CHUNK: usize = 128;
 /// Entries per registry transaction.
 const COMMIT: usize = 4096;
+/// Chunks in flight at most between the reader and the registry writer:
+/// queued, being checked, or waiting for an earlier chunk to be written.
+/// It bounds the memory of the whole pipeline at any manifest size, and is
+/// large enough (1.5 transactions) that the checking threads keep working
+/// while a transaction commits.
+const WINDOW: usize = COMMIT * 3 / 2 / CHUNK;
 
 /// Where a thing's name comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -160,13 +166,18 @@ impl Idmint {
             }
         }
 
-        // Reader thread -> checking threads -> (ordered) registry writer here.
+        // Reader thread -> checking threads -> (ordered) registry writer
+        // here. The reader takes a slot before it sends a chunk and the
+        // writer frees it when it takes that chunk in order, so at most
+        // WINDOW chunks are anywhere in between, however unevenly the
+        // checking threads progress.
         let jobs = options.jobs.max(1);
+        let (slot_tx, slot_rx) = mpsc::sync_channel::<()>(WINDOW);
         let (tx_raw, rx_raw) = mpsc::sync_channel::<(u64, Vec<RawEntry>)>(jobs * 2);
         let (tx_checked, mut rx_checked) =
-            tokio::sync::mpsc::channel::<(u64, Vec<Checked>)>(jobs * 2);
+            tokio::sync::mpsc::channel::<(u64, Vec<Checked>)>(WINDOW);
         let path = options.path.clone();
-        let reader = std::thread::spawn(move || read_in_chunks(&path, format, tx_raw));
+        let reader = std::thread::spawn(move || read_in_chunks(&path, format, &slot_tx, &tx_raw));
         let rx_raw = Arc::new(Mutex::new(rx_raw));
         let mut workers = Vec::new();
         for _ in 0..jobs {
@@ -216,6 +227,8 @@ impl Idmint {
             reorder.insert(seq, chunk);
             while let Some(chunk) = reorder.remove(&next_seq) {
                 next_seq += 1;
+                // The reader took this chunk's slot before sending it.
+                let _ = slot_rx.try_recv();
                 for item in chunk {
                     run.summary.entries += 1;
                     match item {
@@ -239,6 +252,7 @@ impl Idmint {
             }
         }
         drop(rx_checked);
+        drop(slot_rx);
         if result.is_ok() && !pending.is_empty() {
             result = run.commit(&mut pending, on_reject).await;
         }
@@ -258,26 +272,27 @@ impl Idmint {
 fn read_in_chunks(
     path: &Path,
     format: ManifestFormat,
-    tx: mpsc::SyncSender<(u64, Vec<RawEntry>)>,
+    slot: &mpsc::SyncSender<()>,
+    tx: &mpsc::SyncSender<(u64, Vec<RawEntry>)>,
 ) -> Result<(), FlowError> {
     let mut seq = 0u64;
     let mut chunk = Vec::with_capacity(CHUNK);
+    let send =
+        |seq: u64, chunk: Vec<RawEntry>| slot.send(()).is_ok() && tx.send((seq, chunk)).is_ok();
     let mut open = true;
     read_entries(path, format, &mut |raw| {
         chunk.push(raw);
         if chunk.len() >= CHUNK {
-            open = tx
-                .send((
-                    seq,
-                    std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)),
-                ))
-                .is_ok();
+            open = send(
+                seq,
+                std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)),
+            );
             seq += 1;
         }
         open
     })?;
     if open && !chunk.is_empty() {
-        let _ = tx.send((seq, chunk));
+        send(seq, chunk);
     }
     Ok(())
 }
@@ -340,10 +355,9 @@ impl Run<'_> {
             HashSet::new(),
             HashSet::new(),
         );
-        let mut new_things = Vec::new();
-        let mut new_certs = Vec::new();
-        let mut new_intermediates = Vec::new();
-        let mut new_chains = Vec::new();
+        // First the verdicts, in manifest order; then the new entries are
+        // moved (not copied) into what the registry writes.
+        let mut register = Vec::with_capacity(entries.len());
         for e in &entries {
             let reject = |reason: Reason, message: String| Rejection {
                 index: e.index,
@@ -361,6 +375,7 @@ impl Run<'_> {
                     ))
                 } else if reg.thing.as_deref() == Some(e.thing_name.as_str()) && reg.ca == self.ca {
                     self.summary.already_registered += 1;
+                    register.push(false);
                     continue;
                 } else {
                     Some(reject(
@@ -411,32 +426,18 @@ impl Run<'_> {
             } else {
                 None
             };
+            register.push(verdict.is_none());
             if let Some(r) = verdict {
                 self.summary.rejected += 1;
                 on_reject(&r)?;
-                continue;
             }
-            new_things.push(NewThing {
-                name: e.thing_name.clone(),
-                thing_type: None,
-                attributes: e.attributes.clone(),
-                device_id: Some(e.unique_id.clone()),
-                batch: Some(self.batch_id.clone()),
-            });
-            new_certs.push(NewCertificate {
-                id: e.info.id.clone(),
-                serial: e.info.serial.clone(),
-                ca: self.ca.clone(),
-                thing: Some(e.thing_name.clone()),
-                status: self.options.status,
-                subject: e.info.subject.clone(),
-                key_type: e.info.key_type.map(|k| k.to_string()),
-                not_before: e.info.not_before.unix_timestamp(),
-                not_after: e.info.not_after.unix_timestamp(),
-                public_key_sha256: e.info.public_key_sha256.clone(),
-                batch: Some(self.batch_id.clone()),
-                der: e.der.clone(),
-            });
+        }
+        let fresh = register.iter().filter(|r| **r).count();
+        let mut new_things = Vec::with_capacity(fresh);
+        let mut new_certs = Vec::with_capacity(fresh);
+        let mut new_intermediates = Vec::new();
+        let mut new_chains = Vec::new();
+        for (e, _) in entries.into_iter().zip(register).filter(|(_, r)| *r) {
             if !e.chain.is_empty() {
                 let mut ids = Vec::with_capacity(e.chain.len());
                 for der in &e.chain {
@@ -447,6 +448,27 @@ impl Run<'_> {
                     intermediates: ids,
                 });
             }
+            new_certs.push(NewCertificate {
+                id: e.info.id,
+                serial: e.info.serial,
+                ca: self.ca.clone(),
+                thing: Some(e.thing_name.clone()),
+                status: self.options.status,
+                subject: e.info.subject,
+                key_type: e.info.key_type.map(|k| k.to_string()),
+                not_before: e.info.not_before.unix_timestamp(),
+                not_after: e.info.not_after.unix_timestamp(),
+                public_key_sha256: e.info.public_key_sha256,
+                batch: Some(self.batch_id.clone()),
+                der: e.der,
+            });
+            new_things.push(NewThing {
+                name: e.thing_name,
+                thing_type: None,
+                attributes: e.attributes,
+                device_id: Some(e.unique_id),
+                batch: Some(self.batch_id.clone()),
+            });
         }
         if new_certs.is_empty() {
             return Ok(());
