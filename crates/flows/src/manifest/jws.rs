@@ -5,6 +5,7 @@
 //! typed values (decoding every base64 field once); [`LogSigner::verify`]
 //! checks the ES256 signature against the vendor's registered log signer.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use aws_lc_rs::digest;
@@ -99,13 +100,20 @@ impl Jwk {
     }
 }
 
+/// A JSON string, borrowed from the entry's text unless it has escapes.
 #[derive(Deserialize)]
-struct RawSigned {
-    payload: String,
-    protected: String,
+struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+
+#[derive(Deserialize)]
+struct RawSigned<'a> {
+    #[serde(borrow)]
+    payload: Text<'a>,
+    #[serde(borrow)]
+    protected: Text<'a>,
     #[serde(default)]
     header: Option<RawHeader>,
-    signature: String,
+    #[serde(borrow)]
+    signature: Text<'a>,
 }
 
 #[derive(Deserialize)]
@@ -127,7 +135,7 @@ struct RawProtected {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RawPayload {
+struct RawPayload<'a> {
     #[serde(default)]
     version: Option<serde_json::Value>,
     #[serde(default)]
@@ -143,7 +151,8 @@ struct RawPayload {
     #[serde(default)]
     provisioning_timestamp: Option<String>,
     unique_id: String,
-    public_key_set: RawKeySet,
+    #[serde(borrow)]
+    public_key_set: RawKeySet<'a>,
 }
 
 #[derive(Deserialize)]
@@ -156,23 +165,24 @@ struct RawOrg {
 }
 
 #[derive(Deserialize)]
-struct RawKeySet {
-    keys: Vec<RawJwk>,
+struct RawKeySet<'a> {
+    #[serde(borrow)]
+    keys: Vec<RawJwk<'a>>,
 }
 
 #[derive(Deserialize)]
-struct RawJwk {
+struct RawJwk<'a> {
     #[serde(default)]
     kid: Option<String>,
     kty: String,
     #[serde(default)]
     crv: Option<String>,
-    #[serde(default)]
-    x: Option<String>,
-    #[serde(default)]
-    y: Option<String>,
-    #[serde(default)]
-    x5c: Option<Vec<String>>,
+    #[serde(borrow, default)]
+    x: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    y: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    x5c: Option<Vec<Text<'a>>>,
 }
 
 fn malformed(what: impl Into<String>) -> Rejection {
@@ -190,17 +200,18 @@ impl SignedSecureElement {
     pub fn parse(json: &[u8]) -> Result<Self, Rejection> {
         let raw: RawSigned = serde_json::from_slice(json)
             .map_err(|e| malformed(format!("not a SignedSecureElement: {e}")))?;
-        let protected_json = b64url("protected", &raw.protected)?;
+        let protected_json = b64url("protected", &raw.protected.0)?;
         let protected: RawProtected = serde_json::from_slice(&protected_json)
             .map_err(|e| malformed(format!("protected header: {e}")))?;
-        let payload_json = b64url("payload", &raw.payload)?;
+        let payload_json = b64url("payload", &raw.payload.0)?;
         let payload: RawPayload = serde_json::from_slice(&payload_json)
             .map_err(|e| malformed(format!("payload: {e}")))?;
-        let signature = b64url("signature", &raw.signature)?;
-        let mut signing_input = Vec::with_capacity(raw.protected.len() + 1 + raw.payload.len());
-        signing_input.extend_from_slice(raw.protected.as_bytes());
+        let signature = b64url("signature", &raw.signature.0)?;
+        let (protected_text, payload_text) = (raw.protected.0.as_bytes(), raw.payload.0.as_bytes());
+        let mut signing_input = Vec::with_capacity(protected_text.len() + 1 + payload_text.len());
+        signing_input.extend_from_slice(protected_text);
         signing_input.push(b'.');
-        signing_input.extend_from_slice(raw.payload.as_bytes());
+        signing_input.extend_from_slice(payload_text);
         Ok(SignedSecureElement {
             header_unique_id: raw.header.and_then(|h| h.unique_id),
             protected: ProtectedHeader {
@@ -231,7 +242,7 @@ impl SignedSecureElement {
 }
 
 impl SecureElementPayload {
-    fn from_raw(raw: RawPayload) -> Result<Self, Rejection> {
+    fn from_raw(raw: RawPayload<'_>) -> Result<Self, Rejection> {
         let mut attributes = BTreeMap::new();
         if let Some(v) = raw.version {
             let v = match v {
@@ -274,13 +285,11 @@ impl SecureElementPayload {
                     kty: k.kty,
                     crv: k.crv,
                     x: k.x
-                        .as_deref()
-                        .map(|x| b64url("JWK x", x))
+                        .map(|x| b64url("JWK x", &x.0))
                         .transpose()?
                         .unwrap_or_default(),
                     y: k.y
-                        .as_deref()
-                        .map(|y| b64url("JWK y", y))
+                        .map(|y| b64url("JWK y", &y.0))
                         .transpose()?
                         .unwrap_or_default(),
                     x5c: k
@@ -288,7 +297,7 @@ impl SecureElementPayload {
                         .unwrap_or_default()
                         .iter()
                         .map(|c| {
-                            B64.decode(c)
+                            B64.decode(&*c.0)
                                 .map_err(|e| malformed(format!("JWK x5c is not base64: {e}")))
                         })
                         .collect::<Result<_, _>>()?,
@@ -437,6 +446,31 @@ mod tests {
         assert_eq!(key.ec_point().len(), 65);
         assert_eq!(e.signature.len(), 64);
         assert!(e.signing_input.contains(&b'.'));
+    }
+
+    #[test]
+    fn escaped_json_strings_decode_like_plain_ones() {
+        // `/` escaped as `\/` (as some JSON writers do) in x5c, and a
+        // payload character written as a `\u` escape.
+        let cert = [0xffu8, 0xfe, 0xfd, 0x3f, 0xbf];
+        assert!(B64.encode(cert).contains('/'));
+        let mut p = payload();
+        p["publicKeySet"]["keys"][0]["x5c"] = serde_json::json!([B64.encode(cert)]);
+        let payload_text = B64URL.encode(p.to_string().replace('/', "\\/"));
+        let protected_text = encode(&serde_json::json!({"alg": "ES256"}));
+        let first = payload_text.chars().next().unwrap();
+        let text = format!(
+            "{{\"protected\": \"{protected_text}\", \"payload\": \"\\u{:04x}{}\", \"signature\": \"{}\"}}",
+            u32::from(first),
+            &payload_text[1..],
+            B64URL.encode([0u8; 64])
+        );
+        let e = SignedSecureElement::parse(text.as_bytes()).unwrap();
+        assert_eq!(e.device_key().unwrap().x5c, vec![cert.to_vec()]);
+        assert_eq!(
+            e.signing_input,
+            format!("{protected_text}.{payload_text}").into_bytes()
+        );
     }
 
     #[test]

@@ -174,7 +174,8 @@ pub struct ManifestEntry {
     pub certificate_der: Vec<u8>,
     /// Further certificates offered to build the chain (issuer first).
     pub intermediates: Vec<Vec<u8>>,
-    /// The signed element, for the signed manifest format.
+    /// The signed element, for the signed manifest format (its payload's
+    /// attributes moved to `attributes`).
     pub signed: Option<SignedSecureElement>,
 }
 
@@ -226,7 +227,7 @@ impl ManifestEntry {
     }
 
     fn from_signed(index: u64, text: &[u8]) -> Result<ManifestEntry, Rejection> {
-        let element = SignedSecureElement::parse(text)?;
+        let mut element = SignedSecureElement::parse(text)?;
         let unique_id = element.payload.unique_id.clone();
         let (certificate_der, intermediates) = match element.device_key() {
             Some(key) => (key.x5c[0].clone(), key.x5c[1..].to_vec()),
@@ -242,7 +243,7 @@ impl ManifestEntry {
             index,
             unique_id: Some(unique_id),
             thing_name: None,
-            attributes: element.payload.attributes.clone(),
+            attributes: std::mem::take(&mut element.payload.attributes),
             certificate_der,
             intermediates,
             signed: Some(element),

@@ -192,6 +192,7 @@ fn read_json_array(
         }
     }
     let mut first = true;
+    let mut text = Vec::with_capacity(8192);
     loop {
         let c = next_non_ws(r)?;
         let c = match (c, first) {
@@ -209,9 +210,9 @@ fn read_json_array(
         };
         first = false;
         match c {
-            Some(b'{') => match scan_object(r)? {
-                Ok(text) => {
-                    if !emit(RawBody::Signed(text)) {
+            Some(b'{') => match scan_object(r, &mut text)? {
+                Ok(()) => {
+                    if !emit(RawBody::Signed(text.clone())) {
                         return Ok(());
                     }
                 }
@@ -258,9 +259,9 @@ fn next_non_ws(r: &mut impl BufRead) -> std::io::Result<Option<u8>> {
     }
 }
 
-/// Reads the rest of an object whose `{` was consumed; returns its text.
-fn scan_object(r: &mut impl BufRead) -> std::io::Result<Result<Vec<u8>, String>> {
-    let mut text = Vec::with_capacity(4096);
+/// Reads the rest of an object whose `{` was consumed into `text`.
+fn scan_object(r: &mut impl BufRead, text: &mut Vec<u8>) -> std::io::Result<Result<(), String>> {
+    text.clear();
     text.push(b'{');
     let (mut depth, mut in_string, mut escaped) = (1usize, false, false);
     loop {
@@ -268,36 +269,46 @@ fn scan_object(r: &mut impl BufRead) -> std::io::Result<Result<Vec<u8>, String>>
         if buf.is_empty() {
             return Ok(Err("truncated: the manifest ends inside an entry".into()));
         }
-        let mut end = None;
-        for (i, &b) in buf.iter().enumerate() {
-            if in_string {
-                if escaped {
-                    escaped = false;
-                } else if b == b'\\' {
-                    escaped = true;
-                } else if b == b'"' {
-                    in_string = false;
-                }
-                continue;
-            }
-            match b {
-                b'"' => in_string = true,
-                b'{' | b'[' => depth += 1,
-                b'}' | b']' => {
-                    depth -= 1;
-                    if depth == 0 {
-                        end = Some(i + 1);
-                        break;
+        let (mut i, mut end) = (0, None);
+        while i < buf.len() {
+            if escaped {
+                escaped = false;
+                i += 1;
+            } else if in_string {
+                // Most of an entry is base64 text inside strings.
+                match find_quote_or_backslash(&buf[i..]) {
+                    Some(at) => {
+                        i += at;
+                        if buf[i] == b'"' {
+                            in_string = false;
+                        } else {
+                            escaped = true;
+                        }
+                        i += 1;
                     }
+                    None => i = buf.len(),
                 }
-                _ => {}
+            } else {
+                match buf[i] {
+                    b'"' => in_string = true,
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            end = Some(i + 1);
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+                i += 1;
             }
         }
         let take = end.unwrap_or(buf.len());
         text.extend_from_slice(&buf[..take]);
         r.consume(take);
         if end.is_some() {
-            return Ok(Ok(text));
+            return Ok(Ok(()));
         }
         if text.len() > MAX_ENTRY_BYTES {
             return Ok(Err(format!(
@@ -305,6 +316,34 @@ fn scan_object(r: &mut impl BufRead) -> std::io::Result<Result<Vec<u8>, String>>
             )));
         }
     }
+}
+
+/// The position of the first `"` or `\` in `bytes`, looking at eight
+/// bytes at a time.
+fn find_quote_or_backslash(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // Whether any byte of `word` is `byte`: XOR makes those bytes zero,
+    // and subtracting one from a zero byte sets its high bit.
+    let has = |word: u64, byte: u8| {
+        let x = word ^ (ONES * u64::from(byte));
+        x.wrapping_sub(ONES) & !x & HIGHS != 0
+    };
+    let mut from = 0;
+    for word in bytes.chunks_exact(8) {
+        let Ok(word) = <[u8; 8]>::try_from(word) else {
+            break;
+        };
+        let word = u64::from_le_bytes(word);
+        if has(word, b'"') || has(word, b'\\') {
+            break;
+        }
+        from += 8;
+    }
+    bytes[from..]
+        .iter()
+        .position(|b| *b == b'"' || *b == b'\\')
+        .map(|at| from + at)
 }
 
 fn read_lines(r: &mut impl BufRead, emit: &mut dyn FnMut(RawBody) -> bool) -> std::io::Result<()> {
@@ -575,6 +614,58 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(split("[]").is_empty());
+    }
+
+    #[test]
+    fn splits_the_same_across_read_buffer_boundaries() {
+        let long = "QUJD".repeat(40);
+        let text = format!(
+            "[{{\"p\": \"{long}\\\\\", \"q\": \"a\\\"}}]{{\\\\\"}}, {{\"r\": [\"{long}\", {{}}]}}]"
+        );
+        let whole = split(&text);
+        assert_eq!(whole.len(), 2);
+        match &whole[0] {
+            RawBody::Signed(t) => assert_eq!(
+                t,
+                format!("{{\"p\": \"{long}\\\\\", \"q\": \"a\\\"}}]{{\\\\\"}}").as_bytes()
+            ),
+            other => panic!("{other:?}"),
+        }
+        for capacity in 1..=17 {
+            let mut parts = Vec::new();
+            let mut r = std::io::BufReader::with_capacity(capacity, text.as_bytes());
+            read_json_array(&mut r, &mut |b| {
+                parts.push(b);
+                true
+            })
+            .unwrap();
+            assert_eq!(
+                format!("{parts:?}"),
+                format!("{whole:?}"),
+                "capacity {capacity}"
+            );
+        }
+    }
+
+    #[test]
+    fn finds_the_first_quote_or_backslash() {
+        let naive = |b: &[u8]| b.iter().position(|c| *c == b'"' || *c == b'\\');
+        let mut text = b"abcdefgh".repeat(5);
+        assert_eq!(find_quote_or_backslash(&text), None);
+        for at in 0..text.len() {
+            for c in [b'"', b'\\'] {
+                let mut t = text.clone();
+                t[at] = c;
+                assert_eq!(find_quote_or_backslash(&t), Some(at));
+                assert_eq!(
+                    find_quote_or_backslash(&t[at.min(3)..]),
+                    naive(&t[at.min(3)..])
+                );
+            }
+        }
+        text[9] = 0x80 | b'"';
+        text[10] = 0;
+        assert_eq!(find_quote_or_backslash(&text), None);
     }
 
     #[test]
