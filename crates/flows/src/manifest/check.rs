@@ -11,8 +11,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use aws_lc_rs::signature::{ParsedPublicKey, ECDSA_P256_SHA256_ASN1};
 use idmint_pki::{CertificateInfo, Profile};
 use time::OffsetDateTime;
+use x509_parser::oid_registry::{OID_EC_P256, OID_SIG_ECDSA_WITH_SHA256};
 use x509_parser::prelude::{FromDer, SubjectPublicKeyInfo, X509Certificate};
 
 use super::{LogSigner, ManifestEntry, Reason, Rejection, ThingNameFrom};
@@ -61,18 +63,41 @@ struct Issuer {
     subject: Vec<u8>,
     /// Its DER SubjectPublicKeyInfo.
     spki: Vec<u8>,
+    /// Its key parsed once for the usual case, ecdsa-with-SHA256 by a
+    /// P-256 key; other algorithms are left to x509-parser.
+    p256: Option<ParsedPublicKey>,
 }
 
 impl Issuer {
     fn new(cert: &X509Certificate<'_>) -> Self {
+        let key = cert.public_key();
+        let on_p256 = key
+            .algorithm
+            .parameters
+            .as_ref()
+            .and_then(|p| p.as_oid().ok())
+            .is_some_and(|curve| curve == OID_EC_P256);
         Issuer {
             subject: cert.subject().as_raw().to_vec(),
-            spki: cert.public_key().raw.to_vec(),
+            spki: key.raw.to_vec(),
+            p256: on_p256
+                .then(|| {
+                    ParsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, &key.subject_public_key.data)
+                })
+                .and_then(Result::ok),
         }
     }
 
-    /// Whether `cert` is signed by this issuer's key.
+    /// Whether `cert` is signed by this issuer's key (as x509-parser's
+    /// `verify_signature` decides).
     fn signed(&self, cert: &X509Certificate<'_>) -> bool {
+        if let Some(key) = &self.p256 {
+            if cert.signature_algorithm.algorithm == OID_SIG_ECDSA_WITH_SHA256 {
+                return key
+                    .verify_sig(cert.tbs_certificate.as_ref(), &cert.signature_value.data)
+                    .is_ok();
+            }
+        }
         // The SPKI was taken from a parsed certificate, so it parses.
         SubjectPublicKeyInfo::from_der(&self.spki)
             .is_ok_and(|(_, key)| cert.verify_signature(Some(&key)).is_ok())
@@ -337,5 +362,98 @@ impl Checker {
             };
         }
         Err(untrusted())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use idmint_pki::{CaBuilder, CertificateAuthority, DeviceKey, KeyType, SubjectValues};
+
+    use super::*;
+
+    fn device(ca: &CertificateAuthority, name: &str) -> Vec<u8> {
+        let key = DeviceKey::generate(KeyType::P256).unwrap();
+        ca.issue(
+            &key.public_key().unwrap(),
+            &Profile::device(),
+            &SubjectValues::for_thing(name),
+        )
+        .unwrap()
+        .der
+    }
+
+    fn parse(der: &[u8]) -> X509Certificate<'_> {
+        X509Certificate::from_der(der).unwrap().1
+    }
+
+    #[test]
+    fn issuer_signatures_agree_with_x509_parser() {
+        for key_type in [KeyType::P256, KeyType::P384] {
+            let root = CaBuilder::root("Vendor Root", key_type).build().unwrap();
+            let issuer = Issuer::new(&parse(root.certificate_der()));
+            assert_eq!(issuer.p256.is_some(), key_type == KeyType::P256);
+            let other = CaBuilder::root("Vendor Root", key_type).build().unwrap();
+            let ours = device(&root, "a");
+            let theirs = device(&other, "b");
+            assert!(issuer.signed(&parse(&ours)));
+            assert!(!issuer.signed(&parse(&theirs)));
+            let mut forged = ours.clone();
+            let last = forged.len() - 1;
+            forged[last] ^= 1;
+            assert!(!issuer.signed(&parse(&forged)));
+        }
+    }
+
+    #[test]
+    fn the_intermediate_cache_keeps_every_verdict() {
+        let root = CaBuilder::root("Vendor Root", KeyType::P256)
+            .build()
+            .unwrap();
+        let signer = CaBuilder::issuing("Vendor Signer", KeyType::P256, &root)
+            .build()
+            .unwrap();
+        // Same names, other keys: an impostor signer under another root.
+        let other_root = CaBuilder::root("Vendor Root", KeyType::P256)
+            .build()
+            .unwrap();
+        let impostor = CaBuilder::issuing("Vendor Signer", KeyType::P256, &other_root)
+            .build()
+            .unwrap();
+        let checker = Checker::new(
+            root.certificate_der().to_vec(),
+            None,
+            Profile::device(),
+            None,
+            OffsetDateTime::now_utc(),
+        );
+        let good = device(&signer, "good");
+        let forged = device(&impostor, "forged");
+        let direct = device(&root, "direct");
+        let offered = [
+            impostor.certificate_der().to_vec(),
+            signer.certificate_der().to_vec(),
+        ];
+        let mut cache = CheckCache::default();
+        for _ in 0..2 {
+            let chain = |der: &[u8], cache: &mut CheckCache| {
+                checker
+                    .chain(&parse(der), &offered, cache)
+                    .map_err(|r| r.reason)
+            };
+            assert_eq!(chain(&good, &mut cache), Ok(Some(1)));
+            assert_eq!(chain(&forged, &mut cache), Err(Reason::UntrustedIssuer));
+            assert_eq!(chain(&direct, &mut cache), Ok(None));
+            assert_eq!(cache.intermediates.len(), 1);
+        }
+        let checker = Checker::new(
+            b"not a certificate".to_vec(),
+            None,
+            Profile::device(),
+            None,
+            OffsetDateTime::now_utc(),
+        );
+        let r = checker.chain(&parse(&good), &offered, &mut cache);
+        assert_eq!(r.unwrap_err().reason, Reason::UntrustedIssuer);
     }
 }

@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use aws_lc_rs::digest;
-use aws_lc_rs::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_FIXED};
+use aws_lc_rs::signature::{ParsedPublicKey, ECDSA_P256_SHA256_FIXED};
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine as _;
@@ -316,7 +316,9 @@ impl SecureElementPayload {
 /// and certificate digest, prepared once.
 #[derive(Clone, Debug)]
 pub struct LogSigner {
-    point: Vec<u8>,
+    /// The key, parsed once; `None` if the certificate's point is not on
+    /// P-256, and then no signature verifies.
+    key: Option<ParsedPublicKey>,
     ski: Option<Vec<u8>>,
     sha256: Vec<u8>,
 }
@@ -330,7 +332,7 @@ impl LogSigner {
         if spki.algorithm.algorithm != x509_parser::oid_registry::OID_KEY_TYPE_EC_PUBLIC_KEY {
             return Err("the signer certificate's key is not an EC key".into());
         }
-        let point = spki.subject_public_key.data.to_vec();
+        let point = spki.subject_public_key.data.as_ref();
         if point.len() != 65 || point[0] != 4 {
             return Err("the signer certificate's key is not an uncompressed P-256 point".into());
         }
@@ -342,7 +344,7 @@ impl LogSigner {
                 _ => None,
             });
         Ok(LogSigner {
-            point,
+            key: ParsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, point).ok(),
             ski,
             sha256: digest::digest(&digest::SHA256, der).as_ref().to_vec(),
         })
@@ -385,14 +387,17 @@ impl LogSigner {
                 ),
             ));
         }
-        UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &self.point)
-            .verify(&element.signing_input, &element.signature)
-            .map_err(|_| {
-                Rejection::new(
-                    Reason::BadSignature,
-                    "JWS signature does not verify with the log signer's key",
-                )
-            })
+        let verified = self.key.as_ref().is_some_and(|key| {
+            key.verify_sig(&element.signing_input, &element.signature)
+                .is_ok()
+        });
+        if !verified {
+            return Err(Rejection::new(
+                Reason::BadSignature,
+                "JWS signature does not verify with the log signer's key",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -493,7 +498,7 @@ mod tests {
     #[test]
     fn wrong_alg_and_bad_signature_are_told_apart() {
         let signer = LogSigner {
-            point: vec![4; 65],
+            key: None,
             ski: Some(vec![1, 2, 3]),
             sha256: vec![0; 32],
         };
