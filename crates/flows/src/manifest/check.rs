@@ -10,6 +10,7 @@
 //! is accepted, an EKU that excludes clientAuth is not.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use aws_lc_rs::signature::{ParsedPublicKey, ECDSA_P256_SHA256_ASN1};
 use idmint_pki::{CertificateInfo, Profile};
@@ -34,9 +35,10 @@ pub struct CheckedEntry {
     pub info: CertificateInfo,
     /// The certificate DER.
     pub der: Vec<u8>,
-    /// The offered intermediates it chains to the CA through (DER, its
+    /// The offered intermediates it chains to the CA through (DER, shared
+    /// by the entries that offer the same one; its
     /// issuer first); empty when the CA signed it directly.
-    pub chain: Vec<Vec<u8>>,
+    pub chain: Vec<Arc<[u8]>>,
 }
 
 /// The trust decisions for one import, shared by the worker threads.
@@ -54,7 +56,7 @@ pub struct Checker {
 /// by DER, so a trusted one is neither parsed nor verified again.
 #[derive(Default)]
 pub struct CheckCache {
-    intermediates: HashMap<Vec<u8>, Issuer>,
+    intermediates: HashMap<Arc<[u8]>, Issuer>,
 }
 
 /// What the chain check needs of a trusted issuing certificate.
@@ -226,10 +228,10 @@ impl Checker {
                 "a CA certificate, not a device certificate",
             ));
         }
-        let chain = match self.chain(&cert, &entry.intermediates, cache)? {
-            Some(i) => vec![entry.intermediates.swap_remove(i)],
-            None => Vec::new(),
-        };
+        let chain = self
+            .chain(&cert, &entry.intermediates, cache)?
+            .into_iter()
+            .collect();
         if self.now < info.not_before {
             return Err(Rejection::new(
                 Reason::NotYetValid,
@@ -299,13 +301,13 @@ impl Checker {
     }
 
     /// Checks that `leaf` chains to the anchor, directly (`None`) or through
-    /// the offered intermediate at the index returned.
+    /// the offered intermediate returned (the cache's copy).
     fn chain(
         &self,
         leaf: &X509Certificate<'_>,
         intermediates: &[Vec<u8>],
         cache: &mut CheckCache,
-    ) -> Result<Option<usize>, Rejection> {
+    ) -> Result<Option<Arc<[u8]>>, Rejection> {
         let untrusted = || {
             Rejection::new(
                 Reason::UntrustedIssuer,
@@ -326,13 +328,13 @@ impl Checker {
                 Err(untrusted())
             };
         }
-        for (i, der) in intermediates.iter().enumerate() {
-            if let Some(trusted) = cache.intermediates.get(der) {
+        for der in intermediates {
+            if let Some((der, trusted)) = cache.intermediates.get_key_value(der.as_slice()) {
                 if issuer != trusted.subject {
                     continue;
                 }
                 return if trusted.signed(leaf) {
-                    Ok(Some(i))
+                    Ok(Some(der.clone()))
                 } else {
                     Err(untrusted())
                 };
@@ -354,9 +356,10 @@ impl Checker {
             }
             let trusted = Issuer::new(&inter);
             let signed = trusted.signed(leaf);
+            let der: Arc<[u8]> = Arc::from(der.as_slice());
             cache.intermediates.insert(der.clone(), trusted);
             return if signed {
-                Ok(Some(i))
+                Ok(Some(der))
             } else {
                 Err(untrusted())
             };
@@ -439,9 +442,10 @@ mod tests {
             let chain = |der: &[u8], cache: &mut CheckCache| {
                 checker
                     .chain(&parse(der), &offered, cache)
+                    .map(|via| via.map(|der| der.to_vec()))
                     .map_err(|r| r.reason)
             };
-            assert_eq!(chain(&good, &mut cache), Ok(Some(1)));
+            assert_eq!(chain(&good, &mut cache), Ok(Some(offered[1].clone())));
             assert_eq!(chain(&forged, &mut cache), Err(Reason::UntrustedIssuer));
             assert_eq!(chain(&direct, &mut cache), Ok(None));
             assert_eq!(cache.intermediates.len(), 1);

@@ -36,9 +36,9 @@ const COMMIT: usize = 4096;
 /// Chunks in flight at most between the reader and the registry writer:
 /// queued, being checked, or waiting for an earlier chunk to be written.
 /// It bounds the memory of the whole pipeline at any manifest size, and is
-/// large enough (1.5 transactions) that the checking threads keep working
+/// large enough (a transaction's worth) that the checking threads keep working
 /// while a transaction commits.
-const WINDOW: usize = COMMIT * 3 / 2 / CHUNK;
+const WINDOW: usize = COMMIT / CHUNK;
 
 /// Where a thing's name comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
