@@ -276,7 +276,7 @@ fn scan_object(r: &mut impl BufRead, text: &mut Vec<u8>) -> std::io::Result<Resu
                 i += 1;
             } else if in_string {
                 // Most of an entry is base64 text inside strings.
-                match find_quote_or_backslash(&buf[i..]) {
+                match memchr::memchr2(b'"', b'\\', &buf[i..]) {
                     Some(at) => {
                         i += at;
                         if buf[i] == b'"' {
@@ -316,34 +316,6 @@ fn scan_object(r: &mut impl BufRead, text: &mut Vec<u8>) -> std::io::Result<Resu
             )));
         }
     }
-}
-
-/// The position of the first `"` or `\` in `bytes`, looking at eight
-/// bytes at a time.
-fn find_quote_or_backslash(bytes: &[u8]) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    // Whether any byte of `word` is `byte`: XOR makes those bytes zero,
-    // and subtracting one from a zero byte sets its high bit.
-    let has = |word: u64, byte: u8| {
-        let x = word ^ (ONES * u64::from(byte));
-        x.wrapping_sub(ONES) & !x & HIGHS != 0
-    };
-    let mut from = 0;
-    for word in bytes.chunks_exact(8) {
-        let Ok(word) = <[u8; 8]>::try_from(word) else {
-            break;
-        };
-        let word = u64::from_le_bytes(word);
-        if has(word, b'"') || has(word, b'\\') {
-            break;
-        }
-        from += 8;
-    }
-    bytes[from..]
-        .iter()
-        .position(|b| *b == b'"' || *b == b'\\')
-        .map(|at| from + at)
 }
 
 fn read_lines(r: &mut impl BufRead, emit: &mut dyn FnMut(RawBody) -> bool) -> std::io::Result<()> {
@@ -645,27 +617,6 @@ mod tests {
                 "capacity {capacity}"
             );
         }
-    }
-
-    #[test]
-    fn finds_the_first_quote_or_backslash() {
-        let naive = |b: &[u8]| b.iter().position(|c| *c == b'"' || *c == b'\\');
-        let mut text = b"abcdefgh".repeat(5);
-        assert_eq!(find_quote_or_backslash(&text), None);
-        for at in 0..text.len() {
-            for c in [b'"', b'\\'] {
-                let mut t = text.clone();
-                t[at] = c;
-                assert_eq!(find_quote_or_backslash(&t), Some(at));
-                assert_eq!(
-                    find_quote_or_backslash(&t[at.min(3)..]),
-                    naive(&t[at.min(3)..])
-                );
-            }
-        }
-        text[9] = 0x80 | b'"';
-        text[10] = 0;
-        assert_eq!(find_quote_or_backslash(&text), None);
     }
 
     #[test]
