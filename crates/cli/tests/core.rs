@@ -4,6 +4,7 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
 
 use common::{assert_openssl_verifies, openssl, openssl_csr, softhsm_token, Env};
 
@@ -453,6 +454,57 @@ fn issuing_ca_key_in_a_pkcs11_token() {
     let e = env.fails(&["cert", "new", "--thing", "hsm-2", "--ca", "line-a"]);
     assert!(e.contains("IDMINT_PKCS11_MODULE"), "{e}");
     assert!(!env.path("hsm-2.key.pem").exists());
+}
+
+/// The CA keys are PKCS#8 PBES2/scrypt that openssl opens with the
+/// passphrase (so a key can leave idmint for an HSM or another tool).
+#[test]
+fn ca_keys_are_encrypted_pkcs8_that_openssl_decrypts() {
+    let env = Env::init(&[]);
+    let db = env.data().join("registry.db");
+    let out = Command::new("sqlite3")
+        .arg(&db)
+        .arg("SELECT key_ref FROM cas WHERE name = 'issuing'")
+        .output()
+        .expect("sqlite3");
+    let encrypted = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        encrypted.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----"),
+        "{encrypted}"
+    );
+    let enc = env.path("issuing.enc.pem");
+    std::fs::write(&enc, &encrypted).unwrap();
+    let key = env.path("issuing.key");
+    let (ok, text) = openssl(&[
+        "pkcs8",
+        "-in",
+        enc.to_str().unwrap(),
+        "-passin",
+        "pass:test-passphrase",
+        "-out",
+        key.to_str().unwrap(),
+    ]);
+    assert!(ok, "openssl pkcs8: {text}");
+    let (_, issuing) = env.ca_files();
+    let (_, from_key) = openssl(&["pkey", "-in", key.to_str().unwrap(), "-pubout"]);
+    let (_, from_cert) = openssl(&[
+        "x509",
+        "-in",
+        issuing.to_str().unwrap(),
+        "-noout",
+        "-pubkey",
+    ]);
+    assert_eq!(from_key, from_cert);
+    let (ok, _) = openssl(&[
+        "pkcs8",
+        "-in",
+        enc.to_str().unwrap(),
+        "-passin",
+        "pass:wrong",
+        "-out",
+        env.path("wrong.key").to_str().unwrap(),
+    ]);
+    assert!(!ok, "a wrong passphrase opened the key");
 }
 
 #[test]

@@ -16,10 +16,12 @@ pub struct KeyProtection {
 }
 
 impl Default for KeyProtection {
-    /// scrypt N = 2^15, r = 8, p = 1 (32 MiB, tens of milliseconds): CA keys
-    /// are decrypted once per process.
+    /// scrypt N = 2^14, r = 8, p = 1 (16 MiB, tens of milliseconds): CA keys
+    /// are decrypted once per process. These are OpenSSL's own scrypt
+    /// defaults, and OpenSSL refuses to decrypt anything needing more than
+    /// 32 MiB, so `openssl pkcs8` can open an exported CA key.
     fn default() -> Self {
-        KeyProtection { scrypt_log_n: 15 }
+        KeyProtection { scrypt_log_n: 14 }
     }
 }
 
