@@ -24,14 +24,16 @@ impl Drop for Proc {
     }
 }
 
-/// Starts `idmint serve` on a loopback port; returns it and its base URL.
-fn serve(env: &Env) -> (Proc, String) {
+/// Starts `idmint serve` on a loopback port (with `extra` options); returns
+/// it and its base URL.
+fn serve(env: &Env, extra: &[&str]) -> (Proc, String) {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let child = env
         .cmd()
         .args(["serve", "--listen", &listen, "--mqtt-listen", "off"])
         .args(["--rate-limit", "0"])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -148,7 +150,7 @@ fn remote_station_issues_through_the_server() {
     let secret = token(&env, "line1", "station", &b);
     let root = env.path("root.pem");
     std::fs::write(&root, env.ok(&["ca", "show", "root", "--pem"])).expect("root");
-    let (_server, url) = serve(&env);
+    let (_server, url) = serve(&env, &[]);
     // The station's own directory: no data dir, no idmint files.
     let cwd = tempfile::tempdir().expect("tempdir");
     let ca = root.to_string_lossy().to_string();
@@ -311,7 +313,7 @@ fn remote_station_quota_race_inject_refusal_and_client_certificate() {
         .to_string();
     let root = env.path("root.pem");
     std::fs::write(&root, env.ok(&["ca", "show", "root", "--pem"])).expect("root");
-    let (_server, url) = serve(&env);
+    let (_server, url) = serve(&env, &[]);
     let cwd = tempfile::tempdir().expect("tempdir");
     let ca = root.to_string_lossy().to_string();
 
@@ -452,4 +454,101 @@ fn remote_station_quota_race_inject_refusal_and_client_certificate() {
         assert_eq!(err.trim_end().lines().count(), 1, "{err}");
         assert!(err.contains(want), "{want}: {err}");
     }
+}
+
+/// A station that dies between issue and activate leaves a PENDING_ACTIVATION
+/// certificate; the server spoils it once the timeout (3 s here) has passed
+/// (revoked, counted spoiled, audited) and leaves confirmed certificates alone.
+#[test]
+fn a_certificate_never_confirmed_on_its_device_is_spoiled() {
+    let env = Env::init(&[]);
+    let b = env
+        .ok(&["batch", "create", "--product", "widget", "--count", "3"])
+        .trim()
+        .to_string();
+    let secret = token(&env, "line3", "station", &b);
+    let root = env.path("root.pem");
+    std::fs::write(&root, env.ok(&["ca", "show", "root", "--pem"])).expect("root");
+    let (_server, url) = serve(&env, &["--station-pending-timeout", "3"]);
+    let csr = common::openssl_csr(
+        env.dir.path(),
+        "orphan",
+        &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+    );
+    let body = serde_json::json!({
+        "csr": std::fs::read_to_string(&csr).expect("csr"),
+        "pending": true,
+    });
+    let out = Command::new("curl")
+        .args(["-sS", "--fail-with-body", "--cacert"])
+        .arg(&root)
+        .args(["-H", &format!("Authorization: Bearer {secret}")])
+        .args([
+            "-H",
+            "content-type: application/json",
+            "-d",
+            &body.to_string(),
+        ])
+        .arg(format!("{url}/api/v1/batches/{b}/certificates"))
+        .output()
+        .expect("curl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let issued: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let id = issued["id"].as_str().expect("certificate id").to_string();
+    let status = |id: &str| env.json(&["cert", "show", id, "--json"])["status"].clone();
+    assert_eq!(status(&id), "PENDING_ACTIVATION");
+
+    // Meanwhile a station provisions a device properly: that one stays.
+    let (_d, addr, _) = devsim(&env, "kept", &[]);
+    let cwd = tempfile::tempdir().expect("tempdir");
+    let out = station(
+        cwd.path(),
+        Some(&secret),
+        &[
+            "--server",
+            &url,
+            "--batch",
+            &b,
+            "--ca-cert",
+            &root.to_string_lossy(),
+            "--device",
+            &addr,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let start = Instant::now();
+    while status(&id) != "REVOKED" {
+        assert!(start.elapsed() < Duration::from_secs(60), "never spoiled");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let shown = env.json(&["batch", "show", &b, "--json"]);
+    assert_eq!(
+        (shown["issued"].as_i64(), shown["spoiled"].as_i64()),
+        (Some(2), Some(1)),
+        "{shown}"
+    );
+    let statuses: Vec<String> = env
+        .json(&["cert", "list", "--json"])
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter(|c| c["batch"] == b.as_str())
+        .map(|c| c["status"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| *s == "ACTIVE").count(),
+        1,
+        "{statuses:?}"
+    );
+    // The sweep's writes are on the audit chain, which is intact.
+    env.ok(&["audit", "verify"]);
 }

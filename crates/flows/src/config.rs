@@ -93,6 +93,10 @@ pub struct ServerConfig {
     pub rate_burst: u32,
     /// Seconds a replaced certificate stays ACTIVE after re-enrollment.
     pub rotation_overlap_secs: u64,
+    /// Seconds a remote station's certificate may stay PENDING_ACTIVATION
+    /// (issued, never confirmed on its device, e.g. the station was killed)
+    /// before the server spoils it.
+    pub station_pending_timeout_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -106,6 +110,7 @@ impl Default for ServerConfig {
             rate_limit: 200,
             rate_burst: 400,
             rotation_overlap_secs: 7 * 24 * 3600,
+            station_pending_timeout_secs: 3600,
         }
     }
 }

@@ -69,6 +69,48 @@ pub struct NewStationBatch {
 }
 
 impl Idmint {
+    /// Spoils station certificates left PENDING_ACTIVATION for longer than
+    /// `timeout_secs`: issued for a device, never confirmed on it (the
+    /// station was killed or lost its link between the two). Each is revoked
+    /// (`cessationOfOperation`) and counted in its batch's spoiled count, as
+    /// a station does itself when a device fails after issue. Safe to run on
+    /// several servers at once. Returns how many were spoiled.
+    pub async fn spoil_stale_station_certificates(
+        &self,
+        timeout_secs: u64,
+    ) -> Result<usize, FlowError> {
+        let timeout = i64::try_from(timeout_secs).unwrap_or(i64::MAX);
+        let before = idmint_registry::now().saturating_sub(timeout);
+        let stale = self.store().stale_station_certificates(before, 500).await?;
+        let mut spoiled = 0;
+        for (certificate, batch) in &stale {
+            let mut tx = self.store().begin("server:station-sweep").await?;
+            let still_pending = tx
+                .certificate(certificate)
+                .await?
+                .is_some_and(|c| c.status == CertificateStatus::PendingActivation);
+            if !still_pending {
+                continue;
+            }
+            let why = format!("not confirmed on its device within {timeout_secs} s of issue");
+            tx.set_certificate_status(
+                certificate,
+                CertificateStatus::Revoked,
+                Some(SPOILED_REASON),
+            )
+            .await?;
+            tx.add_spoiled(batch, 1, &why).await?;
+            tx.audit(
+                "station.spoiled",
+                certificate,
+                serde_json::json!({"batch": batch, "stage": "activate", "reason": why}),
+            );
+            tx.commit().await?;
+            spoiled += 1;
+        }
+        Ok(spoiled)
+    }
+
     /// Creates a station batch and returns it. The profile and CA are
     /// checked first (the CA must be able to sign).
     pub async fn create_station_batch(

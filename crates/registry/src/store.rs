@@ -340,6 +340,29 @@ impl Store {
             })
     }
 
+    /// Certificates of station batches still PENDING_ACTIVATION that were
+    /// registered before `created_before` (Unix seconds), with their batch;
+    /// at most `limit`.
+    pub async fn stale_station_certificates(
+        &self,
+        created_before: i64,
+        limit: i64,
+    ) -> Result<Vec<(String, String)>, RegistryError> {
+        let rows = sqlx::query(
+            "SELECT c.id, c.batch FROM certificates c JOIN batches b ON b.id = c.batch \
+             WHERE c.status = $1 AND b.kind = $2 AND c.created < $3 ORDER BY c.created LIMIT $4",
+        )
+        .bind(CertificateStatus::PendingActivation.as_str())
+        .bind(BatchKind::Station.as_str())
+        .bind(created_before)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect()
+    }
+
     /// All batches, oldest first.
     pub async fn list_batches(&self) -> Result<Vec<Batch>, RegistryError> {
         let sql = format!("SELECT {BATCH_COLUMNS} FROM batches ORDER BY created, id");

@@ -82,6 +82,8 @@ pub struct AppState {
     pub crls: Mutex<HashMap<String, crl::CachedCrl>>,
     /// Seconds a replaced certificate stays ACTIVE.
     pub rotation_overlap_secs: u64,
+    /// Seconds a station certificate may stay PENDING_ACTIVATION.
+    pub station_pending_timeout_secs: u64,
     /// Request body limit, bytes.
     pub body_limit: usize,
 }
@@ -98,6 +100,7 @@ impl AppState {
             limiter: ratelimit::RateLimiter::new(cfg.rate_limit, cfg.rate_burst),
             crls: Mutex::new(HashMap::new()),
             rotation_overlap_secs: cfg.rotation_overlap_secs,
+            station_pending_timeout_secs: cfg.station_pending_timeout_secs,
             body_limit: cfg.body_limit,
         })
     }
@@ -357,12 +360,29 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Retires certificates whose rotation overlap has ended (every `every`).
-pub async fn sweep_rotations(idmint: Arc<Idmint>, every: Duration) {
+/// Every `every`: retires certificates whose rotation overlap has ended,
+/// and spoils station certificates left PENDING_ACTIVATION for longer than
+/// `station_pending_timeout_secs`.
+pub async fn sweep_rotations(
+    idmint: Arc<Idmint>,
+    every: Duration,
+    station_pending_timeout_secs: u64,
+) {
     loop {
         tokio::time::sleep(every).await;
         if let Err(e) = sweep_once(&idmint).await {
             tracing::warn!("rotation sweep failed: {e}");
+        }
+        match idmint
+            .spoil_stale_station_certificates(station_pending_timeout_secs)
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                spoiled = n,
+                "station certificates never confirmed on their devices"
+            ),
+            Err(e) => tracing::warn!("station sweep failed: {e}"),
         }
     }
 }
@@ -424,10 +444,15 @@ impl Server {
 
     /// Serves until `shutdown` resolves; the rotation sweeper runs beside.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
-        let overlap = self.state.rotation_overlap_secs;
+        let every = self
+            .state
+            .rotation_overlap_secs
+            .min(self.state.station_pending_timeout_secs)
+            .clamp(1, 30);
         let sweeper = tokio::spawn(sweep_rotations(
             self.state.idmint.clone(),
-            Duration::from_secs(overlap.clamp(1, 30)),
+            Duration::from_secs(every),
+            self.state.station_pending_timeout_secs,
         ));
         let app = router(self.state.clone());
         let result = tls::serve_tls(self.listener, self.config, app, shutdown).await;

@@ -26,6 +26,11 @@ pub struct ServeArgs {
     /// overriding `[server] rotation_overlap_secs`.
     #[arg(long)]
     pub rotation_overlap: Option<u64>,
+    /// Seconds a station's certificate may stay PENDING_ACTIVATION (issued,
+    /// never confirmed on its device) before it is spoiled, overriding
+    /// `[server] station_pending_timeout_secs` (default 3600).
+    #[arg(long)]
+    pub station_pending_timeout: Option<u64>,
 }
 
 /// Runs `idmint serve`.
@@ -58,6 +63,9 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(o) = args.rotation_overlap {
         server_cfg.rotation_overlap_secs = o;
+    }
+    if let Some(t) = args.station_pending_timeout {
+        server_cfg.station_pending_timeout_secs = t;
     }
     if let Some(listen) = args.listen {
         server_cfg.listen = listen;
