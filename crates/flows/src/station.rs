@@ -38,7 +38,7 @@ use idmint_pki::{
 };
 use idmint_registry::{
     validate_name, Batch, BatchKind, CertificateFilter, CertificateStatus, NewBatch, NewThing,
-    RegistryError,
+    RegistryError, WriteTx,
 };
 use serde::Serialize;
 use tokio::runtime::Handle;
@@ -49,6 +49,29 @@ use crate::{FlowError, Idmint};
 /// The revocation reason recorded for a certificate that never reached its
 /// device.
 pub const SPOILED_REASON: &str = "cessationOfOperation";
+
+/// Spoils a station certificate inside `tx`: revokes it
+/// ([`SPOILED_REASON`]), counts it in `batch`'s spoiled count (`why`) and
+/// audits `station.spoiled` with `details`. One sequence for a local
+/// station, the remote stations' API and the server's sweep of certificates
+/// never confirmed on their devices.
+pub async fn spoil_certificate(
+    tx: &mut WriteTx,
+    batch: &str,
+    certificate: &str,
+    why: &str,
+    details: serde_json::Value,
+) -> Result<(), RegistryError> {
+    tx.set_certificate_status(
+        certificate,
+        CertificateStatus::Revoked,
+        Some(SPOILED_REASON),
+    )
+    .await?;
+    tx.add_spoiled(batch, 1, why).await?;
+    tx.audit("station.spoiled", certificate, details);
+    Ok(())
+}
 
 /// A new station batch (`idmint batch create`).
 #[derive(Clone, Debug)]
@@ -93,18 +116,8 @@ impl Idmint {
                 continue;
             }
             let why = format!("not confirmed on its device within {timeout_secs} s of issue");
-            tx.set_certificate_status(
-                certificate,
-                CertificateStatus::Revoked,
-                Some(SPOILED_REASON),
-            )
-            .await?;
-            tx.add_spoiled(batch, 1, &why).await?;
-            tx.audit(
-                "station.spoiled",
-                certificate,
-                serde_json::json!({"batch": batch, "stage": "activate", "reason": why}),
-            );
+            let details = serde_json::json!({"batch": batch, "stage": "activate", "reason": why});
+            spoil_certificate(&mut tx, batch, certificate, &why, details).await?;
             tx.commit().await?;
             spoiled += 1;
         }
@@ -770,19 +783,9 @@ impl StationBackend for OnlineBackend<'_> {
         self.handle
             .block_on(async {
                 let mut tx = self.idmint.store().begin(self.actor).await?;
-                tx.set_certificate_status(
-                    certificate,
-                    CertificateStatus::Revoked,
-                    Some(SPOILED_REASON),
-                )
-                .await?;
                 let why = format!("{}: {}", failed.stage, failed.reason);
-                tx.add_spoiled(batch, 1, &why).await?;
-                tx.audit(
-                    "station.spoiled",
-                    certificate,
-                    serde_json::json!({"batch": batch, "stage": failed.stage, "reason": failed.reason}),
-                );
+                let details = serde_json::json!({"batch": batch, "stage": failed.stage, "reason": failed.reason});
+                spoil_certificate(&mut tx, batch, certificate, &why, details).await?;
                 tx.commit().await?;
                 Ok::<_, FlowError>(())
             })

@@ -363,9 +363,6 @@ pub struct SpoilRequest {
     pub reason: Option<String>,
 }
 
-/// The revocation reason of a spoiled certificate.
-const SPOILED_REASON: &str = "cessationOfOperation";
-
 /// Records a certificate a remote station issued but could not install or
 /// prove on its device: revokes it (`cessationOfOperation`) and counts it
 /// in the batch's spoiled count, so `issued = active + spoiled` holds.
@@ -397,14 +394,8 @@ pub async fn spoil_in_batch(
             format!("certificate {cert_id} is already revoked"),
         ));
     }
-    tx.set_certificate_status(&cert_id, CertificateStatus::Revoked, Some(SPOILED_REASON))
-        .await?;
-    tx.add_spoiled(&id, 1, &why).await?;
-    tx.audit(
-        "station.spoiled",
-        &cert_id,
-        json!({"batch": id, "reason": why, "remote": true}),
-    );
+    let details = json!({"batch": id, "reason": why, "remote": true});
+    idmint_flows::station::spoil_certificate(&mut tx, &id, &cert_id, &why, details).await?;
     tx.commit().await?;
     Ok(Json(json_of(
         &s.idmint.store().require_certificate(&cert_id).await?,
