@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{free_port, openssl, openssl_csr, Env};
+use common::{free_port, openssl, openssl_csr, wait_for_listener, Env};
 use serde_json::{json, Value};
 
 const FLEET_TEMPLATE: &str = r#"{
@@ -90,16 +90,8 @@ fn serve(env: &Env) -> Serve {
         .spawn()
         .expect("spawn serve");
     let server = Serve { child, https, mqtt };
-    let start = Instant::now();
-    for port in [https, mqtt] {
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "serve did not listen"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
+    wait_for_listener(https);
+    wait_for_listener(mqtt);
     server
 }
 

@@ -39,14 +39,7 @@ fn serve(env: &Env, extra: &[&str]) -> (Proc, String) {
         .spawn()
         .expect("spawn serve");
     let proc = Proc(child);
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "serve did not listen"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    common::wait_for_listener(port);
     (proc, format!("https://127.0.0.1:{port}"))
 }
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::free_port;
+use common::{free_port, wait_for_listener};
 
 struct Env {
     dir: tempfile::TempDir,
@@ -59,14 +59,7 @@ impl Env {
             .spawn()
             .expect("spawn serve");
         let server = Server { child, port };
-        let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "serve did not listen"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_for_listener(port);
         server
     }
 }

@@ -155,6 +155,19 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// Waits (at most 30 s) until something listens on the loopback `port`,
+/// e.g. an `idmint serve` just spawned.
+pub fn wait_for_listener(port: u16) {
+    let start = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "nothing listens on 127.0.0.1:{port}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 /// A running `idmint devsim`, killed on drop.
 pub struct Devsim {
     pub child: Child,
