@@ -9,7 +9,7 @@ use idmint_pki::{CertificateInfo, IssuedCertificate};
 use idmint_registry::{Ca, CertificateStatus, TemplateKind};
 use serde::Serialize;
 
-use super::provision::certificate_parameters;
+use super::provision::{certificate_parameters, thing_name};
 use super::Rejection;
 use crate::issue::certificate_record;
 use crate::Idmint;
@@ -68,16 +68,7 @@ impl Idmint {
                     format!("JITP template {template_name} cannot register this certificate: {e}"),
                 )
             })?;
-        let thing_name = provisioning
-            .thing
-            .as_ref()
-            .map(|t| t.name.clone())
-            .ok_or_else(|| {
-                Rejection::invalid(
-                    "InvalidTemplate",
-                    format!("template {template_name} creates no AWS::IoT::Thing"),
-                )
-            })?;
+        let thing_name = thing_name(&provisioning, &template_name)?;
         let certificate = IssuedCertificate {
             der: leaf.to_vec(),
             info,

@@ -54,6 +54,24 @@ pub struct Registered {
     pub device_configuration: serde_json::Map<String, serde_json::Value>,
 }
 
+/// The name of the thing a rendered template creates; a template that
+/// creates none cannot provision (`InvalidTemplate`).
+pub(crate) fn thing_name(
+    provisioning: &Provisioning,
+    template_name: &str,
+) -> Result<String, Rejection> {
+    provisioning
+        .thing
+        .as_ref()
+        .map(|t| t.name.clone())
+        .ok_or_else(|| {
+            Rejection::invalid(
+                "InvalidTemplate",
+                format!("template {template_name} creates no AWS::IoT::Thing"),
+            )
+        })
+}
+
 /// The subject parameters a template may use, from a certificate.
 pub(crate) fn certificate_parameters(info: &CertificateInfo) -> BTreeMap<String, String> {
     let mut params: BTreeMap<String, String> = info
@@ -218,16 +236,7 @@ impl Idmint {
         let provisioning = template
             .render(&params)
             .map_err(|e| Rejection::invalid("InvalidParameters", e.to_string()))?;
-        let thing_name = provisioning
-            .thing
-            .as_ref()
-            .map(|t| t.name.clone())
-            .ok_or_else(|| {
-                Rejection::invalid(
-                    "InvalidTemplate",
-                    format!("template {template_name} creates no AWS::IoT::Thing"),
-                )
-            })?;
+        let thing_name = thing_name(&provisioning, template_name)?;
         let actor = format!("cert:{}", claim.certificate_id);
         let mut tx = self.store().begin(&actor).await?;
         let token = tx.use_ownership_token(&hash, &claim.certificate_id).await?;
