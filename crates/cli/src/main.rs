@@ -223,3 +223,9 @@ pub fn actor() -> String {
     let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
     format!("cli:{user}")
 }
+
+/// Whoever runs this CLI on the data directory: the local operator, who
+/// holds the CA passphrase and may do everything.
+pub fn local() -> idmint_flows::access::Principal {
+    idmint_flows::access::Principal::Local { actor: actor() }
+}

@@ -51,6 +51,9 @@ pub enum FlowError {
     /// A CA that cannot sign (an outside CA, or its key is unavailable).
     #[error("CA {0:?} cannot sign: it is an outside trust anchor")]
     CaCannotSign(String),
+    /// The principal may not do this (see [`crate::access`]).
+    #[error(transparent)]
+    Access(#[from] crate::access::AccessError),
     /// A request that makes no sense as given.
     #[error("{0}")]
     Invalid(String),

@@ -14,6 +14,7 @@ use idmint_pki::{
 use idmint_registry::{validate_name, CertificateStatus, NewCertificate, NewThing};
 use zeroize::Zeroizing;
 
+use crate::access::{AccessError, AuthorizedIssuance};
 use crate::files::{write_new, write_secret};
 use crate::registrar::Registration;
 use crate::{FlowError, Idmint};
@@ -61,7 +62,7 @@ impl Idmint {
     /// option's, else the CSR's common name.
     pub async fn issue_from_csr(
         &self,
-        actor: &str,
+        who: &AuthorizedIssuance,
         csr: &Csr,
         options: &IssueOptions,
     ) -> Result<Issued, FlowError> {
@@ -78,7 +79,7 @@ impl Idmint {
         if let Some(cn) = csr.common_name() {
             values.set("csr_cn", cn);
         }
-        self.issue_for_public_key(actor, csr.public_key(), &thing, values, options)
+        self.issue_for_public_key(who, csr.public_key(), &thing, values, options)
             .await
     }
 
@@ -86,17 +87,18 @@ impl Idmint {
     /// possession of the private key).
     pub async fn issue_for_public_key(
         &self,
-        actor: &str,
+        who: &AuthorizedIssuance,
         key: &PublicKey,
         thing: &str,
         mut values: SubjectValues,
         options: &IssueOptions,
     ) -> Result<Issued, FlowError> {
         validate_name("thing name", thing)?;
+        let attach_existing = self.check_issuance(who, thing, options).await?;
         let (ca_name, ca, profile) = self.issuer(options).await?;
         values.set("org", self.config().org.as_str());
         let certificate = ca.issue(key, &profile, &values)?;
-        self.register(actor, &ca_name, &certificate, thing, options)
+        self.register(who, &ca_name, &certificate, thing, options, attach_existing)
             .await?;
         Ok(Issued {
             certificate,
@@ -109,17 +111,18 @@ impl Idmint {
     /// to the caller, never stored.
     pub async fn new_identity(
         &self,
-        actor: &str,
+        who: &AuthorizedIssuance,
         thing: &str,
         key_type: Option<KeyType>,
         options: &IssueOptions,
     ) -> Result<(DeviceKey, Issued), FlowError> {
         validate_name("thing name", thing)?;
+        let attach_existing = self.check_issuance(who, thing, options).await?;
         let (ca_name, ca, profile) = self.issuer(options).await?;
         let key = DeviceKey::generate(key_type.unwrap_or(self.config().key_type))?;
         let values = SubjectValues::for_thing(thing).with("org", self.config().org.as_str());
         let certificate = ca.issue_for_key(&key, &profile, &values)?;
-        self.register(actor, &ca_name, &certificate, thing, options)
+        self.register(who, &ca_name, &certificate, thing, options, attach_existing)
             .await?;
         Ok((
             key,
@@ -145,20 +148,50 @@ impl Idmint {
         Ok((ca_name, ca, profile))
     }
 
+    /// Checks an issuance against its authorization before anything is
+    /// signed: the batch it is limited to, and whether the thing, if it
+    /// exists, may gain a certificate. Returns whether it exists (the
+    /// registry refuses a thing that appears meanwhile unless it may).
+    async fn check_issuance(
+        &self,
+        who: &AuthorizedIssuance,
+        thing: &str,
+        options: &IssueOptions,
+    ) -> Result<bool, FlowError> {
+        if let Some(batch) = who.batch() {
+            if options.batch.as_deref() != Some(batch) {
+                return Err(AccessError::Refused(format!(
+                    "this credential may only issue in batch {batch}"
+                ))
+                .into());
+            }
+        }
+        match self.store().thing(thing).await? {
+            Some(existing) => {
+                who.may_attach(&existing)?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
     async fn register(
         &self,
-        actor: &str,
+        who: &AuthorizedIssuance,
         ca: &str,
         certificate: &IssuedCertificate,
         thing: &str,
         options: &IssueOptions,
+        attach_existing: bool,
     ) -> Result<(), FlowError> {
         let mut new_thing = NewThing::named(thing);
         new_thing.batch = options.batch.clone();
         self.registrar()
             .register(Registration {
-                actor: actor.to_string(),
+                actor: who.actor().to_string(),
                 thing: Some(new_thing),
+                attach_existing,
+                bootstrap: who.bootstrap().map(str::to_string),
                 certificate: certificate_record(
                     certificate,
                     ca,

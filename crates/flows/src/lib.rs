@@ -9,7 +9,9 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod access;
 pub mod ca;
+pub mod certificates;
 pub mod config;
 mod context;
 pub mod crl;
@@ -22,6 +24,7 @@ pub mod manifest;
 pub mod mint;
 pub mod offline;
 mod registrar;
+pub mod rotation;
 pub mod station;
 pub mod tokens;
 

@@ -32,6 +32,11 @@ pub(crate) struct Registration {
     /// The thing the certificate is attached to, created if it does not
     /// exist (an existing thing is left as it is).
     pub thing: Option<NewThing>,
+    /// Whether the thing may already exist (the principal may act on it);
+    /// when false and it exists, the registration fails `ThingExists`.
+    pub attach_existing: bool,
+    /// The EST bootstrap certificate this registration spends (once).
+    pub bootstrap: Option<String>,
     /// The certificate.
     pub certificate: NewCertificate,
     /// The batch whose quota it counts against.
@@ -134,8 +139,25 @@ async fn write(store: &Store, registrations: &[&Registration]) -> Result<(), Flo
         let things: Vec<NewThing> = run.iter().filter_map(|r| r.thing.clone()).collect();
         let certificates: Vec<NewCertificate> = run.iter().map(|r| r.certificate.clone()).collect();
         tx.set_actor(actor);
-        tx.insert_things(&things).await?;
+        let mut created: std::collections::HashSet<String> =
+            tx.insert_things(&things).await?.into_iter().collect();
+        for r in run {
+            if let Some(thing) = r.thing.as_ref().filter(|_| !r.attach_existing) {
+                if !created.remove(&thing.name) {
+                    return Err(RegistryError::ThingExists {
+                        name: thing.name.clone(),
+                    }
+                    .into());
+                }
+            }
+        }
         tx.insert_certificates(&certificates).await?;
+        for r in run {
+            if let (Some(bootstrap), Some(thing)) = (&r.bootstrap, &r.thing) {
+                tx.record_bootstrap_enrollment(bootstrap, &r.certificate.id, &thing.name)
+                    .await?;
+            }
+        }
         for (hash, token) in run.iter().filter_map(|r| r.ownership_token.as_ref()) {
             tx.insert_ownership_token(hash, token).await?;
         }

@@ -3,6 +3,7 @@
 //! refused, the rest registered), and the registry holds exactly what the
 //! callers were told, on SQLite and (with IDMINT_TEST_POSTGRES) PostgreSQL.
 
+use idmint_flows::access::{Action, Principal};
 use std::sync::Arc;
 
 use idmint_flows::init::{init, InitOptions};
@@ -55,9 +56,14 @@ async fn concurrent_issuance_respects_the_quota(idmint: Idmint) {
                 batch: (i < 60).then_some(batch),
                 ..Default::default()
             };
+            let who = Principal::Local {
+                actor: format!("caller-{i}"),
+            }
+            .authorize_issuance(Action::IssueInBatch, options.batch.as_deref())
+            .expect("the local operator may issue");
             idmint
                 .issue_for_public_key(
-                    &format!("caller-{i}"),
+                    &who,
                     &key.public_key().expect("public key"),
                     &thing,
                     SubjectValues::for_thing(&thing),

@@ -67,6 +67,13 @@ pub enum RegistryError {
     /// used, expired, or another claim's).
     #[error("certificate ownership token {0}")]
     OwnershipToken(&'static str),
+    /// A new certificate would attach to a thing that already exists, and
+    /// its requester may not act on that thing.
+    #[error("thing {name:?} already exists")]
+    ThingExists {
+        /// The thing.
+        name: String,
+    },
     /// Other writers held the store for too long.
     #[error("the registry is busy: other writers held it for 30 s; try again")]
     Busy,

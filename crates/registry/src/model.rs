@@ -135,6 +135,11 @@ pub struct Ca {
     pub auto_register: bool,
     /// The provisioning template for auto-registration.
     pub template: Option<String>,
+    /// Whether certificates chaining to it (an outside CA) may bootstrap
+    /// EST enrollment, once each.
+    pub est_bootstrap: bool,
+    /// The one batch bootstrap enrollments go into, if set.
+    pub est_bootstrap_batch: Option<String>,
     /// When it was added.
     #[serde(with = "time::serde::rfc3339")]
     pub created: OffsetDateTime,

@@ -58,7 +58,7 @@ pub struct CertificateFilter {
 pub(crate) const CERT_COLUMNS: &str = "id, serial, ca, thing, status, subject, key_type, not_before, not_after, public_key_sha256, batch, created, updated, revoked_at, revocation_reason, der";
 pub(crate) const THING_COLUMNS: &str =
     "name, thing_type, attributes, device_id, batch, created, updated";
-const CA_COLUMNS: &str = "name, kind, parent, certificate_id, subject, key_type, not_before, not_after, auto_register, template, created, certificate_der, key_ref, signer_der";
+const CA_COLUMNS: &str = "name, kind, parent, certificate_id, subject, key_type, not_before, not_after, auto_register, template, est_bootstrap, est_bootstrap_batch, created, certificate_der, key_ref, signer_der";
 const BATCH_COLUMNS: &str = "id, kind, product, quota, issued, spoiled, profile, ca, factory, state, allow_inject, params, created, updated";
 
 impl Store {
@@ -464,6 +464,8 @@ fn ca_from_row(row: &AnyRow) -> Result<Ca, RegistryError> {
         not_after: ts(row.try_get("not_after")?),
         auto_register: row.try_get::<i64, _>("auto_register")? != 0,
         template: row.try_get("template")?,
+        est_bootstrap: row.try_get::<i64, _>("est_bootstrap")? != 0,
+        est_bootstrap_batch: row.try_get("est_bootstrap_batch")?,
         created: ts(row.try_get("created")?),
         certificate_der: row.try_get("certificate_der")?,
         key_ref: row.try_get("key_ref")?,

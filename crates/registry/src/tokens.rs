@@ -252,6 +252,29 @@ impl WriteTx {
         Ok(())
     }
 
+    /// The rotation still pending for a thing (its old certificate is the
+    /// thing's), read inside this transaction.
+    pub async fn pending_rotation_of_thing(
+        &mut self,
+        thing: &str,
+    ) -> Result<Option<Rotation>, RegistryError> {
+        let row = sqlx::query(
+            "SELECT r.old_id, r.new_id, r.retire_at FROM rotations r JOIN certificates c ON c.id = r.old_id \
+             WHERE r.done = 0 AND c.thing = $1 ORDER BY r.retire_at LIMIT 1",
+        )
+        .bind(thing)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        row.map(|r| {
+            Ok(Rotation {
+                old_id: r.try_get(0)?,
+                new_id: r.try_get(1)?,
+                retire_at: r.try_get(2)?,
+            })
+        })
+        .transpose()
+    }
+
     /// Marks a rotation as done (the caller has set the old certificate's state).
     pub async fn finish_rotation(&mut self, old_id: &str) -> Result<(), RegistryError> {
         sqlx::query("UPDATE rotations SET done = 1 WHERE old_id = $1")

@@ -263,11 +263,14 @@ impl WriteTx {
 
     /// Creates many new things at once (bulk issuance). Things that already
     /// exist are left as they are; a device id already taken is an error.
-    pub async fn insert_things(&mut self, things: &[NewThing]) -> Result<(), RegistryError> {
-        for name in self.insert_thing_rows(things).await? {
-            self.audit("thing.create", &name, serde_json::json!({}));
+    /// Returns the names of the things created (the caller decides whether
+    /// an existing one may be attached to).
+    pub async fn insert_things(&mut self, things: &[NewThing]) -> Result<Vec<String>, RegistryError> {
+        let created = self.insert_thing_rows(things).await?;
+        for name in &created {
+            self.audit("thing.create", name, serde_json::json!({}));
         }
-        Ok(())
+        Ok(created)
     }
 
     /// [`WriteTx::insert_things`] without the audit records (the caller

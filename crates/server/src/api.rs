@@ -12,13 +12,22 @@ use idmint_registry::{CertificateFilter, CertificateStatus};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::auth::{require_caller, Caller, OPERATORS, READERS, STATIONS};
+use idmint_flows::access::{Action, Principal, Resource};
+
+use crate::auth::require_caller;
 use crate::{ApiError, ConnInfo, Shared};
 
 type Conn = Option<Extension<ConnInfo>>;
 
-async fn caller(s: &Shared, h: &HeaderMap, c: &Conn) -> Result<Caller, ApiError> {
+async fn caller(s: &Shared, h: &HeaderMap, c: &Conn) -> Result<Principal, ApiError> {
     require_caller(s, h, c.as_ref().map(|Extension(c)| c)).await
+}
+
+/// Authenticates and requires the right to read everything.
+async fn read_all(s: &Shared, h: &HeaderMap, c: &Conn) -> Result<Principal, ApiError> {
+    let who = caller(s, h, c).await?;
+    who.authorize(Action::Read, &Resource::everything())?;
+    Ok(who)
 }
 
 /// Filters and pagination for listing certificates.
@@ -95,7 +104,7 @@ pub async fn list_certificates(
     h: HeaderMap,
     Query(q): Query<CertificateQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    caller(&s, &h, &c).await?.require(READERS)?;
+    read_all(&s, &h, &c).await?;
     let limit = limit(q.limit)?;
     let status = q
         .status
@@ -128,7 +137,7 @@ pub async fn get_certificate(
     h: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    caller(&s, &h, &c).await?.require(READERS)?;
+    read_all(&s, &h, &c).await?;
     let cert = s.idmint.store().require_certificate(&id).await?;
     let mut v = json_of(&cert)?;
     v["pem"] = Value::String(idmint_pki::to_pem("CERTIFICATE", &cert.der));
@@ -144,14 +153,20 @@ async fn set_status(
     reason: Option<&str>,
 ) -> Result<Json<Value>, ApiError> {
     let who = caller(s, h, c).await?;
-    who.require(OPERATORS)?;
-    if let Some(r) = reason {
-        r.parse::<idmint_pki::RevocationReason>()
-            .map_err(|_| ApiError::bad_request(format!("unknown revocation reason {r:?}")))?;
-    }
-    let mut tx = s.idmint.store().begin(&who.actor).await?;
-    tx.set_certificate_status(id, status, reason).await?;
-    tx.commit().await?;
+    let reason = reason
+        .map(|r| {
+            r.parse::<idmint_pki::RevocationReason>()
+                .map_err(|_| ApiError::bad_request(format!("unknown revocation reason {r:?}")))
+        })
+        .transpose()?;
+    let cert = s.idmint.store().require_certificate(id).await?;
+    let authorized = who.authorize(
+        Action::ChangeCertificateStatus,
+        &Resource::certificate(&cert),
+    )?;
+    s.idmint
+        .set_certificate_status(&authorized, id, status, reason)
+        .await?;
     Ok(Json(json_of(
         &s.idmint.store().require_certificate(id).await?,
     )?))
@@ -213,7 +228,7 @@ pub async fn list_things(
     h: HeaderMap,
     Query(q): Query<PageQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    caller(&s, &h, &c).await?.require(READERS)?;
+    read_all(&s, &h, &c).await?;
     let limit = limit(q.limit)?;
     let items = s
         .idmint
@@ -236,7 +251,7 @@ pub async fn get_thing(
     h: HeaderMap,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    caller(&s, &h, &c).await?.require(READERS)?;
+    read_all(&s, &h, &c).await?;
     let thing = s
         .idmint
         .store()
@@ -253,7 +268,7 @@ pub async fn list_cas(
     c: Conn,
     h: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    caller(&s, &h, &c).await?.require(READERS)?;
+    read_all(&s, &h, &c).await?;
     Ok(Json(json_of(&s.idmint.store().list_cas().await?)?))
 }
 
@@ -265,7 +280,7 @@ pub async fn get_ca(
     h: HeaderMap,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    caller(&s, &h, &c).await?.require(READERS)?;
+    read_all(&s, &h, &c).await?;
     let ca = s.idmint.store().require_ca(&name).await?;
     let mut v = json_of(&ca)?;
     v["pem"] = Value::String(idmint_pki::to_pem("CERTIFICATE", &ca.certificate_der));
@@ -281,9 +296,11 @@ pub async fn list_batches(
 ) -> Result<Json<Value>, ApiError> {
     let who = caller(&s, &h, &c).await?;
     let mut batches = s.idmint.store().list_batches().await?;
-    if who.require(READERS).is_err() {
-        who.require(STATIONS)?;
-        batches.retain(|b| who.batch.as_deref().is_none_or(|mine| mine == b.id));
+    if who.authorize(Action::Read, &Resource::everything()).is_err() {
+        batches.retain(|b| who.authorize(Action::Read, &Resource::batch(&b.id)).is_ok());
+        if batches.is_empty() {
+            who.authorize(Action::Read, &Resource::everything())?;
+        }
     }
     Ok(Json(json_of(&batches)?))
 }
@@ -296,21 +313,10 @@ pub async fn get_batch(
     h: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let who = caller(&s, &h, &c).await?;
-    if who.require(READERS).is_err() {
-        who.require(STATIONS)?;
-        station_batch(&who, &id)?;
-    }
+    caller(&s, &h, &c)
+        .await?
+        .authorize(Action::Read, &Resource::batch(&id))?;
     Ok(Json(json_of(&s.idmint.store().require_batch(&id).await?)?))
-}
-
-fn station_batch(who: &Caller, id: &str) -> Result<(), ApiError> {
-    match &who.batch {
-        Some(mine) if mine != id => Err(ApiError::forbidden(format!(
-            "this token is for batch {mine}"
-        ))),
-        _ => Ok(()),
-    }
 }
 
 /// Issues a certificate for a CSR against a batch's quota (remote stations).
@@ -323,8 +329,7 @@ pub async fn issue_in_batch(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let who = caller(&s, &h, &c).await?;
-    who.require(STATIONS)?;
-    station_batch(&who, &id)?;
+    let authorized = who.authorize_issuance(Action::IssueInBatch, Some(&id))?;
     let req: CsrRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("bad JSON: {e}")))?;
     let csr = idmint_pki::Csr::from_pem_or_der(req.csr.as_bytes())
@@ -344,7 +349,7 @@ pub async fn issue_in_batch(
         },
         batch: Some(batch.id),
     };
-    let issued = s.idmint.issue_from_csr(&who.actor, &csr, &options).await?;
+    let issued = s.idmint.issue_from_csr(&authorized, &csr, &options).await?;
     s.metrics.issued();
     let chain: Vec<String> = s
         .idmint
@@ -375,8 +380,7 @@ pub async fn spoil_in_batch(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let who = caller(&s, &h, &c).await?;
-    who.require(STATIONS)?;
-    station_batch(&who, &id)?;
+    let authorized = who.authorize(Action::ReportStation, &Resource::batch(&id))?;
     let req: SpoilRequest = optional_json(&body)?;
     let why: String = req
         .reason
@@ -385,7 +389,7 @@ pub async fn spoil_in_batch(
         .chars()
         .take(500)
         .collect();
-    let mut tx = s.idmint.store().begin(&who.actor).await?;
+    let mut tx = s.idmint.store().begin(authorized.actor()).await?;
     let cert = batch_certificate(&mut tx, &id, &cert_id).await?;
     if cert.status == CertificateStatus::Revoked {
         return Err(ApiError::new(
@@ -452,10 +456,9 @@ pub async fn activate_in_batch(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let who = caller(&s, &h, &c).await?;
-    who.require(STATIONS)?;
-    station_batch(&who, &id)?;
+    let authorized = who.authorize(Action::ReportStation, &Resource::batch(&id))?;
     let req: ProvisionedRequest = optional_json(&body)?;
-    let mut tx = s.idmint.store().begin(&who.actor).await?;
+    let mut tx = s.idmint.store().begin(authorized.actor()).await?;
     let cert = batch_certificate(&mut tx, &id, &cert_id).await?;
     if cert.status != CertificateStatus::PendingActivation {
         return Err(ApiError::new(
@@ -537,14 +540,20 @@ pub async fn create_provisioning_claim(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let who = caller(&s, &h, &c).await?;
-    who.require(OPERATORS)?;
     let req: ProvisioningClaimRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("bad JSON: {e}")))?;
+    let authorized = who.authorize(
+        Action::CreateClaim,
+        &Resource {
+            template: Some(req.template_name.clone()),
+            ..Resource::default()
+        },
+    )?;
     let minutes = s.idmint.config().fleet.trusted_user_claim_minutes;
     let claim = s
         .idmint
         .create_claim(
-            &who.actor,
+            authorized.actor(),
             std::slice::from_ref(&req.template_name),
             idmint_flows::fleet::claims::ClaimValidity::Minutes(minutes),
             None,
@@ -576,7 +585,7 @@ pub async fn verify_audit(
     c: Conn,
     h: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    caller(&s, &h, &c).await?.require(READERS)?;
+    read_all(&s, &h, &c).await?;
     let report = s.idmint.store().verify_audit().await?;
     Ok(Json(
         json!({"intact": report.intact(), "report": format!("{report:?}")}),

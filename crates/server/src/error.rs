@@ -2,6 +2,7 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use idmint_flows::access::AccessError;
 use idmint_flows::FlowError;
 use idmint_pki::PkiError;
 use idmint_registry::RegistryError;
@@ -102,10 +103,32 @@ impl From<RegistryError> for ApiError {
             RegistryError::QuotaExhausted { .. } => {
                 Self::new(StatusCode::CONFLICT, "quota_exhausted", message)
             }
+            RegistryError::ThingExists { .. } => Self::new(
+                StatusCode::CONFLICT,
+                "thing_exists",
+                format!("{message}: this credential may only create new things"),
+            ),
             RegistryError::InvalidTransition { .. } => {
                 Self::new(StatusCode::CONFLICT, "invalid_transition", message)
             }
             _ => Self::internal(message),
+        }
+    }
+}
+
+impl From<AccessError> for ApiError {
+    fn from(e: AccessError) -> Self {
+        let message = e.to_string();
+        match e {
+            AccessError::Unauthenticated(_) => {
+                let mut e = Self::unauthorized(message);
+                e.basic_challenge = true;
+                e
+            }
+            AccessError::ThingExists { .. } => {
+                Self::new(StatusCode::CONFLICT, "thing_exists", message)
+            }
+            _ => Self::forbidden(message),
         }
     }
 }
@@ -121,6 +144,7 @@ impl From<FlowError> for ApiError {
         match e {
             FlowError::Registry(r) => r.into(),
             FlowError::Pki(p) => p.into(),
+            FlowError::Access(a) => a.into(),
             FlowError::Invalid(m) => Self::bad_request(m),
             e @ FlowError::UnknownProfile { .. } => Self::bad_request(e.to_string()),
             e @ FlowError::CaCannotSign(_) => Self::bad_request(e.to_string()),

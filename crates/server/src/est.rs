@@ -7,11 +7,12 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use base64::Engine;
+use idmint_flows::access::{Action, AuthorizedIssuance, Principal};
 use idmint_flows::issue::IssueOptions;
-use idmint_pki::{CertificateInfo, Csr, DeviceKey, SubjectValues};
-use idmint_registry::{CertificateStatus, Role};
+use idmint_pki::Csr;
+use idmint_registry::{CaKind, CertificateStatus};
 
-use crate::auth::{client_certificate, parse_authorization, ClientCert, Credentials};
+use crate::auth::{authenticate, unauthorized};
 use crate::{pkcs7, ApiError, ConnInfo, Shared};
 
 /// The content type of a certs-only response.
@@ -90,41 +91,37 @@ struct Target {
     batch: Option<String>,
 }
 
+/// What a label names: a batch (its CA, profile and quota) or one of our
+/// issuing CAs. Root, claim, batch and outside CAs are not enrollment
+/// targets.
 async fn target(state: &Shared, label: Option<&str>) -> Result<Target, ApiError> {
     let store = state.idmint.store();
-    match label {
-        None => Ok(Target {
+    let Some(label) = label else {
+        return Ok(Target {
             ca: state.idmint.default_ca().to_string(),
             profile: "device".into(),
             batch: None,
-        }),
-        Some(label) => {
-            if let Some(b) = store.batch(label).await? {
-                return Ok(Target {
-                    ca: b.ca,
-                    profile: b.profile,
-                    batch: Some(b.id),
-                });
-            }
-            if store.ca(label).await?.is_some() {
-                return Ok(Target {
-                    ca: label.to_string(),
-                    profile: "device".into(),
-                    batch: None,
-                });
-            }
-            Err(ApiError::not_found(format!("no batch or CA {label:?}")))
-        }
+        });
+    };
+    if let Some(b) = store.batch(label).await? {
+        return Ok(Target {
+            ca: b.ca,
+            profile: b.profile,
+            batch: Some(b.id),
+        });
     }
-}
-
-async fn batch_target(state: &Shared, batch: &str) -> Result<Target, ApiError> {
-    let b = state.idmint.store().require_batch(batch).await?;
-    Ok(Target {
-        ca: b.ca,
-        profile: b.profile,
-        batch: Some(b.id),
-    })
+    match store.ca(label).await? {
+        Some(ca) if ca.kind == CaKind::Issuing => Ok(Target {
+            ca: label.to_string(),
+            profile: "device".into(),
+            batch: None,
+        }),
+        Some(ca) => Err(ApiError::forbidden(format!(
+            "CA {label:?} is a {} CA: devices enroll only under a batch or an issuing CA",
+            ca.kind.as_str()
+        ))),
+        None => Err(ApiError::not_found(format!("no batch or CA {label:?}"))),
+    }
 }
 
 /// `GET cacerts`.
@@ -134,66 +131,82 @@ async fn cacerts_for(state: &Shared, label: Option<&str>) -> Result<Response, Ap
     certs_response(&chain)
 }
 
-/// Who may enroll, and where: an enroll (or station, admin) token, or a
-/// bootstrap certificate.
-async fn enrollment_target(
+/// An enrollment the access module allowed: where it goes, the thing it
+/// creates (for a bootstrap certificate: its own name, not the CSR's), and
+/// the proof the issuance flow takes.
+struct Enrollment {
+    target: Target,
+    thing: Option<String>,
+    authorized: AuthorizedIssuance,
+}
+
+/// Who may enroll, and where: an enroll (or station, admin) token within
+/// its batch, or a bootstrap certificate of a CA registered with
+/// `--est-bootstrap`, once, into that CA's batch.
+async fn enrollment(
     state: &Shared,
     label: Option<&str>,
     headers: &HeaderMap,
     conn: Option<&ConnInfo>,
-) -> Result<(String, Target), ApiError> {
-    let challenge = |m: &str| {
-        let mut e = ApiError::unauthorized(m);
-        e.basic_challenge = true;
-        e
+) -> Result<Enrollment, ApiError> {
+    let principal = authenticate(state, headers, conn).await?.ok_or_else(|| {
+        unauthorized("authentication required: HTTP Basic with an enrollment token, or a bootstrap client certificate")
+    })?;
+    let (target, thing) = match &principal {
+        Principal::Device { .. } => {
+            return Err(ApiError::forbidden(
+                "this certificate is already registered: use simplereenroll to renew it",
+            ))
+        }
+        Principal::Bootstrap {
+            id, thing, batch, ..
+        } => {
+            if let Some(done) = state.idmint.store().bootstrap_enrollment(id).await? {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "already_enrolled",
+                    format!("this bootstrap certificate already enrolled (certificate {done}): renew with simplereenroll using that certificate"),
+                ));
+            }
+            let thing = thing.clone().ok_or_else(|| {
+                ApiError::bad_request("the bootstrap certificate has no subject CN to name the thing")
+            })?;
+            let target = match (label, batch) {
+                (None, None) => target(state, None).await?,
+                (None, Some(b)) => target(state, Some(b)).await?,
+                (Some(l), Some(b)) if l == b => target(state, Some(b)).await?,
+                (Some(l), _) => {
+                    return Err(ApiError::forbidden(format!(
+                        "a bootstrap certificate may not choose the label {l:?}: enroll at /.well-known/est/{}simpleenroll",
+                        batch.as_ref().map(|b| format!("{b}/")).unwrap_or_default()
+                    )))
+                }
+            };
+            (target, Some(thing))
+        }
+        _ => {
+            let t = match (principal.batch(), label) {
+                (Some(mine), Some(l)) if l != mine => {
+                    let batch_ca = state.idmint.store().require_batch(mine).await?.ca;
+                    if l != batch_ca {
+                        return Err(ApiError::forbidden(format!(
+                            "this token is for batch {mine}, not {l:?}"
+                        )));
+                    }
+                    target(state, Some(mine)).await?
+                }
+                (Some(mine), _) => target(state, Some(mine)).await?,
+                (None, l) => target(state, l).await?,
+            };
+            (t, None)
+        }
     };
-    if let Some(value) = headers.get(header::AUTHORIZATION) {
-        let value = value
-            .to_str()
-            .map_err(|_| challenge("malformed Authorization header"))?;
-        let token = match parse_authorization(value)? {
-            Credentials::Basic(name, secret) => {
-                state.idmint.token_for_basic(&name, &secret).await?
-            }
-            Credentials::Bearer(secret) => state.idmint.token_for_secret(&secret).await?,
-        }
-        .ok_or_else(|| challenge("unknown or revoked token"))?;
-        if !matches!(token.role, Role::Enroll | Role::Station | Role::Admin) {
-            return Err(ApiError::forbidden(format!(
-                "a {} token may not enroll",
-                token.role
-            )));
-        }
-        let labelled = match label {
-            Some(l) => Some(target(state, Some(l)).await?),
-            None => None,
-        };
-        let t = match (&token.batch, labelled) {
-            (Some(b), Some(l))
-                if l.batch.as_deref() != Some(b.as_str())
-                    && l.ca != state.idmint.store().require_batch(b).await?.ca =>
-            {
-                return Err(ApiError::forbidden(format!(
-                    "token {} is for batch {b}",
-                    token.name
-                )))
-            }
-            (Some(b), _) => batch_target(state, b).await?,
-            (None, Some(l)) => l,
-            (None, None) => target(state, None).await?,
-        };
-        if token.role != Role::Admin && t.batch.is_none() {
-            return Err(ApiError::forbidden("this token is not scoped to a batch"));
-        }
-        return Ok((format!("token:{}", token.name), t));
-    }
-    match client_certificate(state, conn).await? {
-        Some(ClientCert::Bootstrap { id, .. }) => Ok((format!("cert:{id}"), target(state, label).await?)),
-        Some(ClientCert::Registered(_)) => Err(ApiError::forbidden(
-            "this certificate is already registered: use simplereenroll to renew it",
-        )),
-        None => Err(challenge("authentication required: HTTP Basic with an enrollment token, or a bootstrap client certificate")),
-    }
+    let authorized = principal.authorize_issuance(Action::Enroll, target.batch.as_deref())?;
+    Ok(Enrollment {
+        target,
+        thing,
+        authorized,
+    })
 }
 
 async fn simpleenroll_for(
@@ -203,19 +216,22 @@ async fn simpleenroll_for(
     conn: Option<&ConnInfo>,
     body: &[u8],
 ) -> Result<Response, ApiError> {
-    let (actor, t) = enrollment_target(state, label, headers, conn).await?;
+    let e = enrollment(state, label, headers, conn).await?;
     let csr = parse_csr_body(content_type(headers), body)?;
-    if csr.common_name().is_none() {
+    if csr.common_name().is_none() && e.thing.is_none() {
         return Err(ApiError::bad_request("the CSR has no common name"));
     }
     let options = IssueOptions {
-        profile: t.profile,
-        ca: Some(t.ca),
-        thing: None,
+        profile: e.target.profile,
+        ca: Some(e.target.ca),
+        thing: e.thing,
         status: CertificateStatus::Active,
-        batch: t.batch,
+        batch: e.target.batch,
     };
-    let issued = state.idmint.issue_from_csr(&actor, &csr, &options).await?;
+    let issued = state
+        .idmint
+        .issue_from_csr(&e.authorized, &csr, &options)
+        .await?;
     state.metrics.issued();
     certs_response(&[issued.certificate.der])
 }
@@ -226,74 +242,20 @@ async fn simplereenroll_for(
     conn: Option<&ConnInfo>,
     body: &[u8],
 ) -> Result<Response, ApiError> {
-    let old = match client_certificate(state, conn).await? {
-        Some(ClientCert::Registered(c)) => *c,
-        Some(ClientCert::Bootstrap { .. }) => {
-            return Err(ApiError::forbidden(
-                "a bootstrap certificate cannot re-enroll: use simpleenroll",
-            ))
-        }
-        None => {
-            return Err(ApiError::unauthorized(
-                "re-enrollment needs the current certificate as TLS client certificate",
-            ))
-        }
-    };
+    let chain = conn.map(|c| c.certs.as_slice()).unwrap_or_default();
+    if chain.is_empty() {
+        return Err(ApiError::unauthorized(
+            "re-enrollment needs the current certificate as TLS client certificate",
+        ));
+    }
+    let principal = state.idmint.principal_for_certificate(chain).await?;
+    let authorized = principal.authorize_reenroll()?;
     let csr = parse_csr_body(content_type(headers), body)?;
-    let old_info = CertificateInfo::from_der(&old.der)?;
-    let thing = old
-        .thing
-        .clone()
-        .ok_or_else(|| ApiError::forbidden("the certificate is attached to no thing"))?;
-    let cn_ok = csr
-        .common_name()
-        .is_some_and(|cn| Some(cn) == old_info.subject_cn.as_deref() || cn == thing);
-    if !cn_ok && csr.subject() != old_info.subject {
-        return Err(ApiError::forbidden(format!(
-            "the CSR subject {:?} does not match the current certificate's {:?}",
-            csr.subject(),
-            old_info.subject
-        )));
-    }
-    let profile = match &old.batch {
-        Some(b) => state
-            .idmint
-            .store()
-            .batch(b)
-            .await?
-            .map(|b| b.profile)
-            .unwrap_or_else(|| "device".into()),
-        None => "device".into(),
-    };
-    let actor = format!("cert:{}", old.id);
-    let options = IssueOptions {
-        profile,
-        ca: Some(old.ca.clone()),
-        thing: Some(thing.clone()),
-        status: CertificateStatus::Active,
-        batch: None,
-    };
-    let mut values = SubjectValues::for_thing(&thing);
-    if let Some(cn) = csr.common_name() {
-        values.set("csr_cn", cn);
-    }
     let issued = state
         .idmint
-        .issue_for_public_key(&actor, csr.public_key(), &thing, values, &options)
+        .reenroll(&authorized, &csr, state.rotation_overlap_secs)
         .await?;
     state.metrics.issued();
-    let overlap = state.rotation_overlap_secs;
-    let mut tx = state.idmint.store().begin(&actor).await?;
-    if overlap == 0 {
-        tx.set_certificate_status(&old.id, CertificateStatus::Inactive, None)
-            .await?;
-    } else {
-        let retire =
-            idmint_registry::now().saturating_add(i64::try_from(overlap).unwrap_or(i64::MAX / 2));
-        tx.insert_rotation(&old.id, &issued.certificate.info.id, retire)
-            .await?;
-    }
-    tx.commit().await?;
     certs_response(&[issued.certificate.der])
 }
 
@@ -304,25 +266,23 @@ async fn serverkeygen_for(
     conn: Option<&ConnInfo>,
     body: &[u8],
 ) -> Result<Response, ApiError> {
-    let (actor, t) = enrollment_target(state, label, headers, conn).await?;
+    let e = enrollment(state, label, headers, conn).await?;
     let csr = parse_csr_body(content_type(headers), body)?;
-    let thing = csr
-        .common_name()
-        .ok_or_else(|| ApiError::bad_request("the CSR has no common name"))?
-        .to_string();
-    let key = DeviceKey::generate(state.idmint.config().key_type)?;
+    let thing = match (e.thing, csr.common_name()) {
+        (Some(t), _) => t,
+        (None, Some(cn)) => cn.to_string(),
+        (None, None) => return Err(ApiError::bad_request("the CSR has no common name")),
+    };
     let options = IssueOptions {
-        profile: t.profile,
-        ca: Some(t.ca),
+        profile: e.target.profile,
+        ca: Some(e.target.ca),
         thing: None,
         status: CertificateStatus::Active,
-        batch: t.batch,
+        batch: e.target.batch,
     };
-    let mut values = SubjectValues::for_thing(&thing);
-    values.set("csr_cn", thing.as_str());
-    let issued = state
+    let (key, issued) = state
         .idmint
-        .issue_for_public_key(&actor, &key.public_key()?, &thing, values, &options)
+        .new_identity(&e.authorized, &thing, None, &options)
         .await?;
     state.metrics.issued();
     let p7 = pkcs7::certs_only(&[issued.certificate.der])
@@ -331,7 +291,7 @@ async fn serverkeygen_for(
     let boundary = "idmint-est-boundary";
     let body = zeroize::Zeroizing::new(format!(
         "--{boundary}\r\nContent-Type: application/pkcs8\r\nContent-Transfer-Encoding: base64\r\n\r\n{}--{boundary}\r\nContent-Type: {CERTS_ONLY}\r\nContent-Transfer-Encoding: base64\r\n\r\n{}--{boundary}--\r\n",
-        base64_lines(&pkcs8),
+        zeroize::Zeroizing::new(base64_lines(&pkcs8)).as_str(),
         base64_lines(&p7)
     ));
     Ok((

@@ -35,7 +35,6 @@ use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 use idmint_flows::config::ServerConfig;
 use idmint_flows::Idmint;
-use idmint_registry::CertificateStatus;
 use tokio::net::TcpListener;
 
 pub use error::ApiError;
@@ -389,22 +388,8 @@ pub async fn sweep_rotations(
 
 /// One sweep: due rotations make the old certificate INACTIVE (if it is
 /// still ACTIVE). Safe to run on several servers at once.
-pub async fn sweep_once(idmint: &Idmint) -> Result<usize, idmint_registry::RegistryError> {
-    let due = idmint.store().due_rotations(idmint_registry::now()).await?;
-    for r in &due {
-        let mut tx = idmint.store().begin("server:rotation").await?;
-        let still_active = tx
-            .certificate(&r.old_id)
-            .await?
-            .is_some_and(|c| c.status == CertificateStatus::Active);
-        if still_active {
-            tx.set_certificate_status(&r.old_id, CertificateStatus::Inactive, None)
-                .await?;
-        }
-        tx.finish_rotation(&r.old_id).await?;
-        tx.commit().await?;
-    }
-    Ok(due.len())
+pub async fn sweep_once(idmint: &Idmint) -> Result<usize, idmint_flows::FlowError> {
+    idmint.retire_due_rotations().await
 }
 
 /// A bound HTTPS server, ready to run.

@@ -8,13 +8,14 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
+use idmint_flows::access::{Action, Resource};
 use idmint_flows::files::{write_new, write_secret};
 use idmint_flows::issue::{BulkRequest, IssueOptions, Issued};
 use idmint_flows::pki::{to_pem, Csr, KeyType, RevocationReason};
 use idmint_flows::registry::{CertificateFilter, CertificateStatus};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::{actor, output, Context};
+use crate::{actor, local, output, Context};
 
 /// `idmint cert` subcommands.
 #[derive(Subcommand)]
@@ -223,7 +224,7 @@ pub async fn run(ctx: &Context, cmd: CertCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         CertCommand::Revoke { id, reason } => {
-            set_status(ctx, &id, CertificateStatus::Revoked, Some(reason.as_str())).await
+            set_status(ctx, &id, CertificateStatus::Revoked, Some(reason)).await
         }
         CertCommand::Activate { id } => set_status(ctx, &id, CertificateStatus::Active, None).await,
         CertCommand::Deactivate { id } => {
@@ -236,12 +237,13 @@ async fn set_status(
     ctx: &Context,
     id: &str,
     status: CertificateStatus,
-    reason: Option<&str>,
+    reason: Option<RevocationReason>,
 ) -> anyhow::Result<ExitCode> {
     let idmint = ctx.open().await?;
-    let mut tx = idmint.store().begin(&actor()).await?;
-    tx.set_certificate_status(id, status, reason).await?;
-    tx.commit().await?;
+    let who = local().authorize(Action::ChangeCertificateStatus, &Resource::everything())?;
+    idmint
+        .set_certificate_status(&who, id, status, reason)
+        .await?;
     eprintln!("certificate {id} is now {status}");
     Ok(ExitCode::SUCCESS)
 }
@@ -252,7 +254,8 @@ async fn issue(ctx: &Context, args: IssueArgs) -> anyhow::Result<ExitCode> {
     let csr = Csr::from_pem_or_der(&bytes).with_context(|| format!("{}", args.csr.display()))?;
     let idmint = ctx.open().await?;
     let options = args.flags.options(args.thing.clone());
-    let issued = idmint.issue_from_csr(&actor(), &csr, &options).await?;
+    let who = local().authorize_issuance(Action::IssueInBatch, options.batch.as_deref())?;
+    let issued = idmint.issue_from_csr(&who, &csr, &options).await?;
     let pem = issued.certificate.pem();
     match &args.out {
         Some(path) => {
@@ -287,7 +290,12 @@ async fn new_one(ctx: &Context, args: NewArgs) -> anyhow::Result<ExitCode> {
     let idmint = ctx.open().await?;
     let options = args.flags.options(Some(thing.clone()));
     let (key, issued) = idmint
-        .new_identity(&actor(), &thing, args.key_type, &options)
+        .new_identity(
+            &local().authorize_issuance(Action::IssueInBatch, options.batch.as_deref())?,
+            &thing,
+            args.key_type,
+            &options,
+        )
         .await?;
     write_secret(&key_path, key.pkcs8_pem().as_bytes())?;
     write_new(&cert_path, issued.certificate.pem().as_bytes())?;

@@ -133,6 +133,8 @@ impl Idmint {
             .register(Registration {
                 actor: format!("cert:{}", claim.certificate_id),
                 thing: None,
+                attach_existing: false,
+                bootstrap: None,
                 certificate: certificate_record(
                     &certificate,
                     &ca_name,
