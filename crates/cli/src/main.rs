@@ -82,6 +82,9 @@ enum Command {
     /// API and enrollment tokens: create, list, revoke.
     #[command(subcommand)]
     Token(commands::token::TokenCommand),
+    /// Roles of certificates (admin, operator, station, reader) by scope.
+    #[command(subcommand)]
+    Grant(commands::grant::GrantCommand),
     /// Vendor manifests of pre-provisioned secure elements: import, export.
     #[command(subcommand)]
     Manifest(commands::manifest::ManifestCommand),
@@ -175,6 +178,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Claim(cmd) => commands::claim::run(&ctx, cmd).await,
         Command::Loadtest(cmd) => commands::loadtest::run(&ctx, cmd).await,
         Command::Token(cmd) => commands::token::run(&ctx, cmd).await,
+        Command::Grant(cmd) => commands::grant::run(&ctx, cmd).await,
         Command::Manifest(cmd) => commands::manifest::run(&ctx, cmd).await,
         Command::Batch(cmd) => commands::batch::run(&ctx, cmd).await,
         Command::Station(cmd) => commands::station::run(&ctx, cmd).await,

@@ -4,184 +4,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{free_port, wait_for_listener};
-
-struct Env {
-    dir: tempfile::TempDir,
-    store: Option<String>,
-}
-
-impl Env {
-    fn new() -> Env {
-        Env {
-            dir: tempfile::tempdir().expect("tempdir"),
-            store: None,
-        }
-    }
-    fn data(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-    fn idmint(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_idmint"));
-        c.args(args)
-            .env("IDMINT_DATA", self.data())
-            .env("IDMINT_CA_PASSPHRASE", "serve-test-passphrase");
-        if let Some(s) = &self.store {
-            c.env("IDMINT_STORE", s);
-        }
-        c
-    }
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.idmint(args).output().expect("run idmint");
-        assert!(
-            out.status.success(),
-            "idmint {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-    fn serve(&self, extra: &[&str]) -> Server {
-        let port = free_port();
-        let listen = format!("127.0.0.1:{port}");
-        let mut args = vec!["serve", "--listen", listen.as_str(), "--mqtt-listen", "off"];
-        args.extend_from_slice(extra);
-        let child = self
-            .idmint(&args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn serve");
-        let server = Server { child, port };
-        wait_for_listener(port);
-        server
-    }
-}
-
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn run(cmd: &mut Command) -> (bool, String) {
-    let out = cmd.output().expect("run");
-    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.push_str(&String::from_utf8_lossy(&out.stderr));
-    (out.status.success(), text)
-}
-
-/// curl against the server: returns (HTTP status, body).
-fn curl(root: &Path, url: &str, extra: &[&str]) -> (u16, String) {
-    let out = Command::new("curl")
-        .args(["-s", "--cacert"])
-        .arg(root)
-        .args(["-w", "\n%{http_code}"])
-        .args(extra)
-        .arg(url)
-        .output()
-        .expect("curl");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (code.trim().parse().unwrap_or(0), body.to_string())
-}
-
-fn token(env: &Env, name: &str, role: &str, batch: Option<&str>) -> String {
-    let mut args = vec!["token", "create", "--name", name, "--role", role];
-    if let Some(b) = batch {
-        args.extend_from_slice(&["--batch", b]);
-    }
-    let out = env.ok(&args);
-    out.lines()
-        .last()
-        .and_then(|l| l.split_whitespace().last())
-        .expect("token")
-        .to_string()
-}
-
-fn csr(env: &Env, name: &str, cn: &str) -> PathBuf {
-    let key = env.path(&format!("{name}.key"));
-    let der = env.path(&format!("{name}.der"));
-    let (ok, text) = run(Command::new("openssl")
-        .args([
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-        ])
-        .arg(&key)
-        .args(["-subj", &format!("/CN={cn}"), "-outform", "DER", "-out"])
-        .arg(&der));
-    assert!(ok, "openssl req: {text}");
-    let b64 = env.path(&format!("{name}.b64"));
-    let (ok, text) = run(Command::new("sh").arg("-c").arg(format!(
-        "base64 -w 64 {} > {}",
-        der.display(),
-        b64.display()
-    )));
-    assert!(ok, "{text}");
-    b64
-}
-
-/// Decodes a base64 certs-only response into PEM certificates.
-fn p7_to_pem(env: &Env, body: &str, name: &str) -> PathBuf {
-    let b64 = env.path(&format!("{name}.p7.b64"));
-    std::fs::write(&b64, body).expect("write");
-    let pem = env.path(&format!("{name}.pem"));
-    let (ok, text) = run(Command::new("sh").arg("-c").arg(format!(
-        "base64 -d {} | openssl pkcs7 -inform DER -print_certs -out {}",
-        b64.display(),
-        pem.display()
-    )));
-    assert!(ok, "not a PKCS#7 certs-only: {text}");
-    pem
-}
-
-fn batch(env: &Env, count: &str) -> String {
-    env.ok(&[
-        "batch",
-        "create",
-        "--product",
-        "serve-widget",
-        "--count",
-        count,
-    ]);
-    let list: serde_json::Value =
-        serde_json::from_str(&env.ok(&["batch", "list", "--json"])).expect("json");
-    list.as_array()
-        .and_then(|a| a.last())
-        .and_then(|b| b["id"].as_str())
-        .expect("batch id")
-        .to_string()
-}
-
-fn ocsp(env: &Env, port: u16, issuer: &Path, cert: &Path, trust: &Path) -> String {
-    let (_, text) = run(Command::new("openssl")
-        .args(["ocsp", "-issuer"])
-        .arg(issuer)
-        .arg("-cert")
-        .arg(cert)
-        .args(["-url", &format!("https://localhost:{port}/ocsp"), "-CAfile"])
-        .arg(trust)
-        .current_dir(env.dir.path()));
-    text
-}
+use common::http::{batch, cert_id, csr, curl, ocsp, p7_to_pem, postgres_env, run, token, Env};
 
 #[test]
 fn est_ocsp_crl_and_rest_api() {
@@ -530,22 +357,6 @@ fn est_ocsp_crl_and_rest_api() {
     );
 }
 
-fn cert_id(pem: &Path) -> String {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "openssl x509 -in {} -outform der | sha256sum",
-            pem.display()
-        ))
-        .output()
-        .expect("sha256");
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap_or("")
-        .to_string()
-}
-
 #[test]
 fn rate_limit_answers_429_with_retry_after() {
     let env = Env::new();
@@ -574,24 +385,9 @@ fn rate_limit_answers_429_with_retry_after() {
 
 #[test]
 fn two_servers_share_one_postgres() {
-    let Ok(url) = std::env::var("IDMINT_TEST_POSTGRES") else {
-        eprintln!("skipped: IDMINT_TEST_POSTGRES is not set");
+    let Some(env) = postgres_env("two_servers") else {
         return;
     };
-    // A database of its own, so the test can run again on the same server.
-    let name = format!(
-        "idmint_two_servers_{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-            .as_nanos()
-    );
-    let (ok, text) =
-        run(Command::new("psql").args([url.as_str(), "-c", &format!("CREATE DATABASE {name}")]));
-    assert!(ok, "psql: {text}");
-    let base = url.rsplit_once('/').map(|(b, _)| b).expect("database URL");
-    let mut env = Env::new();
-    env.store = Some(format!("{base}/{name}"));
     env.ok(&["init", "--org", "Two Servers Co"]);
     let b = batch(&env, "4");
     let station = token(&env, "station-pg", "station", Some(&b));

@@ -4,7 +4,7 @@
 use idmint_pki::RevocationReason;
 use idmint_registry::CertificateStatus;
 
-use crate::access::{Action, AccessError, Authorized};
+use crate::access::{AccessError, Action, Authorized};
 use crate::{FlowError, Idmint};
 
 impl Idmint {

@@ -46,7 +46,7 @@ impl Idmint {
         let config = Config::load(data_dir)?;
         let url = store_url(data_dir, store.or(config.store.as_deref()));
         let store = Store::open(&url).await?;
-        Ok(Idmint {
+        let idmint = Idmint {
             data_dir: data_dir.to_path_buf(),
             config,
             store,
@@ -54,7 +54,11 @@ impl Idmint {
             cas: Mutex::new(HashMap::new()),
             pkcs11: None,
             registrar: std::sync::OnceLock::new(),
-        })
+        };
+        // Registries from before grants: their role attributes become
+        // grants once, with a warning; from then on attributes confer nothing.
+        idmint.convert_role_attributes().await?;
+        Ok(idmint)
     }
 
     /// The PKCS#11 module and PIN for CA keys held in a token (`pkcs11:`

@@ -52,7 +52,9 @@ impl FromStr for Scope {
             format!("bad scope {s:?}: expected *, batch:ID, ca:NAME, template:NAME or thing:NAME")
         })?;
         if name.is_empty() || name.chars().any(char::is_control) || name.len() > 128 {
-            return Err(format!("bad scope {s:?}: the name after {kind}: is empty or invalid"));
+            return Err(format!(
+                "bad scope {s:?}: the name after {kind}: is empty or invalid"
+            ));
         }
         let name = name.to_string();
         match kind {
@@ -107,9 +109,8 @@ const GRANT_COLUMNS: &str = "principal, role, scope, created, created_by";
 impl Store {
     /// The grants of one principal.
     pub async fn grants_of(&self, principal: &str) -> Result<Vec<Grant>, RegistryError> {
-        let sql = format!(
-            "SELECT {GRANT_COLUMNS} FROM grants WHERE principal = $1 ORDER BY role, scope"
-        );
+        let sql =
+            format!("SELECT {GRANT_COLUMNS} FROM grants WHERE principal = $1 ORDER BY role, scope");
         let rows = sqlx::query(&sql)
             .bind(principal)
             .fetch_all(&self.pool)
@@ -193,9 +194,8 @@ impl WriteTx {
 
     /// The grants of one principal, read inside this transaction.
     pub async fn grants_of(&mut self, principal: &str) -> Result<Vec<Grant>, RegistryError> {
-        let sql = format!(
-            "SELECT {GRANT_COLUMNS} FROM grants WHERE principal = $1 ORDER BY role, scope"
-        );
+        let sql =
+            format!("SELECT {GRANT_COLUMNS} FROM grants WHERE principal = $1 ORDER BY role, scope");
         let rows = sqlx::query(&sql)
             .bind(principal)
             .fetch_all(&mut *self.tx)
@@ -232,13 +232,14 @@ impl WriteTx {
         enabled: bool,
         batch: Option<&str>,
     ) -> Result<(), RegistryError> {
-        let done =
-            sqlx::query("UPDATE cas SET est_bootstrap = $1, est_bootstrap_batch = $2 WHERE name = $3")
-                .bind(i64::from(enabled))
-                .bind(batch)
-                .bind(name)
-                .execute(&mut *self.tx)
-                .await?;
+        let done = sqlx::query(
+            "UPDATE cas SET est_bootstrap = $1, est_bootstrap_batch = $2 WHERE name = $3",
+        )
+        .bind(i64::from(enabled))
+        .bind(batch)
+        .bind(name)
+        .execute(&mut *self.tx)
+        .await?;
         crate::write::changed(done, "CA", name)?;
         self.audit(
             "ca.update",
@@ -262,6 +263,17 @@ pub struct ConvertedRole {
 
 /// The name of the one-time conversion of `role` attributes into grants.
 const ROLE_ATTRIBUTES: &str = "role-attributes-to-grants";
+
+impl Store {
+    /// Whether the role-attribute conversion has run on this registry.
+    pub async fn role_attributes_converted(&self) -> Result<bool, RegistryError> {
+        let row = sqlx::query("SELECT done FROM conversions WHERE name = $1")
+            .bind(ROLE_ATTRIBUTES)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+}
 
 impl WriteTx {
     /// Once per registry: every thing whose `role` attribute names a role

@@ -265,7 +265,10 @@ impl WriteTx {
     /// exist are left as they are; a device id already taken is an error.
     /// Returns the names of the things created (the caller decides whether
     /// an existing one may be attached to).
-    pub async fn insert_things(&mut self, things: &[NewThing]) -> Result<Vec<String>, RegistryError> {
+    pub async fn insert_things(
+        &mut self,
+        things: &[NewThing],
+    ) -> Result<Vec<String>, RegistryError> {
         let created = self.insert_thing_rows(things).await?;
         for name in &created {
             self.audit("thing.create", name, serde_json::json!({}));

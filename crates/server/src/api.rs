@@ -296,7 +296,10 @@ pub async fn list_batches(
 ) -> Result<Json<Value>, ApiError> {
     let who = caller(&s, &h, &c).await?;
     let mut batches = s.idmint.store().list_batches().await?;
-    if who.authorize(Action::Read, &Resource::everything()).is_err() {
+    if who
+        .authorize(Action::Read, &Resource::everything())
+        .is_err()
+    {
         batches.retain(|b| who.authorize(Action::Read, &Resource::batch(&b.id)).is_ok());
         if batches.is_empty() {
             who.authorize(Action::Read, &Resource::everything())?;

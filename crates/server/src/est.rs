@@ -169,7 +169,9 @@ async fn enrollment(
                 ));
             }
             let thing = thing.clone().ok_or_else(|| {
-                ApiError::bad_request("the bootstrap certificate has no subject CN to name the thing")
+                ApiError::bad_request(
+                    "the bootstrap certificate has no subject CN to name the thing",
+                )
             })?;
             let target = match (label, batch) {
                 (None, None) => target(state, None).await?,

@@ -56,16 +56,23 @@ pub enum CaCommand {
     /// Register an outside CA (an HSM or secure element vendor's) as a
     /// trust anchor for device certificates, with its manifest log signer.
     Register(RegisterArgs),
-    /// Change an outside CA's auto-registration (JITP).
+    /// Change an outside CA's auto-registration (JITP) or EST bootstrap.
     Update {
         /// The CA name.
         name: String,
         /// Turn auto-registration on or off.
-        #[arg(long, action = clap::ArgAction::Set)]
-        auto_register: bool,
+        #[arg(long, action = clap::ArgAction::Set, required_unless_present = "est_bootstrap")]
+        auto_register: Option<bool>,
         /// The JITP template.
         #[arg(long)]
         template: Option<String>,
+        /// Let certificates chaining to this CA enroll over EST, once each
+        /// (true), or stop them (false).
+        #[arg(long, action = clap::ArgAction::Set)]
+        est_bootstrap: Option<bool>,
+        /// The one batch bootstrap enrollments go into.
+        #[arg(long, requires = "est_bootstrap")]
+        batch: Option<String>,
         /// Print a JSON object.
         #[arg(long)]
         json: bool,
@@ -91,6 +98,15 @@ pub struct RegisterArgs {
     /// The JITP template for auto-registration.
     #[arg(long)]
     pub template: Option<String>,
+    /// Certificates chaining to this CA may enroll over EST (RFC 7030
+    /// bootstrap), once each, the thing named by the certificate's CN. Off
+    /// by default: a CA registered for manifest import confers nothing.
+    #[arg(long)]
+    pub est_bootstrap: bool,
+    /// The one batch bootstrap enrollments go into (its quota, CA and
+    /// profile); without it they go to the default issuing CA.
+    #[arg(long, requires = "est_bootstrap")]
+    pub batch: Option<String>,
     /// Print a JSON object.
     #[arg(long)]
     pub json: bool,
@@ -145,6 +161,16 @@ pub async fn run(ctx: &Context, cmd: CaCommand) -> anyhow::Result<ExitCode> {
                 println!("key type:   {}", ca.key_type.as_deref().unwrap_or("-"));
                 println!("not before: {}", output::time(ca.not_before));
                 println!("not after:  {}", output::time(ca.not_after));
+                if ca.kind == CaKind::External {
+                    println!(
+                        "est bootstrap: {}",
+                        match (ca.est_bootstrap, &ca.est_bootstrap_batch) {
+                            (false, _) => "off".to_string(),
+                            (true, None) => "on".to_string(),
+                            (true, Some(b)) => format!("on, into batch {b}"),
+                        }
+                    );
+                }
             }
         }
         CaCommand::CreateIssuing {
@@ -192,6 +218,11 @@ pub async fn run(ctx: &Context, cmd: CaCommand) -> anyhow::Result<ExitCode> {
                     .set_auto_register(&actor(), &ca.name, true, args.template.as_deref())
                     .await?;
             }
+            if args.est_bootstrap {
+                ca = idmint
+                    .set_est_bootstrap(&actor(), &ca.name, true, args.batch.as_deref())
+                    .await?;
+            }
             if args.json {
                 output::json(&ca)?;
             } else {
@@ -208,17 +239,28 @@ pub async fn run(ctx: &Context, cmd: CaCommand) -> anyhow::Result<ExitCode> {
                 if let (true, Some(t)) = (ca.auto_register, &ca.template) {
                     eprintln!("devices chaining to it register themselves with template {t}");
                 }
+                print_est_bootstrap(&ca);
             }
         }
         CaCommand::Update {
             name,
             auto_register,
             template,
+            est_bootstrap,
+            batch,
             json,
         } => {
-            let ca = idmint
-                .set_auto_register(&actor(), &name, auto_register, template.as_deref())
-                .await?;
+            let mut ca = store.require_ca(&name).await?;
+            if let Some(on) = auto_register {
+                ca = idmint
+                    .set_auto_register(&actor(), &name, on, template.as_deref())
+                    .await?;
+            }
+            if let Some(on) = est_bootstrap {
+                ca = idmint
+                    .set_est_bootstrap(&actor(), &name, on, batch.as_deref())
+                    .await?;
+            }
             if json {
                 output::json(&ca)?;
             } else {
@@ -231,8 +273,21 @@ pub async fn run(ctx: &Context, cmd: CaCommand) -> anyhow::Result<ExitCode> {
                         .map(|t| format!(", template {t}"))
                         .unwrap_or_default()
                 );
+                print_est_bootstrap(&ca);
             }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_est_bootstrap(ca: &idmint_flows::registry::Ca) {
+    if ca.est_bootstrap {
+        eprintln!(
+            "certificates chaining to it may enroll over EST once each{}",
+            ca.est_bootstrap_batch
+                .as_deref()
+                .map(|b| format!(", into batch {b}"))
+                .unwrap_or_default()
+        );
+    }
 }

@@ -7,6 +7,7 @@ pub mod cert;
 pub mod claim;
 pub mod crl;
 pub mod devsim;
+pub mod grant;
 pub mod init;
 pub mod loadtest;
 pub mod manifest;

@@ -27,9 +27,9 @@ pub enum ThingCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Set attributes or the type of an existing thing. The `role`
-    /// attribute (admin, operator, station, reader) gives the thing's
-    /// client certificates that role on the API and the MQTT endpoint.
+    /// Set attributes or the type of an existing thing. Attributes are
+    /// data: they confer no access (a `role` attribute no longer changes
+    /// anything; give a certificate a role with `idmint grant add`).
     Update {
         /// The thing name.
         name: String,

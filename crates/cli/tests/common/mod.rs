@@ -2,6 +2,8 @@
 //! way to run the real `idmint` binary against it.
 #![allow(dead_code)]
 
+pub mod http;
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

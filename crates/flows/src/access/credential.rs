@@ -77,7 +77,10 @@ impl Idmint {
         let store = self.store();
         if let Some(cert) = store.certificate(&info.id).await? {
             if cert.status != CertificateStatus::Active {
-                return Err(refused(format!("the client certificate is {}", cert.status)));
+                return Err(refused(format!(
+                    "the client certificate is {}",
+                    cert.status
+                )));
             }
             self.verify_against_ca(&cert.ca, leaf, &presented)
                 .await

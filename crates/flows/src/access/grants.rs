@@ -73,6 +73,9 @@ impl Idmint {
     /// Converts old `role` thing attributes into grants, once per registry
     /// (see [`idmint_registry::WriteTx::convert_role_attributes`]).
     pub async fn convert_role_attributes(&self) -> Result<ConvertedRoles, FlowError> {
+        if self.store().role_attributes_converted().await? {
+            return Ok(Vec::new());
+        }
         let mut tx = self.store().begin("idmint:upgrade").await?;
         let converted = tx.convert_role_attributes().await?;
         tx.commit().await?;
@@ -97,4 +100,3 @@ fn manage(who: &Authorized) -> Result<(), FlowError> {
     }
     Ok(())
 }
-

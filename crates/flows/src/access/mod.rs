@@ -279,10 +279,9 @@ impl Principal {
     fn roles(&self) -> Vec<(Role, Scope)> {
         match self {
             Principal::Local { .. } => vec![(Role::Admin, Scope::All)],
-            Principal::Token { role, batch, .. } => vec![(
-                *role,
-                batch.clone().map_or(Scope::All, Scope::Batch),
-            )],
+            Principal::Token { role, batch, .. } => {
+                vec![(*role, batch.clone().map_or(Scope::All, Scope::Batch))]
+            }
             Principal::Device { grants, .. } => {
                 grants.iter().map(|g| (g.role, g.scope.clone())).collect()
             }
@@ -321,9 +320,7 @@ impl Principal {
             ..Resource::default()
         };
         if let Principal::Bootstrap {
-            id,
-            batch: allowed,
-            ..
+            id, batch: allowed, ..
         } = self
         {
             if action != Action::Enroll {
@@ -359,7 +356,10 @@ impl Principal {
                 "this credential is not scoped to a batch: enroll under a batch label (/.well-known/est/BATCH/simpleenroll) with a token of that batch".into(),
             ));
         }
-        let attach = if matching.iter().any(|r| matches!(r, Role::Admin | Role::Operator)) {
+        let attach = if matching
+            .iter()
+            .any(|r| matches!(r, Role::Admin | Role::Operator))
+        {
             Attach::Any
         } else if matching.contains(&Role::Station) {
             batch.map_or(Attach::NewOnly, |b| Attach::InBatch(b.to_string()))

@@ -44,10 +44,13 @@ impl Idmint {
     /// Identifies a client by its certificate chain (DER, leaf first),
     /// through the one client-certificate check of [`crate::access`].
     pub async fn identify_mqtt_client(&self, chain: &[Vec<u8>]) -> Result<MqttIdentity, Rejection> {
-        let checked = self.check_client_certificate(chain).await.map_err(|e| match e {
-            FlowError::Access(AccessError::Unauthenticated(m)) => refused(m),
-            other => other.into(),
-        })?;
+        let checked = self
+            .check_client_certificate(chain)
+            .await
+            .map_err(|e| match e {
+                FlowError::Access(AccessError::Unauthenticated(m)) => refused(m),
+                other => other.into(),
+            })?;
         let (info, ca) = match checked {
             ClientCertificate::Registered(cert) => {
                 return match self.principal_of_registered(*cert).await? {

@@ -82,3 +82,33 @@ impl Idmint {
         Ok(self.store().require_ca(&req.name).await?)
     }
 }
+
+impl Idmint {
+    /// Lets certificates chaining to an outside CA bootstrap EST enrollment
+    /// (once each), or stops them; `batch`, if given, is the one batch they
+    /// enroll into. Off by default: registering a vendor for manifest
+    /// import does not make its chips enrollment credentials.
+    pub async fn set_est_bootstrap(
+        &self,
+        actor: &str,
+        name: &str,
+        enabled: bool,
+        batch: Option<&str>,
+    ) -> Result<Ca, FlowError> {
+        let ca = self.store().require_ca(name).await?;
+        if ca.kind != CaKind::External {
+            return Err(FlowError::Invalid(format!(
+                "CA {name:?} is one of ours ({}): only a registered outside CA can bootstrap EST enrollment",
+                ca.kind.as_str()
+            )));
+        }
+        if let Some(b) = batch {
+            self.store().require_batch(b).await?;
+        }
+        let mut tx = self.store().begin(actor).await?;
+        tx.set_ca_est_bootstrap(name, enabled, batch.filter(|_| enabled))
+            .await?;
+        tx.commit().await?;
+        Ok(self.store().require_ca(name).await?)
+    }
+}
