@@ -804,7 +804,11 @@ fn jitp_registers_on_the_first_connection_and_refuses_missing_subject_fields() {
         "--out-key",
         &p("admin.key"),
     ]);
-    env.ok(&["thing", "update", "ops-admin", "--attribute", "role=admin"]);
+    let admin_id = env.json(&["cert", "list", "--thing", "ops-admin", "--json"])[0]["id"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    env.ok(&["grant", "add", "--cert", &admin_id, "--role", "admin"]);
     let admin = paho_cmd(
         server.mqtt,
         &root,

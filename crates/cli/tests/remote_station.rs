@@ -383,12 +383,20 @@ fn remote_station_quota_race_inject_refusal_and_client_certificate() {
         "--out",
         &cert.to_string_lossy(),
     ]);
+    let station_id = env.json(&["cert", "list", "--thing", "station-cert", "--json"])[0]["id"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let scope = format!("batch:{other}");
     env.ok(&[
-        "thing",
-        "update",
-        "station-cert",
-        "--attribute",
-        "role=station",
+        "grant",
+        "add",
+        "--cert",
+        &station_id,
+        "--role",
+        "station",
+        "--scope",
+        &scope,
     ]);
     let key = env.path("station-cert.key").to_string_lossy().to_string();
     let cert = cert.to_string_lossy().to_string();

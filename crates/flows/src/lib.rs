@@ -25,7 +25,9 @@ pub mod mint;
 pub mod offline;
 mod registrar;
 pub mod rotation;
+pub mod server_identity;
 pub mod station;
+pub mod things;
 pub mod tokens;
 
 pub use config::Config;

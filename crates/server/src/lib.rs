@@ -15,6 +15,7 @@ pub mod auth;
 pub mod crl;
 mod error;
 pub mod est;
+pub mod grants;
 pub mod metrics;
 pub mod mqtt;
 pub mod ocsp;
@@ -31,7 +32,7 @@ use std::time::{Duration, Instant};
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, MethodRouter};
+use axum::routing::{delete, get, post, MethodRouter};
 use axum::Router;
 use idmint_flows::config::ServerConfig;
 use idmint_flows::Idmint;
@@ -129,6 +130,9 @@ impl AppState {
         api::activate_in_batch,
         api::create_provisioning_claim,
         api::verify_audit,
+        grants::list_grants,
+        grants::add_grant,
+        grants::remove_grant,
         api::openapi,
         api::ocsp_post,
         api::ocsp_get,
@@ -151,7 +155,8 @@ impl AppState {
         api::CsrRequest,
         api::SpoilRequest,
         api::ProvisionedRequest,
-        api::ProvisioningClaimRequest
+        api::ProvisioningClaimRequest,
+        grants::GrantRequest
     ))
 )]
 pub struct ApiDoc;
@@ -209,6 +214,9 @@ fn route_table() -> Vec<(&'static str, &'static str, MethodRouter<Shared>)> {
             post(api::create_provisioning_claim),
         ),
         ("GET", "/api/v1/audit/verify", get(api::verify_audit)),
+        ("GET", "/api/v1/grants", get(grants::list_grants)),
+        ("POST", "/api/v1/grants", post(grants::add_grant)),
+        ("DELETE", "/api/v1/grants", delete(grants::remove_grant)),
         ("GET", "/api/v1/openapi.json", get(api::openapi)),
         ("POST", "/ocsp", post(api::ocsp_post)),
         ("GET", "/ocsp/{request}", get(api::ocsp_get)),
@@ -462,6 +470,7 @@ mod tests {
             let documented = match method {
                 "GET" => item.get.is_some(),
                 "POST" => item.post.is_some(),
+                "DELETE" => item.delete.is_some(),
                 _ => false,
             };
             assert!(documented, "{method} {path} is not in the OpenAPI document");

@@ -10,10 +10,8 @@ use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use idmint_flows::issue::certificate_record;
 use idmint_flows::Idmint;
-use idmint_pki::{CertificateInfo, DeviceKey, Profile, SubjectValues};
-use idmint_registry::CertificateStatus;
+use idmint_pki::CertificateInfo;
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
@@ -74,46 +72,7 @@ pub async fn server_identity(
             return load_pem(&cert_path, &key_path);
         }
     }
-    let ca_name = idmint.default_ca().to_string();
-    let ca = idmint.signing_ca(&ca_name).await?;
-    let key = DeviceKey::generate(idmint.config().key_type)?;
-    let sans = hosts
-        .iter()
-        .map(|h| {
-            if h.parse::<std::net::IpAddr>().is_ok() {
-                format!("ip:{h}")
-            } else {
-                format!("dns:{h}")
-            }
-        })
-        .collect();
-    let profile = Profile {
-        sans,
-        ..Profile::server()
-    };
-    let values =
-        SubjectValues::for_thing("idmint-server").with("org", idmint.config().org.as_str());
-    let cert = ca.issue_for_key(&key, &profile, &values)?;
-    let mut tx = idmint.store().begin("server:tls").await?;
-    tx.insert_certificate(&certificate_record(
-        &cert,
-        &ca_name,
-        None,
-        CertificateStatus::Active,
-        None,
-    ))
-    .await?;
-    tx.audit(
-        "server.certificate",
-        &cert.info.id,
-        serde_json::json!({"hosts": hosts}),
-    );
-    tx.commit().await?;
-    let mut chain = cert.pem();
-    if let Some(issuer) = idmint.chain(&ca_name).await?.first() {
-        chain.push_str(&idmint_pki::to_pem("CERTIFICATE", issuer));
-    }
-    idmint_flows::files::overwrite_secret(&key_path, key.pkcs8_pem().as_bytes())?;
+    let (cert, chain) = idmint.issue_server_certificate(&hosts, &key_path).await?;
     std::fs::write(&cert_path, chain)
         .map_err(|e| ServerError::Io(cert_path.display().to_string(), e))?;
     std::fs::write(&hosts_path, wanted)

@@ -52,26 +52,21 @@ pub async fn run(ctx: &Context, cmd: ThingCommand) -> anyhow::Result<ExitCode> {
             attributes,
             thing_type,
         } => {
-            let thing = store
-                .thing(&name)
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("thing {name:?} not found"))?;
-            let mut new = idmint_flows::registry::NewThing::named(&name);
-            new.thing_type = thing_type.or(thing.thing_type);
-            new.attributes = thing.attributes;
-            for pair in attributes {
-                let (key, value) = pair
-                    .split_once('=')
-                    .ok_or_else(|| anyhow::anyhow!("--attribute {pair:?}: expected KEY=VALUE"))?;
-                if value.is_empty() {
-                    new.attributes.remove(key);
-                } else {
-                    new.attributes.insert(key.to_string(), value.to_string());
-                }
-            }
-            let mut tx = store.begin(&actor()).await?;
-            tx.upsert_thing(&new).await?;
-            tx.commit().await?;
+            let changes = attributes
+                .iter()
+                .map(|pair| {
+                    let (key, value) = pair.split_once('=').ok_or_else(|| {
+                        anyhow::anyhow!("--attribute {pair:?}: expected KEY=VALUE")
+                    })?;
+                    Ok((
+                        key.to_string(),
+                        Some(value.to_string()).filter(|v| !v.is_empty()),
+                    ))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            idmint
+                .update_thing(&actor(), &name, thing_type, &changes)
+                .await?;
             eprintln!("updated thing {name}");
         }
         ThingCommand::List { batch, json } => {
