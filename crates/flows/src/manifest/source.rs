@@ -27,6 +27,9 @@ pub enum ManifestFormat {
     /// A folder or tar of PEM certificates, or one file of PEM blocks.
     Pem,
     /// CSV: `unique_id,certificate_pem_or_path,...attributes` with a header.
+    /// A certificate path is relative to the CSV's folder and stays inside
+    /// it: no absolute path, no `..`, no symlink leading out, a regular file
+    /// (a row that breaks this refuses the whole manifest).
     Csv,
 }
 
