@@ -34,10 +34,10 @@ impl Device for Stub {
     fn inject(&mut self, _: &SecretBytes, _: &CertificateChain) -> Result<(), DeviceError> {
         Err(DeviceError::unsupported("fuzz"))
     }
-    fn prove(&mut self, nonce: &[u8]) -> Result<Proof, DeviceError> {
+    fn prove(&mut self, message: &[u8]) -> Result<Proof, DeviceError> {
         Ok(Proof {
             key_type: KeyType::P256,
-            signature: nonce.to_vec(),
+            signature: message.to_vec(),
         })
     }
     fn lock(&mut self) -> Result<(), DeviceError> {

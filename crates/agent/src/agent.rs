@@ -8,8 +8,8 @@ use crate::device::Device;
 use crate::error::{DeviceError, ErrorCode, FrameError};
 use crate::frame::{decode_frame, decode_message, encode_message, FrameDecoder};
 use crate::message::{
-    Request, RequestBody, RequestHeader, Response, ResponseBody, MAX_NONCE_LEN, PROTOCOL_VERSION,
-    UNPARSED_REQUEST_ID,
+    prove_message, Request, RequestBody, RequestHeader, Response, ResponseBody, MAX_NONCE_LEN,
+    PROTOCOL_VERSION, UNPARSED_REQUEST_ID,
 };
 
 /// Serves one [`Device`]: decodes requests, checks versions, calls the
@@ -81,7 +81,7 @@ impl<D: Device> Agent<D> {
                 ResponseBody::Error(DeviceError::new(
                     ErrorCode::UnsupportedVersion,
                     format!(
-                        "protocol version {} not supported; this device speaks {}",
+                        "agent protocol version {} is not supported; this device speaks version {}",
                         request.v, PROTOCOL_VERSION
                     ),
                 )),
@@ -124,10 +124,14 @@ impl<D: Device> Agent<D> {
                         nonce.len()
                     )));
                 }
-                self.device.prove(&nonce).map(|p| ResponseBody::Proof {
-                    key_type: p.key_type,
-                    signature: p.signature,
-                })
+                // The device signs the domain-separated message, never the
+                // station's bytes alone.
+                self.device
+                    .prove(&prove_message(&nonce))
+                    .map(|p| ResponseBody::Proof {
+                        key_type: p.key_type,
+                        signature: p.signature,
+                    })
             }
             RequestBody::Lock => self.device.lock().map(|()| ResponseBody::Locked),
         }
@@ -216,10 +220,11 @@ mod tests {
         fn inject(&mut self, _: &SecretBytes, _: &CertificateChain) -> Result<(), DeviceError> {
             Err(DeviceError::unsupported("no"))
         }
-        fn prove(&mut self, nonce: &[u8]) -> Result<Proof, DeviceError> {
+        /// "Signs" by echoing what it was given to sign.
+        fn prove(&mut self, message: &[u8]) -> Result<Proof, DeviceError> {
             Ok(Proof {
                 key_type: KeyType::Ed25519,
-                signature: nonce.to_vec(),
+                signature: message.to_vec(),
             })
         }
         fn lock(&mut self) -> Result<(), DeviceError> {
@@ -242,7 +247,7 @@ mod tests {
         let resp = roundtrip(
             &mut agent,
             &Request {
-                v: 1,
+                v: PROTOCOL_VERSION,
                 id: 77,
                 body: RequestBody::Install {
                     chain: CertificateChain(vec![vec![1]]),
@@ -254,7 +259,7 @@ mod tests {
         let resp = roundtrip(
             &mut agent,
             &Request {
-                v: 1,
+                v: PROTOCOL_VERSION,
                 id: 78,
                 body: RequestBody::Install {
                     chain: CertificateChain(vec![]),
@@ -265,7 +270,7 @@ mod tests {
         let resp = roundtrip(
             &mut agent,
             &Request {
-                v: 1,
+                v: PROTOCOL_VERSION,
                 id: 79,
                 body: RequestBody::Prove { nonce: vec![] },
             },
@@ -274,20 +279,51 @@ mod tests {
     }
 
     #[test]
+    fn prove_hands_the_device_the_domain_separated_message() {
+        let mut agent = Agent::new(Stub);
+        let resp = roundtrip(
+            &mut agent,
+            &Request {
+                v: PROTOCOL_VERSION,
+                id: 3,
+                body: RequestBody::Prove {
+                    nonce: vec![0xAA; 32],
+                },
+            },
+        );
+        let mut expected = b"idmint-prove-v1\0".to_vec();
+        expected.extend_from_slice(&[0xAA; 32]);
+        assert_eq!(
+            resp.body,
+            ResponseBody::Proof {
+                key_type: KeyType::Ed25519,
+                signature: expected,
+            }
+        );
+    }
+
+    #[test]
     fn rejects_other_versions() {
         let mut agent = Agent::new(Stub);
         let resp = roundtrip(
             &mut agent,
             &Request {
-                v: 2,
+                v: 1,
                 id: 5,
                 body: RequestBody::Hello,
             },
         );
         assert_eq!(resp.id, 5);
-        assert!(
-            matches!(resp.body, ResponseBody::Error(ref e) if e.code == ErrorCode::UnsupportedVersion)
-        );
+        match resp.body {
+            ResponseBody::Error(e) => {
+                assert_eq!(e.code, ErrorCode::UnsupportedVersion);
+                assert_eq!(
+                    e.message,
+                    "agent protocol version 1 is not supported; this device speaks version 2"
+                );
+            }
+            other => panic!("served: {other:?}"),
+        }
     }
 
     #[test]
@@ -303,7 +339,7 @@ mod tests {
             body: Body,
         }
         let frame = encode_message(&Req {
-            v: 1,
+            v: PROTOCOL_VERSION,
             id: 9,
             body: Body { op: "reboot" },
         })
@@ -332,7 +368,7 @@ mod tests {
     #[test]
     fn docs_example_bytes() {
         let req = Request {
-            v: 1,
+            v: PROTOCOL_VERSION,
             id: 1,
             body: RequestBody::Hello,
         };
@@ -341,13 +377,13 @@ mod tests {
         let hex: Vec<_> = cbor.iter().map(|b| alloc::format!("{b:02x}")).collect();
         assert_eq!(
             hex.join(" "),
-            "a3 61 76 01 62 69 64 01 64 62 6f 64 79 a1 62 6f 70 65 68 65 6c 6c 6f"
+            "a3 61 76 02 62 69 64 01 64 62 6f 64 79 a1 62 6f 70 65 68 65 6c 6c 6f"
         );
         let frame = encode_message(&req).unwrap();
         let hex: Vec<_> = frame.iter().map(|b| alloc::format!("{b:02x}")).collect();
         assert_eq!(
             hex.join(" "),
-            "1c a3 61 76 01 62 69 64 01 64 62 6f 64 79 a1 62 6f 70 65 68 65 6c 6c 6f cd 25 c1 16 00"
+            "1c a3 61 76 02 62 69 64 01 64 62 6f 64 79 a1 62 6f 70 65 68 65 6c 6c 6f 07 68 68 b9 00"
         );
     }
 

@@ -193,7 +193,10 @@ impl AgentClient {
             for frame in frames {
                 let response: Response = decode_message(&frame?)?;
                 if response.v != PROTOCOL_VERSION {
-                    return Err(ClientError::UnsupportedVersion(response.v));
+                    return Err(ClientError::UnsupportedVersion {
+                        device: response.v,
+                        station: PROTOCOL_VERSION,
+                    });
                 }
                 if Some(response.id) == self.stale && response.id != id {
                     continue;

@@ -30,14 +30,18 @@ pub trait Device {
     /// leaf must certify that key.
     fn inject(&mut self, key: &SecretBytes, chain: &CertificateChain) -> Result<(), DeviceError>;
 
-    /// Sign `nonce` with the installed key; see [`KeyType`] for the schemes.
-    fn prove(&mut self, nonce: &[u8]) -> Result<Proof, DeviceError>;
+    /// Sign `message` with the installed key; see [`KeyType`] for the
+    /// schemes. The [`Agent`](crate::agent::Agent) passes
+    /// [`prove_message`](crate::message::prove_message) of the station's
+    /// nonce, never the nonce alone; a device signs exactly what it is given.
+    fn prove(&mut self, message: &[u8]) -> Result<Proof, DeviceError>;
 
     /// Make credential storage read-only.
     fn lock(&mut self) -> Result<(), DeviceError>;
 }
 
-/// A proof of possession: a signature over the station's nonce.
+/// A proof of possession: a signature over the prove message built from the
+/// station's nonce.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Proof {
     /// Type of the signing key.

@@ -279,9 +279,14 @@ mod std_errors {
             /// The request sent.
             request: RequestKind,
         },
-        /// The response speaks another protocol version.
-        #[error("device speaks protocol version {0}")]
-        UnsupportedVersion(u16),
+        /// The response speaks another protocol version than the station.
+        #[error("the device speaks agent protocol version {device}; this station speaks version {station}")]
+        UnsupportedVersion {
+            /// The version of the device's response.
+            device: u16,
+            /// The version this station speaks ([`PROTOCOL_VERSION`](crate::PROTOCOL_VERSION)).
+            station: u16,
+        },
     }
 
     impl ClientError {

@@ -72,8 +72,8 @@ pub use device::{Device, Proof};
 pub use error::{DeviceError, ErrorCode, FrameError};
 pub use frame::{FrameDecoder, MAX_FRAME_LEN};
 pub use message::{
-    Capability, CertificateChain, HelloInfo, KeyType, Request, RequestBody, RequestKind, Response,
-    ResponseBody, SecretBytes, PROTOCOL_VERSION,
+    prove_message, Capability, CertificateChain, HelloInfo, KeyType, Request, RequestBody,
+    RequestKind, Response, ResponseBody, SecretBytes, PROTOCOL_VERSION, PROVE_CONTEXT,
 };
 
 #[cfg(feature = "std")]

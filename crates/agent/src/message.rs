@@ -11,8 +11,26 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 use crate::error::{DeviceError, FrameError};
 
 /// Version of the agent protocol this crate speaks, carried as `v` in every
-/// request and response.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// request and response. Version 2 made `prove` sign [`prove_message`]
+/// instead of the bare nonce.
+pub const PROTOCOL_VERSION: u16 = 2;
+
+/// What every `prove` signature covers first: the domain-separation prefix
+/// of [`prove_message`], 15 ASCII bytes and a zero byte.
+pub const PROVE_CONTEXT: &[u8] = b"idmint-prove-v1\0";
+
+/// The message a device signs in answer to `prove`:
+/// [`PROVE_CONTEXT`] `||` `nonce`.
+///
+/// A device never signs the station's bytes alone: with the prefix, its key
+/// (its TLS client identity) is no signing oracle for whoever can send it
+/// frames (see `docs/station-protocol.md`, section 5).
+pub fn prove_message(nonce: &[u8]) -> Vec<u8> {
+    let mut message = Vec::with_capacity(PROVE_CONTEXT.len() + nonce.len());
+    message.extend_from_slice(PROVE_CONTEXT);
+    message.extend_from_slice(nonce);
+    message
+}
 
 /// Request id reserved for responses to frames the device could not parse
 /// (bad CRC, bad CBOR): a station never sends it.
@@ -53,7 +71,8 @@ pub enum RequestBody {
         /// Certificate chain, DER, leaf first.
         chain: CertificateChain,
     },
-    /// Sign `nonce` with the installed key (proof of possession).
+    /// Sign [`prove_message`]`(nonce)` with the installed key (proof of
+    /// possession).
     Prove {
         /// Challenge chosen by the station (1 to [`MAX_NONCE_LEN`] bytes).
         #[serde(with = "serde_bytes")]

@@ -6,10 +6,12 @@ use x509_parser::oid_registry::{OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_SIG
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::error::ProofError;
-use crate::message::KeyType;
+use crate::message::{prove_message, KeyType};
 
-/// Check that `signature` is the device's signature over `nonce` with the key
-/// certified by `cert_der` (the leaf certificate, DER).
+/// Check that `signature` is the device's `prove` signature for `nonce` with
+/// the key certified by `cert_der` (the leaf certificate, DER): a signature
+/// over [`prove_message`]`(nonce)`. A signature over the bare nonce (what a
+/// version-1 device made) is refused.
 ///
 /// Schemes: ECDSA P-256 with SHA-256 and an ASN.1 DER `Ecdsa-Sig-Value`
 /// signature, or pure Ed25519. Returns the key type on success.
@@ -41,7 +43,7 @@ pub fn verify_proof(
             return Err(ProofError::UnsupportedKey(alg_oid.to_id_string()));
         };
     UnparsedPublicKey::new(alg, &*spki.subject_public_key.data)
-        .verify(nonce, signature)
+        .verify(&prove_message(nonce), signature)
         .map_err(|_| ProofError::BadSignature)?;
     Ok(key_type)
 }

@@ -311,7 +311,7 @@ impl Device for DeviceSimulator {
         Ok(())
     }
 
-    fn prove(&mut self, nonce: &[u8]) -> Result<Proof, DeviceError> {
+    fn prove(&mut self, message: &[u8]) -> Result<Proof, DeviceError> {
         let key = self.key.as_ref().ok_or_else(DeviceError::no_key)?;
         let key_type = self
             .key_type()
@@ -320,11 +320,11 @@ impl Device for DeviceSimulator {
             return Err(DeviceError::no_certificate());
         }
         let signature = if self.misbehave.bad_proof {
-            let mut wrong = nonce.to_vec();
+            let mut wrong = message.to_vec();
             wrong.push(0);
             key.sign(&wrong)
         } else {
-            key.sign(nonce)
+            key.sign(message)
         }
         .map_err(internal)?;
         Ok(Proof {

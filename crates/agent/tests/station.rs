@@ -125,7 +125,7 @@ fn full_flow_keygen_install_prove_lock() {
         let mut station = connect(&addr);
 
         let hello = station.hello().unwrap();
-        assert_eq!(hello.protocol, 1);
+        assert_eq!(hello.protocol, 2);
         assert!(
             hello.hw_id.starts_with("hw-") && hello.hw_id.ends_with(&format!("flow-{key_type}"))
         );

@@ -286,12 +286,20 @@ fn jsonl_csv_and_pem_formats_import() {
         .unwrap()
         .path();
     let other = set.join("certs").join("0600000000000001.pem");
+    // Certificate paths are relative to the CSV's folder (the data dir's
+    // parent here, which holds set/).
+    let rel = |p: &Path| {
+        p.strip_prefix(env.dir.path())
+            .unwrap()
+            .display()
+            .to_string()
+    };
     std::fs::write(
         &dup,
         format!(
             "unique_id,certificate\n0500000000000001,{}\nnew-id,{}\n",
-            other.display(),
-            cert.display()
+            rel(&other),
+            rel(&cert)
         ),
     )
     .unwrap();

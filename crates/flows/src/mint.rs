@@ -17,7 +17,8 @@
 //! in the output holds a registered certificate. The order that makes it
 //! hold after a `kill -9` at any point:
 //!
-//! 1. A worker writes each image to `images/<device>.<ext>` (0600).
+//! 1. A worker writes each image to `images/<device>.<ext>` (0600, through a
+//!    hidden temp file renamed into place; `resume` deletes stale ones).
 //! 2. Only once the whole image is written are the chunk's thing,
 //!    certificate and image record
 //!    (`mint_items`: device id, certificate id, image SHA-256) committed, in
@@ -62,6 +63,7 @@ use idmint_registry::{
 use idmint_slot::{encode_slot_into, Credentials, GoldenImage, ImageFormat, Zeroizing};
 use serde::Serialize;
 
+use crate::files::overwrite_secret;
 use crate::issue::certificate_record;
 use crate::{FlowError, Idmint};
 
@@ -920,7 +922,10 @@ fn write_image_files(
         let written = chunk.and_then(|mut chunk| {
             for m in &mut chunk {
                 if let Some(image) = m.image.take() {
-                    write_private(&out_dir.join(&m.item.image_file), &image)?;
+                    // It holds a private key: owner-only, even over a file
+                    // that is there already (renamed over, never written
+                    // through).
+                    overwrite_secret(&out_dir.join(&m.item.image_file), &image)?;
                 }
             }
             Ok(chunk)
@@ -930,20 +935,6 @@ fn write_image_files(
             return;
         }
     }
-}
-
-/// Writes a file readable by its owner only (it holds a private key),
-/// replacing a stale temp file.
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), FlowError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| FlowError::io(path, e))?;
-    f.write_all(bytes).map_err(|e| FlowError::io(path, e))
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -174,6 +174,7 @@ pub struct CaBuilder<'p> {
     valid_days: u32,
     signer: Option<Signer>,
     path_len: u8,
+    extended_key_usage: Vec<ExtendedKeyUsage>,
 }
 
 impl<'p> CaBuilder<'p> {
@@ -187,6 +188,7 @@ impl<'p> CaBuilder<'p> {
             valid_days: 20 * 365,
             signer: None,
             path_len: 0,
+            extended_key_usage: Vec::new(),
         }
     }
 
@@ -200,6 +202,7 @@ impl<'p> CaBuilder<'p> {
             valid_days: 10 * 365,
             signer: None,
             path_len: 0,
+            extended_key_usage: Vec::new(),
         }
     }
 
@@ -220,6 +223,15 @@ impl<'p> CaBuilder<'p> {
     /// such as an offline batch CA). Ignored for roots.
     pub fn path_len(mut self, n: u8) -> Self {
         self.path_len = n;
+        self
+    }
+
+    /// Puts an extended key usage extension on the CA certificate (none by
+    /// default). Verifiers (OpenSSL, webpki) apply a CA's EKU to the whole
+    /// chain below it, so e.g. `[ClientAuth]` on a factory's batch CA means
+    /// its key cannot mint TLS server certificates that verify.
+    pub fn extended_key_usage(mut self, usages: &[ExtendedKeyUsage]) -> Self {
+        self.extended_key_usage = usages.to_vec();
         self
     }
 
@@ -254,6 +266,7 @@ impl<'p> CaBuilder<'p> {
             KeyUsagePurpose::CrlSign,
             KeyUsagePurpose::DigitalSignature,
         ];
+        params.extended_key_usages = self.extended_key_usage.iter().map(|u| eku(*u)).collect();
         let der = match self.parent {
             None => {
                 params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::str::FromStr;
 
 use super::{Reason, Rejection};
@@ -27,6 +27,9 @@ pub enum ManifestFormat {
     /// A folder or tar of PEM certificates, or one file of PEM blocks.
     Pem,
     /// CSV: `unique_id,certificate_pem_or_path,...attributes` with a header.
+    /// A certificate path is relative to the CSV's folder and stays inside
+    /// it: no absolute path, no `..`, no symlink leading out, a regular file
+    /// (a row that breaks this refuses the whole manifest).
     Csv,
 }
 
@@ -478,7 +481,11 @@ fn read_pem_bundle(path: &Path, emit: &mut dyn FnMut(RawBody) -> bool) -> Result
 }
 
 fn read_csv(path: &Path, emit: &mut dyn FnMut(RawBody) -> bool) -> Result<(), FlowError> {
-    let base = path.parent().unwrap_or(Path::new("."));
+    let base = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    check_csv_paths(path, base)?;
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(true)
@@ -525,11 +532,9 @@ fn read_csv(path: &Path, emit: &mut dyn FnMut(RawBody) -> bool) -> Result<(), Fl
         } else if cert.is_empty() {
             Err("no certificate".to_string())
         } else {
-            let p = base.join(&cert);
-            File::open(&p)
-                .and_then(read_limited)
-                .map_err(|e| format!("{}: {e}", p.display()))
-                .and_then(|r| r)
+            read_certificate_file(base, &cert).map_err(|refusal| match refusal {
+                PathRefusal::Rule(why) | PathRefusal::Unreadable(why) => why,
+            })
         };
         let mut attributes = BTreeMap::new();
         let mut thing_name = None;
@@ -560,6 +565,104 @@ fn read_csv(path: &Path, emit: &mut dyn FnMut(RawBody) -> bool) -> Result<(), Fl
             return Ok(());
         }
     }
+}
+
+/// Refuses the whole CSV manifest, before any entry is read, when a row's
+/// certificate path breaks a rule of [`certificate_path`]: a manifest that
+/// points outside its folder is not imported in part. Rows whose file is
+/// merely missing or unreadable are left to the entry-by-entry rejection.
+fn check_csv_paths(path: &Path, folder: &Path) -> Result<(), FlowError> {
+    let Ok(mut reader) = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .from_path(path)
+    else {
+        // The reading pass reports an unreadable CSV.
+        return Ok(());
+    };
+    let mut record = csv::ByteRecord::new();
+    while let Ok(true) = reader.read_byte_record(&mut record) {
+        let value = record
+            .get(1)
+            .map(|f| String::from_utf8_lossy(f).trim().to_string())
+            .unwrap_or_default();
+        if value.is_empty() || value.starts_with("-----BEGIN") {
+            continue;
+        }
+        if let Err(PathRefusal::Rule(why)) = certificate_path(folder, &value) {
+            let line = record.position().map(|p| p.line()).unwrap_or(0);
+            return Err(FlowError::Invalid(format!(
+                "{}: line {line}: {why}",
+                path.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Why a CSV certificate path cannot be read.
+enum PathRefusal {
+    /// The path breaks a rule (absolute, `..`, leaves the folder, not a
+    /// regular file): the whole manifest is refused.
+    Rule(String),
+    /// The path obeys the rules but the file cannot be read (missing,
+    /// unreadable): that entry is rejected, as before.
+    Unreadable(String),
+}
+
+/// Resolves a CSV `certificate_pem_or_path` value against the manifest's
+/// folder. The path must be relative, without `..` components, and lead
+/// (after symlinks) to a regular file inside the folder: a manifest from a
+/// vendor never makes idmint read `/etc/passwd`, a FIFO or a device.
+fn certificate_path(folder: &Path, value: &str) -> Result<PathBuf, PathRefusal> {
+    let path = Path::new(value);
+    if path.has_root() || path.is_absolute() {
+        return Err(PathRefusal::Rule(format!(
+            "certificate path {value:?} is absolute; paths are relative to the manifest's folder"
+        )));
+    }
+    if path.components().any(|c| matches!(c, Component::ParentDir)) {
+        return Err(PathRefusal::Rule(format!(
+            "certificate path {value:?} has a `..` component; paths must stay inside the manifest's folder"
+        )));
+    }
+    let folder = folder.canonicalize().map_err(|e| {
+        PathRefusal::Unreadable(format!("the manifest's folder {}: {e}", folder.display()))
+    })?;
+    let resolved = folder
+        .join(path)
+        .canonicalize()
+        .map_err(|e| PathRefusal::Unreadable(format!("certificate path {value:?}: {e}")))?;
+    if !resolved.starts_with(&folder) {
+        return Err(PathRefusal::Rule(format!(
+            "certificate path {value:?} leads outside the manifest's folder (through a symlink)"
+        )));
+    }
+    let meta = std::fs::metadata(&resolved)
+        .map_err(|e| PathRefusal::Unreadable(format!("certificate path {value:?}: {e}")))?;
+    if !meta.is_file() {
+        return Err(PathRefusal::Rule(format!(
+            "certificate path {value:?} is not a regular file"
+        )));
+    }
+    Ok(resolved)
+}
+
+/// Reads the certificate file a CSV row names (see [`certificate_path`]).
+fn read_certificate_file(folder: &Path, value: &str) -> Result<Vec<u8>, PathRefusal> {
+    let path = certificate_path(folder, value)?;
+    let unreadable =
+        |e: std::io::Error| PathRefusal::Unreadable(format!("certificate path {value:?}: {e}"));
+    let file = File::open(&path).map_err(unreadable)?;
+    // Checked again on the open file: it may have been swapped since.
+    if !file.metadata().map_err(unreadable)?.is_file() {
+        return Err(PathRefusal::Rule(format!(
+            "certificate path {value:?} is not a regular file"
+        )));
+    }
+    read_limited(file)
+        .map_err(unreadable)?
+        .map_err(|why| PathRefusal::Unreadable(format!("certificate path {value:?}: {why}")))
 }
 
 #[cfg(test)]

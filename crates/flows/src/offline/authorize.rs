@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use base64::Engine;
 use idmint_pki::{
-    CaBuilder, CertificateAuthority, DeviceKey, KeyType, Pkcs11Key, Pkcs11Uri, Signer,
+    CaBuilder, CertificateAuthority, DeviceKey, ExtendedKeyUsage, KeyType, Pkcs11Key, Pkcs11Uri,
+    Signer,
 };
 use idmint_registry::{validate_name, BatchKind, CaKind, NewBatch, NewCa, NewOfflineAuthorization};
 use serde::Serialize;
@@ -185,9 +186,13 @@ impl Idmint {
             }
         };
         let org = self.config().org.clone();
+        // clientAuth only: the factory holds this key, and must not be
+        // able to mint TLS server certificates devices trusting the root
+        // would accept.
         let batch_ca = CaBuilder::issuing(&format!("{org} Batch {batch} CA"), key_type, &maker)
             .organization(&org)
             .valid_days(request.valid_days)
+            .extended_key_usage(&[ExtendedKeyUsage::ClientAuth])
             .signer(signer)
             .build()?;
         let info = batch_ca.info().clone();
