@@ -475,9 +475,11 @@ mod tests {
             };
             assert!(documented, "{method} {path} is not in the OpenAPI document");
         }
+        let paths: std::collections::BTreeSet<&str> =
+            super::routes().into_iter().map(|(_, p)| p).collect();
         assert_eq!(
             doc.paths.paths.len(),
-            super::routes().len(),
+            paths.len(),
             "the document has routes the router lacks"
         );
     }
