@@ -354,21 +354,24 @@ impl Idmint {
         Ok(())
     }
 
-    /// Removes certificates whose ownership token expired unused. Safe to
-    /// run on several servers at once. Returns how many went.
+    /// Retires ownership tokens that expired unused: each token is marked
+    /// spent and its certificate, issued but never registered, is REVOKED
+    /// (`cessationOfOperation`) and kept, so the CRL lists it and OCSP
+    /// answers revoked. Safe to run on several servers at once. Returns how
+    /// many certificates were revoked.
     pub async fn sweep_ownership_tokens(&self) -> Result<usize, RegistryError> {
         let due = self.store().expired_ownership_tokens(now(), 500).await?;
-        let mut removed = 0;
+        let mut revoked = 0;
         for (hash, token) in &due {
             let mut tx = self.store().begin("server:fleet-sweep").await?;
             if tx
                 .expire_ownership_token(hash, &token.certificate_id)
                 .await?
             {
-                removed += 1;
+                revoked += 1;
             }
             tx.commit().await?;
         }
-        Ok(removed)
+        Ok(revoked)
     }
 }
