@@ -1235,3 +1235,67 @@ fn a_certificate_whose_ownership_token_expires_unused_is_revoked_not_forgotten()
     );
     assert!(env.ok(&["audit", "verify"]).contains("intact"));
 }
+
+/// Hole 4 of issue 11, fleet part: RegisterThing keeps AWS's behaviour (a
+/// re-provisioned device attaches its new certificate to its existing
+/// thing), and says so in the audit log with a record of its own.
+#[test]
+fn re_provisioning_an_existing_thing_is_audited_as_an_attach() {
+    let f = fleet();
+    let env = &f.env;
+    let server = serve(env);
+    let mut subs = responses(CREATE);
+    subs.extend(responses(PROVISION));
+    let report = f.claim(
+        server.mqtt,
+        "5",
+        json!([
+            {"sub": subs},
+            {"pub": CREATE, "json": {}},
+            {"pub": PROVISION, "json": {"certificateOwnershipToken": "$TOKEN", "parameters": {"SerialNumber": "OK-twice"}}},
+            {"pub": CREATE, "json": {}},
+            {"pub": PROVISION, "json": {"certificateOwnershipToken": "$TOKEN", "parameters": {"SerialNumber": "OK-twice"}}},
+        ]),
+    );
+    let replies = report["replies"].as_array().expect("replies");
+    assert_eq!(replies.len(), 4, "{report}");
+    for reply in [&replies[1], &replies[3]] {
+        assert_eq!(reply["topic"], format!("{PROVISION}/accepted"), "{report}");
+        assert_eq!(reply["payload"]["thingName"], "sensor-OK-twice");
+    }
+    let first = replies[0]["payload"]["certificateId"].as_str().expect("id");
+    let second = replies[2]["payload"]["certificateId"].as_str().expect("id");
+    // AWS's behaviour: both certificates now belong to the thing.
+    for id in [first, second] {
+        let cert = env.json(&["cert", "show", id, "--json"]);
+        assert_eq!(cert["status"], "ACTIVE", "{cert}");
+        assert_eq!(cert["thing"], "sensor-OK-twice", "{cert}");
+    }
+
+    // The audit log says that an existing thing gained a certificate: once,
+    // for the second registration only.
+    let audit = env.json(&["audit", "list", "--limit", "100000", "--json"]);
+    let attached: Vec<&Value> = audit
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter(|r| r["action"] == "thing.certificate_attached")
+        .collect();
+    assert_eq!(attached.len(), 1, "{audit}");
+    assert_eq!(attached[0]["subject"], "sensor-OK-twice");
+    let d = details(attached[0]);
+    assert_eq!(d["certificate"], second, "{d}");
+    assert_eq!(d["template"], "Fleet", "{d}");
+    assert_eq!(d["existing"], true, "{d}");
+    let hooked = f.hook_log.lock().expect("lock").clone();
+    assert_eq!(d["claim"], hooked[1]["claimCertificateId"], "{d}");
+    // The table listing shows it too.
+    let listing = env.ok(&["audit", "list", "--limit", "100000"]);
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.contains("thing.certificate_attached") && l.contains("sensor-OK-twice")),
+        "{listing}"
+    );
+    assert!(env.ok(&["audit", "verify"]).contains("intact"));
+}
