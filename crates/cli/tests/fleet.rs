@@ -75,7 +75,16 @@ impl Drop for Serve {
 }
 
 fn serve(env: &Env) -> Serve {
+    serve_logging(env, None)
+}
+
+/// `idmint serve` with HTTPS and MQTT; its log goes to `log` when given.
+fn serve_logging(env: &Env, log: Option<&Path>) -> Serve {
     let (https, mqtt) = (free_port(), free_port());
+    let stderr = match log {
+        Some(path) => Stdio::from(std::fs::File::create(path).expect("log file")),
+        None => Stdio::null(),
+    };
     let child = env
         .cmd()
         .args([
@@ -86,7 +95,7 @@ fn serve(env: &Env) -> Serve {
             &format!("127.0.0.1:{mqtt}"),
         ])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .expect("spawn serve");
     let server = Serve { child, https, mqtt };
@@ -1298,4 +1307,71 @@ fn re_provisioning_an_existing_thing_is_audited_as_an_attach() {
         "{listing}"
     );
     assert!(env.ok(&["audit", "verify"]).contains("intact"));
+}
+
+/// Error hygiene on the MQTT endpoint (issue 11): when the store fails, a
+/// device's rejection carries a stable code and a correlation id, never SQL
+/// or a path, and the server's log has the same id with the detail.
+#[test]
+fn a_failing_store_rejects_with_a_correlation_id_and_no_internal_detail() {
+    let f = fleet();
+    let env = &f.env;
+    let log = env.path("serve.log");
+    let server = serve_logging(env, Some(&log));
+    let out = Command::new("sqlite3")
+        .arg(env.data().join("registry.db"))
+        .arg("DROP TABLE ownership_tokens;")
+        .output()
+        .expect("sqlite3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = f.claim(
+        server.mqtt,
+        "311",
+        json!([
+            {"sub": responses(CREATE)},
+            {"pub": CREATE, "json": {}},
+        ]),
+    );
+    let reply = &report["replies"][0];
+    assert_eq!(reply["topic"], format!("{CREATE}/rejected"), "{report}");
+    let payload = &reply["payload"];
+    assert_eq!(payload["statusCode"], 500, "{report}");
+    assert_eq!(payload["errorCode"], "InternalFailure", "{report}");
+    let id = payload["correlationId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no correlationId: {report}"));
+    assert_eq!(id.len(), 16, "{report}");
+    assert!(id.bytes().all(|b| b.is_ascii_hexdigit()), "{report}");
+    let message = payload["errorMessage"].as_str().unwrap_or("");
+    assert!(message.contains(id), "{report}");
+    let text = payload.to_string().to_ascii_lowercase();
+    for leak in [
+        "no such table",
+        "sql",
+        "database",
+        "store error",
+        "ownership_tokens",
+        "/",
+    ] {
+        assert!(!text.contains(leak), "{leak:?} leaked: {report}");
+    }
+    // The log has the id with the detail.
+    let start = Instant::now();
+    let line = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.contains(id)) {
+            break line.to_string();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "no log line with {id}: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(line.contains("no such table"), "{line}");
+    assert!(line.contains("ERROR"), "{line}");
 }

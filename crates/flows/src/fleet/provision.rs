@@ -124,7 +124,7 @@ impl Idmint {
         let values = SubjectValues::for_thing(subject).with("org", self.config().org.as_str());
         let certificate = ca
             .issue(key, &profile, &values)
-            .map_err(|e| Rejection::invalid("InvalidCsr", e.to_string()))?;
+            .map_err(|e| Rejection::from(crate::FlowError::Pki(e)))?;
         let token = Zeroizing::new(
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(crate::random_bytes(48)?),
         );
