@@ -75,7 +75,16 @@ impl Drop for Serve {
 }
 
 fn serve(env: &Env) -> Serve {
+    serve_logging(env, None)
+}
+
+/// `idmint serve` with HTTPS and MQTT; its log goes to `log` when given.
+fn serve_logging(env: &Env, log: Option<&Path>) -> Serve {
     let (https, mqtt) = (free_port(), free_port());
+    let stderr = match log {
+        Some(path) => Stdio::from(std::fs::File::create(path).expect("log file")),
+        None => Stdio::null(),
+    };
     let child = env
         .cmd()
         .args([
@@ -86,7 +95,7 @@ fn serve(env: &Env) -> Serve {
             &format!("127.0.0.1:{mqtt}"),
         ])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .expect("spawn serve");
     let server = Serve { child, https, mqtt };
@@ -1051,4 +1060,322 @@ fn a_server_killed_mid_load_loses_no_registration_and_reuses_no_token() {
     );
     assert!(env.ok(&["audit", "verify"]).contains("intact"));
     drop(restarted);
+}
+
+/// An audit record's details (stored as JSON text).
+fn details(record: &Value) -> Value {
+    serde_json::from_str(record["details"].as_str().unwrap_or("null")).unwrap_or(Value::Null)
+}
+
+/// Sets `[fleet] token_lifetime_secs` in the data directory's idmint.toml.
+fn set_token_lifetime(env: &Env, secs: u64) {
+    let path = env.data().join("idmint.toml");
+    let config = std::fs::read_to_string(&path).expect("idmint.toml");
+    let changed = config.replace(
+        "token_lifetime_secs = 3600",
+        &format!("token_lifetime_secs = {secs}"),
+    );
+    assert_ne!(changed, config, "no token_lifetime_secs in {config}");
+    std::fs::write(&path, changed).expect("write idmint.toml");
+}
+
+/// A certificate's serial, as `openssl x509 -serial` prints it (uppercase hex,
+/// no leading zeros).
+fn openssl_serial(cert: &Path) -> String {
+    let (ok, text) = openssl(&["x509", "-noout", "-serial", "-in", cert.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    text.trim()
+        .trim_start_matches("serial=")
+        .trim_start_matches('0')
+        .to_ascii_uppercase()
+}
+
+/// Hole 6 of issue 11: a device that takes a key and certificate but never
+/// registers holds a valid ten-year certificate; when its ownership token
+/// expires the certificate must be REVOKED (cessationOfOperation), kept in
+/// the registry, on its CA's CRL and revoked in OCSP, not deleted.
+#[test]
+fn a_certificate_whose_ownership_token_expires_unused_is_revoked_not_forgotten() {
+    let f = fleet();
+    let env = &f.env;
+    set_token_lifetime(env, 2);
+    let server = serve(env);
+    let report = f.claim(
+        server.mqtt,
+        "311",
+        json!([
+            {"sub": responses(CREATE)},
+            {"pub": CREATE, "json": {}},
+        ]),
+    );
+    let created = &report["replies"][0]["payload"];
+    let id = created["certificateId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no certificate: {report}"))
+        .to_string();
+    let token = created["certificateOwnershipToken"]
+        .as_str()
+        .expect("token")
+        .to_string();
+    let dev_cert = env.path("abandoned.pem");
+    std::fs::write(&dev_cert, created["certificatePem"].as_str().expect("pem")).expect("write");
+    assert_eq!(cert_status(env, &id), "PENDING_ACTIVATION");
+
+    // The token expires; the sweep runs when the server starts and every
+    // minute after, so restart rather than wait a minute.
+    drop(server);
+    std::thread::sleep(Duration::from_secs(3));
+    let server = serve(env);
+    let start = Instant::now();
+    let cert = loop {
+        let out = env.run(&["cert", "show", &id, "--json"]);
+        if out.status.success() {
+            let cert: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+            if cert["status"] == "REVOKED" {
+                break cert;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "certificate {id} not REVOKED after its token expired: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(cert["revocationReason"], "cessationOfOperation", "{cert}");
+    assert!(cert["thing"].is_null(), "{cert}");
+
+    // The CRL of its CA lists it (openssl reads the CRL fetched by curl).
+    let crl = env.path("issuing.crl");
+    let out = Command::new("curl")
+        .args(["-sf", "--cacert"])
+        .arg(&f.root)
+        .arg("-o")
+        .arg(&crl)
+        .arg(format!(
+            "https://localhost:{}/crl/issuing.crl",
+            server.https
+        ))
+        .output()
+        .expect("curl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (ok, text) = openssl(&[
+        "crl",
+        "-inform",
+        "DER",
+        "-noout",
+        "-text",
+        "-in",
+        crl.to_str().unwrap(),
+    ]);
+    assert!(ok, "{text}");
+    let serial = openssl_serial(&dev_cert);
+    let listed = text.to_ascii_uppercase().replace(':', "");
+    assert!(listed.contains(&serial), "{serial} not on the CRL: {text}");
+    assert!(text.contains("Cessation Of Operation"), "{text}");
+
+    // OCSP says revoked, with the reason.
+    let (_, issuing) = env.ca_files();
+    let trust = env.path("trust.pem");
+    std::fs::write(
+        &trust,
+        format!(
+            "{}{}",
+            std::fs::read_to_string(&f.root).expect("root"),
+            std::fs::read_to_string(&issuing).expect("issuing")
+        ),
+    )
+    .expect("trust");
+    let (_, text) = openssl(&[
+        "ocsp",
+        "-issuer",
+        issuing.to_str().unwrap(),
+        "-cert",
+        dev_cert.to_str().unwrap(),
+        "-url",
+        &format!("https://localhost:{}/ocsp", server.https),
+        "-CAfile",
+        trust.to_str().unwrap(),
+    ]);
+    assert!(text.contains(": revoked"), "{text}");
+    assert!(text.contains("cessationOfOperation"), "{text}");
+
+    // The token is spent: RegisterThing with it is refused as expired and
+    // provisions nothing.
+    let report = f.claim(
+        server.mqtt,
+        "311",
+        json!([
+            {"sub": responses(PROVISION)},
+            {"pub": PROVISION, "json": {"certificateOwnershipToken": token, "parameters": {"SerialNumber": "OK-late"}}},
+        ]),
+    );
+    let reply = &report["replies"][0];
+    assert_eq!(reply["topic"], format!("{PROVISION}/rejected"), "{report}");
+    assert_eq!(
+        reply["payload"]["errorCode"], "InvalidCertificateOwnershipToken",
+        "{report}"
+    );
+    assert!(
+        reply["payload"]["errorMessage"]
+            .as_str()
+            .unwrap_or("")
+            .contains("expired"),
+        "{report}"
+    );
+    assert!(env.run(&["thing", "show", "sensor-OK-late"]).status.code() != Some(0));
+    assert_eq!(cert_status(env, &id), "REVOKED");
+
+    // Audited: the expiry and the revocation.
+    let audit = env.json(&["audit", "list", "--limit", "100000", "--json"]);
+    let records = audit.as_array().expect("array");
+    assert!(
+        records
+            .iter()
+            .any(|r| r["action"] == "fleet.token_expired" && r["subject"] == id.as_str()),
+        "{audit}"
+    );
+    assert!(
+        records.iter().any(|r| r["action"] == "certificate.status"
+            && r["subject"] == id.as_str()
+            && details(r)["to"] == "REVOKED"),
+        "{audit}"
+    );
+    assert!(env.ok(&["audit", "verify"]).contains("intact"));
+}
+
+/// Hole 4 of issue 11, fleet part: RegisterThing keeps AWS's behaviour (a
+/// re-provisioned device attaches its new certificate to its existing
+/// thing), and says so in the audit log with a record of its own.
+#[test]
+fn re_provisioning_an_existing_thing_is_audited_as_an_attach() {
+    let f = fleet();
+    let env = &f.env;
+    let server = serve(env);
+    let mut subs = responses(CREATE);
+    subs.extend(responses(PROVISION));
+    let report = f.claim(
+        server.mqtt,
+        "5",
+        json!([
+            {"sub": subs},
+            {"pub": CREATE, "json": {}},
+            {"pub": PROVISION, "json": {"certificateOwnershipToken": "$TOKEN", "parameters": {"SerialNumber": "OK-twice"}}},
+            {"pub": CREATE, "json": {}},
+            {"pub": PROVISION, "json": {"certificateOwnershipToken": "$TOKEN", "parameters": {"SerialNumber": "OK-twice"}}},
+        ]),
+    );
+    let replies = report["replies"].as_array().expect("replies");
+    assert_eq!(replies.len(), 4, "{report}");
+    for reply in [&replies[1], &replies[3]] {
+        assert_eq!(reply["topic"], format!("{PROVISION}/accepted"), "{report}");
+        assert_eq!(reply["payload"]["thingName"], "sensor-OK-twice");
+    }
+    let first = replies[0]["payload"]["certificateId"].as_str().expect("id");
+    let second = replies[2]["payload"]["certificateId"].as_str().expect("id");
+    // AWS's behaviour: both certificates now belong to the thing.
+    for id in [first, second] {
+        let cert = env.json(&["cert", "show", id, "--json"]);
+        assert_eq!(cert["status"], "ACTIVE", "{cert}");
+        assert_eq!(cert["thing"], "sensor-OK-twice", "{cert}");
+    }
+
+    // The audit log says that an existing thing gained a certificate: once,
+    // for the second registration only.
+    let audit = env.json(&["audit", "list", "--limit", "100000", "--json"]);
+    let attached: Vec<&Value> = audit
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter(|r| r["action"] == "thing.certificate_attached")
+        .collect();
+    assert_eq!(attached.len(), 1, "{audit}");
+    assert_eq!(attached[0]["subject"], "sensor-OK-twice");
+    let d = details(attached[0]);
+    assert_eq!(d["certificate"], second, "{d}");
+    assert_eq!(d["template"], "Fleet", "{d}");
+    assert_eq!(d["existing"], true, "{d}");
+    let hooked = f.hook_log.lock().expect("lock").clone();
+    assert_eq!(d["claim"], hooked[1]["claimCertificateId"], "{d}");
+    // The table listing shows it too.
+    let listing = env.ok(&["audit", "list", "--limit", "100000"]);
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.contains("thing.certificate_attached") && l.contains("sensor-OK-twice")),
+        "{listing}"
+    );
+    assert!(env.ok(&["audit", "verify"]).contains("intact"));
+}
+
+/// Error hygiene on the MQTT endpoint (issue 11): when the store fails, a
+/// device's rejection carries a stable code and a correlation id, never SQL
+/// or a path, and the server's log has the same id with the detail.
+#[test]
+fn a_failing_store_rejects_with_a_correlation_id_and_no_internal_detail() {
+    let f = fleet();
+    let env = &f.env;
+    let log = env.path("serve.log");
+    let server = serve_logging(env, Some(&log));
+    let out = Command::new("sqlite3")
+        .arg(env.data().join("registry.db"))
+        .arg("DROP TABLE ownership_tokens;")
+        .output()
+        .expect("sqlite3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = f.claim(
+        server.mqtt,
+        "311",
+        json!([
+            {"sub": responses(CREATE)},
+            {"pub": CREATE, "json": {}},
+        ]),
+    );
+    let reply = &report["replies"][0];
+    assert_eq!(reply["topic"], format!("{CREATE}/rejected"), "{report}");
+    let payload = &reply["payload"];
+    assert_eq!(payload["statusCode"], 500, "{report}");
+    assert_eq!(payload["errorCode"], "InternalFailure", "{report}");
+    let id = payload["correlationId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no correlationId: {report}"));
+    assert_eq!(id.len(), 16, "{report}");
+    assert!(id.bytes().all(|b| b.is_ascii_hexdigit()), "{report}");
+    let message = payload["errorMessage"].as_str().unwrap_or("");
+    assert!(message.contains(id), "{report}");
+    let text = payload.to_string().to_ascii_lowercase();
+    for leak in [
+        "no such table",
+        "sql",
+        "database",
+        "store error",
+        "ownership_tokens",
+        "/",
+    ] {
+        assert!(!text.contains(leak), "{leak:?} leaked: {report}");
+    }
+    // The log has the id with the detail.
+    let start = Instant::now();
+    let line = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.contains(id)) {
+            break line.to_string();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "no log line with {id}: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(line.contains("no such table"), "{line}");
+    assert!(line.contains("ERROR"), "{line}");
 }

@@ -119,6 +119,10 @@ pub struct OwnershipToken {
     pub expires: i64,
 }
 
+/// The revocation reason (RFC 5280 name) of a certificate whose ownership
+/// token expired before RegisterThing.
+const EXPIRED_TOKEN_REASON: &str = "cessationOfOperation";
+
 const TEMPLATE_COLUMNS: &str = "name, kind, body, hook, hook_timeout_ms, enabled, created, updated";
 
 const TOKEN_QUERY: &str = "SELECT certificate_id, claim_certificate_id, expires, used FROM ownership_tokens WHERE token_sha256 = $1";
@@ -131,8 +135,14 @@ fn usable_token(row: Option<AnyRow>, claim: &str) -> Result<OwnershipToken, Regi
         expires: row.try_get(2)?,
     };
     let used: Option<i64> = row.try_get(3)?;
-    if used.is_some() {
-        return Err(RegistryError::OwnershipToken("was already used"));
+    // A token spent by RegisterThing was used before it expired; one retired
+    // by the sweep (`expire_ownership_token`) is marked used at or after.
+    match used {
+        Some(at) if at >= token.expires => {
+            return Err(RegistryError::OwnershipToken("has expired"))
+        }
+        Some(_) => return Err(RegistryError::OwnershipToken("was already used")),
+        None => {}
     }
     if token.expires <= now() {
         return Err(RegistryError::OwnershipToken("has expired"));
@@ -479,37 +489,51 @@ impl WriteTx {
         Ok(())
     }
 
-    /// Removes an expired, unused ownership token and its certificate, if
-    /// that is still PENDING_ACTIVATION. Returns whether a certificate went.
+    /// Retires an expired, unused ownership token: the token is marked spent
+    /// (its `used` time at or after its expiry, which [`usable_token`] reports
+    /// as "has expired"), and its certificate, if still PENDING_ACTIVATION, is
+    /// REVOKED with `cessationOfOperation`. The certificate stays in the
+    /// registry, so its CA's CRL lists it and OCSP answers revoked: its key is
+    /// in a device's hands and the certificate is valid for years. Audited
+    /// `fleet.token_expired`. Returns whether a certificate was revoked;
+    /// `false` when another server retired the token first.
     pub async fn expire_ownership_token(
         &mut self,
         hash: &str,
         certificate_id: &str,
     ) -> Result<bool, RegistryError> {
-        let done = sqlx::query(
-            "DELETE FROM ownership_tokens WHERE token_sha256 = $1 AND used IS NULL AND expires <= $2",
+        let now = now();
+        let spent = sqlx::query(
+            "UPDATE ownership_tokens SET used = $1 WHERE token_sha256 = $2 AND used IS NULL AND expires <= $1 \
+             RETURNING claim_certificate_id, expires",
         )
+        .bind(now)
         .bind(hash)
-        .bind(now())
-        .execute(&mut *self.tx)
+        .fetch_optional(&mut *self.tx)
         .await?;
-        if done.rows_affected() == 0 {
+        let Some(row) = spent else {
             return Ok(false);
-        }
-        let done = sqlx::query("DELETE FROM certificates WHERE id = $1 AND status = $2")
-            .bind(certificate_id)
-            .bind(CertificateStatus::PendingActivation.as_str())
-            .execute(&mut *self.tx)
-            .await?;
-        let removed = done.rows_affected() > 0;
-        if removed {
-            self.audit(
-                "certificate.delete",
+        };
+        let claim: String = row.try_get(0)?;
+        let expires: i64 = row.try_get(1)?;
+        let pending = self
+            .certificate(certificate_id)
+            .await?
+            .is_some_and(|c| c.status == CertificateStatus::PendingActivation);
+        if pending {
+            self.set_certificate_status(
                 certificate_id,
-                serde_json::json!({"reason": "ownership token expired unused"}),
-            );
+                CertificateStatus::Revoked,
+                Some(EXPIRED_TOKEN_REASON),
+            )
+            .await?;
         }
-        Ok(removed)
+        self.audit(
+            "fleet.token_expired",
+            certificate_id,
+            serde_json::json!({"claim": claim, "expired": expires, "revoked": pending, "reason": EXPIRED_TOKEN_REASON}),
+        );
+        Ok(pending)
     }
 
     /// Sets a thing's groups: adds `groups` (merge) or replaces the set.

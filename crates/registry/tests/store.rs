@@ -393,7 +393,8 @@ async fn an_ownership_token_works_once_under_concurrency_and_expires() {
         }
         assert_eq!(spent, 1, "the token worked {spent} times");
 
-        // The expired one is refused, then swept with its certificate.
+        // The expired one is refused, then swept: its certificate is revoked
+        // and kept, the token stays refused as expired.
         let mut tx = store.begin("fleet").await.unwrap();
         assert!(matches!(
             tx.use_ownership_token("h2", "claim").await,
@@ -408,7 +409,25 @@ async fn an_ownership_token_works_once_under_concurrency_and_expires() {
         let mut tx = store.begin("sweep").await.unwrap();
         assert!(tx.expire_ownership_token("h2", "c2").await.unwrap());
         tx.commit().await.unwrap();
-        assert!(store.certificate("c2").await.unwrap().is_none());
+        let swept = store.certificate("c2").await.unwrap().expect("kept");
+        assert_eq!(swept.status, CertificateStatus::Revoked);
+        assert_eq!(
+            swept.revocation_reason.as_deref(),
+            Some("cessationOfOperation")
+        );
+        assert!(store
+            .expired_ownership_tokens(idmint_registry::now(), 10)
+            .await
+            .unwrap()
+            .is_empty());
+        assert!(matches!(
+            store.usable_ownership_token("h2", "claim").await,
+            Err(RegistryError::OwnershipToken("has expired"))
+        ));
+        // A second sweep (another server) finds nothing to do.
+        let mut tx = store.begin("sweep").await.unwrap();
+        assert!(!tx.expire_ownership_token("h2", "c2").await.unwrap());
+        drop(tx);
         assert!(store.certificate("c1").await.unwrap().is_some());
         assert!(store.verify_audit().await.unwrap().intact());
     }

@@ -1,11 +1,19 @@
-//! API errors: a status code and a JSON body `{error, message}`.
+//! API errors, mapped to the wire in this one place: a status code and a
+//! JSON body `{error, message}`. A 4xx message is for people and names only
+//! what the request got wrong. A server fault (5xx) answers only its code,
+//! `"internal error"` and a `correlationId`; the detail (database text, file
+//! paths) is logged at error level under that id and never sent.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use idmint_flows::access::AccessError;
+use idmint_flows::fleet::{correlation_id, pki_fault_is_the_requests};
 use idmint_flows::FlowError;
 use idmint_pki::PkiError;
 use idmint_registry::RegistryError;
+
+/// The message of every 5xx answer.
+const INTERNAL_MESSAGE: &str = "internal error";
 
 /// An error answered to a client.
 #[derive(Debug)]
@@ -14,7 +22,8 @@ pub struct ApiError {
     pub status: StatusCode,
     /// A short machine-readable code, e.g. `not_found`.
     pub code: &'static str,
-    /// What went wrong, for people.
+    /// What went wrong, for people (4xx). For a 5xx, the internal detail:
+    /// logged with the correlation id, never sent.
     pub message: String,
     /// Seconds to wait before retrying (429).
     pub retry_after: Option<u64>,
@@ -63,18 +72,27 @@ impl ApiError {
         )
     }
 
-    /// 500.
-    pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    /// 500; `detail` goes to the log, not to the client.
+    pub fn internal(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", detail)
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if self.status.is_server_error() {
-            tracing::error!(code = self.code, message = %self.message, "request failed");
-        }
-        let body = serde_json::json!({"error": self.code, "message": self.message});
+        let body = if self.status.is_server_error() {
+            let id = correlation_id();
+            tracing::error!(
+                correlation_id = %id,
+                status = self.status.as_u16(),
+                code = self.code,
+                "request failed: {}",
+                self.message
+            );
+            serde_json::json!({"error": self.code, "message": INTERNAL_MESSAGE, "correlationId": id})
+        } else {
+            serde_json::json!({"error": self.code, "message": self.message})
+        };
         let mut response = (self.status, axum::Json(body)).into_response();
         if let Some(secs) = self.retry_after {
             response
@@ -111,6 +129,8 @@ impl From<RegistryError> for ApiError {
             RegistryError::InvalidTransition { .. } => {
                 Self::new(StatusCode::CONFLICT, "invalid_transition", message)
             }
+            // The store's own errors (SQL, connection, migration, corrupt
+            // rows) and busy: the detail is for the log.
             _ => Self::internal(message),
         }
     }
@@ -135,7 +155,11 @@ impl From<AccessError> for ApiError {
 
 impl From<PkiError> for ApiError {
     fn from(e: PkiError) -> Self {
-        Self::bad_request(e.to_string())
+        if pki_fault_is_the_requests(&e) {
+            Self::bad_request(e.to_string())
+        } else {
+            Self::internal(e.to_string())
+        }
     }
 }
 
@@ -148,7 +172,63 @@ impl From<FlowError> for ApiError {
             FlowError::Invalid(m) => Self::bad_request(m),
             e @ FlowError::UnknownProfile { .. } => Self::bad_request(e.to_string()),
             e @ FlowError::CaCannotSign(_) => Self::bad_request(e.to_string()),
+            // I/O, configuration, data directory, passphrase: they name
+            // files of the server, so they are logged, not sent.
             e => Self::internal(e.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body(e: ApiError) -> (StatusCode, serde_json::Value) {
+        let response = e.into_response();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap_or_default();
+        (status, serde_json::from_slice(&bytes).unwrap_or_default())
+    }
+
+    #[tokio::test]
+    async fn a_server_fault_answers_a_correlation_id_and_no_detail() {
+        let e: ApiError = FlowError::io(
+            "/var/lib/idmint/registry.db",
+            std::io::Error::other("disk full"),
+        )
+        .into();
+        let (status, json) = body(e).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(json["error"], "internal");
+        assert_eq!(json["message"], "internal error");
+        let id = json["correlationId"].as_str().unwrap_or("");
+        assert_eq!(id.len(), 16, "{json}");
+        assert!(!json.to_string().contains("registry.db"), "{json}");
+        assert!(!json.to_string().contains("disk full"), "{json}");
+    }
+
+    #[tokio::test]
+    async fn a_client_fault_keeps_its_message_and_has_no_correlation_id() {
+        let e: ApiError = RegistryError::NotFound {
+            kind: "thing",
+            name: "t1".into(),
+        }
+        .into();
+        let (status, json) = body(e).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(json["message"], "thing \"t1\" not found");
+        assert!(json.get("correlationId").is_none(), "{json}");
+    }
+
+    #[tokio::test]
+    async fn a_signing_failure_is_ours_a_bad_csr_is_the_clients() {
+        let (status, _) =
+            body(PkiError::Pkcs11("/usr/lib/softhsm/libsofthsm2.so: slot 3".into()).into()).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        let (status, json) = body(PkiError::CsrSignatureInvalid.into()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(json["message"].as_str().unwrap_or("").contains("signature"));
     }
 }

@@ -82,12 +82,19 @@ impl Idmint {
             None,
         ))
         .await?;
-        self.apply_provisioning(&mut tx, &certificate.info.id, &provisioning)
+        let existing = self
+            .apply_provisioning(
+                &mut tx,
+                &certificate.info.id,
+                &template_name,
+                &provisioning,
+                serde_json::json!({"via": "jitp", "ca": ca.name}),
+            )
             .await?;
         tx.audit(
             "jitp.register",
             &certificate.info.id,
-            serde_json::json!({"ca": ca.name, "template": template_name, "thing": thing_name}),
+            serde_json::json!({"ca": ca.name, "template": template_name, "thing": thing_name, "existingThing": existing}),
         );
         tx.commit().await?;
         let status = self

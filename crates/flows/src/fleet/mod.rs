@@ -19,9 +19,28 @@ pub use claims::{ClaimCredentials, CLAIM_CA};
 pub use identify::MqttIdentity;
 pub use provision::{ClaimSession, CreatedCertificate, Registered};
 
+use idmint_pki::PkiError;
 use idmint_registry::RegistryError;
 
 use crate::FlowError;
+
+/// A new correlation id: 16 random lowercase hex characters. An edge gives
+/// it to a client that hit an internal failure, in place of the detail, and
+/// logs it with the detail, so the two can be matched. HTTP and MQTT both
+/// use this one.
+pub fn correlation_id() -> String {
+    match crate::random_hex(8) {
+        Ok(id) => id,
+        // The system generator failing is not a reason to fail the answer:
+        // the id only has to tell log lines apart, so the clock will do.
+        Err(_) => {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            format!("{:016x}", nanos as u64)
+        }
+    }
+}
 
 /// A refused provisioning request, as AWS IoT reports it on `/rejected`.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -31,8 +50,11 @@ pub struct Rejection {
     pub status_code: u16,
     /// A stable code, e.g. `InvalidPayload`, `ACCESS_DENIED`.
     pub error_code: &'static str,
-    /// What a person can act on.
+    /// What a person can act on; never internal detail (SQL, paths).
     pub message: String,
+    /// For an internal failure (500): the id the server logged the detail
+    /// under, sent to the device as `correlationId`.
+    pub correlation_id: Option<String>,
 }
 
 impl Rejection {
@@ -42,6 +64,7 @@ impl Rejection {
             status_code: 400,
             error_code,
             message: message.into(),
+            correlation_id: None,
         }
     }
 
@@ -51,6 +74,7 @@ impl Rejection {
             status_code: 403,
             error_code,
             message: message.into(),
+            correlation_id: None,
         }
     }
 
@@ -60,6 +84,7 @@ impl Rejection {
             status_code: 404,
             error_code: "NotFound",
             message: message.into(),
+            correlation_id: None,
         }
     }
 
@@ -69,16 +94,20 @@ impl Rejection {
             status_code: 429,
             error_code: "Throttled",
             message: message.into(),
+            correlation_id: None,
         }
     }
 
-    /// Our fault (500); the details go to the log, not to the device.
+    /// Our fault (500): the detail goes to the log at error level under a
+    /// new correlation id; the device gets the id, never the detail.
     pub fn internal(error: &dyn std::fmt::Display) -> Self {
-        tracing::error!("fleet provisioning failed: {error}");
+        let id = correlation_id();
+        tracing::error!(correlation_id = %id, "fleet provisioning failed: {error}");
         Rejection {
             status_code: 500,
             error_code: "InternalFailure",
-            message: "internal failure; the server log has the details".into(),
+            message: format!("internal error (correlation id {id})"),
+            correlation_id: Some(id),
         }
     }
 }
@@ -95,10 +124,32 @@ impl From<FlowError> for Rejection {
                 Rejection::invalid("InvalidParameters", e.to_string())
             }
             FlowError::Invalid(m) => Rejection::invalid("InvalidParameters", m),
-            FlowError::Pki(e) => Rejection::invalid("InvalidCsr", e.to_string()),
+            FlowError::Pki(e) if pki_fault_is_the_requests(&e) => {
+                Rejection::invalid("InvalidCsr", e.to_string())
+            }
             other => Rejection::internal(&other),
         }
     }
+}
+
+/// Whether a PKI failure is the request's fault (a bad CSR, key or
+/// certificate it sent), so its text may go back to the client; anything
+/// else (key generation, signing, a PKCS#11 token, a stored key that does not
+/// decrypt) is ours, and its detail stays in the log. The HTTP and MQTT edges
+/// both decide with this one function.
+pub fn pki_fault_is_the_requests(e: &PkiError) -> bool {
+    matches!(
+        e,
+        PkiError::BadPem { .. }
+            | PkiError::MalformedCsr(_)
+            | PkiError::CsrSignatureInvalid
+            | PkiError::MalformedCertificate(_)
+            | PkiError::UnsupportedKeyType(_)
+            | PkiError::Profile { .. }
+            | PkiError::UnknownTemplateVariable { .. }
+            | PkiError::ChainInvalid(_)
+            | PkiError::NotValidAt { .. }
+    )
 }
 
 impl From<RegistryError> for Rejection {

@@ -124,7 +124,7 @@ impl Idmint {
         let values = SubjectValues::for_thing(subject).with("org", self.config().org.as_str());
         let certificate = ca
             .issue(key, &profile, &values)
-            .map_err(|e| Rejection::invalid("InvalidCsr", e.to_string()))?;
+            .map_err(|e| Rejection::from(crate::FlowError::Pki(e)))?;
         let token = Zeroizing::new(
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(crate::random_bytes(48)?),
         );
@@ -242,12 +242,19 @@ impl Idmint {
         let actor = format!("cert:{}", claim.certificate_id);
         let mut tx = self.store().begin(&actor).await?;
         let token = tx.use_ownership_token(&hash, &claim.certificate_id).await?;
-        self.apply_provisioning(&mut tx, &token.certificate_id, &provisioning)
+        let existing = self
+            .apply_provisioning(
+                &mut tx,
+                &token.certificate_id,
+                template_name,
+                &provisioning,
+                serde_json::json!({"via": "fleet", "claim": claim.certificate_id, "clientId": claim.client_id}),
+            )
             .await?;
         tx.audit(
             "fleet.register",
             &token.certificate_id,
-            serde_json::json!({"template": template_name, "thing": thing_name, "claim": claim.certificate_id, "clientId": claim.client_id}),
+            serde_json::json!({"template": template_name, "thing": thing_name, "existingThing": existing, "claim": claim.certificate_id, "clientId": claim.client_id}),
         );
         tx.commit().await?;
         Ok(Registered {
@@ -258,13 +265,24 @@ impl Idmint {
 
     /// Applies a rendered template to a certificate inside `tx`: the thing
     /// (with the template's override settings when it exists), its groups,
-    /// the certificate's status and thing, and its policies.
+    /// the certificate's status and thing, and its policies. Returns whether
+    /// the thing already existed.
+    ///
+    /// As AWS IoT does, a certificate provisioned for an existing thing is
+    /// attached to it (a re-provisioned device keeps its thing). That is
+    /// also what a holder of a leaked claim would do to take over a thing,
+    /// so it is recorded apart, as `thing.certificate_attached` on the thing
+    /// with `existing: true`, the certificate, the template and `context`
+    /// (which claim or CA asked); the template's pre-provisioning hook or
+    /// allow list is what decides whether it may happen.
     pub(crate) async fn apply_provisioning(
         &self,
         tx: &mut idmint_registry::WriteTx,
         certificate_id: &str,
+        template_name: &str,
         provisioning: &Provisioning,
-    ) -> Result<(), Rejection> {
+        context: serde_json::Value,
+    ) -> Result<bool, Rejection> {
         let Some(spec) = &provisioning.thing else {
             return Err(Rejection::invalid(
                 "InvalidTemplate",
@@ -353,24 +371,41 @@ impl Idmint {
             tx.attach_policy(certificate_id, &name, policy.document.as_deref())
                 .await?;
         }
-        Ok(())
+        if !new_thing {
+            let mut details = serde_json::json!({
+                "thing": spec.name,
+                "certificate": certificate_id,
+                "template": template_name,
+                "existing": true,
+            });
+            if let (Some(all), serde_json::Value::Object(extra)) =
+                (details.as_object_mut(), context)
+            {
+                all.extend(extra);
+            }
+            tx.audit("thing.certificate_attached", &spec.name, details);
+        }
+        Ok(!new_thing)
     }
 
-    /// Removes certificates whose ownership token expired unused. Safe to
-    /// run on several servers at once. Returns how many went.
+    /// Retires ownership tokens that expired unused: each token is marked
+    /// spent and its certificate, issued but never registered, is REVOKED
+    /// (`cessationOfOperation`) and kept, so the CRL lists it and OCSP
+    /// answers revoked. Safe to run on several servers at once. Returns how
+    /// many certificates were revoked.
     pub async fn sweep_ownership_tokens(&self) -> Result<usize, RegistryError> {
         let due = self.store().expired_ownership_tokens(now(), 500).await?;
-        let mut removed = 0;
+        let mut revoked = 0;
         for (hash, token) in &due {
             let mut tx = self.store().begin("server:fleet-sweep").await?;
             if tx
                 .expire_ownership_token(hash, &token.certificate_id)
                 .await?
             {
-                removed += 1;
+                revoked += 1;
             }
             tx.commit().await?;
         }
-        Ok(removed)
+        Ok(revoked)
     }
 }

@@ -143,12 +143,13 @@ impl MqttServer {
     }
 }
 
-/// Removes certificates whose ownership token expired unused, every minute.
+/// Revokes certificates whose ownership token expired unused, at start and
+/// every minute.
 async fn sweep_tokens(context: Arc<MqttContext>) {
     loop {
         match context.state.idmint.sweep_ownership_tokens().await {
             Ok(0) => {}
-            Ok(n) => tracing::info!("removed {n} certificates whose ownership token expired"),
+            Ok(n) => tracing::info!("revoked {n} certificates whose ownership token expired"),
             Err(e) => tracing::warn!("ownership token sweep failed: {e}"),
         }
         tokio::time::sleep(Duration::from_secs(60)).await;

@@ -69,8 +69,12 @@ pub struct RejectedResponse {
     pub status_code: u16,
     /// A stable code.
     pub error_code: String,
-    /// What to do about it.
+    /// What to do about it; never internal detail.
     pub error_message: String,
+    /// For an internal failure: the id the server's log has the detail
+    /// under (an addition to AWS's shape, absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
 }
 
 impl From<&Rejection> for RejectedResponse {
@@ -79,6 +83,7 @@ impl From<&Rejection> for RejectedResponse {
             status_code: r.status_code,
             error_code: r.error_code.to_string(),
             error_message: r.message.clone(),
+            correlation_id: r.correlation_id.clone(),
         }
     }
 }
