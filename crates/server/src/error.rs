@@ -105,6 +105,7 @@ impl From<RegistryError> for ApiError {
             RegistryError::InvalidTransition { .. } => {
                 Self::new(StatusCode::CONFLICT, "invalid_transition", message)
             }
+            RegistryError::Clone { .. } => Self::new(StatusCode::CONFLICT, "clone", message),
             _ => Self::internal(message),
         }
     }
