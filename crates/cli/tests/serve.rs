@@ -264,24 +264,28 @@ fn est_ocsp_crl_and_rest_api() {
     }
 
     // Remote station: CSR against the batch; quota enforced.
-    let pem_csr = env.path("st.csr");
-    run(Command::new("openssl")
-        .args([
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-        ])
-        .arg(env.path("st.key"))
-        .args(["-subj", "/CN=station-dev-1", "-out"])
-        .arg(&pem_csr));
-    let body = serde_json::json!({"csr": std::fs::read_to_string(&pem_csr).unwrap_or_default()})
-        .to_string();
-    let issue = |tok: &str| {
+    // One key (and thing) per issuance: this part is about roles and the
+    // quota, and a key certified twice is a clone.
+    let csr_body = |n: u32| {
+        let pem_csr = env.path(&format!("st{n}.csr"));
+        run(Command::new("openssl")
+            .args([
+                "req",
+                "-new",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+            ])
+            .arg(env.path(&format!("st{n}.key")))
+            .args(["-subj", &format!("/CN=station-dev-{n}"), "-out"])
+            .arg(&pem_csr));
+        serde_json::json!({"csr": std::fs::read_to_string(&pem_csr).unwrap_or_default()})
+            .to_string()
+    };
+    let issue = |tok: &str, body: &str| {
         curl(
             &root,
             &format!("{base}/api/v1/batches/{b}/certificates"),
@@ -291,14 +295,14 @@ fn est_ocsp_crl_and_rest_api() {
                 "-H",
                 "Content-Type: application/json",
                 "-d",
-                &body,
+                body,
             ],
         )
     };
-    assert_eq!(issue(&reader).0, 403);
-    assert_eq!(issue(&station).0, 201);
-    assert_eq!(issue(&station).0, 201);
-    assert_eq!(issue(&station).0, 409, "quota of 3 exhausted");
+    assert_eq!(issue(&reader, &csr_body(1)).0, 403);
+    assert_eq!(issue(&station, &csr_body(1)).0, 201);
+    assert_eq!(issue(&station, &csr_body(2)).0, 201);
+    assert_eq!(issue(&station, &csr_body(3)).0, 409, "quota of 3 exhausted");
 
     // Listings, OpenAPI, metrics, health.
     let (code, body) = curl(
@@ -395,26 +399,33 @@ fn two_servers_share_one_postgres() {
     std::fs::write(&root, env.ok(&["ca", "show", "root", "--pem"])).expect("root");
     let s1 = env.serve(&["--rate-limit", "0"]);
     let s2 = env.serve(&["--rate-limit", "0"]);
-    let pem_csr = env.path("pg.csr");
-    run(Command::new("openssl")
-        .args([
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-        ])
-        .arg(env.path("pg.key"))
-        .args(["-subj", "/CN=pg-dev", "-out"])
-        .arg(&pem_csr));
-    let body = serde_json::json!({"csr": std::fs::read_to_string(&pem_csr).unwrap_or_default()})
-        .to_string();
+    // One key (and thing) per request: the test is about the quota, and a
+    // key certified twice is a clone.
+    let bodies: Vec<String> = (0..8)
+        .map(|i| {
+            let pem_csr = env.path(&format!("pg{i}.csr"));
+            run(Command::new("openssl")
+                .args([
+                    "req",
+                    "-new",
+                    "-newkey",
+                    "ec",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:P-256",
+                    "-nodes",
+                    "-keyout",
+                ])
+                .arg(env.path(&format!("pg{i}.key")))
+                .args(["-subj", &format!("/CN=pg-dev-{i}"), "-out"])
+                .arg(&pem_csr));
+            serde_json::json!({"csr": std::fs::read_to_string(&pem_csr).unwrap_or_default()})
+                .to_string()
+        })
+        .collect();
     let handles: Vec<_> = (0..8)
         .map(|i| {
-            let (root, body, station, b) = (root.clone(), body.clone(), station.clone(), b.clone());
+            let (root, body, station, b) =
+                (root.clone(), bodies[i].clone(), station.clone(), b.clone());
             let port = if i % 2 == 0 { s1.port } else { s2.port };
             std::thread::spawn(move || {
                 curl(

@@ -38,7 +38,7 @@ use idmint_pki::{
 };
 use idmint_registry::{
     validate_name, Batch, BatchKind, CertificateFilter, CertificateStatus, NewBatch, NewThing,
-    RegistryError, WriteTx,
+    RegistryError, StationPolicy, Thing, WriteTx,
 };
 use serde::Serialize;
 use tokio::runtime::Handle;
@@ -89,6 +89,9 @@ pub struct NewStationBatch {
     /// Whether stations may push station-made keys to devices that cannot
     /// generate their own.
     pub allow_inject: bool,
+    /// What remote stations issuing in it get (pending activation, clone
+    /// refusal): the batch's policy, not the station's choice.
+    pub policy: StationPolicy,
 }
 
 impl Idmint {
@@ -165,6 +168,9 @@ impl Idmint {
             params: serde_json::json!({}),
         })
         .await?;
+        if request.policy != StationPolicy::default() {
+            tx.set_batch_policy(&id, request.policy).await?;
+        }
         tx.commit().await?;
         Ok(self.store().require_batch(&id).await?)
     }
@@ -662,34 +668,41 @@ impl StationBackend for OnlineBackend<'_> {
 
     fn admit(&self, hw_id: &str) -> Result<String, Failed> {
         let store = self.idmint.store();
-        match self
+        let by_device = self
             .handle
             .block_on(store.thing_by_device_id(hw_id))
+            .map_err(|e| fail("hello", e))?;
+        let thing = match by_device {
+            Some(existing) => existing,
+            None => match self
+                .handle
+                .block_on(store.thing(hw_id))
+                .map_err(|e| fail("hello", e))?
+            {
+                Some(named) => named,
+                None => return Ok(hw_id.to_string()),
+            },
+        };
+        let live = self
+            .handle
+            .block_on(store.list_certificates(&CertificateFilter {
+                thing: Some(thing.name.clone()),
+                ..CertificateFilter::default()
+            }))
             .map_err(|e| fail("hello", e))?
-        {
-            Some(existing) => {
-                let live = self
-                    .handle
-                    .block_on(store.list_certificates(&CertificateFilter {
-                        thing: Some(existing.name.clone()),
-                        ..CertificateFilter::default()
-                    }))
-                    .map_err(|e| fail("hello", e))?
-                    .into_iter()
-                    .any(|c| c.status != CertificateStatus::Revoked);
-                if live {
-                    return Err(fail(
-                        "hello",
-                        format!(
-                            "refused clone: hardware id {hw_id} is already provisioned (thing {})",
-                            existing.name
-                        ),
-                    ));
-                }
-                Ok(existing.name)
-            }
-            None => Ok(hw_id.to_string()),
+            .into_iter()
+            .any(|c| c.status != CertificateStatus::Revoked);
+        if live {
+            let why = format!(
+                "refused clone: hardware id {hw_id} is already provisioned (thing {})",
+                thing.name
+            );
+            return Err(self.refuse(hw_id, &thing.name, why));
         }
+        if let Some(why) = foreign_thing(&thing, &self.batch.id, hw_id) {
+            return Err(self.refuse(hw_id, &thing.name, why));
+        }
+        Ok(thing.name)
     }
 
     /// Takes one from the quota, signs, and registers the certificate
@@ -700,28 +713,18 @@ impl StationBackend for OnlineBackend<'_> {
         outcome: &mut DeviceOutcome,
     ) -> Result<IssuedCertificate, Failed> {
         let batch_id = self.batch.id.as_str();
-        let key_hash = hex::encode(aws_lc_rs::digest::digest(
-            &aws_lc_rs::digest::SHA256,
-            request.key.spki_der(),
-        ));
         let store = self.idmint.store();
-        let clones = self
-            .handle
-            .block_on(store.certificates_with_public_key(&key_hash))
-            .map_err(|e| fail("issue", e))?;
-        if let Some(c) = clones.first() {
-            return Err(fail(
-                "issue",
-                format!(
-                    "refused clone: the device's public key is already certified (certificate {})",
-                    c.id
-                ),
-            ));
-        }
         let issued = self
             .handle
             .block_on(async {
                 let mut tx = store.begin(self.actor).await?;
+                // Decided again inside the transaction that writes: the
+                // thing may have appeared since `admit`.
+                if let Some(existing) = tx.thing(request.thing).await? {
+                    if let Some(why) = foreign_thing(&existing, batch_id, request.hw_id) {
+                        return Ok(Err(why));
+                    }
+                }
                 tx.reserve_quota(batch_id, 1).await?;
                 let certificate = self
                     .ca
@@ -741,12 +744,13 @@ impl StationBackend for OnlineBackend<'_> {
                 ))
                 .await?;
                 tx.commit().await?;
-                Ok::<_, FlowError>(certificate)
+                Ok::<_, FlowError>(Ok(certificate))
             })
             .map_err(|e| match e {
                 FlowError::Registry(RegistryError::QuotaExhausted { .. }) => fail("quota", e),
                 e => fail("issue", e),
-            })?;
+            })?
+            .map_err(|why| self.refuse(request.hw_id, request.thing, why))?;
         outcome.certificate_id = Some(issued.info.id.clone());
         Ok(issued)
     }
@@ -790,6 +794,49 @@ impl StationBackend for OnlineBackend<'_> {
                 Ok::<_, FlowError>(())
             })
             .map_err(|e| e.to_string())
+    }
+}
+
+impl OnlineBackend<'_> {
+    /// A device refused because its hardware id names a thing that is not
+    /// this batch's device, or one already provisioned (a clone): audited
+    /// (`station.refused`), and the device's outcome says why.
+    fn refuse(&self, hw_id: &str, thing: &str, why: String) -> Failed {
+        let written = self.handle.block_on(async {
+            let mut tx = self.idmint.store().begin(self.actor).await?;
+            tx.audit(
+                "station.refused",
+                thing,
+                serde_json::json!({"batch": self.batch.id, "hwId": hw_id, "reason": why}),
+            );
+            tx.commit().await
+        });
+        match written {
+            Ok(()) => fail("hello", why),
+            Err(e) => fail("hello", format!("{why} (and the audit record failed: {e})")),
+        }
+    }
+}
+
+/// Why a device reporting `hw_id` may not take `thing` in `batch`: the thing
+/// is another batch's (or of none), or another device's. `None`: it may.
+fn foreign_thing(thing: &Thing, batch: &str, hw_id: &str) -> Option<String> {
+    if thing.batch.as_deref() != Some(batch) {
+        return Some(format!(
+            "refused: hardware id {hw_id} names thing {} of {}, not of batch {batch}",
+            thing.name,
+            thing
+                .batch
+                .as_deref()
+                .map_or("no batch".to_string(), |b| format!("batch {b}"))
+        ));
+    }
+    match thing.device_id.as_deref() {
+        Some(other) if other != hw_id => Some(format!(
+            "refused: hardware id {hw_id} names thing {} of device {other}",
+            thing.name
+        )),
+        _ => None,
     }
 }
 

@@ -41,6 +41,7 @@ async fn concurrent_issuance_respects_the_quota(idmint: Idmint) {
                 profile: "device".into(),
                 ca: None,
                 allow_inject: false,
+                policy: Default::default(),
             },
         )
         .await

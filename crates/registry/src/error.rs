@@ -74,6 +74,17 @@ pub enum RegistryError {
         /// The thing.
         name: String,
     },
+    /// A live certificate (ACTIVE, INACTIVE or PENDING_ACTIVATION) already
+    /// certifies this public key for another thing: the same key on two
+    /// devices is a clone. Refused inside the issuing transaction.
+    #[error("refused clone: the public key {public_key_sha256} is already certified{}", existing_certificate.as_deref().map(|c| format!(" (certificate {c})")).unwrap_or_default())]
+    Clone {
+        /// SHA-256 (hex) of the public key (DER SubjectPublicKeyInfo).
+        public_key_sha256: String,
+        /// The live certificate that holds it (`None` when only the
+        /// store's unique index caught a concurrent writer).
+        existing_certificate: Option<String>,
+    },
     /// Other writers held the store for too long.
     #[error("the registry is busy: other writers held it for 30 s; try again")]
     Busy,

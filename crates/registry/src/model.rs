@@ -376,12 +376,51 @@ pub struct Batch {
     pub allow_inject: bool,
     /// Flow-specific parameters.
     pub params: serde_json::Value,
+    /// What remote stations issuing in it get (set by `batch create`).
+    #[serde(flatten)]
+    pub policy: StationPolicy,
     /// Created.
     #[serde(with = "time::serde::rfc3339")]
     pub created: OffsetDateTime,
     /// Last changed.
     #[serde(with = "time::serde::rfc3339")]
     pub updated: OffsetDateTime,
+}
+
+/// A batch's policy for the certificates its stations issue through the
+/// REST API: the batch's, not the station's choice. A station's request may
+/// ask for more ([`StationPolicy::at_least`]), never for less.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StationPolicy {
+    /// Issue certificates `PENDING_ACTIVATION` (activated once the station
+    /// confirms the device, else spoiled).
+    pub pending_activation: bool,
+    /// Refuse a thing (hardware id) that already holds a live certificate.
+    /// (A public key that is already certified is refused always.)
+    pub refuse_clones: bool,
+}
+
+impl Default for StationPolicy {
+    /// Both on: what remote stations asked for before the policy was the
+    /// batch's.
+    fn default() -> Self {
+        StationPolicy {
+            pending_activation: true,
+            refuse_clones: true,
+        }
+    }
+}
+
+impl StationPolicy {
+    /// This policy, strengthened by what a request asks for (a request
+    /// cannot turn either off).
+    pub fn at_least(self, pending_activation: bool, refuse_clones: bool) -> StationPolicy {
+        StationPolicy {
+            pending_activation: self.pending_activation || pending_activation,
+            refuse_clones: self.refuse_clones || refuse_clones,
+        }
+    }
 }
 
 /// A batch to create.

@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use crate::audit::ChainChecker;
 use crate::{
     AuditRecord, AuditReport, Batch, BatchKind, Ca, CaKind, Certificate, CertificateStatus,
-    RegistryError, Thing, WriteTx,
+    RegistryError, StationPolicy, Thing, WriteTx,
 };
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -59,7 +59,7 @@ pub(crate) const CERT_COLUMNS: &str = "id, serial, ca, thing, status, subject, k
 pub(crate) const THING_COLUMNS: &str =
     "name, thing_type, attributes, device_id, batch, created, updated";
 const CA_COLUMNS: &str = "name, kind, parent, certificate_id, subject, key_type, not_before, not_after, auto_register, template, est_bootstrap, est_bootstrap_batch, created, certificate_der, key_ref, signer_der";
-const BATCH_COLUMNS: &str = "id, kind, product, quota, issued, spoiled, profile, ca, factory, state, allow_inject, params, created, updated";
+const BATCH_COLUMNS: &str = "id, kind, product, quota, issued, spoiled, profile, ca, factory, state, allow_inject, params, created, updated, pending_activation, refuse_clones";
 
 impl Store {
     /// Opens (creating if needed) the store at `url`: `sqlite://PATH` or
@@ -493,6 +493,10 @@ fn batch_from_row(row: &AnyRow) -> Result<Batch, RegistryError> {
         allow_inject: row.try_get::<i64, _>("allow_inject")? != 0,
         params: serde_json::from_str(&params)
             .map_err(|e| RegistryError::Corrupt(format!("batch params: {e}")))?,
+        policy: StationPolicy {
+            pending_activation: row.try_get::<i64, _>("pending_activation")? != 0,
+            refuse_clones: row.try_get::<i64, _>("refuse_clones")? != 0,
+        },
         created: ts(row.try_get("created")?),
         updated: ts(row.try_get("updated")?),
     })

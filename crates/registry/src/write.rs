@@ -7,7 +7,7 @@ use crate::audit::record_hash;
 use crate::store::{certificate_from_row, thing_from_row, CERT_COLUMNS, THING_COLUMNS};
 use crate::{
     now, validate_name, AuditRecord, Backend, CaKind, Certificate, CertificateStatus, NewBatch,
-    NewCa, NewCertificate, NewThing, RegistryError, Store, Thing,
+    NewCa, NewCertificate, NewThing, RegistryError, StationPolicy, Store, Thing,
 };
 
 /// Rows per multi-row INSERT (at most 14 columns: well under SQLite's
@@ -343,6 +343,7 @@ impl WriteTx {
         &mut self,
         certs: &[NewCertificate],
     ) -> Result<(), RegistryError> {
+        self.refuse_clones(certs).await?;
         let now = now();
         for chunk in certs.chunks(ROWS_PER_INSERT) {
             let sql = multi_insert(
@@ -373,12 +374,103 @@ impl WriteTx {
                     .bind(now);
             }
             q.execute(&mut *self.tx).await.map_err(|e| {
+                if is_violation_of(&e, LIVE_KEY_INDEX) {
+                    // Only a writer outside the audit chain's lock gets
+                    // here: `refuse_clones` has seen every committed row.
+                    return RegistryError::Clone {
+                        public_key_sha256: chunk
+                            .first()
+                            .map(|c| c.public_key_sha256.clone())
+                            .unwrap_or_default(),
+                        existing_certificate: None,
+                    };
+                }
                 unique_to(
                     e,
                     "certificate",
                     chunk.first().map(|c| c.id.as_str()).unwrap_or(""),
                 )
             })?;
+        }
+        Ok(())
+    }
+
+    /// The registry's one clone decision, made inside the issuing
+    /// transaction for every certificate any flow registers (EST, the REST
+    /// API, stations, mint, manifest import, offline reconcile, fleet, JITP):
+    /// a live certificate (`ACTIVE`, `INACTIVE`, `PENDING_ACTIVATION`) whose
+    /// public key a live certificate of another thing (or of no thing)
+    /// already holds, or that appears twice in `certs`, is
+    /// [`RegistryError::Clone`].
+    ///
+    /// The same key certified again for the same thing is a renewal, not a
+    /// clone (RFC 7030 `simplereenroll` may keep the key): the older
+    /// certificate is marked superseded by the new one (audited
+    /// `certificate.superseded`) and keeps its status, so an overlap or
+    /// rotation retires it as it would a certificate of another key.
+    ///
+    /// Every write transaction holds the audit chain's lock from its first
+    /// statement, so this read sees every committed certificate; the partial
+    /// unique index `certificates_live_public_key` backs it in the store.
+    async fn refuse_clones(&mut self, certs: &[NewCertificate]) -> Result<(), RegistryError> {
+        let mut seen: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
+        let live: Vec<&NewCertificate> = certs
+            .iter()
+            .filter(|c| c.status != CertificateStatus::Revoked)
+            .collect();
+        for c in &live {
+            if let Some(first) = seen.insert(c.public_key_sha256.as_str(), c.id.as_str()) {
+                return Err(RegistryError::Clone {
+                    public_key_sha256: c.public_key_sha256.clone(),
+                    existing_certificate: Some(first.to_string()),
+                });
+            }
+        }
+        for chunk in live.chunks(ROWS_PER_INSERT) {
+            let mut sql = String::from(
+                "SELECT id, thing, public_key_sha256 FROM certificates WHERE status IN ('ACTIVE', 'INACTIVE', 'PENDING_ACTIVATION') AND public_key_sha256 IN ",
+            );
+            sql.push_str(&placeholder_groups(self.backend, chunk.len(), 1));
+            let mut q = sqlx::query(&sql);
+            for c in chunk {
+                q = q.bind(c.public_key_sha256.as_str());
+            }
+            let held = q.fetch_all(&mut *self.tx).await?;
+            let mut renewals: Vec<(String, String)> = Vec::new();
+            for row in &held {
+                let existing: String = row.try_get(0)?;
+                let owner: Option<String> = row.try_get(1)?;
+                let key: String = row.try_get(2)?;
+                let Some(new) = chunk.iter().find(|c| c.public_key_sha256 == key) else {
+                    continue;
+                };
+                match (&new.thing, &owner) {
+                    (Some(t), Some(o)) if t == o => renewals.push((existing, new.id.clone())),
+                    _ => {
+                        return Err(RegistryError::Clone {
+                            public_key_sha256: key,
+                            existing_certificate: Some(existing),
+                        })
+                    }
+                }
+            }
+            for (old, new) in renewals {
+                let done = sqlx::query(
+                    "UPDATE certificates SET superseded_by = $1, updated = $2 WHERE id = $3 AND superseded_by IS NULL",
+                )
+                .bind(new.as_str())
+                .bind(now())
+                .bind(old.as_str())
+                .execute(&mut *self.tx)
+                .await?;
+                if done.rows_affected() == 1 {
+                    self.audit(
+                        "certificate.superseded",
+                        &old,
+                        serde_json::json!({"by": new, "reason": "the same key certified again for the same thing"}),
+                    );
+                }
+            }
         }
         Ok(())
     }
@@ -522,6 +614,30 @@ impl WriteTx {
             "batch.create",
             &batch.id,
             serde_json::json!({"kind": batch.kind, "product": batch.product, "count": batch.count, "profile": batch.profile, "ca": batch.ca, "factory": batch.factory, "allowInject": batch.allow_inject}),
+        );
+        Ok(())
+    }
+
+    /// Sets a batch's station policy (audited `batch.policy`).
+    pub async fn set_batch_policy(
+        &mut self,
+        batch: &str,
+        policy: StationPolicy,
+    ) -> Result<(), RegistryError> {
+        let done = sqlx::query(
+            "UPDATE batches SET pending_activation = $1, refuse_clones = $2, updated = $3 WHERE id = $4",
+        )
+        .bind(i64::from(policy.pending_activation))
+        .bind(i64::from(policy.refuse_clones))
+        .bind(now())
+        .bind(batch)
+        .execute(&mut *self.tx)
+        .await?;
+        changed(done, "batch", batch)?;
+        self.audit(
+            "batch.policy",
+            batch,
+            serde_json::json!({"pendingActivation": policy.pending_activation, "refuseClones": policy.refuse_clones}),
         );
         Ok(())
     }
@@ -680,6 +796,16 @@ pub(crate) fn changed(
         });
     }
     Ok(())
+}
+
+/// The partial unique index on the public keys of live certificates.
+const LIVE_KEY_INDEX: &str = "certificates_live_public_key";
+
+/// Whether `e` is a unique violation of the index `name` (PostgreSQL names
+/// it; SQLite's writers are serialised before `refuse_clones` reads).
+fn is_violation_of(e: &sqlx::Error, name: &str) -> bool {
+    e.as_database_error()
+        .is_some_and(|db| db.is_unique_violation() && db.constraint() == Some(name))
 }
 
 pub(crate) fn unique_to(e: sqlx::Error, kind: &'static str, name: &str) -> RegistryError {

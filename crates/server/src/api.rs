@@ -72,12 +72,16 @@ pub struct CsrRequest {
     pub csr: String,
     /// Thing name (default: the CSR's common name).
     pub thing: Option<String>,
-    /// Issue it `PENDING_ACTIVATION` (remote stations: activated with
-    /// `.../activate` once the device proved its key, or spoiled).
+    /// Compatibility only: the batch's policy (`batch create
+    /// --pending-activation`) decides; `true` asks for `PENDING_ACTIVATION`
+    /// on a batch whose policy is not, `false` is ignored.
     #[serde(default)]
     pub pending: bool,
-    /// Refuse (`409 clone`) a thing that already holds a live certificate,
-    /// or a public key that is already certified (remote stations).
+    /// Compatibility only: the batch's policy (`batch create
+    /// --refuse-clones`) decides whether a thing that already holds a live
+    /// certificate is refused (`409 clone`); `true` asks for it on a batch
+    /// whose policy does not, `false` is ignored. A public key that is
+    /// already certified is refused always.
     #[serde(default, rename = "refuseClones")]
     pub refuse_clones: bool,
 }
@@ -323,7 +327,7 @@ pub async fn get_batch(
 }
 
 /// Issues a certificate for a CSR against a batch's quota (remote stations).
-#[utoipa::path(post, path = "/api/v1/batches/{id}/certificates", tag = "batches", params(("id" = String, Path, description = "batch id")), request_body(content = CsrRequest), responses((status = 201, description = "{id, thing, pem, chain}"), (status = 409, description = "quota exhausted")))]
+#[utoipa::path(post, path = "/api/v1/batches/{id}/certificates", tag = "batches", params(("id" = String, Path, description = "batch id")), request_body(content = CsrRequest), responses((status = 201, description = "{id, thing, pem, chain}"), (status = 409, description = "quota exhausted, or clone")))]
 pub async fn issue_in_batch(
     State(s): State<Shared>,
     c: Conn,
@@ -338,14 +342,16 @@ pub async fn issue_in_batch(
     let csr = idmint_pki::Csr::from_pem_or_der(req.csr.as_bytes())
         .map_err(|e| ApiError::bad_request(format!("bad certificate request: {e}")))?;
     let batch = s.idmint.store().require_batch(&id).await?;
-    if req.refuse_clones {
+    // The batch's policy; the request may ask for more, never for less.
+    let policy = batch.policy.at_least(req.pending, req.refuse_clones);
+    if policy.refuse_clones {
         refuse_clones(&s, &csr, req.thing.as_deref()).await?;
     }
     let options = IssueOptions {
         profile: batch.profile,
         ca: Some(batch.ca.clone()),
         thing: req.thing,
-        status: if req.pending {
+        status: if policy.pending_activation {
             CertificateStatus::PendingActivation
         } else {
             CertificateStatus::Active
@@ -374,7 +380,7 @@ pub struct SpoilRequest {
 /// Records a certificate a remote station issued but could not install or
 /// prove on its device: revokes it (`cessationOfOperation`) and counts it
 /// in the batch's spoiled count, so `issued = active + spoiled` holds.
-#[utoipa::path(post, path = "/api/v1/batches/{id}/certificates/{cert_id}/spoil", tag = "batches", params(("id" = String, Path, description = "batch id"), ("cert_id" = String, Path, description = "certificate id")), request_body(content = SpoilRequest, description = "optional reason"), responses((status = 200, description = "the certificate, REVOKED"), (status = 404, description = "unknown certificate or not of this batch"), (status = 409, description = "already revoked")))]
+#[utoipa::path(post, path = "/api/v1/batches/{id}/certificates/{cert_id}/spoil", tag = "batches", params(("id" = String, Path, description = "batch id"), ("cert_id" = String, Path, description = "certificate id")), request_body(content = SpoilRequest, description = "optional reason"), responses((status = 200, description = "the certificate, REVOKED"), (status = 404, description = "unknown certificate or not of this batch"), (status = 409, description = "not PENDING_ACTIVATION")))]
 pub async fn spoil_in_batch(
     State(s): State<Shared>,
     c: Conn,
@@ -394,11 +400,16 @@ pub async fn spoil_in_batch(
         .collect();
     let mut tx = s.idmint.store().begin(authorized.actor()).await?;
     let cert = batch_certificate(&mut tx, &id, &cert_id).await?;
-    if cert.status == CertificateStatus::Revoked {
+    // Only a certificate that never became usable is spoiled: an ACTIVE
+    // one is revoked by an operator, with a reason.
+    if cert.status != CertificateStatus::PendingActivation {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "conflict",
-            format!("certificate {cert_id} is already revoked"),
+            format!(
+                "certificate {cert_id} is {}; only a PENDING_ACTIVATION certificate can be spoiled",
+                cert.status
+            ),
         ));
     }
     let details = json!({"batch": id, "reason": why, "remote": true});
@@ -487,42 +498,39 @@ pub async fn activate_in_batch(
     )?))
 }
 
-/// `409 clone` when the thing already holds a live certificate or the key
-/// is already certified.
+/// `409 clone` when the thing already holds a live certificate (the batch's
+/// `refuseClones` policy). A public key that is already certified is
+/// refused by the registry, inside the issuing transaction, whatever the
+/// policy ([`idmint_registry::RegistryError::Clone`]).
 async fn refuse_clones(
     s: &Shared,
     csr: &idmint_pki::Csr,
     thing: Option<&str>,
 ) -> Result<(), ApiError> {
-    let clone = |message: String| ApiError::new(StatusCode::CONFLICT, "clone", message);
-    let store = s.idmint.store();
-    if let Some(thing) = thing.or(csr.common_name()) {
-        let live = store
-            .list_certificates(&CertificateFilter {
-                thing: Some(thing.to_string()),
-                ..CertificateFilter::default()
-            })
-            .await?
-            .into_iter()
-            .find(|c| c.status != CertificateStatus::Revoked);
-        if let Some(c) = live {
-            return Err(clone(format!(
+    let Some(thing) = thing.or(csr.common_name()) else {
+        return Ok(());
+    };
+    let live = s
+        .idmint
+        .store()
+        .list_certificates(&CertificateFilter {
+            thing: Some(thing.to_string()),
+            ..CertificateFilter::default()
+        })
+        .await?
+        .into_iter()
+        .find(|c| c.status != CertificateStatus::Revoked);
+    match live {
+        Some(c) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "clone",
+            format!(
                 "refused clone: thing {thing} is already provisioned (certificate {})",
                 c.id
-            )));
-        }
+            ),
+        )),
+        None => Ok(()),
     }
-    let key_hash = hex::encode(aws_lc_rs::digest::digest(
-        &aws_lc_rs::digest::SHA256,
-        csr.public_key().spki_der(),
-    ));
-    if let Some(c) = store.certificates_with_public_key(&key_hash).await?.first() {
-        return Err(clone(format!(
-            "refused clone: the device's public key is already certified (certificate {})",
-            c.id
-        )));
-    }
-    Ok(())
 }
 
 /// A trusted user's request for a temporary claim certificate.

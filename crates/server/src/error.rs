@@ -129,6 +129,7 @@ impl From<RegistryError> for ApiError {
             RegistryError::InvalidTransition { .. } => {
                 Self::new(StatusCode::CONFLICT, "invalid_transition", message)
             }
+            RegistryError::Clone { .. } => Self::new(StatusCode::CONFLICT, "clone", message),
             // The store's own errors (SQL, connection, migration, corrupt
             // rows) and busy: the detail is for the log.
             _ => Self::internal(message),

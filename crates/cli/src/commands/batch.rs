@@ -464,6 +464,10 @@ async fn show(ctx: &Context, args: ShowArgs) -> anyhow::Result<ExitCode> {
         println!("issued:    {}", b.issued);
         println!("spoiled:   {}", b.spoiled);
         println!("remaining: {}", b.remaining);
+        println!(
+            "policy:    pending-activation {}, refuse-clones {}",
+            b.policy.pending_activation, b.policy.refuse_clones
+        );
         if let Some(n) = v.images {
             println!("images:    {n}");
         }

@@ -262,6 +262,7 @@ async fn est(idmint: Arc<Idmint>, args: EstArgs) -> anyhow::Result<ExitCode> {
                 profile: "device".into(),
                 ca: None,
                 allow_inject: false,
+                policy: Default::default(),
             },
         )
         .await?;

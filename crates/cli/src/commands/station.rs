@@ -295,6 +295,16 @@ pub struct CreateArgs {
     /// Let stations generate keys for devices that cannot and inject them.
     #[arg(long)]
     allow_inject: bool,
+    /// Remote stations' certificates start PENDING_ACTIVATION until the
+    /// station confirms the device (the batch's policy: a station cannot
+    /// turn it off).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "true|false")]
+    pending_activation: bool,
+    /// Refuse (409 clone) a remote station's device whose thing already
+    /// holds a live certificate (the batch's policy: a station cannot turn
+    /// it off). A public key that is already certified is refused always.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "true|false")]
+    refuse_clones: bool,
     /// Print a JSON object.
     #[arg(long)]
     json: bool,
@@ -313,6 +323,10 @@ pub async fn create_batch(ctx: &Context, args: CreateArgs) -> anyhow::Result<Exi
                 profile: args.profile,
                 ca: args.ca,
                 allow_inject: args.allow_inject,
+                policy: idmint_registry::StationPolicy {
+                    pending_activation: args.pending_activation,
+                    refuse_clones: args.refuse_clones,
+                },
             },
         )
         .await?;

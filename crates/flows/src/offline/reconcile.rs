@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 use idmint_pki::{CertificateInfo, IssuedCertificate};
 use idmint_registry::{
     validate_name, CertificateStatus, NewThing, OfflineAuthorization, ReconciledRecord,
-    RegistryError,
+    RegistryError, Thing,
 };
 use serde::Serialize;
 
@@ -240,11 +240,15 @@ impl Idmint {
         }
         // Duplicates of what the registry already holds (new records only).
         for r in &new {
-            if let (Event::Issued { hw_id, .. }, Some(cert)) = (&r.event, certs.get(&r.seq)) {
+            if let (Event::Issued { hw_id, thing, .. }, Some(cert)) = (&r.event, certs.get(&r.seq))
+            {
                 if notes.contains_key(&r.seq) {
                     continue;
                 }
-                if let Some(note) = self.registry_duplicate(&cert.info, hw_id).await? {
+                if let Some(note) = self
+                    .registry_duplicate(&cert.info, hw_id, thing, &auth.batch)
+                    .await?
+                {
                     findings.push(Finding::new(
                         note.kind,
                         Some(r.seq),
@@ -501,11 +505,14 @@ impl Idmint {
     }
 
     /// A duplicate of what the registry already holds: the same public key
-    /// certified, or the hardware id holding a live certificate.
+    /// certified, the hardware id holding a live certificate, or a record
+    /// naming a thing of another batch or device (never attached to it).
     async fn registry_duplicate(
         &self,
         info: &CertificateInfo,
         hw_id: &str,
+        thing: &str,
+        batch: &str,
     ) -> Result<Option<Note>, FlowError> {
         let store = self.store();
         if store.certificate(&info.id).await?.is_some() {
@@ -546,7 +553,11 @@ impl Idmint {
                 }));
             }
         }
-        Ok(None)
+        let existing = match store.thing_by_device_id(hw_id).await? {
+            Some(t) => Some(t),
+            None => store.thing(thing).await?,
+        };
+        Ok(existing.and_then(|t| foreign_thing(&t, batch, hw_id)))
     }
 
     /// Registers the new records in one write transaction; returns the
@@ -607,6 +618,14 @@ impl Idmint {
                         rows.push(row);
                         continue;
                     };
+                    // Decided again inside the writing transaction: a
+                    // thing of another batch or device is never written.
+                    if note.is_none() {
+                        let name = names.get(hw_id).unwrap_or(thing);
+                        if let Some(existing) = tx.thing(name).await? {
+                            note = foreign_thing(&existing, &batch.id, hw_id);
+                        }
+                    }
                     if note.as_ref().map(|n| n.kind) != Some(FindingKind::Excess) {
                         match tx.reserve_quota(&batch.id, 1).await {
                             Ok(()) => {}
@@ -651,11 +670,18 @@ impl Idmint {
                         der: cert.der.clone(),
                         info: cert.info.clone(),
                     };
+                    // A record with a finding is registered revoked (a
+                    // clone's key must not become live twice).
+                    let status = if note.is_some() {
+                        CertificateStatus::Revoked
+                    } else {
+                        CertificateStatus::PendingActivation
+                    };
                     tx.insert_certificate(&certificate_record(
                         &issued,
                         &auth.batch_ca,
                         thing_name.as_deref(),
-                        CertificateStatus::PendingActivation,
+                        status,
                         Some(&batch.id),
                     ))
                     .await?;
@@ -747,6 +773,25 @@ fn rfc3339(t: i64) -> String {
                 .ok()
         })
         .unwrap_or_else(|| t.to_string())
+}
+
+/// A finding when a record for `hw_id` in `batch` names `thing` that is
+/// another batch's (or of none) or another device's: the record's
+/// certificate is registered revoked and attached to nothing.
+fn foreign_thing(thing: &Thing, batch: &str, hw_id: &str) -> Option<Note> {
+    let owner = match (thing.batch.as_deref(), thing.device_id.as_deref()) {
+        (Some(b), _) if b != batch => format!("batch {b}"),
+        (None, _) => "no batch".to_string(),
+        (_, Some(d)) if d != hw_id => format!("device {d}"),
+        _ => return None,
+    };
+    Some(Note {
+        kind: FindingKind::Duplicate,
+        message: format!(
+            "hardware id {hw_id} names thing {} of {owner}: not attached",
+            thing.name
+        ),
+    })
 }
 
 fn kind_name(kind: FindingKind) -> String {

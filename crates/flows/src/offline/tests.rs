@@ -368,3 +368,65 @@ fn one_station_per_log() {
     drop(held);
     assert!(super::station::lock_log(&log).is_ok());
 }
+
+/// Hole 4, offline: a log record whose hardware id (and thing) names an
+/// existing thing of no batch, or of another device, is a finding; its
+/// certificate is registered revoked and attached to nothing, and the
+/// thing is left as it was.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_record_naming_another_batchs_thing_is_a_finding_not_written() {
+    let s = setup(3, (1, 10)).await;
+    let store = s.idmint.store();
+    let mut tx = store.begin("operator").await.unwrap();
+    let mut admin = idmint_registry::NewThing::named("admin-box");
+    admin.attributes.insert("role".into(), "admin".into());
+    tx.upsert_thing(&admin).await.unwrap();
+    tx.commit().await.unwrap();
+    let mine = DeviceKey::generate(KeyType::P256).unwrap();
+    let theirs = DeviceKey::generate(KeyType::P256).unwrap();
+    let good = issued(&s.ca, 1, "HW-G", &mine);
+    let bad = issued(&s.ca, 2, "admin-box", &theirs);
+    let events = vec![
+        good.clone(),
+        provisioned(&good, 1),
+        bad.clone(),
+        provisioned(&bad, 2),
+        Event::Closed {
+            issued: 2,
+            provisioned: 2,
+            spoiled: 0,
+        },
+    ];
+    let log = s.dir.join("issuance.log");
+    write_log(&s, &log, events);
+    let report = s.idmint.reconcile_issuance_log("test", &log).await.unwrap();
+    assert!(report.accepted, "{:?}", report.findings);
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| f.kind == FindingKind::Duplicate
+                && f.message.contains("admin-box")
+                && f.message.contains("not attached")),
+        "{:?}",
+        report.findings
+    );
+    let c = store.require_certificate(&id_of(&bad)).await.unwrap();
+    assert_eq!((c.status, c.thing), (CertificateStatus::Revoked, None));
+    let thing = store.thing("admin-box").await.unwrap().unwrap();
+    assert_eq!((thing.batch, thing.device_id), (None, None));
+    assert_eq!(
+        thing.attributes.get("role").map(String::as_str),
+        Some("admin")
+    );
+    let certs = store
+        .list_certificates(&CertificateFilter {
+            thing: Some("admin-box".into()),
+            ..CertificateFilter::default()
+        })
+        .await
+        .unwrap();
+    assert!(certs.is_empty(), "{certs:?}");
+    let g = store.require_certificate(&id_of(&good)).await.unwrap();
+    assert_eq!(g.status, CertificateStatus::Active);
+}
