@@ -26,6 +26,7 @@
 //! serve` in [`remote`] mode).
 
 pub mod remote;
+pub mod report;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use idmint_flows::access::{Action, Principal, Resource};
+use idmint_flows::station::report::StationReport;
 
 use crate::auth::require_caller;
 use crate::{ApiError, ConnInfo, Shared};
@@ -391,33 +392,16 @@ pub async fn spoil_in_batch(
     let who = caller(&s, &h, &c).await?;
     let authorized = who.authorize(Action::ReportStation, &Resource::batch(&id))?;
     let req: SpoilRequest = optional_json(&body)?;
-    let why: String = req
-        .reason
-        .as_deref()
-        .unwrap_or("spoiled at a remote station")
-        .chars()
-        .take(500)
-        .collect();
-    let mut tx = s.idmint.store().begin(authorized.actor()).await?;
-    let cert = batch_certificate(&mut tx, &id, &cert_id).await?;
-    // Only a certificate that never became usable is spoiled: an ACTIVE
-    // one is revoked by an operator, with a reason.
-    if cert.status != CertificateStatus::PendingActivation {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            format!(
-                "certificate {cert_id} is {}; only a PENDING_ACTIVATION certificate can be spoiled",
-                cert.status
-            ),
-        ));
-    }
-    let details = json!({"batch": id, "reason": why, "remote": true});
-    idmint_flows::station::spoil_certificate(&mut tx, &id, &cert_id, &why, details).await?;
-    tx.commit().await?;
-    Ok(Json(json_of(
-        &s.idmint.store().require_certificate(&cert_id).await?,
-    )?))
+    let report = StationReport::Spoiled {
+        reason: req
+            .reason
+            .unwrap_or_else(|| "spoiled at a remote station".into()),
+    };
+    let cert = s
+        .idmint
+        .report_station_result(&authorized, &id, &cert_id, &report)
+        .await?;
+    Ok(Json(json_of(&cert)?))
 }
 
 /// An empty body is the request's defaults; anything else must be its JSON.
@@ -426,25 +410,6 @@ fn optional_json<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Resul
         return Ok(T::default());
     }
     serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("bad JSON: {e}")))
-}
-
-/// A certificate of `batch`, read inside the write transaction that will
-/// change it (so two stations reporting the same device cannot both count).
-async fn batch_certificate(
-    tx: &mut idmint_registry::WriteTx,
-    batch: &str,
-    cert_id: &str,
-) -> Result<idmint_registry::Certificate, ApiError> {
-    let cert = tx
-        .certificate(cert_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("certificate {cert_id} not found")))?;
-    if cert.batch.as_deref() != Some(batch) {
-        return Err(ApiError::not_found(format!(
-            "certificate {cert_id} is not of batch {batch}"
-        )));
-    }
-    Ok(cert)
 }
 
 /// A remote station's report that a device installed its certificate and
@@ -472,30 +437,15 @@ pub async fn activate_in_batch(
     let who = caller(&s, &h, &c).await?;
     let authorized = who.authorize(Action::ReportStation, &Resource::batch(&id))?;
     let req: ProvisionedRequest = optional_json(&body)?;
-    let mut tx = s.idmint.store().begin(authorized.actor()).await?;
-    let cert = batch_certificate(&mut tx, &id, &cert_id).await?;
-    if cert.status != CertificateStatus::PendingActivation {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            format!(
-                "certificate {cert_id} is {}, not PENDING_ACTIVATION",
-                cert.status
-            ),
-        ));
-    }
-    tx.set_certificate_status(&cert_id, CertificateStatus::Active, None)
+    let report = StationReport::Provisioned {
+        hw_id: req.hw_id,
+        locked: req.locked,
+    };
+    let cert = s
+        .idmint
+        .report_station_result(&authorized, &id, &cert_id, &report)
         .await?;
-    tx.audit(
-        "station.provisioned",
-        cert.thing.as_deref().unwrap_or(&cert_id),
-        json!({"batch": id, "certificate": cert_id, "hwId": req.hw_id,
-            "locked": req.locked, "remote": true}),
-    );
-    tx.commit().await?;
-    Ok(Json(json_of(
-        &s.idmint.store().require_certificate(&cert_id).await?,
-    )?))
+    Ok(Json(json_of(&cert)?))
 }
 
 /// `409 clone` when the thing already holds a live certificate (the batch's
