@@ -141,6 +141,10 @@ fn post(root: &Path, url: &str, token: &str, body: &str) -> (u16, serde_json::Va
 /// A new database on the PostgreSQL test server, or `None` (skipped).
 fn postgres_database(tag: &str) -> Option<String> {
     let Ok(url) = std::env::var("IDMINT_TEST_POSTGRES") else {
+        assert!(
+            std::env::var_os("IDMINT_REQUIRE_ALL").is_none(),
+            "IDMINT_TEST_POSTGRES is not set, and IDMINT_REQUIRE_ALL (scripts/test.sh) forbids skipping"
+        );
         eprintln!("IDMINT_TEST_POSTGRES is not set: PostgreSQL variant skipped");
         return None;
     };

@@ -149,6 +149,10 @@ async fn concurrent_issuance_on_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_issuance_on_postgresql() {
     let Ok(server) = std::env::var("IDMINT_TEST_POSTGRES") else {
+        assert!(
+            std::env::var_os("IDMINT_REQUIRE_ALL").is_none(),
+            "IDMINT_TEST_POSTGRES is not set, and IDMINT_REQUIRE_ALL (scripts/test.sh) forbids skipping"
+        );
         eprintln!("IDMINT_TEST_POSTGRES not set: skipping");
         return;
     };

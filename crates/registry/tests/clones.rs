@@ -27,7 +27,13 @@ async fn stores() -> Vec<(String, Store, Option<tempfile::TempDir>)> {
             let url = format!("{base}/{name}");
             out.push((url.clone(), Store::open(&url).await.unwrap(), None));
         }
-        _ => eprintln!("IDMINT_TEST_POSTGRES not set: PostgreSQL variant skipped"),
+        _ => {
+            assert!(
+                std::env::var_os("IDMINT_REQUIRE_ALL").is_none(),
+                "IDMINT_TEST_POSTGRES is not set, and IDMINT_REQUIRE_ALL (scripts/test.sh) forbids skipping"
+            );
+            eprintln!("IDMINT_TEST_POSTGRES not set: PostgreSQL variant skipped")
+        }
     }
     out
 }

@@ -26,7 +26,13 @@ async fn stores() -> Vec<(Store, Option<tempfile::TempDir>)> {
             let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap();
             out.push((Store::open(&format!("{base}/{name}")).await.unwrap(), None));
         }
-        _ => eprintln!("IDMINT_TEST_POSTGRES not set: PostgreSQL variant skipped"),
+        _ => {
+            assert!(
+                std::env::var_os("IDMINT_REQUIRE_ALL").is_none(),
+                "IDMINT_TEST_POSTGRES is not set, and IDMINT_REQUIRE_ALL (scripts/test.sh) forbids skipping"
+            );
+            eprintln!("IDMINT_TEST_POSTGRES not set: PostgreSQL variant skipped")
+        }
     }
     out
 }

@@ -211,6 +211,10 @@ pub fn cert_id(pem: &Path) -> String {
 /// set.
 pub fn postgres_env(tag: &str) -> Option<Env> {
     let Ok(url) = std::env::var("IDMINT_TEST_POSTGRES") else {
+        assert!(
+            std::env::var_os("IDMINT_REQUIRE_ALL").is_none(),
+            "IDMINT_TEST_POSTGRES is not set, and IDMINT_REQUIRE_ALL (scripts/test.sh) forbids skipping"
+        );
         eprintln!("skipped: IDMINT_TEST_POSTGRES is not set");
         return None;
     };

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The README's test command. On a fresh Debian machine it installs what the
+# tests drive (openssl, sqlite3, PostgreSQL, gcc + binutils, curl, SoftHSM2,
+# age, mosquitto clients; paho-mqtt from PyPI), starts a throw-away
+# PostgreSQL server on loopback, and runs the whole suite with every variant
+# required: with IDMINT_REQUIRE_ALL=1 a test whose real part is missing fails
+# instead of skipping. Extra arguments go to `cargo test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DEBIAN_FRONTEND=noninteractive
+
+packages=(openssl sqlite3 postgresql gcc binutils curl softhsm2 age ca-certificates mosquitto-clients)
+missing=()
+for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ "${#missing[@]}" -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  echo "test: installing ${missing[*]}"
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# paho-mqtt: the Python MQTT 3.1.1 and 5 device in the fleet provisioning tests.
+python3 -c 'import paho.mqtt' 2>/dev/null \
+  || python3 -m pip install -q --disable-pip-version-check paho-mqtt==2.1.0
+
+eval "$(scripts/pg-test-server.sh start)"
+trap 'scripts/pg-test-server.sh stop' EXIT
+echo "test: PostgreSQL test server at ${IDMINT_TEST_POSTGRES}"
+
+export IDMINT_REQUIRE_ALL=1
+cargo test --workspace "$@"
