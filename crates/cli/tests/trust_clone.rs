@@ -12,6 +12,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
+use common::http::postgres_database;
 use common::{free_port, wait_for_listener};
 
 /// A scratch data directory on SQLite, or on a PostgreSQL database.
@@ -136,32 +137,6 @@ fn post(root: &Path, url: &str, token: &str, body: &str) -> (u16, serde_json::Va
         code.trim().parse().unwrap_or(0),
         serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
     )
-}
-
-/// A new database on the PostgreSQL test server, or `None` (skipped).
-fn postgres_database(tag: &str) -> Option<String> {
-    let Ok(url) = std::env::var("IDMINT_TEST_POSTGRES") else {
-        assert!(
-            std::env::var_os("IDMINT_REQUIRE_ALL").is_none(),
-            "IDMINT_TEST_POSTGRES is not set, and IDMINT_REQUIRE_ALL (scripts/test.sh) forbids skipping"
-        );
-        eprintln!("IDMINT_TEST_POSTGRES is not set: PostgreSQL variant skipped");
-        return None;
-    };
-    let name = format!(
-        "idmint_{tag}_{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-            .as_nanos()
-    );
-    let out = Command::new("psql")
-        .args([url.as_str(), "-c", &format!("CREATE DATABASE {name}")])
-        .output()
-        .expect("psql");
-    assert!(out.status.success(), "psql: {out:?}");
-    let base = url.rsplit_once('/').map(|(b, _)| b).expect("database URL");
-    Some(format!("{base}/{name}"))
 }
 
 /// Two stations send one CSR at the same moment, for two different

@@ -206,10 +206,10 @@ pub fn cert_id(pem: &Path) -> String {
         .to_string()
 }
 
-/// An environment on a fresh database of the PostgreSQL server named by
-/// `IDMINT_TEST_POSTGRES` (`.ci/run` starts one), or `None` when it is not
-/// set.
-pub fn postgres_env(tag: &str) -> Option<Env> {
+/// A fresh database on the PostgreSQL server named by
+/// `IDMINT_TEST_POSTGRES` (`scripts/test.sh` starts one): its URL, or `None`
+/// (the variant skipped) when it is not set and skipping is allowed.
+pub fn postgres_database(tag: &str) -> Option<String> {
     let Ok(url) = std::env::var("IDMINT_TEST_POSTGRES") else {
         assert!(
             std::env::var_os("IDMINT_REQUIRE_ALL").is_none(),
@@ -229,8 +229,13 @@ pub fn postgres_env(tag: &str) -> Option<Env> {
         run(Command::new("psql").args([url.as_str(), "-c", &format!("CREATE DATABASE {name}")]));
     assert!(ok, "psql: {text}");
     let base = url.rsplit_once('/').map(|(b, _)| b).expect("database URL");
+    Some(format!("{base}/{name}"))
+}
+
+/// An environment on a fresh PostgreSQL database ([`postgres_database`]).
+pub fn postgres_env(tag: &str) -> Option<Env> {
     let mut env = Env::new();
-    env.store = Some(format!("{base}/{name}"));
+    env.store = Some(postgres_database(tag)?);
     Some(env)
 }
 
