@@ -45,3 +45,18 @@ pub fn time(t: time::OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| t.to_string())
 }
+
+/// Fails, naming the first one, if any of the files a command is about to
+/// write already exists: checked before anything is issued, so a refused
+/// command leaves no certificate whose key went nowhere.
+pub fn refuse_existing(paths: &[&std::path::Path]) -> anyhow::Result<()> {
+    for path in paths {
+        if path.exists() {
+            anyhow::bail!(
+                "{} already exists; refusing to overwrite it (move it away or choose another path)",
+                path.display()
+            );
+        }
+    }
+    Ok(())
+}

@@ -89,6 +89,16 @@ fn est_ocsp_crl_and_rest_api() {
         post(&format!("{est}/simpleenroll"), &notb64, &["-u", &auth]).0,
         400
     );
+    // A PEM body is the common mistake: the answer says what EST wants.
+    let pem = env.path("pem-body");
+    std::fs::write(
+        &pem,
+        "-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n-----END CERTIFICATE REQUEST-----\n",
+    )
+    .expect("pem");
+    let (code, body) = post(&format!("{est}/simpleenroll"), &pem, &["-u", &auth]);
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("base64 DER"), "{body}");
     let data = format!("@{}", d1.display());
     let (code, _) = curl(
         &root,

@@ -28,9 +28,18 @@ pub fn decode_base64_body(body: &[u8]) -> Result<Vec<u8>, ApiError> {
     if compact.is_empty() {
         return Err(ApiError::bad_request("empty body"));
     }
+    if compact.starts_with(b"-----BEGIN") {
+        return Err(ApiError::bad_request(
+            "the body is PEM: EST (RFC 7030) bodies are base64 DER without the BEGIN/END lines (openssl req -outform DER | base64)",
+        ));
+    }
     base64::engine::general_purpose::STANDARD
         .decode(&compact)
-        .map_err(|e| ApiError::bad_request(format!("the body is not base64: {e}")))
+        .map_err(|e| {
+            ApiError::bad_request(format!(
+                "the body is not base64 ({e}): EST bodies are base64 DER (openssl req -outform DER | base64)"
+            ))
+        })
 }
 
 /// Checks the content type and parses a base64 PKCS#10 body, verifying its

@@ -279,14 +279,7 @@ async fn new_one(ctx: &Context, args: NewArgs) -> anyhow::Result<ExitCode> {
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("{thing}.cert.pem")));
-    for path in [&key_path, &cert_path] {
-        if path.exists() {
-            anyhow::bail!(
-                "{} already exists; refusing to overwrite it",
-                path.display()
-            );
-        }
-    }
+    output::refuse_existing(&[&key_path, &cert_path])?;
     let idmint = ctx.open().await?;
     let options = args.flags.options(Some(thing.clone()));
     let (key, issued) = idmint

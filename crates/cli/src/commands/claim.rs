@@ -17,10 +17,11 @@ pub enum ClaimCommand {
         /// A fleet template it may use (repeatable).
         #[arg(long = "template", required = true)]
         templates: Vec<String>,
-        /// Where to write the certificate chain (claim certificate, claim CA).
+        /// Where to write the certificate chain (claim certificate, claim CA);
+        /// must not exist yet.
         #[arg(long)]
         out_cert: PathBuf,
-        /// Where to write the private key (created 0600).
+        /// Where to write the private key (created 0600); must not exist yet.
         #[arg(long)]
         out_key: PathBuf,
         /// Validity in days (default: `[fleet] claim_valid_days`).
@@ -48,6 +49,7 @@ pub async fn run(ctx: &Context, cmd: ClaimCommand) -> anyhow::Result<ExitCode> {
             rate_per_minute,
             json,
         } => {
+            output::refuse_existing(&[&out_cert, &out_key])?;
             let days = valid_days.unwrap_or(idmint.config().fleet.claim_valid_days);
             let claim = idmint
                 .create_claim(
@@ -58,8 +60,7 @@ pub async fn run(ctx: &Context, cmd: ClaimCommand) -> anyhow::Result<ExitCode> {
                 )
                 .await?;
             idmint_flows::files::write_secret(&out_key, claim.private_key.as_bytes())?;
-            std::fs::write(&out_cert, &claim.certificate_pem)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", out_cert.display()))?;
+            idmint_flows::files::write_new(&out_cert, claim.certificate_pem.as_bytes())?;
             if json {
                 output::json(&serde_json::json!({
                     "certificateId": claim.certificate_id,
