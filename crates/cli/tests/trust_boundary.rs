@@ -428,6 +428,10 @@ fn role_attributes_are_converted_into_grants_once() {
         stderr.contains("no longer confers access") && stderr.contains("ops-console"),
         "{stderr}"
     );
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "colour codes in a log that is not a terminal: {stderr:?}"
+    );
     let grants: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(grants[0]["principal"], format!("cert:{ops_id}"), "{grants}");
     assert_eq!(grants[0]["role"], "operator");
