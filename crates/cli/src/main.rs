@@ -127,7 +127,10 @@ fn main() -> ExitCode {
         // The reader of our output went away (`idmint ... --json | head`).
         Err(e) if broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", one_line(&e));
+            match next_step(&e) {
+                Some(hint) => eprintln!("error: {} ({hint})", one_line(&e)),
+                None => eprintln!("error: {}", one_line(&e)),
+            }
             ExitCode::FAILURE
         }
     }
@@ -148,6 +151,50 @@ fn broken_pipe(e: &anyhow::Error) -> bool {
 
 /// Every cause in the chain on one line, without repeating a cause that the
 /// message above it already quotes.
+/// What the user can do next, for the errors that do not say it themselves.
+fn next_step(e: &anyhow::Error) -> Option<String> {
+    use idmint_flows::pki::PkiError;
+    use idmint_flows::registry::RegistryError;
+    use idmint_flows::FlowError;
+    for cause in e.chain() {
+        let (registry, pki) = match cause.downcast_ref::<FlowError>() {
+            Some(FlowError::Registry(r)) => (Some(r), None),
+            Some(FlowError::Pki(p)) => (None, Some(p)),
+            _ => (
+                cause.downcast_ref::<RegistryError>(),
+                cause.downcast_ref::<PkiError>(),
+            ),
+        };
+        if let Some(RegistryError::NotFound { kind, .. }) = registry {
+            let command = match *kind {
+                "batch" => "batch",
+                "certificate" => "cert",
+                "thing" => "thing",
+                "CA" => "ca",
+                "template" => "template",
+                "token" => "token",
+                "grant" => "grant",
+                _ => return None,
+            };
+            return Some(format!("`idmint {command} list` shows what there is"));
+        }
+        match pki {
+            Some(PkiError::KeyDecryption) => {
+                return Some(format!(
+                    "check {PASSPHRASE_ENV}, or the data directory's ca-passphrase file"
+                ))
+            }
+            Some(PkiError::MalformedCsr(_)) => {
+                return Some(
+                    "expected a PKCS#10 request, PEM (-----BEGIN CERTIFICATE REQUEST-----) or DER, e.g. from `openssl req -new`".into(),
+                )
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 fn one_line(e: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in e.chain() {
