@@ -97,6 +97,13 @@ pub struct ServerConfig {
     /// (issued, never confirmed on its device, e.g. the station was killed)
     /// before the server spoils it.
     pub station_pending_timeout_secs: u64,
+    /// Open connections at most, in all (more are closed at accept).
+    pub max_connections: usize,
+    /// Open connections at most from one client address.
+    pub max_connections_per_address: usize,
+    /// Seconds a client has to finish the TLS handshake, and then each
+    /// request's headers (also the idle time between keep-alive requests).
+    pub header_timeout_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -111,6 +118,9 @@ impl Default for ServerConfig {
             rate_burst: 400,
             rotation_overlap_secs: 7 * 24 * 3600,
             station_pending_timeout_secs: 3600,
+            max_connections: 8192,
+            max_connections_per_address: 512,
+            header_timeout_secs: 10,
         }
     }
 }

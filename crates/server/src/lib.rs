@@ -404,6 +404,7 @@ pub async fn sweep_once(idmint: &Idmint) -> Result<usize, idmint_flows::FlowErro
 pub struct Server {
     listener: TcpListener,
     config: rustls::ServerConfig,
+    limits: tls::ConnectionLimits,
     state: Shared,
 }
 
@@ -419,6 +420,7 @@ impl Server {
         Ok(Server {
             listener,
             config,
+            limits: tls::ConnectionLimits::of(cfg),
             state: AppState::new(idmint, cfg),
         })
     }
@@ -448,7 +450,7 @@ impl Server {
             self.state.station_pending_timeout_secs,
         ));
         let app = router(self.state.clone());
-        let result = tls::serve_tls(self.listener, self.config, app, shutdown).await;
+        let result = tls::serve_tls(self.listener, self.config, app, self.limits, shutdown).await;
         sweeper.abort();
         result
     }

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use idmint_flows::Idmint;
 use idmint_pki::CertificateInfo;
@@ -196,15 +196,96 @@ fn tls_config(
         .map_err(|e| ServerError::Tls(e.to_string()))
 }
 
+/// What one listener allows: connections in all and per client address,
+/// and how long a client may take to finish its handshake and each
+/// request's headers.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectionLimits {
+    /// Open connections at most.
+    pub max_connections: usize,
+    /// Open connections at most from one address.
+    pub max_per_address: usize,
+    /// The handshake and header (and keep-alive idle) timeout.
+    pub header_timeout: Duration,
+}
+
+impl ConnectionLimits {
+    /// The limits of `[server]`.
+    pub fn of(cfg: &idmint_flows::config::ServerConfig) -> ConnectionLimits {
+        ConnectionLimits {
+            max_connections: cfg.max_connections.max(1),
+            max_per_address: cfg.max_connections_per_address.max(1),
+            header_timeout: Duration::from_secs(cfg.header_timeout_secs.max(1)),
+        }
+    }
+}
+
+/// Open connections by client address; a [`Slot`] is one of them.
+#[derive(Debug, Default)]
+pub struct ConnectionCount {
+    open: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+    total: std::sync::atomic::AtomicUsize,
+}
+
+/// One counted connection; dropping it frees its place.
+#[derive(Debug)]
+pub struct Slot {
+    count: Arc<ConnectionCount>,
+    address: std::net::IpAddr,
+}
+
+impl ConnectionCount {
+    /// Takes a place for a connection from `address`, or `None` when the
+    /// global or per-address limit is reached.
+    pub fn admit(
+        self: &Arc<Self>,
+        address: std::net::IpAddr,
+        limits: &ConnectionLimits,
+    ) -> Option<Slot> {
+        use std::sync::atomic::Ordering;
+        let mut open = self.open.lock().ok()?;
+        let mine = open.entry(address).or_insert(0);
+        if *mine >= limits.max_per_address
+            || self.total.load(Ordering::Relaxed) >= limits.max_connections
+        {
+            return None;
+        }
+        *mine += 1;
+        self.total.fetch_add(1, Ordering::Relaxed);
+        Some(Slot {
+            count: self.clone(),
+            address,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.count
+            .total
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        if let Ok(mut open) = self.count.open.lock() {
+            if let Some(n) = open.get_mut(&self.address) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    open.remove(&self.address);
+                }
+            }
+        }
+    }
+}
+
 /// Serves `app` over TLS on `listener` until `shutdown` resolves, then
 /// lets open requests finish (up to 10 s).
 pub async fn serve_tls(
     listener: TcpListener,
     config: rustls::ServerConfig,
     app: axum::Router,
+    limits: ConnectionLimits,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServerError> {
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let count = Arc::new(ConnectionCount::default());
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -219,20 +300,26 @@ pub async fn serve_tls(
                 }
             },
         };
+        let Some(slot) = count.admit(peer.ip(), &limits) else {
+            tracing::debug!(%peer, "connection limit reached: closed at accept");
+            drop(tcp);
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let app = app.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let tls =
-                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                    Ok(Ok(tls)) => tls,
-                    Ok(Err(e)) => {
-                        tracing::debug!(%peer, "TLS handshake failed: {e}");
-                        return;
-                    }
-                    Err(_) => return,
-                };
+            let _slot = slot;
+            let tls = match tokio::time::timeout(limits.header_timeout, acceptor.accept(tcp)).await
+            {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, "TLS handshake failed: {e}");
+                    return;
+                }
+                Err(_) => return,
+            };
             let certs: Vec<Vec<u8>> = tls
                 .get_ref()
                 .1
@@ -249,7 +336,16 @@ pub async fn serve_tls(
                     req
                 });
             let service = hyper_util::service::TowerToHyperService::new(service);
-            let builder = auto::Builder::new(TokioExecutor::new());
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout);
+            builder
+                .http2()
+                .timer(TokioTimer::new())
+                .keep_alive_interval(limits.header_timeout)
+                .keep_alive_timeout(limits.header_timeout);
             let conn = builder.serve_connection(TokioIo::new(tls), service);
             if let Err(e) = watcher.watch(conn.into_owned()).await {
                 tracing::debug!(%peer, "connection ended: {e}");
