@@ -73,6 +73,12 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let idmint = Arc::new(idmint);
     let server = idmint_server::Server::bind(idmint.clone(), &server_cfg).await?;
     eprintln!("idmint serving https://{}", server.local_addr()?);
+    if server_cfg.cert.is_none() {
+        eprintln!(
+            "server certificate for {} ([server] hosts adds names); clients trust the root: idmint ca show root --pem > root.pem",
+            idmint_server::tls::host_names(&server_cfg.hosts).join(", ")
+        );
+    }
     tracing::info!(addr = %server.local_addr()?, "serving");
 
     // One shutdown signal for every listener (HTTPS now; MQTT beside it later).
