@@ -1,6 +1,6 @@
-//! Errors that say what to do next: a not-found names the `list` command, a
+//! Day-one ergonomics. Errors that say what to do next: a not-found names the `list` command, a
 //! wrong CA passphrase names IDMINT_CA_PASSPHRASE, a garbled CSR says what
-//! was expected. Each is one line.
+//! was expected. Each is one line. And commands that script with `--json`.
 
 mod common;
 
@@ -31,5 +31,19 @@ fn errors_name_the_next_step() {
     assert!(
         !env.path("x.key.pem").exists(),
         "a key was written for nothing"
+    );
+}
+
+#[test]
+fn token_create_scripts_with_json() {
+    let env = Env::init(&[]);
+    let v = env.json(&[
+        "token", "create", "--name", "ci", "--role", "reader", "--json",
+    ]);
+    assert_eq!(v["name"], "ci");
+    assert_eq!(v["role"], "reader");
+    assert!(
+        v["token"].as_str().is_some_and(|t| t.starts_with("idm_")),
+        "{v}"
     );
 }

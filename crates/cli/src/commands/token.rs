@@ -21,6 +21,9 @@ pub enum TokenCommand {
         /// The batch an enroll (or station) token is limited to.
         #[arg(long)]
         batch: Option<String>,
+        /// Print a JSON object `{name, role, batch, token}` instead.
+        #[arg(long)]
+        json: bool,
     },
     /// List tokens (never their secrets).
     List {
@@ -39,12 +42,23 @@ pub enum TokenCommand {
 pub async fn run(ctx: &Context, cmd: TokenCommand) -> anyhow::Result<ExitCode> {
     let idmint = ctx.open().await?;
     match cmd {
-        TokenCommand::Create { name, role, batch } => {
+        TokenCommand::Create {
+            name,
+            role,
+            batch,
+            json,
+        } => {
             let secret = idmint
                 .create_token(&actor(), &name, role, batch.as_deref())
                 .await?;
             eprintln!("Token {name:?} ({role}) created. Store it now: it is not shown again.");
-            println!("token: {}", secret.as_str());
+            if json {
+                output::json(&serde_json::json!({
+                    "name": name, "role": role, "batch": batch, "token": secret.as_str(),
+                }))?;
+            } else {
+                println!("token: {}", secret.as_str());
+            }
         }
         TokenCommand::List { json } => {
             let tokens = idmint.store().list_tokens().await?;
