@@ -210,3 +210,79 @@ pub struct UnknownImageFormat {
     /// The name that was given.
     pub name: String,
 }
+
+/// An ESP32 credential partition cannot be written, or its bytes are wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PartitionError {
+    /// The credentials need more room than the partition has.
+    #[error("the credentials need {needed} bytes but the {format} partition holds only {size}")]
+    TooSmall {
+        /// The partition format (`esp-secure-cert` or `esp-nvs`).
+        format: &'static str,
+        /// Bytes needed.
+        needed: usize,
+        /// The partition size.
+        size: usize,
+    },
+    /// A partition size the format cannot have.
+    #[error("partition size {size:#x} is invalid: {reason}")]
+    BadSize {
+        /// The requested size.
+        size: usize,
+        /// What the format requires.
+        reason: &'static str,
+    },
+    /// One value is longer than its field can say.
+    #[error("{what} is {len} bytes, more than the {max} one entry can hold")]
+    ValueTooLong {
+        /// Which value (`dev_cert`, `priv_key`, ...).
+        what: &'static str,
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// An NVS namespace or key that NVS cannot store.
+    #[error("NVS name {name:?} is invalid: use 1 to 15 printable ASCII characters")]
+    BadName {
+        /// The name.
+        name: String,
+    },
+    /// The bytes end inside an entry or header.
+    #[error("truncated at offset {offset:#x}")]
+    Truncated {
+        /// Offset of the entry or page that is cut short.
+        offset: usize,
+    },
+    /// A CRC-32 does not match what it covers.
+    #[error("CRC-32 at offset {offset:#x} is {stored:#010x}, computed {computed:#010x}")]
+    CrcMismatch {
+        /// Offset of the entry (or page header) the CRC protects.
+        offset: usize,
+        /// The stored CRC.
+        stored: u32,
+        /// The CRC over the covered bytes.
+        computed: u32,
+    },
+    /// The esp_secure_cert integrity entry does not match the partition.
+    #[error("integrity entry at offset {offset:#x} does not match the SHA-256 of the partition before it")]
+    IntegrityMismatch {
+        /// Offset of the integrity entry.
+        offset: usize,
+    },
+    /// An entry's fields are inconsistent (bad span, size or type).
+    #[error("malformed entry at offset {offset:#x}: {reason}")]
+    Malformed {
+        /// Offset of the entry.
+        offset: usize,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// A value every device needs is missing.
+    #[error("the partition has no {what}")]
+    Missing {
+        /// What is missing (`dev_cert`, `priv_key`, ...).
+        what: &'static str,
+    },
+}

@@ -6,7 +6,9 @@
 //! ([`encode_slot`]), reads a slot back ([`parse_slot`], [`find_slot`],
 //! [`Credentials::from_slot`]), and turns one [`GoldenImage`] (raw binary,
 //! Intel HEX, ELF, or a bare blob) into any number of device images by
-//! copying it and patching the slot. The format is described in
+//! copying it and patching the slot. For ESP32 devices, [`partition`] writes
+//! the same credentials as a flash partition of their own
+//! (`esp_secure_cert`), flashed beside one application image. The format is described in
 //! `docs/credential-slot.md`; `firmware/` holds the matching C reader.
 //!
 //! ```
@@ -45,13 +47,15 @@
 mod credentials;
 mod error;
 mod image;
+pub mod partition;
 mod slot;
 
 pub use credentials::{
     empty_slot_header, encode_slot, encode_slot_into, required_capacity, Credentials,
 };
-pub use error::{ImageError, RenderError, SlotError, UnknownImageFormat};
+pub use error::{ImageError, PartitionError, RenderError, SlotError, UnknownImageFormat};
 pub use image::{GoldenImage, ImageFormat, ELF_SECTION};
+pub use partition::{PartitionFormat, PartitionKind, PemCredentials};
 /// Re-exported: the private key and encoded slots are wrapped in it.
 pub use zeroize::Zeroizing;
 
