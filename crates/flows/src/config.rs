@@ -36,6 +36,51 @@ pub struct Config {
     /// Fleet provisioning settings (`[fleet]`); defaults when absent.
     #[serde(default)]
     pub fleet: FleetConfig,
+    /// MQTT endpoint session limits (`[mqtt]`); defaults when absent.
+    #[serde(default)]
+    pub mqtt: MqttConfig,
+    /// CRL files for outside brokers (`[crl]`); off when absent.
+    #[serde(default)]
+    pub crl: CrlConfig,
+}
+
+/// `[mqtt]`: limits of the MQTT endpoint's sessions and connections.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttConfig {
+    /// Seconds between re-checks of every session's certificate (status
+    /// and validity); a session whose certificate was revoked, deactivated
+    /// or has expired is closed within this time.
+    pub recheck_secs: u64,
+    /// Topic filters one session may hold at most.
+    pub max_subscriptions: usize,
+    /// Open MQTT connections at most, in all (more are closed at accept).
+    pub max_connections: usize,
+    /// Open MQTT connections at most from one client address.
+    pub max_connections_per_address: usize,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig {
+            recheck_secs: 10,
+            max_subscriptions: 64,
+            max_connections: 8192,
+            max_connections_per_address: 512,
+        }
+    }
+}
+
+/// `[crl]`: CRL files that `idmint serve` keeps current for outside
+/// brokers (mosquitto's `crlfile`, EMQX, ...).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CrlConfig {
+    /// Directory for `<ca-name>.crl.pem` and `all.crl.pem`; none: off.
+    pub dir: Option<std::path::PathBuf>,
+    /// Command run with `sh -c` after the files changed (e.g. a broker's
+    /// reload).
+    pub reload_cmd: Option<String>,
 }
 
 /// `[fleet]`: fleet provisioning over MQTT (scenario 5).
@@ -146,6 +191,8 @@ impl Config {
             profiles,
             server: ServerConfig::default(),
             fleet: FleetConfig::default(),
+            mqtt: MqttConfig::default(),
+            crl: CrlConfig::default(),
         }
     }
 
