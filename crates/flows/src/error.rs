@@ -54,6 +54,9 @@ pub enum FlowError {
     /// The principal may not do this (see [`crate::access`]).
     #[error(transparent)]
     Access(#[from] crate::access::AccessError),
+    /// A policy document that is refused.
+    #[error(transparent)]
+    Policy(#[from] crate::access::policy::PolicyError),
     /// A request that makes no sense as given.
     #[error("{0}")]
     Invalid(String),

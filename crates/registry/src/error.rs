@@ -63,6 +63,14 @@ pub enum RegistryError {
         /// The requested status.
         to: String,
     },
+    /// A policy that is still attached cannot be deleted.
+    #[error("policy {name:?} is attached to {certificates} certificate(s); detach it first (idmint policy detach)")]
+    PolicyAttached {
+        /// The policy.
+        name: String,
+        /// How many certificates hold it.
+        certificates: i64,
+    },
     /// A certificate ownership token that cannot be used (unknown, already
     /// used, expired, or another claim's).
     #[error("certificate ownership token {0}")]

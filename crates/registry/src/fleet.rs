@@ -1,7 +1,6 @@
 //! Fleet provisioning records (scenario 5): provisioning templates, claim
 //! certificates and the templates they may use, single-use certificate
-//! ownership tokens (stored as SHA-256 hashes), thing groups, policies and
-//! attachments, and the built-in allow-list hook's permitted serials.
+//! ownership tokens (stored as SHA-256 hashes), thing groups, and the built-in allow-list hook's permitted serials.
 
 use std::fmt;
 use std::str::FromStr;
@@ -257,19 +256,6 @@ impl Store {
                 .bind(thing)
                 .fetch_all(&self.pool)
                 .await?;
-        rows.iter()
-            .map(|r| r.try_get(0).map_err(RegistryError::from))
-            .collect()
-    }
-
-    /// The policies attached to a certificate, by name.
-    pub async fn certificate_policies(&self, id: &str) -> Result<Vec<String>, RegistryError> {
-        let rows = sqlx::query(
-            "SELECT policy FROM certificate_policies WHERE certificate_id = $1 ORDER BY policy",
-        )
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await?;
         rows.iter()
             .map(|r| r.try_get(0).map_err(RegistryError::from))
             .collect()
@@ -563,38 +549,6 @@ impl WriteTx {
             "thing.groups",
             thing,
             serde_json::json!({"groups": groups, "merge": merge}),
-        );
-        Ok(())
-    }
-
-    /// Attaches a policy to a certificate, recording the policy (and its
-    /// document, when given) if it is new.
-    pub async fn attach_policy(
-        &mut self,
-        certificate_id: &str,
-        policy: &str,
-        document: Option<&str>,
-    ) -> Result<(), RegistryError> {
-        validate_name("policy name", policy)?;
-        sqlx::query(
-            "INSERT INTO policies (name, document, created) VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE SET document = COALESCE(excluded.document, policies.document)",
-        )
-        .bind(policy)
-        .bind(document)
-        .bind(now())
-        .execute(&mut *self.tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO certificate_policies (certificate_id, policy) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        )
-        .bind(certificate_id)
-        .bind(policy)
-        .execute(&mut *self.tx)
-        .await?;
-        self.audit(
-            "policy.attach",
-            certificate_id,
-            serde_json::json!({"policy": policy}),
         );
         Ok(())
     }

@@ -129,6 +129,9 @@ impl From<RegistryError> for ApiError {
             RegistryError::InvalidTransition { .. } => {
                 Self::new(StatusCode::CONFLICT, "invalid_transition", message)
             }
+            RegistryError::PolicyAttached { .. } => {
+                Self::new(StatusCode::CONFLICT, "policy_attached", message)
+            }
             RegistryError::Clone { .. } => Self::new(StatusCode::CONFLICT, "clone", message),
             // The store's own errors (SQL, connection, migration, corrupt
             // rows) and busy: the detail is for the log.
@@ -171,6 +174,7 @@ impl From<FlowError> for ApiError {
             FlowError::Pki(p) => p.into(),
             FlowError::Access(a) => a.into(),
             FlowError::Invalid(m) => Self::bad_request(m),
+            e @ FlowError::Policy(_) => Self::bad_request(e.to_string()),
             e @ FlowError::UnknownProfile { .. } => Self::bad_request(e.to_string()),
             e @ FlowError::CaCannotSign(_) => Self::bad_request(e.to_string()),
             // I/O, configuration, data directory, passphrase: they name

@@ -10,11 +10,14 @@
 
 mod credential;
 mod grants;
+pub mod policy;
+mod policy_store;
 
 use idmint_registry::{Certificate, Grant, Role, Scope, Thing};
 
 pub use credential::{ClientCertificate, Credentials};
 pub use grants::ConvertedRoles;
+pub use policy_store::PolicySubject;
 
 /// An authenticated caller.
 #[derive(Clone, Debug)]
@@ -83,6 +86,8 @@ pub enum Action {
     ManageGrants,
     /// Create claim certificates (provisioning by trusted user).
     CreateClaim,
+    /// Create, delete, attach and detach AWS IoT policies.
+    ManagePolicies,
 }
 
 impl std::fmt::Display for Action {
@@ -95,6 +100,7 @@ impl std::fmt::Display for Action {
             Action::Enroll => "enroll devices",
             Action::ManageGrants => "manage grants",
             Action::CreateClaim => "create claim certificates",
+            Action::ManagePolicies => "manage policies",
         })
     }
 }

@@ -123,7 +123,18 @@ impl From<FlowError> for Rejection {
             | FlowError::Registry(e @ RegistryError::AlreadyExists { .. }) => {
                 Rejection::invalid("InvalidParameters", e.to_string())
             }
+            FlowError::Registry(RegistryError::NotFound {
+                kind: "policy",
+                name,
+            }) => {
+                tracing::warn!(policy = %name, "a template attaches a policy that does not exist: idmint policy create {name} --document FILE");
+                Rejection::invalid(
+                    "InvalidParameters",
+                    format!("the template attaches policy {name:?}, which does not exist"),
+                )
+            }
             FlowError::Invalid(m) => Rejection::invalid("InvalidParameters", m),
+            FlowError::Policy(e) => Rejection::invalid("InvalidPolicyDocument", e.to_string()),
             FlowError::Pki(e) if pki_fault_is_the_requests(&e) => {
                 Rejection::invalid("InvalidCsr", e.to_string())
             }

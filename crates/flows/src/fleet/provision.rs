@@ -357,6 +357,11 @@ impl Idmint {
                 other => other.into(),
             })?;
         for policy in &provisioning.policies {
+            // An inline document must be one the endpoint can enforce; a
+            // named policy must exist (the registry refuses it otherwise).
+            if let Some(doc) = &policy.document {
+                crate::access::policy::PolicyDocument::parse(doc)?;
+            }
             let name = match (&policy.name, &policy.document) {
                 (Some(name), _) => name.clone(),
                 (None, Some(doc)) => format!(
