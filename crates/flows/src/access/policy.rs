@@ -478,28 +478,29 @@ fn parse_resource(path: &str, arn: &str) -> Result<ResourcePattern, PolicyError>
                 format!("{rest:?} in {arn:?} names no resource: write client/ID, topic/NAME or topicfilter/FILTER"),
             ));
         };
-        let kind =
-            match kind {
-                "client" => ResourceKind::Client,
-                "topic" => ResourceKind::Topic,
-                "topicfilter" => ResourceKind::TopicFilter,
-                "thing"
-                | "thinggroup"
-                | "thingtype"
-                | "cert"
-                | "cacert"
-                | "rolealias"
-                | "job"
-                | "jobtemplate"
-                | "policy"
-                | "provisioningtemplate" => ResourceKind::Other,
-                _ => return Err(fault(
+        let kind = match kind {
+            "client" => ResourceKind::Client,
+            "topic" => ResourceKind::Topic,
+            "topicfilter" => ResourceKind::TopicFilter,
+            "thing"
+            | "thinggroup"
+            | "thingtype"
+            | "cert"
+            | "cacert"
+            | "rolealias"
+            | "job"
+            | "jobtemplate"
+            | "policy"
+            | "provisioningtemplate" => ResourceKind::Other,
+            _ => {
+                return Err(fault(
                     path,
                     format!(
                         "unknown resource type {kind:?} in {arn:?}: client, topic or topicfilter"
                     ),
-                )),
-            };
+                ))
+            }
+        };
         (kind, pattern)
     };
     if pattern.is_empty() {

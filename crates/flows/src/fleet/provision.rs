@@ -360,7 +360,8 @@ impl Idmint {
             // An inline document must be one the endpoint can enforce; a
             // named policy must exist (the registry refuses it otherwise).
             if let Some(doc) = &policy.document {
-                crate::access::policy::PolicyDocument::parse(doc)?;
+                crate::access::policy::PolicyDocument::parse(doc)
+                    .map_err(crate::FlowError::from)?;
             }
             let name = match (&policy.name, &policy.document) {
                 (Some(name), _) => name.clone(),
