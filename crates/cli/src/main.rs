@@ -85,6 +85,9 @@ enum Command {
     /// Roles of certificates (admin, operator, station, reader) by scope.
     #[command(subcommand)]
     Grant(commands::grant::GrantCommand),
+    /// AWS IoT policies: create, list, show, delete, attach, detach.
+    #[command(subcommand)]
+    Policy(commands::policy::PolicyCommand),
     /// Vendor manifests of pre-provisioned secure elements: import, export.
     #[command(subcommand)]
     Manifest(commands::manifest::ManifestCommand),
@@ -174,6 +177,7 @@ fn next_step(e: &anyhow::Error) -> Option<String> {
                 "template" => "template",
                 "token" => "token",
                 "grant" => "grant",
+                "policy" => "policy",
                 _ => return None,
             };
             return Some(format!("`idmint {command} list` shows what there is"));
@@ -228,6 +232,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Loadtest(cmd) => commands::loadtest::run(&ctx, cmd).await,
         Command::Token(cmd) => commands::token::run(&ctx, cmd).await,
         Command::Grant(cmd) => commands::grant::run(&ctx, cmd).await,
+        Command::Policy(cmd) => commands::policy::run(&ctx, cmd).await,
         Command::Manifest(cmd) => commands::manifest::run(&ctx, cmd).await,
         Command::Batch(cmd) => commands::batch::run(&ctx, cmd).await,
         Command::Station(cmd) => commands::station::run(&ctx, cmd).await,

@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod mqtt;
 pub mod ocsp;
 pub mod pkcs7;
+pub mod policies;
 pub mod ratelimit;
 pub mod tls;
 
@@ -32,7 +33,7 @@ use std::time::{Duration, Instant};
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post, MethodRouter};
+use axum::routing::{delete, get, post, put, MethodRouter};
 use axum::Router;
 use idmint_flows::config::ServerConfig;
 use idmint_flows::Idmint;
@@ -133,6 +134,12 @@ impl AppState {
         grants::list_grants,
         grants::add_grant,
         grants::remove_grant,
+        policies::list_policies,
+        policies::get_policy,
+        policies::create_policy,
+        policies::delete_policy,
+        policies::attach_policy,
+        policies::detach_policy,
         api::openapi,
         api::ocsp_post,
         api::ocsp_get,
@@ -156,7 +163,8 @@ impl AppState {
         api::SpoilRequest,
         api::ProvisionedRequest,
         api::ProvisioningClaimRequest,
-        grants::GrantRequest
+        grants::GrantRequest,
+        policies::PolicyRequest
     ))
 )]
 pub struct ApiDoc;
@@ -217,6 +225,24 @@ fn route_table() -> Vec<(&'static str, &'static str, MethodRouter<Shared>)> {
         ("GET", "/api/v1/grants", get(grants::list_grants)),
         ("POST", "/api/v1/grants", post(grants::add_grant)),
         ("DELETE", "/api/v1/grants", delete(grants::remove_grant)),
+        ("GET", "/api/v1/policies", get(policies::list_policies)),
+        ("POST", "/api/v1/policies", post(policies::create_policy)),
+        ("GET", "/api/v1/policies/{name}", get(policies::get_policy)),
+        (
+            "DELETE",
+            "/api/v1/policies/{name}",
+            delete(policies::delete_policy),
+        ),
+        (
+            "PUT",
+            "/api/v1/policies/{name}/certificates/{cert_id}",
+            put(policies::attach_policy),
+        ),
+        (
+            "DELETE",
+            "/api/v1/policies/{name}/certificates/{cert_id}",
+            delete(policies::detach_policy),
+        ),
         ("GET", "/api/v1/openapi.json", get(api::openapi)),
         ("POST", "/ocsp", post(api::ocsp_post)),
         ("GET", "/ocsp/{request}", get(api::ocsp_get)),
@@ -473,6 +499,7 @@ mod tests {
                 "GET" => item.get.is_some(),
                 "POST" => item.post.is_some(),
                 "DELETE" => item.delete.is_some(),
+                "PUT" => item.put.is_some(),
                 _ => false,
             };
             assert!(documented, "{method} {path} is not in the OpenAPI document");

@@ -11,6 +11,7 @@ pub mod grant;
 pub mod init;
 pub mod loadtest;
 pub mod manifest;
+pub mod policy;
 pub mod serve;
 pub mod station;
 pub mod template;
