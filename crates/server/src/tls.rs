@@ -218,6 +218,16 @@ impl ConnectionLimits {
             header_timeout: Duration::from_secs(cfg.header_timeout_secs.max(1)),
         }
     }
+
+    /// The limits of `[mqtt]`; an MQTT client has 10 s for its TLS handshake
+    /// (its CONNECT has the keep-alive rules of the session).
+    pub fn of_mqtt(cfg: &idmint_flows::config::MqttConfig) -> ConnectionLimits {
+        ConnectionLimits {
+            max_connections: cfg.max_connections.max(1),
+            max_per_address: cfg.max_connections_per_address.max(1),
+            header_timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 /// Open connections by client address; a [`Slot`] is one of them.

@@ -1,6 +1,6 @@
 //! The device side of fleet provisioning, for `idmint loadtest fleet` and
 //! tests: an MQTT 3.1.1 client over TLS with a client certificate, on the
-//! same `mqttbytes` codec, that subscribes, publishes a request and waits
+//! same codec crate (rumqttc's MQTT 3.1.1 packets), that subscribes, publishes a request and waits
 //! for the reply, as device firmware does.
 
 use std::net::SocketAddr;
@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use mqttbytes::v4::{self, Packet};
-use mqttbytes::QoS;
+use rumqttc::mqttbytes::v4::{self, Packet};
+use rumqttc::mqttbytes::{self, QoS};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -132,7 +132,7 @@ impl DeviceClient {
     async fn next(&mut self, what: &'static str) -> Result<Packet, DeviceError> {
         let deadline = tokio::time::Instant::now() + self.timeout;
         loop {
-            match v4::read(&mut self.buf, MAX_PACKET) {
+            match Packet::read(&mut self.buf, MAX_PACKET) {
                 Ok(packet) => return Ok(packet),
                 Err(mqttbytes::Error::InsufficientBytes(_)) => {}
                 Err(e) => return Err(DeviceError::Protocol(format!("{e:?}"))),

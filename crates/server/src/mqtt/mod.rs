@@ -55,6 +55,7 @@ pub struct MqttServer {
     listener: TcpListener,
     acceptor: tokio_rustls::TlsAcceptor,
     context: Arc<MqttContext>,
+    limits: tls::ConnectionLimits,
 }
 
 impl MqttServer {
@@ -66,6 +67,7 @@ impl MqttServer {
             .await
             .map_err(|e| ServerError::Io(listen.to_string(), e))?;
         let max_packet_bytes = state.idmint.config().fleet.max_packet_bytes;
+        let limits = tls::ConnectionLimits::of_mqtt(&state.idmint.config().mqtt);
         let (broker, _) = broadcast::channel(4096);
         Ok(MqttServer {
             listener,
@@ -76,6 +78,7 @@ impl MqttServer {
                 claim_limiter: RateLimiter::new(0, 0),
                 max_packet_bytes,
             }),
+            limits,
         })
     }
 
@@ -86,7 +89,10 @@ impl MqttServer {
             .map_err(|e| ServerError::Io("MQTT listener".into(), e))
     }
 
-    /// Serves until `shutdown` resolves; expired ownership tokens are swept beside.
+    /// Serves until `shutdown` resolves; expired ownership tokens are swept
+    /// beside. A connection over `[mqtt] max_connections` or
+    /// `max_connections_per_address` is closed at accept, before its TLS
+    /// handshake.
     pub async fn run(
         self,
         shutdown: impl std::future::Future<Output = ()>,
@@ -94,6 +100,8 @@ impl MqttServer {
         let sweeper = tokio::spawn(sweep_tokens(self.context.clone()));
         tokio::pin!(shutdown);
         let (closing, _) = tokio::sync::watch::channel(false);
+        let count = Arc::new(tls::ConnectionCount::default());
+        let limits = self.limits;
         loop {
             let (tcp, peer) = tokio::select! {
                 _ = &mut shutdown => break,
@@ -106,21 +114,26 @@ impl MqttServer {
                     }
                 },
             };
+            let Some(slot) = count.admit(peer.ip(), &limits) else {
+                tracing::debug!(%peer, "MQTT connection limit reached: closed at accept");
+                drop(tcp);
+                continue;
+            };
             let _ = tcp.set_nodelay(true);
             let acceptor = self.acceptor.clone();
             let context = self.context.clone();
             let mut closing = closing.subscribe();
             tokio::spawn(async move {
-                let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp))
-                    .await
-                {
-                    Ok(Ok(tls)) => tls,
-                    Ok(Err(e)) => {
-                        tracing::debug!(%peer, "MQTT TLS handshake failed: {e}");
-                        return;
-                    }
-                    Err(_) => return,
-                };
+                let _slot = slot;
+                let tls =
+                    match tokio::time::timeout(limits.header_timeout, acceptor.accept(tcp)).await {
+                        Ok(Ok(tls)) => tls,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, "MQTT TLS handshake failed: {e}");
+                            return;
+                        }
+                        Err(_) => return,
+                    };
                 let chain: Vec<Vec<u8>> = tls
                     .get_ref()
                     .1

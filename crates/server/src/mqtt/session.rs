@@ -10,11 +10,10 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use idmint_flows::fleet::{ClaimSession, MqttIdentity, Rejection};
-use mqttbytes::QoS;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::broadcast;
 
-use super::codec::{self, CodecError, Incoming, Version};
+use super::codec::{self, CodecError, Incoming, QoS, Version};
 use super::payload::{
     self, CreatedResponse, CsrRequest, RegisterRequest, RegisteredResponse, RejectedResponse,
 };
@@ -226,7 +225,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     fn on_subscribe(&mut self, pkid: u16, filters: Vec<(String, QoS)>) -> Result<(), SessionEnd> {
         let mut granted = Vec::with_capacity(filters.len());
         for (filter, qos) in filters {
-            let allowed = mqttbytes::valid_filter(&filter)
+            let allowed = codec::valid_filter(&filter)
                 && match &self.identity {
                     MqttIdentity::Claim { templates, .. } => {
                         if !topics::claim_may_subscribe(&filter, templates) {
@@ -303,7 +302,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             QoS::AtLeastOnce => codec::puback(self.version, pkid, &mut self.out),
             QoS::ExactlyOnce => codec::pubrec(self.version, pkid, &mut self.out),
         }
-        if !mqttbytes::valid_topic(&topic) {
+        if !codec::valid_topic(&topic) {
             return Err(SessionEnd::Protocol(format!("invalid topic {topic:?}")));
         }
         let fleet = FleetTopic::parse(&topic);
