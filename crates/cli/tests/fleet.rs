@@ -40,6 +40,19 @@ const FLEET_TEMPLATE: &str = r#"{
   "DeviceConfiguration": {"site": {"Ref": "Site"}, "thing": {"Fn::Sub": "sensor-${SerialNumber}"}}
 }"#;
 
+/// The policy the fleet template attaches by name: any client id may
+/// connect; a device uses the topics under `devices/<its thing>/`.
+const DEVICE_POLICY: &str = r#"{
+  "Version": "2012-10-17",
+  "Statement": [
+    {"Effect": "Allow", "Action": "iot:Connect", "Resource": "arn:aws:iot:*:*:client/*"},
+    {"Effect": "Allow", "Action": ["iot:Publish", "iot:Receive"],
+     "Resource": "arn:aws:iot:*:*:topic/devices/${iot:Connection.Thing.ThingName}/*"},
+    {"Effect": "Allow", "Action": "iot:Subscribe",
+     "Resource": "arn:aws:iot:*:*:topicfilter/devices/${iot:Connection.Thing.ThingName}/*"}
+  ]
+}"#;
+
 const JITP_TEMPLATE: &str = r#"{
   "Parameters": {
     "AWS::IoT::Certificate::CommonName": {"Type": "String"},
@@ -57,7 +70,16 @@ const JITP_TEMPLATE: &str = r#"{
     "certificate": {
       "Type": "AWS::IoT::Certificate",
       "Properties": {"CertificateId": {"Ref": "AWS::IoT::Certificate::Id"}, "Status": "ACTIVE"}
-    }
+    },
+    "policy": {"Type": "AWS::IoT::Policy", "Properties": {"PolicyDocument": {
+      "Version": "2012-10-17",
+      "Statement": [
+        {"Effect": "Allow", "Action": "iot:Connect", "Resource": "arn:aws:iot:*:*:client/*"},
+        {"Effect": "Allow", "Action": ["iot:Publish", "iot:Receive", "iot:Subscribe"],
+         "Resource": ["arn:aws:iot:*:*:topic/devices/${iot:Connection.Thing.ThingName}/*",
+                      "arn:aws:iot:*:*:topicfilter/devices/${iot:Connection.Thing.ThingName}/*"]}
+      ]
+    }}}
   }
 }"#;
 
@@ -292,6 +314,15 @@ fn fleet() -> Fleet {
     let body = env.path("fleet.json");
     std::fs::write(&body, FLEET_TEMPLATE).expect("template");
     let (url, hook_log) = hook();
+    let policy = env.path("device-policy.json");
+    std::fs::write(&policy, DEVICE_POLICY).expect("policy");
+    env.ok(&[
+        "policy",
+        "create",
+        "DevicePolicy",
+        "--document",
+        policy.to_str().unwrap(),
+    ]);
     env.ok(&[
         "template",
         "create",
@@ -1378,4 +1409,180 @@ fn a_failing_store_rejects_with_a_correlation_id_and_no_internal_detail() {
     };
     assert!(line.contains("no such table"), "{line}");
     assert!(line.contains("ERROR"), "{line}");
+}
+
+/// A device certificate made with `cert new`; returns (cert, key, id).
+fn device_cert(env: &Env, thing: &str) -> (PathBuf, PathBuf, String) {
+    let (cert, key) = (
+        env.path(&format!("{thing}.pem")),
+        env.path(&format!("{thing}.key")),
+    );
+    env.ok(&[
+        "cert",
+        "new",
+        "--thing",
+        thing,
+        "--out",
+        cert.to_str().unwrap(),
+        "--out-key",
+        key.to_str().unwrap(),
+    ]);
+    let id = env.json(&["cert", "list", "--thing", thing, "--json"])[0]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    (cert, key, id)
+}
+
+fn as_device(port: u16, root: &Path, cert: &Path, key: &Path, client: &str, steps: Value) -> Value {
+    let mut cmd = paho_cmd(port, root, cert, key, "311", None, &steps);
+    cmd.args(["--client-id", client, "--timeout", "3"]);
+    paho_report(cmd.output().expect("python3 with paho-mqtt"))
+}
+
+#[test]
+fn device_policies_decide_connect_subscribe_publish_and_receive() {
+    let f = fleet();
+    let env = &f.env;
+    let (a_cert, a_key, a_id) = device_cert(env, "dev-a");
+    let (b_cert, b_key, b_id) = device_cert(env, "dev-b");
+    let (c_cert, c_key, _) = device_cert(env, "dev-c");
+    for id in [&a_id, &b_id] {
+        env.ok(&["policy", "attach", "DevicePolicy", "--cert", id]);
+    }
+    // A bad document is refused naming the JSON path of the fault.
+    let bad = env.path("bad-policy.json");
+    std::fs::write(
+        &bad,
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["iot:Connect","iot:Teleport"],"Resource":"*"}]}"#,
+    )
+    .expect("write");
+    let out = env.fails(&[
+        "policy",
+        "create",
+        "Bad",
+        "--document",
+        bad.to_str().unwrap(),
+    ]);
+    assert!(out.contains("Statement[0].Action[1]"), "{out}");
+    // An explicit Deny wins over DevicePolicy's Allow.
+    let deny = env.path("deny.json");
+    std::fs::write(
+        &deny,
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"iot:Publish","Resource":"arn:aws:iot:*:*:topic/devices/dev-a/secret"}]}"#,
+    )
+    .expect("write");
+    env.ok(&[
+        "policy",
+        "create",
+        "NoSecrets",
+        "--document",
+        deny.to_str().unwrap(),
+    ]);
+    env.ok(&["policy", "attach", "NoSecrets", "--cert", &a_id]);
+    let out = env.fails(&["policy", "delete", "NoSecrets"]);
+    assert!(out.contains("detach"), "{out}");
+    let config = env.data().join("idmint.toml");
+    let text = std::fs::read_to_string(&config).expect("idmint.toml");
+    std::fs::write(
+        &config,
+        text.replace("recheck_secs = 10", "recheck_secs = 1"),
+    )
+    .expect("write");
+    let server = serve(env);
+
+    // No policy, no access: the certificate is valid, the connection refused.
+    let report = as_device(server.mqtt, &f.root, &c_cert, &c_key, "dev-c", json!([]));
+    assert_ne!(report["connected"], 0, "{report}");
+
+    // `#` is refused, the device's own filter granted; its own topics work.
+    let report = as_device(
+        server.mqtt,
+        &f.root,
+        &a_cert,
+        &a_key,
+        "dev-a",
+        json!([
+            {"sub": ["#", "devices/dev-b/#", "devices/dev-a/#"]},
+            {"pub": "devices/dev-a/up", "raw": "mine"},
+        ]),
+    );
+    assert_eq!(report["connected"], 0, "{report}");
+    assert_eq!(report["granted"][0][0], 128, "{report}");
+    assert_eq!(report["granted"][0][1], 128, "{report}");
+    assert_eq!(report["granted"][0][2], 1, "{report}");
+    assert_eq!(
+        report["replies"][0]["topic"], "devices/dev-a/up",
+        "{report}"
+    );
+
+    // Publishing onto another device's topics, or a denied one, disconnects.
+    for (topic, cert, key, client) in [
+        ("devices/dev-a/down", &b_cert, &b_key, "dev-b"),
+        ("devices/dev-a/secret", &a_cert, &a_key, "dev-a"),
+    ] {
+        let report = as_device(
+            server.mqtt,
+            &f.root,
+            cert,
+            key,
+            client,
+            json!([{"pub": topic, "raw": "x", "wait": false}, {"sub": ["devices/dev-b/#"]}]),
+        );
+        assert_eq!(report["connected"], 0, "{report}");
+        assert!(!report["disconnected"].is_null(), "{topic}: {report}");
+    }
+
+    // A session whose certificate is revoked is closed by the re-check timer.
+    let listener = paho_cmd(
+        server.mqtt,
+        &f.root,
+        &a_cert,
+        &a_key,
+        "311",
+        None,
+        &json!([{"sub": ["devices/dev-a/#"]}, {"recv": true}]),
+    )
+    .args(["--client-id", "dev-a", "--timeout", "15"])
+    .stdout(Stdio::piped())
+    .spawn()
+    .expect("listener");
+    std::thread::sleep(Duration::from_millis(1500));
+    let started = std::time::Instant::now();
+    env.ok(&["cert", "revoke", &a_id]);
+    let report = paho_report(listener.wait_with_output().expect("listener"));
+    assert!(!report["disconnected"].is_null(), "{report}");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "closed after {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn a_session_holds_at_most_max_subscriptions_filters() {
+    let f = fleet();
+    let env = &f.env;
+    let (cert, key, id) = device_cert(env, "dev-s");
+    env.ok(&["policy", "attach", "DevicePolicy", "--cert", &id]);
+    let config = env.data().join("idmint.toml");
+    let text = std::fs::read_to_string(&config).expect("idmint.toml");
+    std::fs::write(
+        &config,
+        text.replace("max_subscriptions = 64", "max_subscriptions = 3"),
+    )
+    .expect("write");
+    let server = serve(env);
+    let filters: Vec<String> = (0..5).map(|i| format!("devices/dev-s/{i}")).collect();
+    let report = as_device(
+        server.mqtt,
+        &f.root,
+        &cert,
+        &key,
+        "dev-s",
+        json!([{"sub": filters}, {"sub": ["devices/dev-s/0"]}]),
+    );
+    assert_eq!(report["granted"][0], json!([1, 1, 1, 128, 128]), "{report}");
+    // Re-subscribing to a held filter is not a new one.
+    assert_eq!(report["granted"][1], json!([1]), "{report}");
 }

@@ -36,13 +36,14 @@ def main():
     ap.add_argument("--protocol", choices=["311", "5"], default="311")
     ap.add_argument("--csr")
     ap.add_argument("--timeout", type=float, default=10.0)
+    ap.add_argument("--client-id", default="fleet-test-device")
     ap.add_argument("steps")
     args = ap.parse_args()
     steps = json.loads(args.steps)
     csr = open(args.csr).read() if args.csr else ""
 
     proto = mqtt.MQTTv5 if args.protocol == "5" else mqtt.MQTTv311
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="fleet-test-device", protocol=proto)
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=args.client_id, protocol=proto)
     ctx = ssl.create_default_context(cafile=args.ca)
     ctx.load_cert_chain(args.cert, args.key)
     client.tls_set_context(ctx)

@@ -9,6 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use idmint_flows::access::policy::IotAction;
+use idmint_flows::access::PolicySubject;
 use idmint_flows::fleet::{ClaimSession, MqttIdentity, Rejection};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::broadcast;
@@ -48,6 +50,21 @@ struct Session<S> {
     subscriptions: Vec<(String, QoS)>,
     broker: Option<broadcast::Receiver<Arc<Message>>>,
     next_pkid: u16,
+    /// The policies a device session is decided by (claims: their
+    /// templates' topics instead).
+    policy: PolicySubject,
+    /// Receive decisions by topic, cleared when the policies are reloaded.
+    receive_cache: std::collections::HashMap<String, bool>,
+}
+
+/// Receive decisions kept per session at most.
+const RECEIVE_CACHE: usize = 1024;
+
+fn certificate_of(identity: &MqttIdentity) -> &str {
+    match identity {
+        MqttIdentity::Claim { certificate_id, .. }
+        | MqttIdentity::Device { certificate_id, .. } => certificate_id,
+    }
 }
 
 /// Serves one connection whose TLS handshake presented `chain`.
@@ -97,6 +114,33 @@ where
             return Err(SessionEnd::NotAuthorized(rejection.message));
         }
     };
+    // A device connects only where its policies allow `iot:Connect` on
+    // its client id (an admin grant admits the events topics alone).
+    let policy = match &identity {
+        MqttIdentity::Claim { .. } => PolicySubject::default(),
+        MqttIdentity::Device {
+            certificate_id,
+            admin,
+            ..
+        } => {
+            let subject = ctx
+                .state
+                .idmint
+                .policy_subject(certificate_id, &client_id)
+                .await
+                .map_err(|e| SessionEnd::Protocol(format!("policies: {e}")))?;
+            if !admin && !subject.allows(IotAction::Connect, &client_id) {
+                tracing::info!(client = %client_id, certificate = %certificate_id, "connect refused: no policy allows iot:Connect on this client id");
+                codec::connack(version, false, &mut out);
+                let _ = stream.write_all(&out).await;
+                let _ = stream.shutdown().await;
+                return Err(SessionEnd::NotAuthorized(format!(
+                    "no policy allows iot:Connect for client id {client_id:?}"
+                )));
+            }
+            subject
+        }
+    };
     if let MqttIdentity::Device {
         registered: Some(event),
         ..
@@ -122,6 +166,8 @@ where
         subscriptions: Vec::new(),
         broker: None,
         next_pkid: 0,
+        policy,
+        receive_cache: std::collections::HashMap::new(),
     };
     let result = session.run(keep_alive).await;
     let _ = session.flush().await;
@@ -137,6 +183,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Duration::from_millis(u64::from(keep_alive) * 1500)
         };
         let mut last_heard = Instant::now();
+        let recheck = Duration::from_secs(self.ctx.state.idmint.config().mqtt.recheck_secs.max(1));
+        let mut next_check = tokio::time::Instant::now() + recheck;
         loop {
             // Packets already buffered first.
             loop {
@@ -175,6 +223,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     }
                 }
                 _ = tokio::time::sleep_until(deadline.into()) => return Err(SessionEnd::KeepAlive),
+                _ = tokio::time::sleep_until(next_check) => {
+                    next_check = tokio::time::Instant::now() + recheck;
+                    self.recheck().await?;
+                }
             }
         }
     }
@@ -217,6 +269,53 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         Ok(true)
     }
 
+    /// The re-check timer: a session whose certificate is no longer in
+    /// force (revoked, deactivated, expired) is closed; a device's policies
+    /// are reloaded, so attach and detach take effect.
+    async fn recheck(&mut self) -> Result<(), SessionEnd> {
+        let certificate = certificate_of(&self.identity).to_string();
+        self.ensure_in_force(&certificate).await?;
+        if let MqttIdentity::Device { .. } = self.identity {
+            match self
+                .ctx
+                .state
+                .idmint
+                .policy_subject(&certificate, &self.client_id)
+                .await
+            {
+                Ok(subject) => {
+                    self.policy = subject;
+                    self.receive_cache.clear();
+                }
+                Err(e) => tracing::warn!(client = %self.client_id, "policy reload failed: {e}"),
+            }
+        }
+        Ok(())
+    }
+
+    async fn ensure_in_force(&mut self, certificate: &str) -> Result<(), SessionEnd> {
+        match self
+            .ctx
+            .state
+            .idmint
+            .certificate_in_force(certificate)
+            .await
+        {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                tracing::info!(client = %self.client_id, %certificate, "session closed: its certificate is no longer ACTIVE and valid");
+                Err(self.refuse(format!(
+                    "certificate {certificate} is no longer ACTIVE and valid"
+                )))
+            }
+            // The store is unreachable: keep the session, ask again later.
+            Err(e) => {
+                tracing::warn!(client = %self.client_id, "certificate re-check failed: {e}");
+                Ok(())
+            }
+        }
+    }
+
     fn refuse(&mut self, why: String) -> SessionEnd {
         codec::disconnect_not_authorized(self.version, &mut self.out);
         SessionEnd::NotAuthorized(why)
@@ -224,7 +323,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     fn on_subscribe(&mut self, pkid: u16, filters: Vec<(String, QoS)>) -> Result<(), SessionEnd> {
         let mut granted = Vec::with_capacity(filters.len());
+        let limit = self.ctx.state.idmint.config().mqtt.max_subscriptions.max(1);
         for (filter, qos) in filters {
+            let new = !self.subscriptions.iter().any(|(f, _)| *f == filter);
+            if new && self.subscriptions.len() >= limit {
+                tracing::info!(client = %self.client_id, "subscription to {filter:?} refused: the session holds {limit} filters ([mqtt] max_subscriptions)");
+                granted.push(None);
+                continue;
+            }
             let allowed = codec::valid_filter(&filter)
                 && match &self.identity {
                     MqttIdentity::Claim { templates, .. } => {
@@ -238,8 +344,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     MqttIdentity::Device { admin, .. } if filter.starts_with("$aws/events/") => {
                         *admin
                     }
-                    MqttIdentity::Device { .. } => !topics::reserved(&filter),
+                    MqttIdentity::Device { .. } => {
+                        !topics::reserved(&filter)
+                            && self.policy.allows(IotAction::Subscribe, &filter)
+                    }
                 };
+            if !allowed {
+                tracing::info!(client = %self.client_id, "subscription to {filter:?} refused by policy");
+            }
             if allowed {
                 // QoS 2 is granted as QoS 1, as AWS IoT does.
                 let qos = if qos == QoS::AtMostOnce {
@@ -280,9 +392,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         codec::publish(self.version, topic, qos, pkid, payload, &mut self.out);
     }
 
-    fn deliver(&mut self, message: &Message) {
+    /// Whether this session may receive messages on `topic`.
+    fn may_receive(&mut self, topic: &str) -> bool {
         let admin = matches!(self.identity, MqttIdentity::Device { admin: true, .. });
-        if message.topic.starts_with("$aws/events/") && !admin {
+        if topic.starts_with("$aws/events/") {
+            return admin;
+        }
+        if let Some(allowed) = self.receive_cache.get(topic) {
+            return *allowed;
+        }
+        let allowed = self.policy.allows(IotAction::Receive, topic);
+        if self.receive_cache.len() >= RECEIVE_CACHE {
+            self.receive_cache.clear();
+        }
+        self.receive_cache.insert(topic.to_string(), allowed);
+        allowed
+    }
+
+    fn deliver(&mut self, message: &Message) {
+        if self.subscribed(&message.topic).is_none() || !self.may_receive(&message.topic) {
             return;
         }
         if let Some(qos) = self.subscribed(&message.topic) {
@@ -320,6 +448,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 format!("{topic:?} is for claim certificates and the service only"),
             )),
             (MqttIdentity::Device { .. }, _) => {
+                if !self.policy.allows(IotAction::Publish, &topic) {
+                    tracing::info!(client = %self.client_id, "publish to {topic:?} refused by policy; disconnected");
+                    return Err(self.refuse(format!("no policy allows iot:Publish on {topic:?}")));
+                }
                 self.ctx.publish(topic, payload);
                 Ok(())
             }
@@ -392,6 +524,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     "this claim certificate is limited to {rate_per_minute} requests per minute; retry in {wait} s"
                 )));
             }
+        }
+        // The claim certificate may have been revoked since CONNECT.
+        if !self
+            .ctx
+            .state
+            .idmint
+            .certificate_in_force(certificate_id)
+            .await
+            .map_err(Rejection::from)?
+        {
+            return Err(Rejection::forbidden(
+                "NotAuthorized",
+                "this claim certificate is no longer ACTIVE and valid",
+            ));
         }
         let claim = ClaimSession {
             certificate_id: certificate_id.clone(),
