@@ -1,6 +1,8 @@
 //! One policy decision: a 10-statement AWS IoT policy with variables,
 //! wildcards and a Deny, decided for a publish (target: < 2 µs).
 
+#![allow(missing_docs)] // criterion_group! generates an undocumented function
+
 use criterion::{criterion_group, criterion_main, Criterion};
 use idmint_flows::access::policy::{evaluate, IotAction, PolicyDocument, PolicyVariables};
 

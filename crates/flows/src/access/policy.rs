@@ -786,15 +786,20 @@ mod tests {
         ));
         let v = vars("c", Some("t"));
         assert_eq!(
-            evaluate(&[p.clone()], IotAction::Publish, "dev/1/x", &v),
+            evaluate(std::slice::from_ref(&p), IotAction::Publish, "dev/1/x", &v),
             Decision::Allow
         );
         assert_eq!(
-            evaluate(&[p.clone()], IotAction::Receive, "dev/1/x/y", &v),
+            evaluate(
+                std::slice::from_ref(&p),
+                IotAction::Receive,
+                "dev/1/x/y",
+                &v
+            ),
             Decision::Allow
         );
         assert_eq!(
-            evaluate(&[p.clone()], IotAction::Publish, "dev/2/x", &v),
+            evaluate(std::slice::from_ref(&p), IotAction::Publish, "dev/2/x", &v),
             Decision::NoMatch
         );
         assert_eq!(
@@ -836,16 +841,34 @@ mod tests {
                {{"Effect":"Allow","Action":"iot:Publish","Resource":["{ARN}:topic/d/${{iot:ClientId}}/*","{ARN}:topic/site/${{iot:Connection.Thing.Attributes[site]}}","{ARN}:topic/type/${{iot:Connection.Thing.ThingTypeName}}","{ARN}:topic/cn/${{iot:Certificate.Subject.CommonName}}"]}}"#
         ));
         let v = vars("t1", Some("t1"));
-        assert!(evaluate(&[p.clone()], IotAction::Connect, "t1", &v).allowed());
-        assert!(!evaluate(&[p.clone()], IotAction::Connect, "t2", &v).allowed());
-        assert!(evaluate(&[p.clone()], IotAction::Publish, "d/t1/x", &v).allowed());
-        assert!(evaluate(&[p.clone()], IotAction::Publish, "site/berlin", &v).allowed());
-        assert!(evaluate(&[p.clone()], IotAction::Publish, "type/sensor", &v).allowed());
-        assert!(evaluate(&[p.clone()], IotAction::Publish, "cn/dev-1", &v).allowed());
+        assert!(evaluate(std::slice::from_ref(&p), IotAction::Connect, "t1", &v).allowed());
+        assert!(!evaluate(std::slice::from_ref(&p), IotAction::Connect, "t2", &v).allowed());
+        assert!(evaluate(std::slice::from_ref(&p), IotAction::Publish, "d/t1/x", &v).allowed());
+        assert!(evaluate(
+            std::slice::from_ref(&p),
+            IotAction::Publish,
+            "site/berlin",
+            &v
+        )
+        .allowed());
+        assert!(evaluate(
+            std::slice::from_ref(&p),
+            IotAction::Publish,
+            "type/sensor",
+            &v
+        )
+        .allowed());
+        assert!(evaluate(std::slice::from_ref(&p), IotAction::Publish, "cn/dev-1", &v).allowed());
         // A client id of "*" is the character, not a wildcard.
         let star = vars("*", Some("t1"));
-        assert!(!evaluate(&[p.clone()], IotAction::Publish, "d/other/x", &star).allowed());
-        assert!(evaluate(&[p.clone()], IotAction::Publish, "d/*/x", &star).allowed());
+        assert!(!evaluate(
+            std::slice::from_ref(&p),
+            IotAction::Publish,
+            "d/other/x",
+            &star
+        )
+        .allowed());
+        assert!(evaluate(std::slice::from_ref(&p), IotAction::Publish, "d/*/x", &star).allowed());
         // No thing: the thing-name resource matches nothing.
         let lone = vars("t1", None);
         assert!(!evaluate(&[p], IotAction::Connect, "t1", &lone).allowed());
@@ -857,12 +880,12 @@ mod tests {
             r#"{{"Effect":"Allow","Action":"iot:Subscribe","Resource":["{ARN}:topicfilter/a/#","{ARN}:topicfilter/b/?/c"]}}"#
         ));
         let v = vars("c", None);
-        assert!(evaluate(&[p.clone()], IotAction::Subscribe, "a/#", &v).allowed());
+        assert!(evaluate(std::slice::from_ref(&p), IotAction::Subscribe, "a/#", &v).allowed());
         // `#` in the resource is literal: it does not allow other filters.
-        assert!(!evaluate(&[p.clone()], IotAction::Subscribe, "a/b", &v).allowed());
-        assert!(!evaluate(&[p.clone()], IotAction::Subscribe, "#", &v).allowed());
-        assert!(evaluate(&[p.clone()], IotAction::Subscribe, "b/x/c", &v).allowed());
-        assert!(evaluate(&[p.clone()], IotAction::Subscribe, "b/é/c", &v).allowed());
+        assert!(!evaluate(std::slice::from_ref(&p), IotAction::Subscribe, "a/b", &v).allowed());
+        assert!(!evaluate(std::slice::from_ref(&p), IotAction::Subscribe, "#", &v).allowed());
+        assert!(evaluate(std::slice::from_ref(&p), IotAction::Subscribe, "b/x/c", &v).allowed());
+        assert!(evaluate(std::slice::from_ref(&p), IotAction::Subscribe, "b/é/c", &v).allowed());
         assert!(!evaluate(&[p], IotAction::Subscribe, "b/xy/c", &v).allowed());
     }
 
@@ -884,7 +907,13 @@ mod tests {
         let p = doc(
             r#"{"Effect":"Allow","Action":"iot:Connect","Resource":"*","Condition":{"Bool":{"iot:Connection.Thing.IsAttached":"true"}}}"#,
         );
-        assert!(evaluate(&[p.clone()], IotAction::Connect, "c", &vars("c", Some("t"))).allowed());
+        assert!(evaluate(
+            std::slice::from_ref(&p),
+            IotAction::Connect,
+            "c",
+            &vars("c", Some("t"))
+        )
+        .allowed());
         assert!(!evaluate(&[p], IotAction::Connect, "c", &vars("c", None)).allowed());
     }
 
