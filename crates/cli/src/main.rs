@@ -88,6 +88,9 @@ enum Command {
     /// AWS IoT policies: create, list, show, delete, attach, detach.
     #[command(subcommand)]
     Policy(commands::policy::PolicyCommand),
+    /// Outside MQTT brokers that trust idmint: mosquitto set-up.
+    #[command(subcommand)]
+    Broker(commands::broker::BrokerCommand),
     /// Vendor manifests of pre-provisioned secure elements: import, export.
     #[command(subcommand)]
     Manifest(commands::manifest::ManifestCommand),
@@ -233,6 +236,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Token(cmd) => commands::token::run(&ctx, cmd).await,
         Command::Grant(cmd) => commands::grant::run(&ctx, cmd).await,
         Command::Policy(cmd) => commands::policy::run(&ctx, cmd).await,
+        Command::Broker(cmd) => commands::broker::run(&ctx, cmd).await,
         Command::Manifest(cmd) => commands::manifest::run(&ctx, cmd).await,
         Command::Batch(cmd) => commands::batch::run(&ctx, cmd).await,
         Command::Station(cmd) => commands::station::run(&ctx, cmd).await,

@@ -53,6 +53,20 @@ pub fn write_new(path: &Path, bytes: &[u8]) -> Result<(), FlowError> {
     file.write_all(bytes).map_err(|e| FlowError::io(path, e))
 }
 
+/// Replaces a public file (a CRL, a CA chain, a broker ACL) atomically: the
+/// bytes go to a new file beside `path`, renamed over it, so a reader (a
+/// broker re-reading on SIGHUP) sees the old file or the new one, never
+/// half of one.
+pub fn replace_public(path: &Path, bytes: &[u8]) -> Result<(), FlowError> {
+    let tmp = temp_beside(path);
+    let written = write_new(&tmp, bytes)
+        .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| FlowError::io(path, e)));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
 /// Creates `path` (failing if anything, even a dangling symlink, is there)
 /// with mode 0600 whatever the umask.
 fn create_private(path: &Path) -> Result<File, FlowError> {

@@ -10,6 +10,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod access;
+pub mod broker;
 pub mod ca;
 pub mod certificates;
 pub mod config;
@@ -22,6 +23,7 @@ pub mod init;
 pub mod issue;
 pub mod manifest;
 pub mod mint;
+pub mod mqtt_topic;
 pub mod offline;
 mod registrar;
 pub mod rotation;

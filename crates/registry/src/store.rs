@@ -217,6 +217,18 @@ impl Store {
         rows.iter().map(certificate_from_row).collect()
     }
 
+    /// A mark that changes whenever a certificate is revoked: how many are
+    /// revoked and when the newest changed. Cheap enough to poll each second
+    /// (the status column is indexed).
+    pub async fn revocation_mark(&self) -> Result<(i64, i64), RegistryError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*), COALESCE(MAX(updated), 0) FROM certificates WHERE status = 'REVOKED'",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((row.try_get(0)?, row.try_get(1)?))
+    }
+
     /// A certificate by its issuer CA and serial (hex), for OCSP.
     pub async fn certificate_by_serial(
         &self,

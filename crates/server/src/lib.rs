@@ -13,6 +13,7 @@
 pub mod api;
 pub mod auth;
 pub mod crl;
+pub mod crl_files;
 mod error;
 pub mod est;
 pub mod grants;

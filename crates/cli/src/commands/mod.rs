@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod batch;
+pub mod broker;
 pub mod ca;
 pub mod cert;
 pub mod claim;

@@ -31,6 +31,15 @@ pub struct ServeArgs {
     /// `[server] station_pending_timeout_secs` (default 3600).
     #[arg(long)]
     pub station_pending_timeout: Option<u64>,
+    /// Directory where CRL files for outside brokers are kept current:
+    /// `<ca-name>.crl.pem` per CA and `all.crl.pem`, rewritten within
+    /// seconds of a revocation (overrides `[crl] dir`).
+    #[arg(long, value_name = "DIR")]
+    pub crl_dir: Option<std::path::PathBuf>,
+    /// Command run with `sh -c` after the CRL files changed, e.g.
+    /// `kill -HUP $(cat /run/mosquitto.pid)` (overrides `[crl] reload_cmd`).
+    #[arg(long, value_name = "CMD", requires = "crl_dir")]
+    pub crl_reload_cmd: Option<String>,
 }
 
 /// Runs `idmint serve`.
@@ -100,6 +109,30 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> anyhow::Result<ExitCode> {
         eprintln!("idmint serving mqtts://{}", mqtt.local_addr()?);
         Some(tokio::spawn(mqtt.run(stopped(stop_rx.clone()))))
     };
+    let mut crl = idmint.config().crl.clone();
+    if let Some(dir) = args.crl_dir {
+        crl.dir = Some(dir);
+    }
+    if let Some(cmd) = args.crl_reload_cmd {
+        crl.reload_cmd = Some(cmd);
+    }
+    if let Some(dir) = &crl.dir {
+        let dir = idmint_flows::broker::crl_dir::CrlDirectory::new(dir, crl.reload_cmd.clone())?;
+        // Written once before serving, so a broker started next finds them.
+        idmint_server::crl_files::publish(&server.state(), &dir)
+            .await
+            .map_err(|e| anyhow::anyhow!("CRL files in {}: {}", dir.dir().display(), e.message))?;
+        // The broker may start after us: a failed reload now is only noted.
+        if let Err(e) = dir.reload().await {
+            tracing::warn!("{e}");
+        }
+        eprintln!("idmint keeps CRLs current in {}", dir.dir().display());
+        tokio::spawn(idmint_server::crl_files::run(
+            server.state(),
+            dir,
+            stopped(stop_rx.clone()),
+        ));
+    }
     let https = tokio::spawn(server.run(stopped(stop_rx.clone())));
     https.await??;
     if let Some(mqtt) = mqtt {

@@ -149,6 +149,16 @@ pub struct ResourcePattern {
     fixed: Option<Vec<Token>>,
 }
 
+impl ResourcePattern {
+    /// Whether the pattern names `variable` (an outside broker's ACL,
+    /// compiled ahead of any session, cannot know `${iot:ClientId}`).
+    pub fn uses(&self, variable: &Variable) -> bool {
+        self.pieces
+            .iter()
+            .any(|p| matches!(p, Piece::Variable(v) if v == variable))
+    }
+}
+
 /// A condition idmint evaluates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Condition {

@@ -279,33 +279,7 @@ fn limit_u32(max: usize) -> u32 {
     u32::try_from(max).unwrap_or(u32::MAX)
 }
 
-/// Whether `topic` may be published to: non-empty, at most 65535 bytes, no
-/// NUL and no wildcard (`+`, `#`).
-pub fn valid_topic(topic: &str) -> bool {
-    !topic.is_empty() && topic.len() <= usize::from(u16::MAX) && !topic.contains(['\0', '+', '#'])
-}
-
-/// Whether `filter` is a valid topic filter: non-empty, at most 65535
-/// bytes, no NUL, `+` only as a whole level and `#` only as the whole last
-/// level.
-pub fn valid_filter(filter: &str) -> bool {
-    if filter.is_empty() || filter.len() > usize::from(u16::MAX) || filter.contains('\0') {
-        return false;
-    }
-    let mut levels = filter.split('/').peekable();
-    while let Some(level) = levels.next() {
-        let last = levels.peek().is_none();
-        let ok = match level {
-            "#" => last,
-            "+" => true,
-            other => !other.contains(['+', '#']),
-        };
-        if !ok {
-            return false;
-        }
-    }
-    true
-}
+pub use idmint_flows::mqtt_topic::{valid_filter, valid_topic};
 
 // Writing fails only for a packet over 256 MB, which the endpoint never
 // sends, so the writers below ignore the result.
