@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::http::{cert_id, postgres_env, run, Env};
+use common::http::{cert_id, curl, postgres_env, run, token, Env};
 use common::{free_port, openssl, wait_for_listener};
 
 const MOSQUITTO: &str = "/usr/sbin/mosquitto";
@@ -286,4 +286,146 @@ fn mosquitto_enforces_policies_and_refuses_a_revoked_device_postgres() {
     if let Some(env) = postgres_env("brokers") {
         scenario(&env);
     }
+}
+
+/// The HTTP authorizers EMQX and mosquitto-go-auth call, driven with the
+/// exact request shapes their sources send, against a real `idmint serve`.
+#[test]
+fn http_authorizers_answer_from_the_live_registry() {
+    let env = Env::new();
+    env.ok(&["init"]);
+    let policy = env.path("device-policy.json");
+    std::fs::write(&policy, DEVICE_POLICY).expect("policy");
+    env.ok(&[
+        "policy",
+        "create",
+        "DevicePolicy",
+        "--document",
+        policy.to_str().expect("path"),
+    ]);
+    let a = device(&env, "dev-a");
+    let reader = token(&env, "broker", "reader", None);
+    let serve = env.serve(&[]);
+    let root = env.path("root.pem");
+    std::fs::write(&root, env.ok(&["ca", "show", "root", "--pem"])).expect("root");
+    let base = format!("https://127.0.0.1:{}/api/v1/broker", serve.port);
+    let bearer = format!("Authorization: Bearer {reader}");
+
+    let emqx = |body: &str, auth: &str| {
+        curl(
+            &root,
+            &format!("{base}/emqx/authorize"),
+            &[
+                "-X",
+                "POST",
+                "-H",
+                "Content-Type: application/json",
+                "-H",
+                auth,
+                "--data",
+                body,
+            ],
+        )
+    };
+    let ask = |cn: &str, topic: &str, action: &str| {
+        let body = serde_json::json!({
+            "clientid": "c1", "username": "whatever-the-client-said", "cert_common_name": cn,
+            "topic": topic, "action": action, "peerhost": "127.0.0.1", "qos": "1", "retain": "false"
+        })
+        .to_string();
+        let (status, text) = emqx(&body, &bearer);
+        assert_eq!(status, 200, "{text}");
+        serde_json::from_str::<serde_json::Value>(&text).expect("JSON")["result"]
+            .as_str()
+            .expect("result")
+            .to_string()
+    };
+    assert_eq!(ask("dev-a", "dev/dev-a/telemetry", "publish"), "allow");
+    assert_eq!(
+        ask("dev-a", "dev/dev-a/admin", "publish"),
+        "deny",
+        "Deny wins"
+    );
+    assert_eq!(ask("dev-a", "dev/dev-b/telemetry", "publish"), "deny");
+    assert_eq!(
+        ask("dev-b", "dev/dev-b/telemetry", "publish"),
+        "deny",
+        "no certificate, no access"
+    );
+    assert_eq!(
+        ask("", "dev/dev-a/telemetry", "publish"),
+        "deny",
+        "no client certificate"
+    );
+    assert_eq!(ask("dev-a", "dev/dev-a/#", "subscribe"), "allow");
+    assert_eq!(ask("dev-a", "#", "subscribe"), "deny");
+    let (status, _) = emqx(
+        r#"{"topic":"t","action":"publish"}"#,
+        "Authorization: Bearer nope",
+    );
+    assert_eq!(status, 401, "an unknown token gets no answer");
+    let (status, text) = emqx(r#"{"topic":"t","action":"delete"}"#, &bearer);
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("expected publish or subscribe"), "{text}");
+
+    // mosquitto-go-auth: JSON and form parameters, token in the path.
+    let go = |path: &str, args: &[&str]| {
+        let mut all = vec!["-X", "POST"];
+        all.extend_from_slice(args);
+        curl(&root, &format!("{base}/go-auth/{reader}/{path}"), &all)
+    };
+    let json_acl = |topic: &str, acc: i64| {
+        let body =
+            serde_json::json!({"username": "dev-a", "clientid": "c1", "topic": topic, "acc": acc})
+                .to_string();
+        go(
+            "acl",
+            &[
+                "-H",
+                "Content-Type: application/json",
+                "--data",
+                body.as_str(),
+            ],
+        )
+        .0
+    };
+    assert_eq!(json_acl("dev/dev-a/telemetry", 2), 200);
+    assert_eq!(json_acl("dev/dev-a/telemetry", 3), 200);
+    assert_eq!(json_acl("dev/dev-a/#", 4), 200);
+    assert_eq!(json_acl("dev/dev-b/telemetry", 1), 403);
+    assert_eq!(json_acl("dev/dev-a/admin", 2), 403);
+    let (status, text) = go(
+        "acl",
+        &[
+            "--data",
+            "username=dev-a&clientid=c1&topic=dev%2Fdev-a%2Fx&acc=2",
+        ],
+    );
+    assert_eq!(status, 200, "form parameters: {text}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&text).expect("JSON")["ok"],
+        true
+    );
+    assert_eq!(go("superuser", &["--data", "username=dev-a"]).0, 403);
+    assert_eq!(
+        go("user", &["--data", "username=dev-a&password=x&clientid=c1"]).0,
+        403,
+        "passwords are never accepted"
+    );
+    let (status, _) = curl(
+        &root,
+        &format!("{base}/go-auth/not-a-token/acl"),
+        &[
+            "-X",
+            "POST",
+            "--data",
+            "username=dev-a&topic=dev%2Fdev-a%2Fx&acc=2",
+        ],
+    );
+    assert_eq!(status, 401);
+
+    // Revoked: denied at once, from the live registry.
+    env.ok(&["cert", "revoke", &a.2]);
+    assert_eq!(ask("dev-a", "dev/dev-a/telemetry", "publish"), "deny");
+    assert_eq!(json_acl("dev/dev-a/telemetry", 2), 403);
 }

@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod brokers;
 pub mod crl;
 pub mod crl_files;
 mod error;
@@ -141,6 +142,10 @@ impl AppState {
         policies::delete_policy,
         policies::attach_policy,
         policies::detach_policy,
+        brokers::emqx_authorize,
+        brokers::go_auth_acl,
+        brokers::go_auth_superuser,
+        brokers::go_auth_user,
         api::openapi,
         api::ocsp_post,
         api::ocsp_get,
@@ -165,7 +170,9 @@ impl AppState {
         api::ProvisionedRequest,
         api::ProvisioningClaimRequest,
         grants::GrantRequest,
-        policies::PolicyRequest
+        policies::PolicyRequest,
+        brokers::EmqxRequest,
+        brokers::GoAuthAclRequest
     ))
 )]
 pub struct ApiDoc;
@@ -243,6 +250,26 @@ fn route_table() -> Vec<(&'static str, &'static str, MethodRouter<Shared>)> {
             "DELETE",
             "/api/v1/policies/{name}/certificates/{cert_id}",
             delete(policies::detach_policy),
+        ),
+        (
+            "POST",
+            "/api/v1/broker/emqx/authorize",
+            post(brokers::emqx_authorize),
+        ),
+        (
+            "POST",
+            "/api/v1/broker/go-auth/{token}/acl",
+            post(brokers::go_auth_acl),
+        ),
+        (
+            "POST",
+            "/api/v1/broker/go-auth/{token}/superuser",
+            post(brokers::go_auth_superuser),
+        ),
+        (
+            "POST",
+            "/api/v1/broker/go-auth/{token}/user",
+            post(brokers::go_auth_user),
         ),
         ("GET", "/api/v1/openapi.json", get(api::openapi)),
         ("POST", "/ocsp", post(api::ocsp_post)),

@@ -2,6 +2,7 @@
 //! directory they re-read, the mosquitto ACL compiled from attached
 //! policies, and the decisions their HTTP authorizers ask for.
 
+pub mod authorize;
 pub mod crl_dir;
 pub mod mosquitto;
 
