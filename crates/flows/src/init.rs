@@ -53,8 +53,7 @@ pub async fn init(
         Some(p) => (p, None),
         None => {
             let mut bytes = Zeroizing::new([0u8; 24]);
-            aws_lc_rs::rand::fill(bytes.as_mut())
-                .map_err(|_| FlowError::Invalid("random generator failed".into()))?;
+            idmint_pki::random_fill(bytes.as_mut())?;
             let p = Zeroizing::new(hex::encode(bytes.as_ref()));
             let path = data_dir.join(PASSPHRASE_FILE);
             write_secret(&path, format!("{}\n", p.as_str()).as_bytes())?;

@@ -41,8 +41,7 @@ pub use idmint_registry as registry;
 /// `n` random bytes from the system generator.
 pub(crate) fn random_bytes(n: usize) -> Result<Vec<u8>, FlowError> {
     let mut bytes = vec![0u8; n];
-    aws_lc_rs::rand::fill(&mut bytes)
-        .map_err(|_| FlowError::Invalid("the system random generator failed".into()))?;
+    idmint_pki::random_fill(&mut bytes)?;
     Ok(bytes)
 }
 

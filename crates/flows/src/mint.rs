@@ -55,8 +55,7 @@ use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use aws_lc_rs::digest::{digest, SHA256};
-use idmint_pki::{CaBuilder, CertificateAuthority, DeviceKey, KeyType, Profile, SubjectValues};
+use idmint_pki::{sha256_hex, CaBuilder, CertificateAuthority, DeviceKey, KeyType, Profile, SubjectValues};
 use idmint_registry::{
     validate_name, BatchKind, CertificateStatus, MintItem, NewBatch, NewThing, MINT_ITEM_OK,
 };
@@ -235,10 +234,6 @@ fn file_safe(s: &str) -> bool {
         && !s.starts_with('.')
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(digest(&SHA256, bytes).as_ref())
 }
 
 fn load_golden(

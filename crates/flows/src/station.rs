@@ -180,8 +180,7 @@ impl Idmint {
 /// A batch id: `PRODUCT-YYYYMMDD-XXXXXX` (random hex suffix).
 pub fn new_batch_id(product: &str) -> Result<String, FlowError> {
     let mut bytes = [0u8; 3];
-    aws_lc_rs::rand::fill(&mut bytes)
-        .map_err(|_| FlowError::Invalid("random generator failed".into()))?;
+    idmint_pki::random_fill(&mut bytes)?;
     let date = time::OffsetDateTime::now_utc().date();
     let clean: String = product
         .chars()
@@ -611,7 +610,7 @@ fn provision_steps(
     }
     drop(injected_key);
     let mut nonce = [0u8; 32];
-    aws_lc_rs::rand::fill(&mut nonce).map_err(|_| fail("prove", "random generator failed"))?;
+    idmint_pki::random_fill(&mut nonce).map_err(|e| fail("prove", e))?;
     let proof = run
         .timed(|| client.prove(&nonce))
         .map_err(|e| fail("prove", e))?;

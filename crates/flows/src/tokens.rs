@@ -11,10 +11,7 @@ pub const TOKEN_PREFIX: &str = "idm_";
 
 /// Lowercase hex SHA-256 of a token secret (what the registry stores).
 pub fn token_hash(secret: &str) -> String {
-    hex::encode(aws_lc_rs::digest::digest(
-        &aws_lc_rs::digest::SHA256,
-        secret.as_bytes(),
-    ))
+    idmint_pki::sha256_hex(secret.as_bytes())
 }
 
 /// Whether `secret` is the secret of `token` (constant time; a revoked

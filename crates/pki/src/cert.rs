@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 
 use ::time::OffsetDateTime;
-use aws_lc_rs::digest;
 use x509_parser::oid_registry::{
     Oid, OID_X509_COMMON_NAME, OID_X509_COUNTRY_NAME, OID_X509_DN_QUALIFIER,
     OID_X509_ORGANIZATIONAL_UNIT, OID_X509_ORGANIZATION_NAME, OID_X509_SERIALNUMBER,
@@ -16,7 +15,7 @@ use crate::{KeyType, PkiError};
 
 /// The certificate id: lowercase hex SHA-256 of the DER (as AWS IoT does).
 pub fn certificate_id(der: &[u8]) -> String {
-    hex::encode(digest::digest(&digest::SHA256, der))
+    crate::sha256_hex(der)
 }
 
 /// The facts of a certificate that the registry stores and checks.
@@ -94,7 +93,7 @@ impl CertificateInfo {
             not_before: cert.validity().not_before.to_datetime(),
             not_after: cert.validity().not_after.to_datetime(),
             key_type: KeyType::from_spki(&spki_der).ok(),
-            public_key_sha256: hex::encode(digest::digest(&digest::SHA256, &spki_der)),
+            public_key_sha256: crate::sha256_hex(&spki_der),
             spki_der,
             is_ca: cert.is_ca(),
             subject_fields: subject_fields(cert.subject()),

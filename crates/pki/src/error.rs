@@ -65,6 +65,10 @@ pub enum PkiError {
     /// A PKCS#11 token or URI problem.
     #[error("{0}")]
     Pkcs11(String),
+    /// The system random generator failed (a fault of this machine, never
+    /// of a request).
+    #[error("the system random generator failed")]
+    Randomness,
     /// A certificate chain did not verify.
     #[error("certificate chain does not verify: {0}")]
     ChainInvalid(String),

@@ -367,10 +367,7 @@ impl Idmint {
                 (Some(name), _) => name.clone(),
                 (None, Some(doc)) => format!(
                     "policy-{}",
-                    &hex::encode(aws_lc_rs::digest::digest(
-                        &aws_lc_rs::digest::SHA256,
-                        doc.as_bytes()
-                    ))[..16]
+                    &idmint_pki::sha256_hex(doc.as_bytes())[..16]
                 ),
                 (None, None) => continue,
             };

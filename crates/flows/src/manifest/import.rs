@@ -299,7 +299,7 @@ fn read_in_chunks(
 
 fn new_batch_id() -> Result<String, FlowError> {
     let mut random = [0u8; 3];
-    aws_lc_rs::rand::fill(&mut random).map_err(|_| FlowError::Invalid("no randomness".into()))?;
+    idmint_pki::random_fill(&mut random)?;
     let now = time::OffsetDateTime::now_utc();
     Ok(format!(
         "import-{:04}{:02}{:02}T{:02}{:02}{:02}-{}",

@@ -8,7 +8,6 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use aws_lc_rs::digest;
 use aws_lc_rs::signature::{ParsedPublicKey, ECDSA_P256_SHA256_FIXED};
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
@@ -346,7 +345,7 @@ impl LogSigner {
         Ok(LogSigner {
             key: ParsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, point).ok(),
             ski,
-            sha256: digest::digest(&digest::SHA256, der).as_ref().to_vec(),
+            sha256: idmint_pki::sha256(der).to_vec(),
         })
     }
 

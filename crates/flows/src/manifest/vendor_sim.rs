@@ -9,7 +9,6 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
-use aws_lc_rs::digest;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use base64::Engine as _;
@@ -105,9 +104,7 @@ impl VendorSim {
                 _ => None,
             })
             .unwrap_or_default();
-        let x5t = digest::digest(&digest::SHA256, &log_signer_der)
-            .as_ref()
-            .to_vec();
+        let x5t = idmint_pki::sha256(&log_signer_der).to_vec();
         Ok(VendorSim {
             root,
             signer_ca,

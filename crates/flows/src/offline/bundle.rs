@@ -158,9 +158,7 @@ fn bad(path: &Path, why: impl std::fmt::Display) -> FlowError {
 }
 
 /// Lowercase hex SHA-256.
-pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes))
-}
+pub(crate) use idmint_pki::sha256_hex;
 
 /// Signs `context || message` with a CA key.
 pub(crate) fn sign(signer: &Signer, context: &[u8], message: &[u8]) -> Result<Vec<u8>, FlowError> {
