@@ -181,10 +181,12 @@ pub async fn go_auth_acl(
 }
 
 /// mosquitto-go-auth's superuser check: no device is a superuser.
-#[utoipa::path(post, path = "/api/v1/broker/go-auth/{token}/superuser", tag = "brokers", responses((status = 403, description = "never a superuser")))]
+#[utoipa::path(post, path = "/api/v1/broker/go-auth/{token}/superuser", tag = "brokers", request_body(content = String, description = "username (JSON or form)"), responses((status = 403, description = "never a superuser")))]
 pub async fn go_auth_superuser(
     State(s): State<Shared>,
     Path(token): Path<String>,
+    // Read, so the connection is not reset under a client still sending.
+    _body: Bytes,
 ) -> Result<Response, ApiError> {
     go_auth_caller(&s, &token).await?;
     Ok(go_auth(false, "no device is a superuser"))
@@ -193,10 +195,12 @@ pub async fn go_auth_superuser(
 /// mosquitto-go-auth's user check: refused, because devices authenticate
 /// with their certificates (`use_identity_as_username true`), never with a
 /// password this endpoint could check.
-#[utoipa::path(post, path = "/api/v1/broker/go-auth/{token}/user", tag = "brokers", responses((status = 403, description = "refused: devices authenticate by certificate")))]
+#[utoipa::path(post, path = "/api/v1/broker/go-auth/{token}/user", tag = "brokers", request_body(content = String, description = "username, password, clientid (JSON or form)"), responses((status = 403, description = "refused: devices authenticate by certificate")))]
 pub async fn go_auth_user(
     State(s): State<Shared>,
     Path(token): Path<String>,
+    // Read, so the connection is not reset under a client still sending.
+    _body: Bytes,
 ) -> Result<Response, ApiError> {
     go_auth_caller(&s, &token).await?;
     Ok(go_auth(
