@@ -24,9 +24,7 @@ impl Idmint {
             .into());
         }
         let reason = match status {
-            CertificateStatus::Revoked => {
-                Some(reason.unwrap_or(RevocationReason::Unspecified).as_str())
-            }
+            CertificateStatus::Revoked => Some(reason.unwrap_or(RevocationReason::Unspecified)),
             _ => None,
         };
         let mut tx = self.store().begin(who.actor()).await?;

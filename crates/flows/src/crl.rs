@@ -19,11 +19,7 @@ impl Idmint {
             .map(|c| RevokedEntry {
                 serial: c.serial.clone(),
                 revoked_at: c.revoked_at.unwrap_or(c.updated),
-                reason: c
-                    .revocation_reason
-                    .as_deref()
-                    .and_then(|r| r.parse().ok())
-                    .unwrap_or(RevocationReason::Unspecified),
+                reason: c.revocation_reason.unwrap_or(RevocationReason::Unspecified),
             })
             .collect();
         let mut tx = self.store().begin(actor).await?;

@@ -55,7 +55,9 @@ use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use idmint_pki::{sha256_hex, CaBuilder, CertificateAuthority, DeviceKey, KeyType, Profile, SubjectValues};
+use idmint_pki::{
+    sha256_hex, CaBuilder, CertificateAuthority, DeviceKey, KeyType, Profile, SubjectValues,
+};
 use idmint_registry::{
     validate_name, BatchKind, CertificateStatus, MintItem, NewBatch, NewThing, MINT_ITEM_OK,
 };
@@ -550,7 +552,7 @@ impl Idmint {
                 tx.set_certificate_status(
                     &item.certificate_id,
                     CertificateStatus::Revoked,
-                    Some("cessationOfOperation"),
+                    Some(idmint_registry::RevocationReason::CessationOfOperation),
                 )
                 .await?;
                 tx.spoil_mint_item(&item.device_id, "image lost before the batch completed")

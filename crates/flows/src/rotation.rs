@@ -119,7 +119,7 @@ impl Idmint {
                     tx.set_certificate_status(
                         &pending.new_id,
                         CertificateStatus::Revoked,
-                        Some("superseded"),
+                        Some(idmint_registry::RevocationReason::Superseded),
                     )
                     .await?;
                 }
@@ -135,8 +135,12 @@ impl Idmint {
             tx.finish_rotation(&pending.old_id).await?;
         }
         if same_key {
-            tx.set_certificate_status(&old.id, CertificateStatus::Revoked, Some("superseded"))
-                .await?;
+            tx.set_certificate_status(
+                &old.id,
+                CertificateStatus::Revoked,
+                Some(idmint_registry::RevocationReason::Superseded),
+            )
+            .await?;
         }
         tx.insert_certificates(&[certificate_record(
             &certificate,

@@ -49,7 +49,8 @@ use crate::{FlowError, Idmint};
 
 /// The revocation reason recorded for a certificate that never reached its
 /// device.
-pub const SPOILED_REASON: &str = "cessationOfOperation";
+pub const SPOILED_REASON: idmint_registry::RevocationReason =
+    idmint_registry::RevocationReason::CessationOfOperation;
 
 /// Spoils a station certificate inside `tx`: revokes it
 /// ([`SPOILED_REASON`]), counts it in `batch`'s spoiled count (`why`) and

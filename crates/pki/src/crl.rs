@@ -1,98 +1,23 @@
 //! Certificate revocation lists (RFC 5280 §5) signed by an issuing CA.
 
-use std::str::FromStr;
-
 use rcgen::{CertificateRevocationListParams, KeyIdMethod, RevokedCertParams, SerialNumber};
-use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::{CertificateAuthority, PkiError};
 
-/// Why a certificate was revoked (RFC 5280 §5.3.1 reason codes).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-#[allow(missing_docs)]
-pub enum RevocationReason {
-    Unspecified,
-    KeyCompromise,
-    CaCompromise,
-    AffiliationChanged,
-    Superseded,
-    CessationOfOperation,
-    CertificateHold,
-    PrivilegeWithdrawn,
-}
+pub use idmint_types::RevocationReason;
 
-impl RevocationReason {
-    /// All reasons, in code order.
-    pub const ALL: [RevocationReason; 8] = [
-        RevocationReason::Unspecified,
-        RevocationReason::KeyCompromise,
-        RevocationReason::CaCompromise,
-        RevocationReason::AffiliationChanged,
-        RevocationReason::Superseded,
-        RevocationReason::CessationOfOperation,
-        RevocationReason::CertificateHold,
-        RevocationReason::PrivilegeWithdrawn,
-    ];
-
-    /// The RFC 5280 name, e.g. `keyCompromise`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RevocationReason::Unspecified => "unspecified",
-            RevocationReason::KeyCompromise => "keyCompromise",
-            RevocationReason::CaCompromise => "cACompromise",
-            RevocationReason::AffiliationChanged => "affiliationChanged",
-            RevocationReason::Superseded => "superseded",
-            RevocationReason::CessationOfOperation => "cessationOfOperation",
-            RevocationReason::CertificateHold => "certificateHold",
-            RevocationReason::PrivilegeWithdrawn => "privilegeWithdrawn",
-        }
-    }
-
-    /// The RFC 5280 reason code.
-    pub fn code(self) -> u8 {
-        match self {
-            RevocationReason::Unspecified => 0,
-            RevocationReason::KeyCompromise => 1,
-            RevocationReason::CaCompromise => 2,
-            RevocationReason::AffiliationChanged => 3,
-            RevocationReason::Superseded => 4,
-            RevocationReason::CessationOfOperation => 5,
-            RevocationReason::CertificateHold => 6,
-            RevocationReason::PrivilegeWithdrawn => 9,
-        }
-    }
-
-    fn to_rcgen(self) -> rcgen::RevocationReason {
-        use rcgen::RevocationReason as R;
-        match self {
-            RevocationReason::Unspecified => R::Unspecified,
-            RevocationReason::KeyCompromise => R::KeyCompromise,
-            RevocationReason::CaCompromise => R::CaCompromise,
-            RevocationReason::AffiliationChanged => R::AffiliationChanged,
-            RevocationReason::Superseded => R::Superseded,
-            RevocationReason::CessationOfOperation => R::CessationOfOperation,
-            RevocationReason::CertificateHold => R::CertificateHold,
-            RevocationReason::PrivilegeWithdrawn => R::PrivilegeWithdrawn,
-        }
-    }
-}
-
-impl FromStr for RevocationReason {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        RevocationReason::ALL
-            .into_iter()
-            .find(|r| r.as_str().eq_ignore_ascii_case(s))
-            .ok_or_else(|| {
-                let names: Vec<_> = RevocationReason::ALL.iter().map(|r| r.as_str()).collect();
-                format!(
-                    "unknown revocation reason {s:?} (expected one of {})",
-                    names.join(", ")
-                )
-            })
+fn to_rcgen(reason: RevocationReason) -> rcgen::RevocationReason {
+    use rcgen::RevocationReason as R;
+    match reason {
+        RevocationReason::Unspecified => R::Unspecified,
+        RevocationReason::KeyCompromise => R::KeyCompromise,
+        RevocationReason::CaCompromise => R::CaCompromise,
+        RevocationReason::AffiliationChanged => R::AffiliationChanged,
+        RevocationReason::Superseded => R::Superseded,
+        RevocationReason::CessationOfOperation => R::CessationOfOperation,
+        RevocationReason::CertificateHold => R::CertificateHold,
+        RevocationReason::PrivilegeWithdrawn => R::PrivilegeWithdrawn,
     }
 }
 
@@ -124,7 +49,7 @@ pub fn build_crl(
             Ok(RevokedCertParams {
                 serial_number: SerialNumber::from_slice(&bytes),
                 revocation_time: r.revoked_at,
-                reason_code: Some(r.reason.to_rcgen()),
+                reason_code: Some(to_rcgen(r.reason)),
                 invalidity_date: None,
             })
         })

@@ -120,7 +120,7 @@ pub struct OwnershipToken {
 
 /// The revocation reason (RFC 5280 name) of a certificate whose ownership
 /// token expired before RegisterThing.
-const EXPIRED_TOKEN_REASON: &str = "cessationOfOperation";
+const EXPIRED_TOKEN_REASON: crate::RevocationReason = crate::RevocationReason::CessationOfOperation;
 
 const TEMPLATE_COLUMNS: &str = "name, kind, body, hook, hook_timeout_ms, enabled, created, updated";
 

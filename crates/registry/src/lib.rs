@@ -40,6 +40,7 @@ pub use chains::{NewChain, NewIntermediate};
 pub use error::RegistryError;
 pub use fleet::{Claim, NewTemplate, OwnershipToken, ProvisioningTemplate, TemplateKind};
 pub use grants::{ConvertedRole, Grant, Scope};
+pub use idmint_types::RevocationReason;
 pub use imports::{ExportedCertificate, RegisteredCertificate, RegisteredThing};
 pub use mint::{MintItem, MINT_ITEM_OK, MINT_ITEM_SPOILED};
 pub use model::*;

@@ -267,7 +267,7 @@ pub struct Certificate {
     #[serde(with = "time::serde::rfc3339::option")]
     pub revoked_at: Option<OffsetDateTime>,
     /// Why revoked (RFC 5280 name).
-    pub revocation_reason: Option<String>,
+    pub revocation_reason: Option<idmint_types::RevocationReason>,
     /// The DER.
     #[serde(skip)]
     pub der: Vec<u8>,

@@ -443,7 +443,15 @@ pub(crate) fn certificate_from_row(row: &AnyRow) -> Result<Certificate, Registry
         created: ts(row.try_get("created")?),
         updated: ts(row.try_get("updated")?),
         revoked_at: row.try_get::<Option<i64>, _>("revoked_at")?.map(ts),
-        revocation_reason: row.try_get("revocation_reason")?,
+        revocation_reason: row
+            .try_get::<Option<String>, _>("revocation_reason")?
+            .map(|r| {
+                r.parse()
+                    .map_err(|e: idmint_types::UnknownRevocationReason| {
+                        RegistryError::Corrupt(e.to_string())
+                    })
+            })
+            .transpose()?,
         der: row.try_get("der")?,
     })
 }

@@ -517,7 +517,7 @@ impl WriteTx {
         &mut self,
         id: &str,
         status: CertificateStatus,
-        reason: Option<&str>,
+        reason: Option<crate::RevocationReason>,
     ) -> Result<(), RegistryError> {
         let row = sqlx::query("SELECT status FROM certificates WHERE id = $1")
             .bind(id)
@@ -538,7 +538,10 @@ impl WriteTx {
         }
         let now = now();
         let (revoked_at, reason) = if status == CertificateStatus::Revoked {
-            (Some(now), Some(reason.unwrap_or("unspecified")))
+            (
+                Some(now),
+                Some(reason.unwrap_or(crate::RevocationReason::Unspecified)),
+            )
         } else {
             (None, None)
         };
@@ -548,7 +551,7 @@ impl WriteTx {
         .bind(status.as_str())
         .bind(now)
         .bind(revoked_at)
-        .bind(reason)
+        .bind(reason.map(crate::RevocationReason::as_str))
         .bind(id)
         .execute(&mut *self.tx)
         .await?;

@@ -181,12 +181,20 @@ async fn renewals_revoked_keys_and_the_index() {
 
         // A revoked key may be certified again; a revoked copy is no clone.
         let mut tx = store.begin("test").await.unwrap();
-        tx.set_certificate_status("old", CertificateStatus::Revoked, Some("superseded"))
-            .await
-            .unwrap();
-        tx.set_certificate_status("renewed", CertificateStatus::Revoked, Some("keyCompromise"))
-            .await
-            .unwrap();
+        tx.set_certificate_status(
+            "old",
+            CertificateStatus::Revoked,
+            Some(idmint_registry::RevocationReason::Superseded),
+        )
+        .await
+        .unwrap();
+        tx.set_certificate_status(
+            "renewed",
+            CertificateStatus::Revoked,
+            Some(idmint_registry::RevocationReason::KeyCompromise),
+        )
+        .await
+        .unwrap();
         let mut revoked = cert("copy", "lamp-4", "k1");
         revoked.status = CertificateStatus::Revoked;
         tx.insert_certificate(&revoked).await.unwrap();

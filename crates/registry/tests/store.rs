@@ -126,15 +126,19 @@ async fn certificates_things_and_status_transitions() {
         tx.set_certificate_status("aa", CertificateStatus::Inactive, None)
             .await
             .unwrap();
-        tx.set_certificate_status("aa", CertificateStatus::Revoked, Some("keyCompromise"))
-            .await
-            .unwrap();
+        tx.set_certificate_status(
+            "aa",
+            CertificateStatus::Revoked,
+            Some(idmint_registry::RevocationReason::KeyCompromise),
+        )
+        .await
+        .unwrap();
         tx.commit().await.unwrap();
         let revoked = store.revoked_certificates("issuing").await.unwrap();
         assert_eq!(revoked.len(), 1);
         assert_eq!(
-            revoked[0].revocation_reason.as_deref(),
-            Some("keyCompromise")
+            revoked[0].revocation_reason,
+            Some(idmint_registry::RevocationReason::KeyCompromise)
         );
         assert!(revoked[0].revoked_at.is_some());
 
@@ -418,8 +422,8 @@ async fn an_ownership_token_works_once_under_concurrency_and_expires() {
         let swept = store.certificate("c2").await.unwrap().expect("kept");
         assert_eq!(swept.status, CertificateStatus::Revoked);
         assert_eq!(
-            swept.revocation_reason.as_deref(),
-            Some("cessationOfOperation")
+            swept.revocation_reason,
+            Some(idmint_registry::RevocationReason::CessationOfOperation)
         );
         assert!(store
             .expired_ownership_tokens(idmint_registry::now(), 10)

@@ -161,7 +161,7 @@ async fn set_status(
     let reason = reason
         .map(|r| {
             r.parse::<idmint_pki::RevocationReason>()
-                .map_err(|_| ApiError::bad_request(format!("unknown revocation reason {r:?}")))
+                .map_err(|e| ApiError::bad_request(e.to_string()))
         })
         .transpose()?;
     let cert = s.idmint.store().require_certificate(id).await?;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use der::asn1::{BitString, OctetString};
 use der::{Decode, Encode};
 use idmint_pki::{CertificateAuthority, KeyType};
-use idmint_registry::{CaKind, CertificateStatus, Store};
+use idmint_registry::{CaKind, CertificateStatus, RevocationReason, Store};
 use rcgen::SigningKey;
 use spki::AlgorithmIdentifierOwned;
 use x509_cert::ext::pkix::CrlReason;
@@ -98,17 +98,16 @@ fn signature_algorithm(key_type: KeyType) -> Result<AlgorithmIdentifierOwned, de
     })
 }
 
-fn reason_of(text: Option<&str>) -> CrlReason {
-    match text.unwrap_or("") {
-        "keyCompromise" => CrlReason::KeyCompromise,
-        "cACompromise" | "caCompromise" => CrlReason::CaCompromise,
-        "affiliationChanged" => CrlReason::AffiliationChanged,
-        "superseded" => CrlReason::Superseded,
-        "cessationOfOperation" => CrlReason::CessationOfOperation,
-        "certificateHold" => CrlReason::CertificateHold,
-        "privilegeWithdrawn" => CrlReason::PrivilegeWithdrawn,
-        "aACompromise" | "aaCompromise" => CrlReason::AaCompromise,
-        _ => CrlReason::Unspecified,
+fn reason_of(reason: Option<RevocationReason>) -> CrlReason {
+    match reason.unwrap_or(RevocationReason::Unspecified) {
+        RevocationReason::Unspecified => CrlReason::Unspecified,
+        RevocationReason::KeyCompromise => CrlReason::KeyCompromise,
+        RevocationReason::CaCompromise => CrlReason::CaCompromise,
+        RevocationReason::AffiliationChanged => CrlReason::AffiliationChanged,
+        RevocationReason::Superseded => CrlReason::Superseded,
+        RevocationReason::CessationOfOperation => CrlReason::CessationOfOperation,
+        RevocationReason::CertificateHold => CrlReason::CertificateHold,
+        RevocationReason::PrivilegeWithdrawn => CrlReason::PrivilegeWithdrawn,
     }
 }
 
@@ -170,7 +169,7 @@ async fn build(
                 CertificateStatus::Active => CertStatus::good(),
                 CertificateStatus::Revoked => CertStatus::revoked(RevokedInfo {
                     revocation_time: gtime(c.revoked_at.unwrap_or(c.updated).unix_timestamp())?,
-                    revocation_reason: Some(reason_of(c.revocation_reason.as_deref())),
+                    revocation_reason: Some(reason_of(c.revocation_reason)),
                 }),
                 // Suspended or not yet activated: on hold, so relying parties refuse it.
                 CertificateStatus::Inactive | CertificateStatus::PendingActivation => {

@@ -365,10 +365,9 @@ impl Idmint {
             }
             let name = match (&policy.name, &policy.document) {
                 (Some(name), _) => name.clone(),
-                (None, Some(doc)) => format!(
-                    "policy-{}",
-                    &idmint_pki::sha256_hex(doc.as_bytes())[..16]
-                ),
+                (None, Some(doc)) => {
+                    format!("policy-{}", &idmint_pki::sha256_hex(doc.as_bytes())[..16])
+                }
                 (None, None) => continue,
             };
             tx.attach_policy(certificate_id, &name, policy.document.as_deref())

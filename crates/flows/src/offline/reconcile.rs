@@ -689,9 +689,9 @@ impl Idmint {
                     inserted.insert(certificate_id.clone());
                     if let Some(n) = &note {
                         let reason = if n.kind == FindingKind::Excess {
-                            "privilegeWithdrawn"
+                            idmint_registry::RevocationReason::PrivilegeWithdrawn
                         } else {
-                            "keyCompromise"
+                            idmint_registry::RevocationReason::KeyCompromise
                         };
                         tx.set_certificate_status(
                             certificate_id,

@@ -206,7 +206,7 @@ async fn excess_clones_and_skipped_serials_are_reported_and_registered_revoked()
         status(id_of(&b)).await,
         (
             CertificateStatus::Revoked,
-            Some("keyCompromise".into()),
+            Some(idmint_registry::RevocationReason::KeyCompromise),
             None
         )
     );
@@ -214,7 +214,7 @@ async fn excess_clones_and_skipped_serials_are_reported_and_registered_revoked()
         status(id_of(&c)).await,
         (
             CertificateStatus::Revoked,
-            Some("privilegeWithdrawn".into()),
+            Some(idmint_registry::RevocationReason::PrivilegeWithdrawn),
             None
         )
     );

@@ -1,0 +1,7 @@
+//! Domain values every idmint layer shares — the PKI that signs them, the
+//! registry that stores them, the flows and front ends that pass them —
+//! parsed once at the edge and carried typed from there on.
+
+mod revocation;
+
+pub use revocation::{RevocationReason, UnknownRevocationReason};
