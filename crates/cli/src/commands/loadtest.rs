@@ -81,7 +81,11 @@ const TEMPLATE_BODY: &str = r#"{
   "Parameters": {"SerialNumber": {"Type": "String"}},
   "Resources": {
     "thing": {"Type": "AWS::IoT::Thing", "Properties": {"ThingName": {"Fn::Join": ["", ["load-", {"Ref": "SerialNumber"}]]}, "AttributePayload": {"source": "loadtest"}}},
-    "certificate": {"Type": "AWS::IoT::Certificate", "Properties": {"CertificateId": {"Ref": "AWS::IoT::Certificate::Id"}, "Status": "ACTIVE"}}
+    "certificate": {"Type": "AWS::IoT::Certificate", "Properties": {"CertificateId": {"Ref": "AWS::IoT::Certificate::Id"}, "Status": "ACTIVE"}},
+    "policy": {"Type": "AWS::IoT::Policy", "Properties": {"PolicyDocument": {"Version": "2012-10-17", "Statement": [
+      {"Effect": "Allow", "Action": "iot:Connect", "Resource": "arn:aws:iot:*:*:client/${iot:ClientId}"},
+      {"Effect": "Allow", "Action": ["iot:Publish", "iot:Receive"], "Resource": "arn:aws:iot:*:*:topic/load/${iot:Connection.Thing.ThingName}/*"},
+      {"Effect": "Allow", "Action": "iot:Subscribe", "Resource": "arn:aws:iot:*:*:topicfilter/load/${iot:Connection.Thing.ThingName}/*"}]}}}
   },
   "DeviceConfiguration": {"thing": {"Fn::Sub": "load-${SerialNumber}"}}
 }"#;
