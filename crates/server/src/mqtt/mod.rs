@@ -57,20 +57,17 @@ impl MqttContext {
     /// ([`relay_events`]), so it is delivered here once; if the store
     /// refuses it, only this server's subscribers get it.
     pub async fn publish_event(&self, topic: String, payload: Bytes) {
-        if let Some(channel) = &self.events {
-            let event = Event {
-                topic,
-                payload: payload.to_vec(),
-            };
-            match channel.publish(&event).await {
-                Ok(()) => return,
-                Err(e) => {
-                    tracing::warn!(topic = %event.topic, "event not shared with the other servers on the store: {e}");
-                    self.publish(event.topic, payload);
-                }
-            }
-        } else {
+        let Some(channel) = &self.events else {
             self.publish(topic, payload);
+            return;
+        };
+        let event = Event {
+            topic,
+            payload: payload.to_vec(),
+        };
+        if let Err(e) = channel.publish(&event).await {
+            tracing::warn!(topic = %event.topic, "event not shared with the other servers on the store: {e}");
+            self.publish(event.topic, payload);
         }
     }
 }
