@@ -13,6 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::http::postgres_database;
 use common::{free_port, openssl, openssl_csr, wait_for_listener, Env};
 use serde_json::{json, Value};
 
@@ -102,13 +103,23 @@ fn serve(env: &Env) -> Serve {
 
 /// `idmint serve` with HTTPS and MQTT; its log goes to `log` when given.
 fn serve_logging(env: &Env, log: Option<&Path>) -> Serve {
+    serve_from(env, None, log)
+}
+
+/// `idmint serve` on the data directory `data` (a copy of the
+/// environment's: the configuration and CA keys of a second server on the
+/// same store), or the environment's own.
+fn serve_from(env: &Env, data: Option<&Path>, log: Option<&Path>) -> Serve {
     let (https, mqtt) = (free_port(), free_port());
     let stderr = match log {
         Some(path) => Stdio::from(std::fs::File::create(path).expect("log file")),
         None => Stdio::null(),
     };
-    let child = env
-        .cmd()
+    let mut cmd = env.cmd();
+    if let Some(data) = data {
+        cmd.env("IDMINT_DATA", data);
+    }
+    let child = cmd
         .args([
             "serve",
             "--listen",
@@ -309,7 +320,11 @@ struct Fleet {
 }
 
 fn fleet() -> Fleet {
-    let env = Env::init(&[]);
+    fleet_on(Env::init(&[]))
+}
+
+/// The fleet set-up in `env` (initialised, on any store).
+fn fleet_on(env: Env) -> Fleet {
     let (root, _) = env.ca_files();
     let body = env.path("fleet.json");
     std::fs::write(&body, FLEET_TEMPLATE).expect("template");
@@ -741,10 +756,10 @@ fn invalid_templates_are_refused_with_the_path_of_the_fault() {
         .is_some_and(Vec::is_empty));
 }
 
-#[test]
-fn jitp_registers_on_the_first_connection_and_refuses_missing_subject_fields() {
-    let env = Env::init(&[]);
-    let (root, _) = env.ca_files();
+/// A vendor CA registered to auto-register (JITP) with template `Jitp`,
+/// and two device certificates from it in `env`: `dev-a` (with the OU the
+/// template needs) and `dev-b` (without).
+fn jitp_vendor(env: &Env) {
     let p = |n: &str| env.path(n).to_string_lossy().to_string();
     // A vendor CA and two device certificates, one without an OU.
     let (ok, text) = openssl(&[
@@ -830,9 +845,12 @@ fn jitp_registers_on_the_first_connection_and_refuses_missing_subject_fields() {
         "--template",
         "Jitp",
     ]);
-    let server = serve(&env);
+}
 
-    // An admin subscribes to registration events.
+/// A device certificate of thing `ops-admin` with the admin grant, which
+/// may subscribe to `$aws/events/…`: (certificate, key).
+fn events_admin(env: &Env) -> (PathBuf, PathBuf) {
+    let p = |n: &str| env.path(n).to_string_lossy().to_string();
     let (admin_cert, admin_key) = (env.path("admin.pem"), env.path("admin.key"));
     env.ok(&[
         "cert",
@@ -849,6 +867,18 @@ fn jitp_registers_on_the_first_connection_and_refuses_missing_subject_fields() {
         .unwrap_or("")
         .to_string();
     env.ok(&["grant", "add", "--cert", &admin_id, "--role", "admin"]);
+    (admin_cert, admin_key)
+}
+
+#[test]
+fn jitp_registers_on_the_first_connection_and_refuses_missing_subject_fields() {
+    let env = Env::init(&[]);
+    let (root, _) = env.ca_files();
+    jitp_vendor(&env);
+    let server = serve(&env);
+
+    // An admin subscribes to registration events.
+    let (admin_cert, admin_key) = events_admin(&env);
     let admin = paho_cmd(
         server.mqtt,
         &root,
@@ -919,6 +949,162 @@ fn jitp_registers_on_the_first_connection_and_refuses_missing_subject_fields() {
         before
     );
     assert!(env.run(&["thing", "show", "dev-b"]).status.code() != Some(0));
+}
+
+/// A copy of `env`'s data directory (configuration, CA keys) at `to`: what
+/// a second server on the same store starts from. Nothing is shared through
+/// it at run time.
+fn copy_data(env: &Env, to: &Path) {
+    let out = Command::new("cp")
+        .arg("-R")
+        .arg(env.data())
+        .arg(to)
+        .output()
+        .expect("cp");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Two `idmint serve` on one PostgreSQL store, each on its own copy of the
+/// data directory: a device registering by JITP on server B is announced to
+/// the `$aws/events/…` subscribers of A and of B, once each.
+#[test]
+fn a_jitp_event_on_one_server_reaches_subscribers_on_every_server_of_the_store() {
+    let Some(db) = postgres_database("fleet_events") else {
+        return;
+    };
+    let env = Env::init(&["--store", &db]);
+    let (root, _) = env.ca_files();
+    jitp_vendor(&env);
+    let (admin_cert, admin_key) = events_admin(&env);
+    let data_b = env.path("data-b");
+    copy_data(&env, &data_b);
+    let a = serve(&env);
+    let b = serve_from(&env, Some(&data_b), None);
+
+    // Two recvs: the event, then nothing more within the timeout.
+    let subscribe = |mqtt: u16, client: &str| {
+        paho_cmd(
+            mqtt,
+            &root,
+            &admin_cert,
+            &admin_key,
+            "5",
+            None,
+            &json!([{"sub": ["$aws/events/certificates/registered/#"]}, {"recv": true}, {"recv": true}]),
+        )
+        .args(["--timeout", "8", "--client-id", client])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("events subscriber")
+    };
+    let on_a = subscribe(a.mqtt, "ops-on-a");
+    let on_b = subscribe(b.mqtt, "ops-on-b");
+    std::thread::sleep(Duration::from_millis(1500));
+
+    let report = paho(
+        b.mqtt,
+        &root,
+        &env.path("dev-a.pem"),
+        &env.path("dev-a.key"),
+        "311",
+        None,
+        json!([]),
+    );
+    assert_eq!(report["connected"], 0, "{report}");
+    let certs = env.json(&["cert", "list", "--thing", "dev-a", "--json"]);
+    assert_eq!(certs[0]["status"], "ACTIVE", "{certs}");
+    let vendor_id = env.json(&["ca", "show", "vendor", "--json"])["id"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    for (server, subscriber) in [("A", on_a), ("B", on_b)] {
+        let events = paho_report(subscriber.wait_with_output().expect("subscriber"));
+        let replies = events["replies"].as_array().expect("replies");
+        assert_eq!(replies.len(), 1, "server {server}: {events}");
+        assert_eq!(
+            replies[0]["topic"],
+            format!("$aws/events/certificates/registered/{vendor_id}"),
+            "server {server}: {events}"
+        );
+        assert_eq!(
+            replies[0]["payload"]["certificateId"], certs[0]["id"],
+            "server {server}: {events}"
+        );
+        assert_eq!(replies[0]["payload"]["thingName"], "dev-a", "{events}");
+    }
+}
+
+/// A claim certificate limited to 3 requests a minute, used on two servers
+/// of one PostgreSQL store: two requests on A and one on B are answered;
+/// the fourth (on B) and a fifth (on A) are throttled, as one server would.
+#[test]
+fn a_claims_rate_limit_holds_across_two_servers_of_one_store() {
+    let Some(db) = postgres_database("fleet_claim_rate") else {
+        return;
+    };
+    let f = fleet_on(Env::init(&["--store", &db]));
+    let env = &f.env;
+    let (cert, key) = (env.path("limited.pem"), env.path("limited.key"));
+    env.ok(&[
+        "claim",
+        "create",
+        "--template",
+        "Fleet",
+        "--rate-per-minute",
+        "3",
+        "--out-cert",
+        cert.to_str().unwrap(),
+        "--out-key",
+        key.to_str().unwrap(),
+    ]);
+    let certificates = |env: &Env| {
+        env.json(&["cert", "list", "--json"])
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    let data_b = env.path("data-b");
+    copy_data(&f.env, &data_b);
+    let a = serve(env);
+    let b = serve_from(env, Some(&data_b), None);
+    // After the servers made their TLS identities.
+    let before = certificates(env);
+    let creates = |mqtt: u16, n: usize| {
+        let mut steps = vec![json!({"sub": responses(CREATE)})];
+        steps.extend((0..n).map(|_| json!({"pub": CREATE, "json": {}})));
+        let report = paho(mqtt, &f.root, &cert, &key, "311", None, Value::from(steps));
+        assert_eq!(report["connected"], 0, "{report}");
+        let replies = report["replies"].as_array().expect("replies").clone();
+        assert_eq!(replies.len(), n, "{report}");
+        replies
+    };
+    let accepted = format!("{CREATE}/accepted");
+    let rejected = format!("{CREATE}/rejected");
+    let throttled = |reply: &Value| {
+        assert_eq!(reply["topic"], rejected.as_str(), "{reply}");
+        assert_eq!(reply["payload"]["statusCode"], 429, "{reply}");
+        assert_eq!(reply["payload"]["errorCode"], "Throttled", "{reply}");
+        let message = reply["payload"]["errorMessage"].as_str().unwrap_or("");
+        assert!(
+            message.starts_with(
+                "this claim certificate is limited to 3 requests per minute; retry in "
+            ),
+            "{reply}"
+        );
+    };
+
+    for reply in creates(a.mqtt, 2) {
+        assert_eq!(reply["topic"], accepted.as_str(), "{reply}");
+    }
+    let on_b = creates(b.mqtt, 2);
+    assert_eq!(on_b[0]["topic"], accepted.as_str(), "{}", on_b[0]);
+    throttled(&on_b[1]);
+    throttled(&creates(a.mqtt, 1)[0]);
+    // Three certificates issued in all, not five.
+    assert_eq!(certificates(env), before + 3);
 }
 
 #[test]

@@ -96,6 +96,9 @@ pub enum RegistryError {
     /// Other writers held the store for too long.
     #[error("the registry is busy: other writers held it for 30 s; try again")]
     Busy,
+    /// A notification on the event channel that is not one of ours.
+    #[error("unreadable event notification: {0}")]
+    EventNotice(String),
     /// A stored value could not be decoded (corrupt row).
     #[error("corrupt registry row: {0}")]
     Corrupt(String),

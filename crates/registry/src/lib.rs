@@ -23,7 +23,9 @@
 
 mod audit;
 mod chains;
+mod claim_rate;
 mod error;
+mod events;
 mod fleet;
 mod grants;
 mod imports;
@@ -37,7 +39,9 @@ mod write;
 
 pub use audit::{AuditFault, AuditReport};
 pub use chains::{NewChain, NewIntermediate};
+pub use claim_rate::{ClaimAllowance, CLAIM_WINDOW_SECS};
 pub use error::RegistryError;
+pub use events::{Event, EventChannel, EventListener, EVENT_CHANNEL};
 pub use fleet::{Claim, NewTemplate, OwnershipToken, ProvisioningTemplate, TemplateKind};
 pub use grants::{ConvertedRole, Grant, Scope};
 pub use idmint_types::RevocationReason;

@@ -10,10 +10,14 @@ use sqlx::{AnyPool, Executor, Row};
 use time::OffsetDateTime;
 
 use crate::audit::ChainChecker;
+use crate::events::ConnectUrl;
 use crate::{
     AuditRecord, AuditReport, Batch, BatchKind, Ca, CaKind, Certificate, CertificateStatus,
     RegistryError, StationPolicy, Thing, WriteTx,
 };
+
+/// How long a writer waits for this process's other writers (SQLite).
+const GATE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -36,6 +40,8 @@ pub struct Store {
     /// in order, instead of polling the database lock (busy_timeout still
     /// covers other processes on the same file).
     pub(crate) write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// PostgreSQL: the URL again, for the event listener's own connection.
+    pub(crate) listen_url: Option<Arc<ConnectUrl>>,
 }
 
 /// Filters for listing certificates; empty fields match everything.
@@ -114,11 +120,28 @@ impl Store {
         }
         let write_gate =
             (backend == Backend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(())));
+        let listen_url =
+            (backend == Backend::Postgres).then(|| Arc::new(ConnectUrl(connect_url.clone())));
         Ok(Store {
             pool,
             backend,
             write_gate,
+            listen_url,
         })
+    }
+
+    /// SQLite: waits for this process's other writers (at most 30 s) and
+    /// holds them off until the guard is dropped. PostgreSQL: nothing.
+    pub(crate) async fn lock_writers(
+        &self,
+    ) -> Result<Option<tokio::sync::OwnedMutexGuard<()>>, RegistryError> {
+        match &self.write_gate {
+            Some(gate) => tokio::time::timeout(GATE_TIMEOUT, gate.clone().lock_owned())
+                .await
+                .map(Some)
+                .map_err(|_| RegistryError::Busy),
+            None => Ok(None),
+        }
     }
 
     /// Which database this is.

@@ -14,9 +14,6 @@ use crate::{
 /// 32,766 and PostgreSQL's 65,535 bound values per statement).
 pub(crate) const ROWS_PER_INSERT: usize = 256;
 
-/// How long a writer waits for this process's other writers (SQLite).
-const GATE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-
 /// A read-write transaction. Dropping it without [`WriteTx::commit`] rolls
 /// everything back, audit records included.
 pub struct WriteTx {
@@ -33,14 +30,7 @@ pub struct WriteTx {
 
 impl WriteTx {
     pub(crate) async fn begin(store: &Store, actor: &str) -> Result<Self, RegistryError> {
-        let gate = match &store.write_gate {
-            Some(gate) => Some(
-                tokio::time::timeout(GATE_TIMEOUT, gate.clone().lock_owned())
-                    .await
-                    .map_err(|_| RegistryError::Busy)?,
-            ),
-            None => None,
-        };
+        let gate = store.lock_writers().await?;
         let mut tx = store.pool.begin().await?;
         // Taking the write lock first (a row lock on PostgreSQL, the database
         // write lock on SQLite) orders all writers along the audit chain.

@@ -1,5 +1,6 @@
 //! A per-client token bucket: `rate` requests per second with a `burst`,
-//! keyed by client address (HTTP) or by claim certificate (MQTT).
+//! keyed by client address (HTTP). (A claim certificate's MQTT rate is
+//! counted in the store instead, across servers.)
 
 use std::collections::HashMap;
 use std::hash::Hash;

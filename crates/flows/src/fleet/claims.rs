@@ -4,10 +4,13 @@
 //! issued by a dedicated claim CA, created on first use under the root.
 
 use idmint_pki::{DeviceKey, Profile, SubjectValues};
-use idmint_registry::{CaKind, CertificateStatus, Claim, RegistryError, TemplateKind};
+use idmint_registry::{
+    CaKind, CertificateStatus, Claim, ClaimAllowance, RegistryError, TemplateKind,
+};
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
+use super::Rejection;
 use crate::ca::NewIssuingCa;
 use crate::init::ROOT_CA;
 use crate::issue::certificate_record;
@@ -133,5 +136,37 @@ impl Idmint {
             not_after: certificate.info.not_after,
             templates: templates.to_vec(),
         })
+    }
+}
+
+impl Idmint {
+    /// Counts one provisioning request of claim certificate
+    /// `certificate_id` against its `rate_per_minute` (0: no limit). The
+    /// count is kept in the store, so the limit holds across every server
+    /// on it; over the limit, the request is throttled (429).
+    pub async fn count_claim_request(
+        &self,
+        certificate_id: &str,
+        rate_per_minute: u32,
+    ) -> Result<(), Rejection> {
+        match self
+            .store()
+            .count_claim_request(certificate_id, rate_per_minute, idmint_registry::now())
+            .await?
+        {
+            ClaimAllowance::Allowed => Ok(()),
+            ClaimAllowance::Throttled { retry_after_secs } => Err(Rejection::throttled(format!(
+                "this claim certificate is limited to {rate_per_minute} requests per minute; retry in {retry_after_secs} s"
+            ))),
+        }
+    }
+
+    /// Deletes the claim request counters of windows that ended; returns
+    /// how many.
+    pub async fn forget_claim_windows(&self) -> Result<u64, FlowError> {
+        Ok(self
+            .store()
+            .forget_claim_windows(idmint_registry::now())
+            .await?)
     }
 }

@@ -3,7 +3,7 @@
 //! provisioning topics answered on the connection that asked. Devices that
 //! provisioned reconnect with their own certificate; their messages are
 //! routed between the clients of this server, and admins can receive JITP
-//! registration events.
+//! registration events: on a PostgreSQL store, those of every server on it.
 
 pub mod codec;
 pub mod device;
@@ -16,10 +16,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use idmint_registry::{Event, EventChannel, EventListener};
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 
-use crate::ratelimit::RateLimiter;
 use crate::{tls, ServerError, Shared};
 
 /// A message routed between clients.
@@ -37,8 +37,10 @@ pub struct MqttContext {
     pub state: Shared,
     /// Device messages and events, to every subscribed connection.
     pub broker: broadcast::Sender<Arc<Message>>,
-    /// Provisioning requests per claim certificate.
-    pub claim_limiter: RateLimiter<String>,
+    /// The store's event channel (PostgreSQL): `$aws/events/…` go through
+    /// it to the subscribers of every server on the store. `None` (SQLite):
+    /// events stay in this process.
+    pub events: Option<EventChannel>,
     /// Largest packet accepted.
     pub max_packet_bytes: usize,
 }
@@ -48,6 +50,26 @@ impl MqttContext {
     pub fn publish(&self, topic: String, payload: Bytes) {
         let _ = self.broker.send(Arc::new(Message { topic, payload }));
     }
+
+    /// Publishes an `$aws/events/…` event to the subscribers of every server
+    /// on the store. On PostgreSQL it goes out on the store's channel and
+    /// comes back to this server, like to the others, through its listener
+    /// ([`relay_events`]), so it is delivered here once; if the store
+    /// refuses it, only this server's subscribers get it.
+    pub async fn publish_event(&self, topic: String, payload: Bytes) {
+        let Some(channel) = &self.events else {
+            self.publish(topic, payload);
+            return;
+        };
+        let event = Event {
+            topic,
+            payload: payload.to_vec(),
+        };
+        if let Err(e) = channel.publish(&event).await {
+            tracing::warn!(topic = %event.topic, "event not shared with the other servers on the store: {e}");
+            self.publish(event.topic, payload);
+        }
+    }
 }
 
 /// A bound MQTT listener, ready to run.
@@ -56,6 +78,8 @@ pub struct MqttServer {
     acceptor: tokio_rustls::TlsAcceptor,
     context: Arc<MqttContext>,
     limits: tls::ConnectionLimits,
+    /// Listening on the store's event channel since bind (PostgreSQL).
+    events: Option<EventListener>,
 }
 
 impl MqttServer {
@@ -69,16 +93,24 @@ impl MqttServer {
         let max_packet_bytes = state.idmint.config().fleet.max_packet_bytes;
         let limits = tls::ConnectionLimits::of_mqtt(&state.idmint.config().mqtt);
         let (broker, _) = broadcast::channel(4096);
+        // Listening before the first connection is accepted: no event of
+        // this server's sessions is published before its relay hears it.
+        let channel = state.idmint.store().event_channel();
+        let events = match &channel {
+            Some(channel) => Some(channel.listen().await?),
+            None => None,
+        };
         Ok(MqttServer {
             listener,
             acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
             context: Arc::new(MqttContext {
                 state,
                 broker,
-                claim_limiter: RateLimiter::new(0, 0),
+                events: channel,
                 max_packet_bytes,
             }),
             limits,
+            events,
         })
     }
 
@@ -89,15 +121,19 @@ impl MqttServer {
             .map_err(|e| ServerError::Io("MQTT listener".into(), e))
     }
 
-    /// Serves until `shutdown` resolves; expired ownership tokens are swept
-    /// beside. A connection over `[mqtt] max_connections` or
+    /// Serves until `shutdown` resolves; expired ownership tokens and ended
+    /// claim rate windows are swept beside, and the store's events relayed
+    /// to this server's subscribers. A connection over `[mqtt] max_connections` or
     /// `max_connections_per_address` is closed at accept, before its TLS
     /// handshake.
     pub async fn run(
         self,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<(), ServerError> {
-        let sweeper = tokio::spawn(sweep_tokens(self.context.clone()));
+        let sweeper = tokio::spawn(sweep(self.context.clone()));
+        let relay = self
+            .events
+            .map(|events| tokio::spawn(relay_events(events, self.context.clone())));
         tokio::pin!(shutdown);
         let (closing, _) = tokio::sync::watch::channel(false);
         let count = Arc::new(tls::ConnectionCount::default());
@@ -152,18 +188,43 @@ impl MqttServer {
         }
         let _ = closing.send(true);
         sweeper.abort();
+        if let Some(relay) = relay {
+            relay.abort();
+        }
         Ok(())
     }
 }
 
-/// Revokes certificates whose ownership token expired unused, at start and
-/// every minute.
-async fn sweep_tokens(context: Arc<MqttContext>) {
+/// Delivers the events of every server on the store (this one's included)
+/// to this server's subscribers, until the server stops. A lost connection
+/// to the store loses the events published until it is back.
+async fn relay_events(mut events: EventListener, context: Arc<MqttContext>) {
+    loop {
+        match events.next().await {
+            Ok(Some(event)) => context.publish(event.topic, Bytes::from(event.payload)),
+            Ok(None) => {
+                tracing::warn!("lost the store's event channel: reconnecting; events published meanwhile are not delivered");
+            }
+            Err(e) => {
+                tracing::warn!("store event channel: {e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// Revokes certificates whose ownership token expired unused, and deletes
+/// the counters of claim rate windows that ended, at start and every minute.
+async fn sweep(context: Arc<MqttContext>) {
     loop {
         match context.state.idmint.sweep_ownership_tokens().await {
             Ok(0) => {}
             Ok(n) => tracing::info!("revoked {n} certificates whose ownership token expired"),
             Err(e) => tracing::warn!("ownership token sweep failed: {e}"),
+        }
+        match context.state.idmint.forget_claim_windows().await {
+            Ok(n) => tracing::debug!("deleted {n} ended claim rate windows"),
+            Err(e) => tracing::warn!("claim rate window sweep failed: {e}"),
         }
         tokio::time::sleep(Duration::from_secs(60)).await;
     }

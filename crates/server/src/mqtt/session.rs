@@ -147,10 +147,11 @@ where
     } = &identity
     {
         let topic = topics::registered_event_topic(&event.ca_certificate_id);
-        ctx.publish(
+        ctx.publish_event(
             topic,
             Bytes::from(serde_json::to_vec(event).unwrap_or_default()),
-        );
+        )
+        .await;
     }
     codec::connack(version, true, &mut out);
     stream.write_all(&out).await?;
@@ -513,18 +514,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 "only claim certificates provision",
             ));
         };
-        if *rate_per_minute > 0 {
-            let per_second = f64::from(*rate_per_minute) / 60.0;
-            if let Err(wait) = self.ctx.claim_limiter.check_with(
-                certificate_id.clone(),
-                per_second,
-                f64::from(*rate_per_minute),
-            ) {
-                return Err(Rejection::throttled(format!(
-                    "this claim certificate is limited to {rate_per_minute} requests per minute; retry in {wait} s"
-                )));
-            }
-        }
+        // Counted in the store: the limit holds across servers.
+        self.ctx
+            .state
+            .idmint
+            .count_claim_request(certificate_id, *rate_per_minute)
+            .await?;
         // The claim certificate may have been revoked since CONNECT.
         if !self
             .ctx
