@@ -49,6 +49,20 @@ fn mosquitto_installed() -> bool {
     false
 }
 
+/// A data directory with the device policy created.
+fn init_with_policy(env: &Env) {
+    env.ok(&["init"]);
+    let policy = env.path("device-policy.json");
+    std::fs::write(&policy, DEVICE_POLICY).expect("policy");
+    env.ok(&[
+        "policy",
+        "create",
+        "DevicePolicy",
+        "--document",
+        policy.to_str().expect("path"),
+    ]);
+}
+
 /// A device certificate and key for `thing`, with the policy attached.
 fn device(env: &Env, thing: &str) -> (String, String, String) {
     let cert = env.path(&format!("{thing}.pem"));
@@ -102,16 +116,7 @@ fn scenario(env: &Env) {
     if !mosquitto_installed() {
         return;
     }
-    env.ok(&["init"]);
-    let policy = env.path("device-policy.json");
-    std::fs::write(&policy, DEVICE_POLICY).expect("policy");
-    env.ok(&[
-        "policy",
-        "create",
-        "DevicePolicy",
-        "--document",
-        policy.to_str().expect("path"),
-    ]);
+    init_with_policy(env);
     let a = device(env, "dev-a");
     let b = device(env, "dev-b");
 
@@ -293,16 +298,7 @@ fn mosquitto_enforces_policies_and_refuses_a_revoked_device_postgres() {
 #[test]
 fn http_authorizers_answer_from_the_live_registry() {
     let env = Env::new();
-    env.ok(&["init"]);
-    let policy = env.path("device-policy.json");
-    std::fs::write(&policy, DEVICE_POLICY).expect("policy");
-    env.ok(&[
-        "policy",
-        "create",
-        "DevicePolicy",
-        "--document",
-        policy.to_str().expect("path"),
-    ]);
+    init_with_policy(&env);
     let a = device(&env, "dev-a");
     let reader = token(&env, "broker", "reader", None);
     let serve = env.serve(&[]);
