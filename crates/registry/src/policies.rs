@@ -162,7 +162,7 @@ impl WriteTx {
         match document {
             Some(document) => {
                 sqlx::query(
-                    "INSERT INTO policies (name, document, created) VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE SET document = COALESCE(policies.document, excluded.document)",
+                    "INSERT INTO policies (name, document, created) VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE SET document = excluded.document WHERE policies.document IS NULL",
                 )
                 .bind(policy)
                 .bind(document)

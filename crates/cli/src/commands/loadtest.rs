@@ -428,7 +428,10 @@ async fn provision(
 async fn start_endpoint(idmint: Arc<Idmint>) -> anyhow::Result<SocketAddr> {
     let cfg = idmint.config().server.clone();
     let state = idmint_server::AppState::new(idmint, &cfg);
-    let server = idmint_server::mqtt::MqttServer::bind(state, "127.0.0.1:0").await?;
+    // Every simulated device comes from 127.0.0.1.
+    let server = idmint_server::mqtt::MqttServer::bind(state, "127.0.0.1:0")
+        .await?
+        .one_client_address();
     let addr = server.local_addr()?;
     tokio::spawn(server.run(std::future::pending::<()>()));
     Ok(addr)

@@ -83,6 +83,14 @@ pub struct MqttServer {
 }
 
 impl MqttServer {
+    /// Lifts the per-address connection limit to the global one: for an
+    /// endpoint whose clients all come from one address by design (the
+    /// load generator's own endpoint), never for one facing devices.
+    pub fn one_client_address(mut self) -> MqttServer {
+        self.limits.max_per_address = self.limits.max_connections;
+        self
+    }
+
     /// Binds `listen` with the same server identity as the HTTPS endpoint.
     pub async fn bind(state: Shared, listen: &str) -> Result<MqttServer, ServerError> {
         let (chain, key) = tls::server_identity(&state.idmint).await?;
