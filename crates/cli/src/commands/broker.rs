@@ -64,9 +64,12 @@ pub async fn run(ctx: &Context, cmd: BrokerCommand) -> anyhow::Result<ExitCode> 
         .unwrap_or_else(|| out.join("crls"));
 
     let mut chain = String::new();
+    // Device CAs only: a claim certificate has no business on the broker.
     for name in idmint.crl_issuers().await? {
         let ca = idmint.store().require_ca(&name).await?;
-        chain.push_str(&to_pem("CERTIFICATE", &ca.certificate_der));
+        if ca.kind != idmint_flows::registry::CaKind::Claim {
+            chain.push_str(&to_pem("CERTIFICATE", &ca.certificate_der));
+        }
     }
     replace_public(&out.join("ca.pem"), chain.as_bytes())?;
 
