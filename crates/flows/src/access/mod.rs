@@ -17,6 +17,7 @@ use idmint_registry::{Certificate, Grant, Role, Scope, Thing};
 
 pub use credential::{ClientCertificate, Credentials};
 pub use grants::ConvertedRoles;
+pub(crate) use policy_store::in_force;
 pub use policy_store::PolicySubject;
 
 /// An authenticated caller.

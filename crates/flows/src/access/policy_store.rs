@@ -168,12 +168,18 @@ impl Idmint {
     /// ACTIVE and within its validity. Sessions ask on every fleet
     /// operation and on their re-check timer.
     pub async fn certificate_in_force(&self, certificate_id: &str) -> Result<bool, FlowError> {
-        let Some(certificate) = self.store().certificate(certificate_id).await? else {
-            return Ok(false);
-        };
-        let now = time::OffsetDateTime::now_utc();
-        Ok(certificate.status == CertificateStatus::Active
-            && certificate.not_before <= now
-            && now <= certificate.not_after)
+        Ok(self
+            .store()
+            .certificate(certificate_id)
+            .await?
+            .is_some_and(|c| in_force(&c)))
     }
+}
+
+/// Whether `certificate` is ACTIVE and within its validity now.
+pub(crate) fn in_force(certificate: &idmint_registry::Certificate) -> bool {
+    let now = time::OffsetDateTime::now_utc();
+    certificate.status == CertificateStatus::Active
+        && certificate.not_before <= now
+        && now <= certificate.not_after
 }

@@ -58,7 +58,7 @@ impl Idmint {
         };
         let mut decision = Decision::NoMatch;
         for certificate in certificates {
-            if !self.certificate_in_force(&certificate.id).await? {
+            if !crate::access::in_force(&certificate) {
                 continue;
             }
             let subject = self.policy_subject(&certificate.id, client_id).await?;

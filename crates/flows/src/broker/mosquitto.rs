@@ -271,6 +271,15 @@ mod tests {
             Some(("a/+".into(), None))
         );
         assert_eq!(mqtt_form("a/#/b", ResourceKind::TopicFilter), None);
+        // A thing attribute from a vendor's file cannot add ACL lines.
+        assert_eq!(
+            mqtt_form("a/b\ntopic readwrite #", ResourceKind::Topic),
+            None
+        );
+        assert_eq!(
+            mqtt_form("a\r\nuser admin", ResourceKind::TopicFilter),
+            None
+        );
     }
 
     #[test]
