@@ -54,7 +54,7 @@ impl Store {
         .bind(certificate_id)
         .bind(now)
         .bind(now - CLAIM_WINDOW_SECS)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.writer)
         .await?;
         let requests: i64 = row.try_get(0)?;
         let window_start: i64 = row.try_get(1)?;
@@ -74,7 +74,7 @@ impl Store {
         let _gate = self.lock_writers().await?;
         let done = sqlx::query("DELETE FROM claim_requests WHERE window_start <= $1")
             .bind(now - CLAIM_WINDOW_SECS)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(done.rows_affected())
     }

@@ -158,6 +158,29 @@ impl WriteTx {
         policy: &str,
         document: Option<&str>,
     ) -> Result<(), RegistryError> {
+        let found = sqlx::query("SELECT 1 FROM certificates WHERE id = $1")
+            .bind(certificate_id)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        if found.is_none() {
+            return Err(RegistryError::NotFound {
+                kind: "certificate",
+                name: certificate_id.to_string(),
+            });
+        }
+        self.attach_policy_to_activated(certificate_id, policy, document)
+            .await
+    }
+
+    /// [`Self::attach_policy`] for a certificate this transaction has just
+    /// activated (provisioning), which therefore exists: one read fewer per
+    /// policy on the fleet path.
+    pub async fn attach_policy_to_activated(
+        &mut self,
+        certificate_id: &str,
+        policy: &str,
+        document: Option<&str>,
+    ) -> Result<(), RegistryError> {
         validate_name("policy name", policy)?;
         match document {
             Some(document) => {
@@ -183,16 +206,6 @@ impl WriteTx {
                     });
                 }
             }
-        }
-        let found = sqlx::query("SELECT 1 FROM certificates WHERE id = $1")
-            .bind(certificate_id)
-            .fetch_optional(&mut *self.tx)
-            .await?;
-        if found.is_none() {
-            return Err(RegistryError::NotFound {
-                kind: "certificate",
-                name: certificate_id.to_string(),
-            });
         }
         sqlx::query(
             "INSERT INTO certificate_policies (certificate_id, policy) VALUES ($1, $2) ON CONFLICT DO NOTHING",

@@ -34,7 +34,13 @@ pub enum Backend {
 /// The registry store. Cheap to clone; all clones share one pool.
 #[derive(Clone, Debug)]
 pub struct Store {
+    /// Connections for reads.
     pub(crate) pool: AnyPool,
+    /// Connections for write transactions. SQLite: a pool of one of its
+    /// own, so a writer (which holds the write gate, and with it every other
+    /// writer) never waits for a connection behind the readers. PostgreSQL:
+    /// the read pool.
+    pub(crate) writer: AnyPool,
     backend: Backend,
     /// SQLite has one writer at a time: this process's writers queue here,
     /// in order, instead of polling the database lock (busy_timeout still
@@ -86,36 +92,19 @@ impl Store {
         } else {
             return Err(RegistryError::UnsupportedStore(url.to_string()));
         };
-        let mut options = AnyPoolOptions::new();
-        if backend == Backend::Sqlite {
-            options = options.max_connections(4).after_connect(|conn, _| {
-                Box::pin(async move {
-                    conn.execute("PRAGMA journal_mode = WAL").await?;
-                    conn.execute("PRAGMA synchronous = NORMAL").await?;
-                    conn.execute("PRAGMA busy_timeout = 10000").await?;
-                    // Certificate ids, serials and key hashes are random, so
-                    // index inserts touch pages all over a large registry:
-                    // keep more of them cached (32 MiB per connection). Not
-                    // a memory map: that showed no gain, and every mapped
-                    // page of the file counted against the process's memory
-                    // (350 MB instead of 130 MB issuing into a registry of
-                    // 100k certificates).
-                    conn.execute("PRAGMA cache_size = -32768").await?;
-                    // A multi-row INSERT keeps a statement journal (the
-                    // pages it changed, to undo just that statement); on
-                    // disk that is a temp file created and unlinked per
-                    // statement. In memory it is a few hundred KiB.
-                    conn.execute("PRAGMA temp_store = MEMORY").await?;
-                    conn.execute("PRAGMA foreign_keys = ON").await?;
-                    Ok(())
-                })
-            });
+        let (pool, writer) = if backend == Backend::Sqlite {
+            let readers = sqlite_options(4).connect(&connect_url).await?;
+            let writer = sqlite_options(1).connect(&connect_url).await?;
+            (readers, writer)
         } else {
-            options = options.max_connections(16);
-        }
-        let pool = options.connect(&connect_url).await?;
+            let pool = AnyPoolOptions::new()
+                .max_connections(16)
+                .connect(&connect_url)
+                .await?;
+            (pool.clone(), pool)
+        };
         match backend {
-            Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
+            Backend::Sqlite => SQLITE_MIGRATIONS.run(&writer).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
         let write_gate =
@@ -124,6 +113,7 @@ impl Store {
             (backend == Backend::Postgres).then(|| Arc::new(ConnectUrl(connect_url.clone())));
         Ok(Store {
             pool,
+            writer,
             backend,
             write_gate,
             listen_url,
@@ -556,4 +546,33 @@ fn audit_from_row(row: &AnyRow) -> Result<AuditRecord, RegistryError> {
         prev_hash: row.try_get("prev_hash")?,
         hash: row.try_get("hash")?,
     })
+}
+
+/// Pool options for SQLite connections: WAL, and the pragmas every
+/// connection needs.
+fn sqlite_options(connections: u32) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(connections)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                conn.execute("PRAGMA journal_mode = WAL").await?;
+                conn.execute("PRAGMA synchronous = NORMAL").await?;
+                conn.execute("PRAGMA busy_timeout = 10000").await?;
+                // Certificate ids, serials and key hashes are random, so
+                // index inserts touch pages all over a large registry:
+                // keep more of them cached (32 MiB per connection). Not
+                // a memory map: that showed no gain, and every mapped
+                // page of the file counted against the process's memory
+                // (350 MB instead of 130 MB issuing into a registry of
+                // 100k certificates).
+                conn.execute("PRAGMA cache_size = -32768").await?;
+                // A multi-row INSERT keeps a statement journal (the
+                // pages it changed, to undo just that statement); on
+                // disk that is a temp file created and unlinked per
+                // statement. In memory it is a few hundred KiB.
+                conn.execute("PRAGMA temp_store = MEMORY").await?;
+                conn.execute("PRAGMA foreign_keys = ON").await?;
+                Ok(())
+            })
+        })
 }

@@ -31,13 +31,10 @@ pub struct WriteTx {
 impl WriteTx {
     pub(crate) async fn begin(store: &Store, actor: &str) -> Result<Self, RegistryError> {
         let gate = store.lock_writers().await?;
-        let mut tx = store.pool.begin().await?;
+        let mut tx = store.writer.begin().await?;
         // Taking the write lock first (a row lock on PostgreSQL, the database
         // write lock on SQLite) orders all writers along the audit chain.
-        sqlx::query("UPDATE chain_head SET seq = seq WHERE id = 1")
-            .execute(&mut *tx)
-            .await?;
-        let row = sqlx::query("SELECT seq, hash FROM chain_head WHERE id = 1")
+        let row = sqlx::query("UPDATE chain_head SET seq = seq WHERE id = 1 RETURNING seq, hash")
             .fetch_one(&mut *tx)
             .await?;
         Ok(WriteTx {

@@ -18,7 +18,7 @@ use idmint_registry::{Certificate, Grant, Role, Scope, Thing};
 pub use credential::{ClientCertificate, Credentials};
 pub use grants::ConvertedRoles;
 pub(crate) use policy_store::in_force;
-pub use policy_store::PolicySubject;
+pub use policy_store::{common_name_of, PolicyHolder, PolicySubject};
 
 /// An authenticated caller.
 #[derive(Clone, Debug)]

@@ -326,6 +326,21 @@ impl PolicyDocument {
     pub fn statements(&self) -> &[Statement] {
         &self.statements
     }
+
+    /// Whether a resource names the thing's type or an attribute, values
+    /// only the thing record holds (its name is on the certificate).
+    pub fn names_thing_record(&self) -> bool {
+        self.statements.iter().any(|s| {
+            s.resources.iter().any(|r| {
+                r.pieces.iter().any(|p| {
+                    matches!(
+                        p,
+                        Piece::Variable(Variable::ThingTypeName | Variable::ThingAttribute(_))
+                    )
+                })
+            })
+        })
+    }
 }
 
 fn strings<'a>(path: &str, value: &'a Value) -> Result<Vec<(String, &'a str)>, PolicyError> {
@@ -984,5 +999,20 @@ mod tests {
             v.substitute("a/${iot:Connection.Thing.Attributes[none]}"),
             None
         );
+    }
+
+    #[test]
+    fn thing_record_needed_only_for_type_and_attributes() {
+        let by_name = doc(&format!(
+            r#"{{"Effect":"Allow","Action":"iot:Publish","Resource":["{ARN}:topic/d/${{iot:ClientId}}/${{iot:Connection.Thing.ThingName}}/${{iot:Certificate.Subject.CommonName}}"]}}"#
+        ));
+        assert!(!by_name.names_thing_record());
+        for variable in ["ThingTypeName", "Attributes[site]"] {
+            let p = doc(&format!(
+                r#"{{"Effect":"Allow","Action":"iot:Connect","Resource":"*"}},
+                   {{"Effect":"Deny","Action":"iot:Publish","Resource":"{ARN}:topic/x/${{iot:Connection.Thing.{variable}}}"}}"#
+            ));
+            assert!(p.names_thing_record(), "{variable}");
+        }
     }
 }

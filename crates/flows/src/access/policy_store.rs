@@ -49,6 +49,26 @@ fn not_found(name: &str) -> FlowError {
     .into()
 }
 
+/// What a session knows of its certificate: enough to build its policy
+/// variables without reading the certificate again.
+#[derive(Clone, Copy, Debug)]
+pub struct PolicyHolder<'a> {
+    /// The certificate id.
+    pub certificate_id: &'a str,
+    /// The thing it is attached to (things are never deleted, so this is
+    /// `${iot:Connection.Thing.ThingName}`).
+    pub thing: Option<&'a str>,
+    /// Its subject's common name.
+    pub common_name: Option<&'a str>,
+}
+
+/// The subject common name of a certificate (DER), if it has one.
+pub fn common_name_of(der: &[u8]) -> Option<String> {
+    idmint_pki::CertificateInfo::from_der(der)
+        .ok()
+        .and_then(|info| info.subject_cn)
+}
+
 impl Idmint {
     /// Creates policy `name` from `document`, which must parse.
     pub async fn create_policy(
@@ -123,17 +143,30 @@ impl Idmint {
         certificate_id: &str,
         client_id: &str,
     ) -> Result<PolicySubject, FlowError> {
+        let certificate = self.store().require_certificate(certificate_id).await?;
+        let common_name = common_name_of(&certificate.der);
+        let holder = PolicyHolder {
+            certificate_id,
+            thing: certificate.thing.as_deref(),
+            common_name: common_name.as_deref(),
+        };
+        self.policy_subject_of(&holder, client_id).await
+    }
+
+    /// The policy subject of a session whose certificate the caller has
+    /// just read (at CONNECT): the certificate is not read again, and the
+    /// thing only when a document names its type or attributes.
+    pub async fn policy_subject_of(
+        &self,
+        holder: &PolicyHolder<'_>,
+        client_id: &str,
+    ) -> Result<PolicySubject, FlowError> {
         let store = self.store();
-        let certificate =
-            store
-                .certificate(certificate_id)
-                .await?
-                .ok_or_else(|| RegistryError::NotFound {
-                    kind: "certificate",
-                    name: certificate_id.to_string(),
-                })?;
         let mut policies = Vec::new();
-        for (name, document) in store.certificate_policy_documents(certificate_id).await? {
+        for (name, document) in store
+            .certificate_policy_documents(holder.certificate_id)
+            .await?
+        {
             match document.as_deref().map(PolicyDocument::parse) {
                 Some(Ok(doc)) => policies.push(doc),
                 Some(Err(e)) => {
@@ -144,19 +177,18 @@ impl Idmint {
                 }
             }
         }
-        let thing = match &certificate.thing {
-            Some(name) => store.thing(name).await?,
-            None => None,
+        let thing = match holder.thing {
+            Some(name) if policies.iter().any(PolicyDocument::names_thing_record) => {
+                store.thing(name).await?
+            }
+            _ => None,
         };
-        let common_name = idmint_pki::CertificateInfo::from_der(&certificate.der)
-            .ok()
-            .and_then(|info| info.subject_cn);
         let variables = PolicyVariables {
             client_id: client_id.to_string(),
-            thing_name: thing.as_ref().map(|t| t.name.clone()),
+            thing_name: holder.thing.map(str::to_string),
             thing_type: thing.as_ref().and_then(|t| t.thing_type.clone()),
             attributes: thing.map(|t| t.attributes).unwrap_or_default(),
-            common_name,
+            common_name: holder.common_name.map(str::to_string),
         };
         Ok(PolicySubject {
             policies,

@@ -29,6 +29,8 @@ pub enum MqttIdentity {
         certificate_id: String,
         /// Its thing.
         thing: Option<String>,
+        /// Its subject's common name.
+        common_name: Option<String>,
         /// Whether the certificate holds an `admin` grant (may receive events).
         admin: bool,
         /// Set when this connection registered the certificate (JITP).
@@ -67,6 +69,7 @@ impl Idmint {
                         certificate,
                         grants,
                     } => Ok(MqttIdentity::Device {
+                        common_name: crate::access::common_name_of(&certificate.der),
                         certificate_id: certificate.id,
                         thing: certificate.thing,
                         admin: grants.iter().any(|g| g.role == Role::Admin),
@@ -96,6 +99,7 @@ impl Idmint {
             }
         };
         Ok(MqttIdentity::Device {
+            common_name: info.subject_cn,
             certificate_id: info.id,
             thing: Some(event.thing_name.clone()),
             admin: false,

@@ -370,7 +370,7 @@ impl Idmint {
                 }
                 (None, None) => continue,
             };
-            tx.attach_policy(certificate_id, &name, policy.document.as_deref())
+            tx.attach_policy_to_activated(certificate_id, &name, policy.document.as_deref())
                 .await?;
         }
         if !new_thing {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use idmint_flows::access::policy::IotAction;
-use idmint_flows::access::PolicySubject;
+use idmint_flows::access::{PolicyHolder, PolicySubject};
 use idmint_flows::fleet::{ClaimSession, MqttIdentity, Rejection};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::broadcast;
@@ -120,13 +120,20 @@ where
         MqttIdentity::Claim { .. } => PolicySubject::default(),
         MqttIdentity::Device {
             certificate_id,
+            thing,
+            common_name,
             admin,
             ..
         } => {
+            let holder = PolicyHolder {
+                certificate_id,
+                thing: thing.as_deref(),
+                common_name: common_name.as_deref(),
+            };
             let subject = ctx
                 .state
                 .idmint
-                .policy_subject(certificate_id, &client_id)
+                .policy_subject_of(&holder, &client_id)
                 .await
                 .map_err(|e| SessionEnd::Protocol(format!("policies: {e}")))?;
             if !admin && !subject.allows(IotAction::Connect, &client_id) {
