@@ -31,7 +31,7 @@ pub enum Backend {
     Postgres,
 }
 
-/// The registry store. Cheap to clone; all clones share one pool.
+/// The registry store. Cheap to clone; all clones share its pools.
 #[derive(Clone, Debug)]
 pub struct Store {
     /// Connections for reads.
