@@ -18,12 +18,8 @@ pub fn token_hash(secret: &str) -> String {
 /// token never matches).
 pub fn token_matches(token: &Token, secret: &str) -> bool {
     let computed = token_hash(secret);
-    let equal = aws_lc_rs::constant_time::verify_slices_are_equal(
-        computed.as_bytes(),
-        token.hash.as_bytes(),
-    )
-    .is_ok();
-    equal && token.revoked_at.is_none()
+    idmint_pki::constant_time_eq(computed.as_bytes(), token.hash.as_bytes())
+        && token.revoked_at.is_none()
 }
 
 impl Idmint {
@@ -48,8 +44,7 @@ impl Idmint {
             self.store().require_batch(b).await?;
         }
         let mut bytes = Zeroizing::new([0u8; 32]);
-        aws_lc_rs::rand::fill(bytes.as_mut())
-            .map_err(|_| FlowError::Invalid("random generator failed".into()))?;
+        idmint_pki::random_fill(bytes.as_mut())?;
         let secret = Zeroizing::new(format!("{TOKEN_PREFIX}{}", hex::encode(&bytes[..])));
         let mut tx = self.store().begin(actor).await?;
         tx.insert_token(name, role, batch, &token_hash(&secret))

@@ -1,5 +1,6 @@
 //! Hashing and randomness for the whole workspace: certificate ids, key
-//! fingerprints, image and bundle digests, token hashes, nonces and ids.
+//! fingerprints, image and bundle digests, token hashes and their
+//! constant-time comparison, nonces and ids.
 //! One place, one implementation (aws-lc-rs), so no other crate calls a
 //! primitive itself.
 
@@ -10,6 +11,12 @@ use crate::PkiError;
 /// Fills `out` from the system random generator.
 pub fn random_fill(out: &mut [u8]) -> Result<(), PkiError> {
     aws_lc_rs::rand::fill(out).map_err(|_| PkiError::Randomness)
+}
+
+/// Whether `a` and `b` are equal, in time that depends only on their
+/// lengths (for comparing secrets and their hashes).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    aws_lc_rs::constant_time::verify_slices_are_equal(a, b).is_ok()
 }
 
 /// SHA-256 of `bytes`.
@@ -27,6 +34,13 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn constant_time_eq_compares_contents() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+    }
 
     #[test]
     fn known_answer() {

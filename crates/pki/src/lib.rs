@@ -35,6 +35,7 @@ mod key;
 mod pkcs11;
 mod profile;
 mod protect;
+mod signature;
 mod signer;
 mod verify;
 
@@ -42,12 +43,13 @@ pub use ca::{CaBuilder, CertificateAuthority, IssuedCertificate};
 pub use cert::{certificate_id, CertificateInfo};
 pub use crl::{build_crl, RevocationReason, RevokedEntry};
 pub use csr::Csr;
-pub use digest::{random_fill, sha256, sha256_hex};
+pub use digest::{constant_time_eq, random_fill, sha256, sha256_hex};
 pub use error::PkiError;
 pub use key::{DeviceKey, KeyType, PublicKey};
 pub use pkcs11::{Pkcs11Config, Pkcs11Key, Pkcs11Uri};
 pub use profile::{ExtendedKeyUsage, KeyUsage, Profile, SubjectValues};
 pub use protect::{decrypt_private_key, encrypt_private_key, KeyProtection};
+pub use signature::{SignatureEncoding, VerifyingKey};
 pub use signer::Signer;
 pub use verify::{verify_chain, verify_chain_at};
 

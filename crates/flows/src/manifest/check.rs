@@ -6,14 +6,13 @@
 //!
 //! Vendor device certificates often carry no extended key usage at all, so
 //! the chain is checked here with x509-parser's signature verification
-//! (aws-lc-rs) rather than webpki's client-auth path building: absent EKU
+//! (signatures through idmint-pki) rather than webpki's client-auth path building: absent EKU
 //! is accepted, an EKU that excludes clientAuth is not.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use aws_lc_rs::signature::{ParsedPublicKey, ECDSA_P256_SHA256_ASN1};
-use idmint_pki::{CertificateInfo, Profile};
+use idmint_pki::{CertificateInfo, Profile, SignatureEncoding, VerifyingKey};
 use time::OffsetDateTime;
 use x509_parser::oid_registry::{OID_EC_P256, OID_SIG_ECDSA_WITH_SHA256};
 use x509_parser::prelude::{FromDer, SubjectPublicKeyInfo, X509Certificate};
@@ -67,7 +66,7 @@ struct Issuer {
     spki: Vec<u8>,
     /// Its key parsed once for the usual case, ecdsa-with-SHA256 by a
     /// P-256 key; other algorithms are left to x509-parser.
-    p256: Option<ParsedPublicKey>,
+    p256: Option<VerifyingKey>,
 }
 
 impl Issuer {
@@ -83,9 +82,7 @@ impl Issuer {
             subject: cert.subject().as_raw().to_vec(),
             spki: key.raw.to_vec(),
             p256: on_p256
-                .then(|| {
-                    ParsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, &key.subject_public_key.data)
-                })
+                .then(|| VerifyingKey::p256(&key.subject_public_key.data, SignatureEncoding::Der))
                 .and_then(Result::ok),
         }
     }
@@ -95,9 +92,7 @@ impl Issuer {
     fn signed(&self, cert: &X509Certificate<'_>) -> bool {
         if let Some(key) = &self.p256 {
             if cert.signature_algorithm.algorithm == OID_SIG_ECDSA_WITH_SHA256 {
-                return key
-                    .verify_sig(cert.tbs_certificate.as_ref(), &cert.signature_value.data)
-                    .is_ok();
+                return key.verifies(cert.tbs_certificate.as_ref(), &cert.signature_value.data);
             }
         }
         // The SPKI was taken from a parsed certificate, so it parses.

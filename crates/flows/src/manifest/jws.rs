@@ -7,11 +7,12 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use aws_lc_rs::signature::{ParsedPublicKey, ECDSA_P256_SHA256_FIXED};
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine as _;
+use idmint_pki::{SignatureEncoding, VerifyingKey};
 use serde::Deserialize;
 use x509_parser::prelude::{FromDer, ParsedExtension, X509Certificate};
 
@@ -317,7 +318,7 @@ impl SecureElementPayload {
 pub struct LogSigner {
     /// The key, parsed once; `None` if the certificate's point is not on
     /// P-256, and then no signature verifies.
-    key: Option<ParsedPublicKey>,
+    key: Option<Arc<VerifyingKey>>,
     ski: Option<Vec<u8>>,
     sha256: Vec<u8>,
 }
@@ -343,7 +344,9 @@ impl LogSigner {
                 _ => None,
             });
         Ok(LogSigner {
-            key: ParsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, point).ok(),
+            key: VerifyingKey::p256(point, SignatureEncoding::Fixed)
+                .ok()
+                .map(Arc::new),
             ski,
             sha256: idmint_pki::sha256(der).to_vec(),
         })
@@ -386,10 +389,10 @@ impl LogSigner {
                 ),
             ));
         }
-        let verified = self.key.as_ref().is_some_and(|key| {
-            key.verify_sig(&element.signing_input, &element.signature)
-                .is_ok()
-        });
+        let verified = self
+            .key
+            .as_ref()
+            .is_some_and(|key| key.verifies(&element.signing_input, &element.signature));
         if !verified {
             return Err(Rejection::new(
                 Reason::BadSignature,

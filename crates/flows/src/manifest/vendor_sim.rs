@@ -9,9 +9,8 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
-use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use base64::Engine as _;
+use idmint_pki::DeviceKey;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType, IsCa, KeyPair,
     KeyUsagePurpose, SerialNumber, PKCS_ECDSA_P256_SHA256,
@@ -45,10 +44,9 @@ pub struct VendorSim {
     signer_ca: CertifiedIssuer<'static, KeyPair>,
     rogue: CertifiedIssuer<'static, KeyPair>,
     log_signer_der: Vec<u8>,
-    log_signer: EcdsaKeyPair,
+    log_signer: DeviceKey,
     kid: Vec<u8>,
     x5t: Vec<u8>,
-    rng: SystemRandom,
 }
 
 fn err(e: impl std::fmt::Display) -> FlowError {
@@ -92,9 +90,7 @@ impl VendorSim {
         lp.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         let log_cert = lp.signed_by(&log_key, &root).map_err(err)?;
         let log_signer_der = log_cert.der().to_vec();
-        let log_signer =
-            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &log_key.serialize_der())
-                .map_err(err)?;
+        let log_signer = DeviceKey::from_pkcs8_der(&log_key.serialize_der()).map_err(err)?;
         let (_, parsed) = X509Certificate::from_der(&log_signer_der).map_err(err)?;
         let kid = parsed
             .extensions()
@@ -113,7 +109,6 @@ impl VendorSim {
             log_signer,
             kid,
             x5t,
-            rng: SystemRandom::new(),
         })
     }
 
@@ -137,7 +132,7 @@ impl VendorSim {
         p.distinguished_name = dn;
         p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         let mut serial = [0u8; 16];
-        aws_lc_rs::rand::fill(&mut serial).map_err(err)?;
+        idmint_pki::random_fill(&mut serial).map_err(err)?;
         serial[0] &= 0x7f;
         p.serial_number = Some(SerialNumber::from_slice(&serial));
         p.use_authority_key_identifier_extension = true;
@@ -197,10 +192,7 @@ impl VendorSim {
         let signed_payload = B64URL.encode(payload.to_string());
         let signature = self
             .log_signer
-            .sign(
-                &self.rng,
-                format!("{protected}.{signed_payload}").as_bytes(),
-            )
+            .sign_fixed(format!("{protected}.{signed_payload}").as_bytes())
             .map_err(err)?;
         let payload_field = if tamper == Tamper::PayloadEdited {
             payload["model"] = "ATECC608B-EDITED".into();
@@ -212,7 +204,7 @@ impl VendorSim {
             "payload": payload_field,
             "protected": protected,
             "header": {"uniqueId": unique_id},
-            "signature": B64URL.encode(signature.as_ref()),
+            "signature": B64URL.encode(&signature),
         }))
     }
 

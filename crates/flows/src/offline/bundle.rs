@@ -26,7 +26,7 @@ use std::path::Path;
 use base64::Engine;
 use idmint_pki::{
     CertificateAuthority, CertificateInfo, DeviceKey, KeyType, Pkcs11Config, Pkcs11Key, Pkcs11Uri,
-    Profile, Signer,
+    Profile, SignatureEncoding, Signer, VerifyingKey,
 };
 use serde::{Deserialize, Serialize};
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -171,25 +171,13 @@ pub(crate) fn sign(signer: &Signer, context: &[u8], message: &[u8]) -> Result<Ve
 
 /// Checks a signature made by [`sign`] against a DER SubjectPublicKeyInfo.
 pub(crate) fn verify(spki_der: &[u8], context: &[u8], message: &[u8], signature: &[u8]) -> bool {
-    use aws_lc_rs::signature::{self, UnparsedPublicKey, VerificationAlgorithm};
-    let Ok(key_type) = KeyType::from_spki(spki_der) else {
+    let Ok(key) = VerifyingKey::from_spki(spki_der, SignatureEncoding::Der) else {
         return false;
-    };
-    let Ok((_, spki)) = x509_parser::x509::SubjectPublicKeyInfo::from_der(spki_der) else {
-        return false;
-    };
-    let alg: &'static dyn VerificationAlgorithm = match key_type {
-        KeyType::P256 => &signature::ECDSA_P256_SHA256_ASN1,
-        KeyType::P384 => &signature::ECDSA_P384_SHA384_ASN1,
-        KeyType::Ed25519 => &signature::ED25519,
-        KeyType::Rsa2048 | KeyType::Rsa3072 => &signature::RSA_PKCS1_2048_8192_SHA256,
     };
     let mut data = Vec::with_capacity(context.len() + message.len());
     data.extend_from_slice(context);
     data.extend_from_slice(message);
-    UnparsedPublicKey::new(alg, &*spki.subject_public_key.data)
-        .verify(&data, signature)
-        .is_ok()
+    key.verifies(&data, signature)
 }
 
 /// Whether `cert_der` carries a valid signature by the key of `issuer_der`.
