@@ -5,9 +5,10 @@
 //! extended key usage permits TLS client auth, and its key type is allowed.
 //!
 //! Vendor device certificates often carry no extended key usage at all, so
-//! the chain is checked here with x509-parser's signature verification
-//! (signatures through idmint-pki) rather than webpki's client-auth path building: absent EKU
-//! is accepted, an EKU that excludes clientAuth is not.
+//! the chain is checked here (issuer keys through idmint-pki's
+//! `VerifyingKey`, other algorithms through x509-parser) rather than by
+//! webpki's client-auth path building: absent EKU is accepted, an EKU that
+//! excludes clientAuth is not.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
