@@ -239,18 +239,16 @@ impl DeviceKey {
     /// Signs a message as JWS ES256 does: an ECDSA signature laid out as raw
     /// `r || s` (RFC 7518 §3.4). Only for P-256 keys.
     pub fn sign_fixed(&self, message: &[u8]) -> Result<Vec<u8>, PkiError> {
+        if self.key_type() != KeyType::P256 {
+            return Err(PkiError::UnsupportedKeyType(format!(
+                "{} (fixed-layout signatures are made with p256 keys)",
+                self.key_type()
+            )));
+        }
         let der = self.sign(message)?;
-        let fixed = match self.key_type() {
-            KeyType::P256 => p256::ecdsa::Signature::from_der(&der)
-                .map(|s| s.to_bytes().to_vec())
-                .map_err(|e| PkiError::InvalidKey(format!("ECDSA signature: {e}")))?,
-            other => {
-                return Err(PkiError::UnsupportedKeyType(format!(
-                    "{other} (fixed-layout signatures are made with p256 keys)"
-                )))
-            }
-        };
-        Ok(fixed)
+        p256::ecdsa::Signature::from_der(&der)
+            .map(|s| s.to_bytes().to_vec())
+            .map_err(|e| PkiError::InvalidKey(format!("ECDSA signature: {e}")))
     }
 
     /// A PKCS#10 request (PEM) for this key with subject `CN=common_name`,

@@ -21,7 +21,7 @@ pub enum SignatureEncoding {
 
 /// A public key prepared for verifying signatures: ECDSA P-256 with SHA-256,
 /// ECDSA P-384 with SHA-384, Ed25519, or RSA PKCS#1 v1.5 with SHA-256.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct VerifyingKey {
     key: ParsedPublicKey,
 }
@@ -95,6 +95,8 @@ mod tests {
         assert!(fixed.verifies(b"jws input", &signature));
         let der = VerifyingKey::from_spki(&spki, SignatureEncoding::Der).unwrap();
         assert!(!der.verifies(b"jws input", &signature));
+        let ed25519 = DeviceKey::generate(KeyType::Ed25519).unwrap();
+        assert!(ed25519.sign_fixed(b"jws input").is_err());
     }
 
     #[test]

@@ -7,7 +7,6 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
@@ -318,7 +317,7 @@ impl SecureElementPayload {
 pub struct LogSigner {
     /// The key, parsed once; `None` if the certificate's point is not on
     /// P-256, and then no signature verifies.
-    key: Option<Arc<VerifyingKey>>,
+    key: Option<VerifyingKey>,
     ski: Option<Vec<u8>>,
     sha256: Vec<u8>,
 }
@@ -344,9 +343,7 @@ impl LogSigner {
                 _ => None,
             });
         Ok(LogSigner {
-            key: VerifyingKey::p256(point, SignatureEncoding::Fixed)
-                .ok()
-                .map(Arc::new),
+            key: VerifyingKey::p256(point, SignatureEncoding::Fixed).ok(),
             ski,
             sha256: idmint_pki::sha256(der).to_vec(),
         })
