@@ -1734,7 +1734,7 @@ fn device_policies_decide_connect_subscribe_publish_and_receive() {
     .spawn()
     .expect("listener");
     std::thread::sleep(Duration::from_millis(1500));
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     env.ok(&["cert", "revoke", &a_id]);
     let report = paho_report(listener.wait_with_output().expect("listener"));
     assert!(!report["disconnected"].is_null(), "{report}");
@@ -1771,4 +1771,93 @@ fn a_session_holds_at_most_max_subscriptions_filters() {
     assert_eq!(report["granted"][0], json!([1, 1, 1, 128, 128]), "{report}");
     // Re-subscribing to a held filter is not a new one.
     assert_eq!(report["granted"][1], json!([1]), "{report}");
+}
+
+/// The SHA-256 of a PEM certificate's DER: its id in the registry.
+fn pem_cert_id(pem: &Path) -> String {
+    let (ok, text) = openssl(&[
+        "x509",
+        "-in",
+        pem.to_str().unwrap(),
+        "-noout",
+        "-fingerprint",
+        "-sha256",
+    ]);
+    assert!(ok, "{text}");
+    text.trim()
+        .rsplit('=')
+        .next()
+        .unwrap_or_default()
+        .replace(':', "")
+        .to_lowercase()
+}
+
+#[test]
+fn a_claim_revoked_while_its_session_is_open_gets_no_more_certificates() {
+    let f = fleet();
+    let env = &f.env;
+    // The re-check timer must not be what closes the session here.
+    let config = env.data().join("idmint.toml");
+    let text = std::fs::read_to_string(&config).expect("idmint.toml");
+    std::fs::write(
+        &config,
+        text.replace("recheck_secs = 10", "recheck_secs = 3600"),
+    )
+    .expect("write");
+    let server = serve(env);
+    let claim_id = pem_cert_id(&f.claim_cert);
+    let (ready, go) = (env.path("ready"), env.path("go"));
+    let mut subs = responses(CREATE);
+    subs.extend(responses(PROVISION));
+    let device = paho_cmd(
+        server.mqtt,
+        &f.root,
+        &f.claim_cert,
+        &f.claim_key,
+        "311",
+        None,
+        &json!([
+            {"sub": subs},
+            {"pub": CREATE, "json": {}},
+            {"signal": ready.to_str().unwrap()},
+            {"await": go.to_str().unwrap()},
+            {"pub": PROVISION, "json": {"certificateOwnershipToken": "$TOKEN", "parameters": {"SerialNumber": "OK-R"}}},
+            {"pub": CREATE, "json": {}},
+        ]),
+    )
+    .stdout(Stdio::piped())
+    .spawn()
+    .expect("paho");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ready.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(ready.exists(), "the device never got its first certificate");
+    env.ok(&["cert", "revoke", &claim_id]);
+    std::fs::write(&go, "").expect("go");
+    let report = paho_report(device.wait_with_output().expect("paho"));
+    let replies = report["replies"].as_array().expect("replies");
+    assert_eq!(replies.len(), 3, "{report}");
+    assert_eq!(
+        replies[0]["topic"],
+        format!("{CREATE}/accepted"),
+        "{report}"
+    );
+    let pending = replies[0]["payload"]["certificateId"]
+        .as_str()
+        .expect("certificateId");
+    // The claim is refused both ways, and nothing was issued or activated.
+    for (reply, op) in [(&replies[1], PROVISION), (&replies[2], CREATE)] {
+        assert_eq!(reply["topic"], format!("{op}/rejected"), "{report}");
+        assert_eq!(reply["payload"]["errorCode"], "NotAuthorized", "{report}");
+        assert_eq!(reply["payload"]["statusCode"], 403, "{report}");
+    }
+    assert_eq!(cert_status(env, pending), "PENDING_ACTIVATION");
+    assert!(env
+        .json(&["thing", "list", "--json"])
+        .as_array()
+        .expect("things")
+        .is_empty());
+    // The hook never ran for the revoked claim.
+    assert!(f.hook_log.lock().expect("lock").is_empty());
 }

@@ -9,6 +9,8 @@ given as JSON on the command line, all on one connection:
   {"pub": "topic", "raw": "text", "qos": 0}   publish raw bytes
   {"pub": ..., "wait": false}                 do not wait for a reply
   {"recv": true}                              wait for one message
+  {"signal": "PATH"}                          create file PATH (the test goes on)
+  {"await": "PATH"}                           wait until file PATH exists
 
 Strings "$TOKEN" and "$CSR" in a payload are replaced by the last ownership
 token received and the contents of --csr. Prints one JSON object:
@@ -18,6 +20,7 @@ token received and the contents of --csr. Prints one JSON object:
 
 import argparse
 import json
+import os
 import queue
 import ssl
 import sys
@@ -107,6 +110,12 @@ def main():
                 client.subscribe([(t, 1) for t in step["sub"]])
                 granted = wait_for("suback")
                 out["granted"].append(granted)
+            elif "signal" in step:
+                open(step["signal"], "w").close()
+            elif "await" in step:
+                deadline = time.time() + args.timeout
+                while not os.path.exists(step["await"]) and time.time() < deadline:
+                    time.sleep(0.02)
             elif "recv" in step:
                 msg = wait_for("message")
                 if msg is not None:

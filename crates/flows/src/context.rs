@@ -29,6 +29,11 @@ pub struct Idmint {
     store: Store,
     passphrase: Option<Zeroizing<String>>,
     cas: Mutex<HashMap<String, Arc<CertificateAuthority>>>,
+    /// The chains above CAs, by CA name. A CA record's certificate and
+    /// parent never change once written (CAs are added, never rewritten or
+    /// deleted), so a chain read once holds for the process; each client
+    /// certificate check would otherwise read every CA of its chain.
+    chains: Mutex<HashMap<String, Arc<Vec<Vec<u8>>>>>,
     pkcs11: Option<Pkcs11Config>,
     /// Group commit for single issuances, started on first use.
     registrar: std::sync::OnceLock<Registrar>,
@@ -52,6 +57,7 @@ impl Idmint {
             store,
             passphrase,
             cas: Mutex::new(HashMap::new()),
+            chains: Mutex::new(HashMap::new()),
             pkcs11: None,
             registrar: std::sync::OnceLock::new(),
         };
@@ -166,7 +172,7 @@ impl Idmint {
         leaf: &[u8],
         presented: &[&[u8]],
     ) -> Result<(), FlowError> {
-        let chain = self.chain(ca).await?;
+        let chain = self.shared_chain(ca).await?;
         let (root, above) = chain
             .split_last()
             .ok_or_else(|| FlowError::Invalid(format!("CA {ca:?} has no certificate")))?;
@@ -179,6 +185,21 @@ impl Idmint {
     /// The chain above a CA's certificates: the CA itself, then its parents
     /// up to the root (DER, issuer first).
     pub async fn chain(&self, ca: &str) -> Result<Vec<Vec<u8>>, FlowError> {
+        Ok(self.shared_chain(ca).await?.to_vec())
+    }
+
+    async fn shared_chain(&self, ca: &str) -> Result<Arc<Vec<Vec<u8>>>, FlowError> {
+        if let Some(chain) = self.chains.lock().ok().and_then(|c| c.get(ca).cloned()) {
+            return Ok(chain);
+        }
+        let chain = Arc::new(self.read_chain(ca).await?);
+        if let Ok(mut cache) = self.chains.lock() {
+            cache.insert(ca.to_string(), chain.clone());
+        }
+        Ok(chain)
+    }
+
+    async fn read_chain(&self, ca: &str) -> Result<Vec<Vec<u8>>, FlowError> {
         let mut chain = Vec::new();
         let mut next = Some(ca.to_string());
         while let Some(name) = next {

@@ -200,6 +200,7 @@ impl Idmint {
                     options.batch.as_deref(),
                 ),
                 batch: options.batch.clone(),
+                claim: None,
                 ownership_token: None,
             })
             .await

@@ -1,6 +1,7 @@
 //! Group commit for single issuances (EST, the REST API, `cert issue`,
 //! fleet provisioning's new certificates): concurrent callers hand their
-//! registrations (batch quota, thing, certificate, ownership token) to one
+//! registrations (batch quota, thing, certificate, ownership token, the
+//! claim certificate that must still be in force) to one
 //! task, which writes every registration waiting at
 //! that moment in one transaction. A registry transaction costs a handful
 //! of statements before and after its own rows (the audit chain's head, the
@@ -41,6 +42,9 @@ pub(crate) struct Registration {
     pub certificate: NewCertificate,
     /// The batch whose quota it counts against.
     pub batch: Option<String>,
+    /// The claim certificate that asked for it (fleet provisioning), which
+    /// must still be in force when the registration commits.
+    pub claim: Option<String>,
     /// An ownership token for it (fleet provisioning): its SHA-256 and record.
     pub ownership_token: Option<(String, OwnershipToken)>,
 }
@@ -126,6 +130,15 @@ async fn write(store: &Store, registrations: &[&Registration]) -> Result<(), Flo
     }
     for (batch, n) in quotas {
         tx.reserve_quota(batch, n).await?;
+    }
+    // Each claim certificate in the group is looked at once.
+    let claims: std::collections::BTreeSet<&str> = registrations
+        .iter()
+        .filter_map(|r| r.claim.as_deref())
+        .collect();
+    for claim in claims {
+        let standing = tx.certificate(claim).await?.map(|c| c.standing());
+        crate::fleet::provision::ensure_claim_in_force(standing.as_ref())?;
     }
     // Consecutive registrations by the same actor are written together.
     let mut start = 0;

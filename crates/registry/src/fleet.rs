@@ -10,9 +10,12 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 use time::OffsetDateTime;
 
-use crate::store::ts;
+use crate::store::{certificate_from_row, ts, CERT_COLUMNS};
 use crate::write::{changed, unique_to};
-use crate::{now, validate_name, CertificateStatus, RegistryError, Store, WriteTx};
+use crate::{
+    now, validate_name, Certificate, CertificateStanding, CertificateStatus, RegistryError, Store,
+    WriteTx,
+};
 
 /// How a template is used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -118,6 +121,19 @@ pub struct OwnershipToken {
     pub expires: i64,
 }
 
+/// An ownership token RegisterThing may spend, as its first look finds it:
+/// with what the operation needs next, read in the same query.
+#[derive(Clone, Debug)]
+pub struct UsableToken {
+    /// The token.
+    pub token: OwnershipToken,
+    /// The DER of the certificate it is for.
+    pub certificate_der: Vec<u8>,
+    /// The standing of the claim certificate it was issued to (`None`: no
+    /// longer registered).
+    pub claim: Option<CertificateStanding>,
+}
+
 /// The revocation reason (RFC 5280 name) of a certificate whose ownership
 /// token expired before RegisterThing.
 const EXPIRED_TOKEN_REASON: crate::RevocationReason = crate::RevocationReason::CessationOfOperation;
@@ -126,7 +142,7 @@ const TEMPLATE_COLUMNS: &str = "name, kind, body, hook, hook_timeout_ms, enabled
 
 const TOKEN_QUERY: &str = "SELECT certificate_id, claim_certificate_id, expires, used FROM ownership_tokens WHERE token_sha256 = $1";
 
-fn usable_token(row: Option<AnyRow>, claim: &str) -> Result<OwnershipToken, RegistryError> {
+fn usable_token(row: Option<&AnyRow>, claim: &str) -> Result<OwnershipToken, RegistryError> {
     let row = row.ok_or(RegistryError::OwnershipToken("is unknown"))?;
     let token = OwnershipToken {
         certificate_id: row.try_get(0)?,
@@ -152,6 +168,16 @@ fn usable_token(row: Option<AnyRow>, claim: &str) -> Result<OwnershipToken, Regi
         ));
     }
     Ok(token)
+}
+
+fn claim_from_row(row: &AnyRow) -> Result<Claim, RegistryError> {
+    let templates: String = row.try_get("templates")?;
+    Ok(Claim {
+        certificate_id: row.try_get("certificate_id")?,
+        templates: serde_json::from_str(&templates)
+            .map_err(|e| RegistryError::Corrupt(format!("claim templates: {e}")))?,
+        rate_per_minute: row.try_get("rate_per_minute")?,
+    })
 }
 
 fn template_from_row(row: &AnyRow) -> Result<ProvisioningTemplate, RegistryError> {
@@ -198,28 +224,69 @@ impl Store {
         .bind(certificate_id)
         .fetch_optional(&self.pool)
         .await?;
+        row.as_ref().map(claim_from_row).transpose()
+    }
+
+    /// A certificate by id with the claim it holds, if it is a claim
+    /// certificate: what a client certificate check needs, in one query.
+    pub async fn certificate_and_claim(
+        &self,
+        id: &str,
+    ) -> Result<Option<(Certificate, Option<Claim>)>, RegistryError> {
+        let columns: Vec<String> = CERT_COLUMNS.split(", ").map(|c| format!("c.{c}")).collect();
+        let sql = format!(
+            "SELECT {}, cl.certificate_id, cl.templates, cl.rate_per_minute FROM certificates c \
+             LEFT JOIN claims cl ON cl.certificate_id = c.id WHERE c.id = $1",
+            columns.join(", ")
+        );
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         let Some(row) = row else { return Ok(None) };
-        let templates: String = row.try_get(1)?;
-        Ok(Some(Claim {
-            certificate_id: row.try_get(0)?,
-            templates: serde_json::from_str(&templates)
-                .map_err(|e| RegistryError::Corrupt(format!("claim templates: {e}")))?,
-            rate_per_minute: row.try_get(2)?,
-        }))
+        let certificate = certificate_from_row(&row)?;
+        let claim_id: Option<String> = row.try_get("certificate_id")?;
+        let claim = match claim_id {
+            Some(_) => Some(claim_from_row(&row)?),
+            None => None,
+        };
+        Ok(Some((certificate, claim)))
     }
 
     /// The ownership token with this hash, if it is usable now by `claim`
-    /// (the same checks as [`WriteTx::use_ownership_token`], without spending it).
+    /// (the same checks as [`WriteTx::use_ownership_token`], without spending
+    /// it), with its certificate's DER and the claim certificate's standing.
     pub async fn usable_ownership_token(
         &self,
         hash: &str,
         claim: &str,
-    ) -> Result<OwnershipToken, RegistryError> {
-        let row = sqlx::query(TOKEN_QUERY)
-            .bind(hash)
-            .fetch_optional(&self.pool)
-            .await?;
-        usable_token(row, claim)
+    ) -> Result<UsableToken, RegistryError> {
+        let row = sqlx::query(
+            "SELECT t.certificate_id, t.claim_certificate_id, t.expires, t.used, d.der, c.status, c.not_before, c.not_after \
+             FROM ownership_tokens t JOIN certificates d ON d.id = t.certificate_id \
+             LEFT JOIN certificates c ON c.id = t.claim_certificate_id WHERE t.token_sha256 = $1",
+        )
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        let token = usable_token(row.as_ref(), claim)?;
+        let Some(row) = row else {
+            return Err(RegistryError::OwnershipToken("is unknown"));
+        };
+        let status: Option<String> = row.try_get(5)?;
+        let claim = match status {
+            Some(status) => Some(CertificateStanding {
+                status: status.parse().map_err(RegistryError::Corrupt)?,
+                not_before: ts(row.try_get(6)?),
+                not_after: ts(row.try_get(7)?),
+            }),
+            None => None,
+        };
+        Ok(UsableToken {
+            token,
+            certificate_der: row.try_get(4)?,
+            claim,
+        })
     }
 
     /// Ownership tokens that expired unused before `at`, oldest first: (hash, token).
@@ -431,7 +498,7 @@ impl WriteTx {
             .bind(hash)
             .fetch_optional(&mut *self.tx)
             .await?;
-        usable_token(row, claim)?;
+        usable_token(row.as_ref(), claim)?;
         Err(RegistryError::OwnershipToken("was already used"))
     }
 

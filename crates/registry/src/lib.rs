@@ -42,7 +42,9 @@ pub use chains::{NewChain, NewIntermediate};
 pub use claim_rate::{ClaimAllowance, CLAIM_WINDOW_SECS};
 pub use error::RegistryError;
 pub use events::{Event, EventChannel, EventListener, EVENT_CHANNEL};
-pub use fleet::{Claim, NewTemplate, OwnershipToken, ProvisioningTemplate, TemplateKind};
+pub use fleet::{
+    Claim, NewTemplate, OwnershipToken, ProvisioningTemplate, TemplateKind, UsableToken,
+};
 pub use grants::{ConvertedRole, Grant, Scope};
 pub use idmint_types::RevocationReason;
 pub use imports::{ExportedCertificate, RegisteredCertificate, RegisteredThing};

@@ -229,6 +229,24 @@ impl NewThing {
     }
 }
 
+/// What decides whether a certificate is in force: its state and validity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CertificateStanding {
+    /// Its state.
+    pub status: CertificateStatus,
+    /// Start of validity.
+    pub not_before: OffsetDateTime,
+    /// End of validity.
+    pub not_after: OffsetDateTime,
+}
+
+impl CertificateStanding {
+    /// Whether the certificate is ACTIVE and within its validity at `at`.
+    pub fn in_force_at(&self, at: OffsetDateTime) -> bool {
+        self.status == CertificateStatus::Active && self.not_before <= at && at <= self.not_after
+    }
+}
+
 /// A certificate in the registry.
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -271,6 +289,17 @@ pub struct Certificate {
     /// The DER.
     #[serde(skip)]
     pub der: Vec<u8>,
+}
+
+impl Certificate {
+    /// Its state and validity.
+    pub fn standing(&self) -> CertificateStanding {
+        CertificateStanding {
+            status: self.status,
+            not_before: self.not_before,
+            not_after: self.not_after,
+        }
+    }
 }
 
 /// A certificate to register.

@@ -379,7 +379,30 @@ async fn an_ownership_token_works_once_under_concurrency_and_expires() {
             store.usable_ownership_token("h1", "other").await,
             Err(RegistryError::OwnershipToken(_))
         ));
-        store.usable_ownership_token("h1", "claim").await.unwrap();
+        let usable = store.usable_ownership_token("h1", "claim").await.unwrap();
+        assert_eq!(usable.token.certificate_id, "c1");
+        assert_eq!(usable.certificate_der, pending.der);
+        // The claim certificate "claim" is not registered: no standing.
+        assert_eq!(usable.claim, None);
+        // A registered claim certificate's standing comes with the token.
+        let mut tx = store.begin("fleet").await.unwrap();
+        let mut claimed = cert("c3", "03", None, None);
+        claimed.status = CertificateStatus::PendingActivation;
+        claimed.der = vec![0x30, 0x03, 0x02, 0x01, 0x03];
+        tx.insert_certificate(&claimed).await.unwrap();
+        let mut revoked_claim = cert("k1", "04", None, None);
+        revoked_claim.status = CertificateStatus::Revoked;
+        tx.insert_certificate(&revoked_claim).await.unwrap();
+        let mut t3 = token("c3", idmint_registry::now() + 3600);
+        t3.claim_certificate_id = "k1".into();
+        tx.insert_ownership_token("h3", &t3).await.unwrap();
+        tx.commit().await.unwrap();
+        let usable = store.usable_ownership_token("h3", "k1").await.unwrap();
+        assert_eq!(usable.certificate_der, claimed.der);
+        let standing = usable.claim.unwrap();
+        assert_eq!(standing.status, CertificateStatus::Revoked);
+        assert_eq!(standing.not_after.unix_timestamp(), 2_000_000_000);
+        assert!(!standing.in_force_at(time::OffsetDateTime::now_utc()));
 
         let mut tasks = Vec::new();
         for _ in 0..12 {

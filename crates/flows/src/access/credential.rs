@@ -4,7 +4,7 @@
 //! the intermediates the peer presented) used by HTTP, EST and MQTT alike.
 
 use idmint_pki::CertificateInfo;
-use idmint_registry::{Ca, CaKind, Certificate, CertificateStatus};
+use idmint_registry::{Ca, CaKind, Certificate, CertificateStatus, Claim};
 
 use super::{AccessError, Principal};
 use crate::{FlowError, Idmint};
@@ -21,8 +21,9 @@ pub enum Credentials {
 /// A TLS client certificate that checked out.
 #[derive(Debug)]
 pub enum ClientCertificate {
-    /// One of ours (or imported), registered, ACTIVE, valid, chaining to its CA.
-    Registered(Box<Certificate>),
+    /// One of ours (or imported), registered, ACTIVE, valid, chaining to
+    /// its CA; with its claim if it is a claim certificate.
+    Registered(Box<Certificate>, Option<Claim>),
     /// Unknown to the registry, chaining to a registered outside CA.
     Outside {
         /// The leaf's parsed fields.
@@ -75,7 +76,7 @@ impl Idmint {
         }
         let presented: Vec<&[u8]> = chain.iter().skip(1).map(Vec::as_slice).collect();
         let store = self.store();
-        if let Some(cert) = store.certificate(&info.id).await? {
+        if let Some((cert, claim)) = store.certificate_and_claim(&info.id).await? {
             if cert.status != CertificateStatus::Active {
                 return Err(refused(format!(
                     "the client certificate is {}",
@@ -88,7 +89,7 @@ impl Idmint {
                     FlowError::Pki(e) => refused(format!("client certificate: {e}")),
                     other => other,
                 })?;
-            return Ok(ClientCertificate::Registered(Box::new(cert)));
+            return Ok(ClientCertificate::Registered(Box::new(cert), claim));
         }
         for ca in store.list_cas().await? {
             if ca.kind != CaKind::External {
@@ -116,7 +117,9 @@ impl Idmint {
         chain: &[Vec<u8>],
     ) -> Result<Principal, FlowError> {
         match self.check_client_certificate(chain).await? {
-            ClientCertificate::Registered(cert) => self.principal_of_registered(*cert).await,
+            ClientCertificate::Registered(cert, claim) => {
+                self.principal_of_registered(*cert, claim).await
+            }
             ClientCertificate::Outside { info, ca } => {
                 if !ca.est_bootstrap {
                     return Err(refused(format!(
@@ -134,13 +137,14 @@ impl Idmint {
         }
     }
 
-    /// The principal of a registered, checked certificate: a claim, or a
-    /// device with its grants.
+    /// The principal of a registered, checked certificate: a claim (the
+    /// claim it holds, as the check read it), or a device with its grants.
     pub(crate) async fn principal_of_registered(
         &self,
         cert: Certificate,
+        claim: Option<Claim>,
     ) -> Result<Principal, FlowError> {
-        if let Some(claim) = self.store().claim(&cert.id).await? {
+        if let Some(claim) = claim {
             return Ok(Principal::Claim {
                 certificate_id: cert.id,
                 templates: claim.templates,

@@ -4,7 +4,7 @@
 //! one MQTT session — the documents attached to its certificate and the
 //! values of the policy variables — that every decision is made against.
 
-use idmint_registry::{CertificateStatus, Policy, RegistryError};
+use idmint_registry::{Policy, RegistryError};
 
 use super::policy::{evaluate, Decision, IotAction, PolicyDocument, PolicyVariables};
 use super::{Action, Authorized};
@@ -210,8 +210,7 @@ impl Idmint {
 
 /// Whether `certificate` is ACTIVE and within its validity now.
 pub(crate) fn in_force(certificate: &idmint_registry::Certificate) -> bool {
-    let now = time::OffsetDateTime::now_utc();
-    certificate.status == CertificateStatus::Active
-        && certificate.not_before <= now
-        && now <= certificate.not_after
+    certificate
+        .standing()
+        .in_force_at(time::OffsetDateTime::now_utc())
 }

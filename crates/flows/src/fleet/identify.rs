@@ -54,8 +54,8 @@ impl Idmint {
                 other => other.into(),
             })?;
         let (info, ca) = match checked {
-            ClientCertificate::Registered(cert) => {
-                return match self.principal_of_registered(*cert).await? {
+            ClientCertificate::Registered(cert, claim) => {
+                return match self.principal_of_registered(*cert, claim).await? {
                     Principal::Claim {
                         certificate_id,
                         templates,

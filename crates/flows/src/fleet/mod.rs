@@ -22,6 +22,7 @@ pub use provision::{ClaimSession, CreatedCertificate, Registered};
 use idmint_pki::PkiError;
 use idmint_registry::RegistryError;
 
+use crate::access::AccessError;
 use crate::FlowError;
 
 /// A new correlation id: 16 random lowercase hex characters. An edge gives
@@ -132,6 +133,9 @@ impl From<FlowError> for Rejection {
                     "InvalidParameters",
                     format!("the template attaches policy {name:?}, which does not exist"),
                 )
+            }
+            FlowError::Access(AccessError::Unauthenticated(m)) => {
+                Rejection::forbidden("NotAuthorized", m)
             }
             FlowError::Invalid(m) => Rejection::invalid("InvalidParameters", m),
             FlowError::Policy(e) => Rejection::invalid("InvalidPolicyDocument", e.to_string()),

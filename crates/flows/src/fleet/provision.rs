@@ -17,10 +17,11 @@ use zeroize::Zeroizing;
 
 use super::hook::{template_arn, HookRequest};
 use super::Rejection;
+use crate::access::AccessError;
 use crate::issue::{certificate_record, IssueOptions};
 use crate::registrar::Registration;
 use crate::tokens::token_hash;
-use crate::Idmint;
+use crate::{FlowError, Idmint};
 
 /// The claim certificate a request arrived with, as the MQTT edge knows it.
 #[derive(Clone, Debug)]
@@ -70,6 +71,21 @@ pub(crate) fn thing_name(
                 format!("template {template_name} creates no AWS::IoT::Thing"),
             )
         })
+}
+
+/// Refuses an operation of a claim certificate that is no longer in force
+/// (revoked, deactivated or expired since its session began; `None`: no
+/// longer registered).
+pub(crate) fn ensure_claim_in_force(
+    claim: Option<&idmint_registry::CertificateStanding>,
+) -> Result<(), FlowError> {
+    if claim.is_some_and(|c| c.in_force_at(time::OffsetDateTime::now_utc())) {
+        Ok(())
+    } else {
+        Err(FlowError::Access(AccessError::Unauthenticated(
+            "this claim certificate is no longer ACTIVE and valid".into(),
+        )))
+    }
 }
 
 /// The subject parameters a template may use, from a certificate.
@@ -143,6 +159,7 @@ impl Idmint {
                     None,
                 ),
                 batch: None,
+                claim: Some(claim.certificate_id.clone()),
                 ownership_token: Some((
                     token_hash(&token),
                     OwnershipToken {
@@ -196,23 +213,23 @@ impl Idmint {
             ));
         }
         let hash = token_hash(ownership_token);
-        // A first look, so a bad token costs no hook call; the transaction
-        // below decides.
-        let certificate_id = self
+        // A first look, so a bad token or a claim no longer in force costs
+        // no hook call; the transaction below decides on the token.
+        let usable = self
             .store()
             .usable_ownership_token(&hash, &claim.certificate_id)
-            .await?
-            .certificate_id;
-        let certificate = self.store().require_certificate(&certificate_id).await?;
-        let info =
-            CertificateInfo::from_der(&certificate.der).map_err(|e| Rejection::internal(&e))?;
+            .await?;
+        ensure_claim_in_force(usable.claim.as_ref())?;
+        let certificate_id = usable.token.certificate_id;
+        let info = CertificateInfo::from_der(&usable.certificate_der)
+            .map_err(|e| Rejection::internal(&e))?;
         // Devices may not set the certificate's own parameters.
         let mut params: BTreeMap<String, String> = parameters
             .into_iter()
             .filter(|(k, _)| !k.starts_with("AWS::"))
             .collect();
         if let Some(hook) = &stored.hook {
-            let pem = idmint_pki::to_pem("CERTIFICATE", &certificate.der);
+            let pem = idmint_pki::to_pem("CERTIFICATE", &usable.certificate_der);
             let overrides = self
                 .run_hook(
                     hook,

@@ -527,20 +527,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             .idmint
             .count_claim_request(certificate_id, *rate_per_minute)
             .await?;
-        // The claim certificate may have been revoked since CONNECT.
-        if !self
-            .ctx
-            .state
-            .idmint
-            .certificate_in_force(certificate_id)
-            .await
-            .map_err(Rejection::from)?
-        {
-            return Err(Rejection::forbidden(
-                "NotAuthorized",
-                "this claim certificate is no longer ACTIVE and valid",
-            ));
-        }
+        // Each operation refuses a claim certificate that is no longer in
+        // force (revoked, deactivated, expired since CONNECT).
         let claim = ClaimSession {
             certificate_id: certificate_id.clone(),
             templates: templates.clone(),
