@@ -4,6 +4,7 @@
 #![no_main]
 
 use idmint_server::{auth, est, ocsp};
+use idmint_pki::ocsp::Request;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -14,5 +15,8 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
         let _ = auth::parse_authorization(text);
     }
-    let _ = ocsp::parse_request(data);
+    let _ = Request::from_der(data);
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = Request::from_der(&ocsp::decode_get(text));
+    }
 });

@@ -100,8 +100,7 @@ fn prove_signs_a_domain_separated_message_and_a_bare_nonce_signature_is_refused(
 
     // A station (or anyone on the line) hands the device a 32-byte value
     // that is really the SHA-256 digest of something it wants signed.
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, b"pay 1000 EUR to Mallory");
-    let nonce = digest.as_ref().to_vec();
+    let nonce = idmint_pki::sha256(b"pay 1000 EUR to Mallory").to_vec();
     let address: DeviceAddress = device.addr.parse().expect("address");
     let mut client = AgentClient::connect(&address)
         .expect("connect")

@@ -853,10 +853,7 @@ fn bad_input_gives_a_one_line_error() {
         Some(&f.identity),
         "edited",
     );
-    let id = hex::encode(aws_lc_rs::digest::digest(
-        &aws_lc_rs::digest::SHA256,
-        limits.as_bytes(),
-    ));
+    let id = idmint_pki::sha256_hex(limits.as_bytes());
     bundle["authorization"] = id.into();
     run(
         &write("forged.json", bundle.to_string().as_bytes()),

@@ -35,6 +35,8 @@ pub struct Idmint {
     /// certificate check would otherwise read every CA of its chain.
     chains: Mutex<HashMap<String, Arc<Vec<Vec<u8>>>>>,
     pkcs11: Option<Pkcs11Config>,
+    /// The OCSP responder's CA names, delegated responders and responses.
+    ocsp: crate::ocsp::OcspState,
     /// Group commit for single issuances, started on first use.
     registrar: std::sync::OnceLock<Registrar>,
 }
@@ -58,6 +60,7 @@ impl Idmint {
             passphrase,
             cas: Mutex::new(HashMap::new()),
             chains: Mutex::new(HashMap::new()),
+            ocsp: Default::default(),
             pkcs11: None,
             registrar: std::sync::OnceLock::new(),
         };
@@ -79,6 +82,11 @@ impl Idmint {
     pub(crate) fn registrar(&self) -> &Registrar {
         self.registrar
             .get_or_init(|| Registrar::start(self.store.clone()))
+    }
+
+    /// The OCSP responder's state in this process.
+    pub(crate) fn ocsp_state(&self) -> &crate::ocsp::OcspState {
+        &self.ocsp
     }
 
     /// The PKCS#11 configuration, if any.

@@ -24,6 +24,7 @@ pub mod issue;
 pub mod manifest;
 pub mod mint;
 pub mod mqtt_topic;
+pub mod ocsp;
 pub mod offline;
 mod registrar;
 pub mod rotation;

@@ -14,7 +14,7 @@ use crate::{
 };
 
 /// How far back certificates are dated, for devices whose clocks run behind.
-const BACKDATE: Duration = Duration::minutes(5);
+pub(crate) const BACKDATE: Duration = Duration::minutes(5);
 
 /// A certificate just issued.
 #[derive(Clone, Debug)]
@@ -287,7 +287,7 @@ impl<'p> CaBuilder<'p> {
 
 /// 16 random bytes, positive, never starting with a zero byte (so the DER
 /// integer is exactly 16 bytes).
-fn random_serial() -> Result<SerialNumber, PkiError> {
+pub(crate) fn random_serial() -> Result<SerialNumber, PkiError> {
     let mut bytes = [0u8; 16];
     aws_lc_rs::rand::fill(&mut bytes)
         .map_err(|_| PkiError::Signing("random generator failed".into()))?;

@@ -26,6 +26,15 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     out
 }
 
+/// SHA-1 of `bytes`, for the one place a standard still names it: the
+/// certificate ids of RFC 5019 OCSP requests and a responder's key hash.
+/// Never for anything that must resist collisions.
+pub(crate) fn sha1_legacy(bytes: &[u8]) -> [u8; 20] {
+    let mut out = [0u8; 20];
+    out.copy_from_slice(digest::digest(&digest::SHA1_FOR_LEGACY_USE_ONLY, bytes).as_ref());
+    out
+}
+
 /// SHA-256 of `bytes`, lowercase hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(sha256(bytes))

@@ -26,6 +26,9 @@ pub enum PkiError {
     /// A certificate could not be parsed.
     #[error("malformed certificate: {0}")]
     MalformedCertificate(String),
+    /// An OCSP request could not be parsed.
+    #[error("malformed OCSP request: {0}")]
+    MalformedOcspRequest(String),
     /// The key type is not one idmint issues for.
     #[error("unsupported key type: {0}")]
     UnsupportedKeyType(String),

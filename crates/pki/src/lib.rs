@@ -1,5 +1,5 @@
 //! idmint's public-key infrastructure: key generation, the CA hierarchy,
-//! certificate profiles, PKCS#10 checks, certificate building, CRLs and chain
+//! certificate profiles, PKCS#10 checks, certificate building, CRLs, OCSP responses and chain
 //! verification.
 //!
 //! Everything here is pure computation over keys and certificates: no files,
@@ -32,6 +32,7 @@ mod csr;
 mod digest;
 mod error;
 mod key;
+pub mod ocsp;
 mod pkcs11;
 mod profile;
 mod protect;

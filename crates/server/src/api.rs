@@ -6,7 +6,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use base64::Engine;
 use idmint_flows::issue::IssueOptions;
 use idmint_registry::{CertificateFilter, CertificateStatus};
 use serde::Deserialize;
@@ -556,29 +555,13 @@ pub async fn verify_audit(
 /// OCSP over POST (`application/ocsp-request`).
 #[utoipa::path(post, path = "/ocsp", tag = "revocation", request_body(content = String, content_type = "application/ocsp-request"), responses((status = 200, description = "DER OCSPResponse", content_type = "application/ocsp-response")))]
 pub async fn ocsp_post(State(s): State<Shared>, body: Bytes) -> Response {
-    ocsp_response(crate::ocsp::respond(&s.idmint, &body).await)
+    crate::ocsp::respond(&s.idmint, &body).await
 }
 
-/// OCSP over GET (base64 DER request in the path).
+/// OCSP over GET (base64 DER request in the path, RFC 5019 §5): cacheable.
 #[utoipa::path(get, path = "/ocsp/{request}", tag = "revocation", params(("request" = String, Path, description = "URL-encoded base64 DER OCSPRequest")), responses((status = 200, description = "DER OCSPResponse", content_type = "application/ocsp-response")))]
 pub async fn ocsp_get(State(s): State<Shared>, Path(request): Path<String>) -> Response {
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(request.trim())
-        .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(request.trim()))
-        .unwrap_or_default();
-    ocsp_response(crate::ocsp::respond(&s.idmint, &der).await)
-}
-
-fn ocsp_response(der: Vec<u8>) -> Response {
-    (
-        StatusCode::OK,
-        [
-            (header::CONTENT_TYPE, "application/ocsp-response"),
-            (header::CACHE_CONTROL, "max-age=60"),
-        ],
-        der,
-    )
-        .into_response()
+    crate::ocsp::respond(&s.idmint, &crate::ocsp::decode_get(&request)).await
 }
 
 /// The current CRL of a CA (DER), reissued when its revocations change.

@@ -46,3 +46,38 @@ fn edges_never_open_a_write_transaction() {
         writers.join("\n")
     );
 }
+
+/// The edges hold no crypto of their own: hashing, signing, verifying and
+/// OCSP all go through idmint-pki (rustls' own provider aside).
+#[test]
+fn edges_call_no_crypto_library_directly() {
+    let crates = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut offenders = Vec::new();
+    for edge in ["server", "cli"] {
+        let manifest =
+            std::fs::read_to_string(crates.join(edge).join("Cargo.toml")).unwrap_or_default();
+        assert!(manifest.contains("[dependencies]"), "{edge}/Cargo.toml");
+        for line in manifest.lines() {
+            if line.trim_start().starts_with("aws-lc-rs") || line.trim_start().starts_with("ring ")
+            {
+                offenders.push(format!("{edge}/Cargo.toml: {line}"));
+            }
+        }
+        let mut files = Vec::new();
+        rust_files(&crates.join(edge), &mut files);
+        for file in &files {
+            let text = std::fs::read_to_string(file).unwrap_or_default();
+            for (n, line) in text.lines().enumerate() {
+                let code = line.split("//").next().unwrap_or("");
+                if code.contains("aws_lc_rs::") && !code.contains("rustls::crypto::aws_lc_rs") {
+                    offenders.push(format!("{}:{}: {}", file.display(), n + 1, line.trim()));
+                }
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "edge code calls a crypto library; use idmint-pki:\n{}",
+        offenders.join("\n")
+    );
+}

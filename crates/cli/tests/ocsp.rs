@@ -1,0 +1,300 @@
+//! The OCSP responder as relying parties meet it, checked with openssl and
+//! curl: responses signed by a delegated responder certificate (OCSPSigning,
+//! ocsp-nocheck) that openssl verifies against the CA, GET with RFC 5019
+//! caching headers, one signature per status change, `unknown` for serials
+//! and issuers it does not know, and typed failures for garbage.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::http::{cert_id, curl, run, Env};
+
+struct Fixture {
+    env: Env,
+    root: PathBuf,
+    issuer: PathBuf,
+    trust: PathBuf,
+    device: PathBuf,
+    base: String,
+    _server: common::http::Server,
+}
+
+fn fixture() -> Fixture {
+    let env = Env::new();
+    env.ok(&["init", "--org", "OCSP Test Co"]);
+    let (root, issuer, trust) = (
+        env.path("root.pem"),
+        env.path("issuer.pem"),
+        env.path("trust.pem"),
+    );
+    let root_pem = env.ok(&["ca", "show", "root", "--pem"]);
+    let issuer_pem = env.ok(&["ca", "show", "issuing", "--pem"]);
+    std::fs::write(&root, &root_pem).expect("root");
+    std::fs::write(&issuer, &issuer_pem).expect("issuer");
+    std::fs::write(&trust, format!("{root_pem}{issuer_pem}")).expect("trust");
+    let device = env.path("dev.pem");
+    env.ok(&[
+        "cert",
+        "new",
+        "--thing",
+        "ocsp-dev-1",
+        "--out",
+        device.to_str().unwrap(),
+        "--out-key",
+        env.path("dev.key").to_str().unwrap(),
+    ]);
+    let server = env.serve(&["--rate-limit", "0"]);
+    let base = format!("https://localhost:{}", server.port);
+    Fixture {
+        env,
+        root,
+        issuer,
+        trust,
+        device,
+        base,
+        _server: server,
+    }
+}
+
+impl Fixture {
+    /// A DER OCSP request made by openssl for `what` (`-cert FILE` or
+    /// `-serial N`, repeatable).
+    fn request(&self, name: &str, what: &[&str]) -> PathBuf {
+        let out = self.env.path(name);
+        let (ok, text) = run(Command::new("openssl")
+            .args(["ocsp", "-no_nonce", "-issuer"])
+            .arg(&self.issuer)
+            .args(what)
+            .arg("-reqout")
+            .arg(&out));
+        assert!(ok, "{text}");
+        out
+    }
+
+    /// POSTs a request file; returns the response file.
+    fn post(&self, request: &Path, name: &str) -> PathBuf {
+        let out = self.env.path(name);
+        let (ok, text) = run(Command::new("curl")
+            .args(["-sf", "--cacert"])
+            .arg(&self.root)
+            .args([
+                "-H",
+                "Content-Type: application/ocsp-request",
+                "--data-binary",
+            ])
+            .arg(format!("@{}", request.display()))
+            .arg("-o")
+            .arg(&out)
+            .arg(format!("{}/ocsp", self.base)));
+        assert!(ok, "{text}");
+        out
+    }
+
+    /// GETs a request (base64 in the path); returns (headers, response file).
+    fn get(&self, request: &Path, name: &str) -> (String, PathBuf) {
+        let der = std::fs::read(request).expect("request");
+        let b64 = base64_url_path(&der);
+        let (out, headers) = (self.env.path(name), self.env.path(&format!("{name}.h")));
+        let (ok, text) = run(Command::new("curl")
+            .args(["-sf", "--cacert"])
+            .arg(&self.root)
+            .arg("-D")
+            .arg(&headers)
+            .arg("-o")
+            .arg(&out)
+            .arg(format!("{}/ocsp/{b64}", self.base)));
+        assert!(ok, "{text}");
+        (std::fs::read_to_string(&headers).expect("headers"), out)
+    }
+
+    /// openssl's reading of a response: verified against the CA chain, with
+    /// its text and the status of each certificate.
+    fn read(&self, request: &Path, response: &Path) -> String {
+        let (ok, text) = run(Command::new("openssl")
+            .args(["ocsp", "-no_nonce", "-resp_text", "-reqin"])
+            .arg(request)
+            .arg("-respin")
+            .arg(response)
+            .arg("-CAfile")
+            .arg(&self.trust)
+            .arg("-issuer")
+            .arg(&self.issuer));
+        assert!(ok, "{text}");
+        text
+    }
+}
+
+/// Standard base64 of `der`, percent-encoded for a URL path (RFC 5019 §5).
+fn base64_url_path(der: &[u8]) -> String {
+    let out = Command::new("openssl")
+        .args(["base64", "-A"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().expect("stdin").write_all(der)?;
+            child.wait_with_output()
+        })
+        .expect("openssl base64");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .replace('+', "%2B")
+        .replace('/', "%2F")
+        .replace('=', "%3D")
+}
+
+fn header<'h>(headers: &'h str, name: &str) -> Option<&'h str> {
+    headers.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+#[test]
+fn a_delegated_responder_answers_and_openssl_verifies_it() {
+    let f = fixture();
+    // openssl's own client, POST, with its default nonce: verified against
+    // the CA chain through the responder certificate in the response.
+    let (ok, text) = run(Command::new("openssl")
+        .args(["ocsp", "-resp_text", "-issuer"])
+        .arg(&f.issuer)
+        .arg("-cert")
+        .arg(&f.device)
+        .args(["-url", &format!("{}/ocsp", f.base), "-CAfile"])
+        .arg(&f.trust));
+    assert!(ok, "{text}");
+    assert!(text.contains("Response verify OK"), "{text}");
+    assert!(text.contains(": good"), "{text}");
+    assert!(text.contains("OCSP Signing"), "{text}");
+    assert!(text.contains("OCSP No Check"), "{text}");
+    assert!(text.contains("OCSP Responder"), "{text}");
+
+    // The responder certificate is an issuance like any other: registered
+    // and audited, and the audit chain is intact.
+    let certs = f.env.ok(&["cert", "list", "--json"]);
+    assert!(certs.contains("OCSP Responder"), "{certs}");
+    let audit = f.env.ok(&["audit", "list", "--json"]);
+    assert!(audit.contains("ocsp.responder_issued"), "{audit}");
+    f.env.ok(&["audit", "verify"]);
+}
+
+#[test]
+fn get_is_cacheable_and_a_response_is_signed_once_per_status_change() {
+    let f = fixture();
+    let request = f.request("dev.req", &["-cert", f.device.to_str().unwrap()]);
+    let (headers, first) = f.get(&request, "first.resp");
+    let text = f.read(&request, &first);
+    assert!(text.contains("Response verify OK"), "{text}");
+    assert!(text.contains(": good"), "{text}");
+    assert!(
+        header(&headers, "content-type") == Some("application/ocsp-response"),
+        "{headers}"
+    );
+    let cache = header(&headers, "cache-control").unwrap_or_default();
+    let max_age: i64 = cache
+        .split(',')
+        .find_map(|p| p.trim().strip_prefix("max-age="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(-1);
+    assert!((3000..=3600).contains(&max_age), "{headers}");
+    assert!(
+        cache.contains("public") && cache.contains("no-transform"),
+        "{headers}"
+    );
+    for name in ["etag", "last-modified", "expires"] {
+        assert!(header(&headers, name).is_some(), "no {name}: {headers}");
+    }
+
+    // Asked again (GET or POST): the very same signed bytes.
+    let (again_headers, again) = f.get(&request, "again.resp");
+    assert_eq!(std::fs::read(&first).ok(), std::fs::read(&again).ok());
+    assert_eq!(header(&headers, "etag"), header(&again_headers, "etag"));
+    let posted = f.post(&request, "posted.resp");
+    assert_eq!(std::fs::read(&first).ok(), std::fs::read(&posted).ok());
+
+    // A status change is answered at once with a new signature.
+    f.env.ok(&[
+        "cert",
+        "revoke",
+        &cert_id(&f.device),
+        "--reason",
+        "keyCompromise",
+    ]);
+    let (_, revoked) = f.get(&request, "revoked.resp");
+    assert_ne!(std::fs::read(&first).ok(), std::fs::read(&revoked).ok());
+    let text = f.read(&request, &revoked);
+    assert!(text.contains("Response verify OK"), "{text}");
+    assert!(text.contains(": revoked"), "{text}");
+    assert!(text.contains("Revocation Reason: keyCompromise"), "{text}");
+}
+
+#[test]
+fn unknown_serials_and_issuers_get_unknown_and_garbage_a_typed_failure() {
+    let f = fixture();
+    // Our certificate and a serial we never issued, in one request: each
+    // is answered.
+    let request = f.request(
+        "two.req",
+        &[
+            "-cert",
+            f.device.to_str().unwrap(),
+            "-serial",
+            "0x0badc0ffee",
+        ],
+    );
+    let response = f.post(&request, "two.resp");
+    let text = f.read(&request, &response);
+    assert!(text.contains("Response verify OK"), "{text}");
+    assert!(text.contains(": good"), "{text}");
+    assert!(text.contains(": unknown"), "{text}");
+
+    // A request naming only another CA's certificate: unauthorized
+    // (RFC 5019 §2.2.3), not an error page.
+    let other = f.env.path("other");
+    std::fs::create_dir_all(&other).expect("dir");
+    let (ok, text) = run(Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ])
+        .args(["-subj", "/CN=Someone Else CA", "-days", "2", "-keyout"])
+        .arg(other.join("ca.key"))
+        .arg("-out")
+        .arg(other.join("ca.pem")));
+    assert!(ok, "{text}");
+    let out = f.env.path("foreign.req");
+    let (ok, text) = run(Command::new("openssl")
+        .args(["ocsp", "-no_nonce", "-issuer"])
+        .arg(other.join("ca.pem"))
+        .args(["-serial", "0x01", "-reqout"])
+        .arg(&out));
+    assert!(ok, "{text}");
+    let response = std::fs::read(f.post(&out, "foreign.resp")).expect("response");
+    assert_eq!(response, [0x30, 0x03, 0x0a, 0x01, 0x06], "unauthorized");
+
+    // Garbage, by POST and by GET: malformedRequest, never cached.
+    let garbage = f.env.path("garbage.req");
+    std::fs::write(&garbage, b"\x30\x82\xff\xffnot an OCSP request").expect("garbage");
+    let response = std::fs::read(f.post(&garbage, "garbage.resp")).expect("response");
+    assert_eq!(response, [0x30, 0x03, 0x0a, 0x01, 0x01], "malformedRequest");
+    let (code, _) = curl(&f.root, &format!("{}/ocsp/%%%not-base64", f.base), &[]);
+    assert!(code == 200 || code == 400, "{code}");
+    let (headers, response) = f.get(&garbage, "garbage-get.resp");
+    assert_eq!(
+        std::fs::read(response).expect("response"),
+        [0x30, 0x03, 0x0a, 0x01, 0x01]
+    );
+    assert_eq!(
+        header(&headers, "cache-control"),
+        Some("no-store"),
+        "{headers}"
+    );
+}
