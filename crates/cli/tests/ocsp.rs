@@ -298,3 +298,50 @@ fn unknown_serials_and_issuers_get_unknown_and_garbage_a_typed_failure() {
         "{headers}"
     );
 }
+
+#[test]
+fn with_a_public_url_certificates_point_at_the_crl_and_the_responder() {
+    let env = Env::new();
+    env.ok(&["init", "--org", "OCSP Test Co"]);
+    let config = env.data().join("idmint.toml");
+    let text = std::fs::read_to_string(&config).expect("idmint.toml");
+    let with_url =
+        |url: &str| text.replace("[server]\n", &format!("[server]\npublic_url = \"{url}\"\n"));
+
+    // A URL relying parties could not use is refused, saying what to give.
+    std::fs::write(&config, with_url("pki.example.com")).expect("write");
+    let out = env.idmint(&["cert", "list"]).output().expect("run idmint");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("public_url") && err.contains("https://"),
+        "{err}"
+    );
+
+    std::fs::write(&config, with_url("https://pki.example.com/")).expect("write");
+    let device = env.path("dev.pem");
+    env.ok(&[
+        "cert",
+        "new",
+        "--thing",
+        "ocsp-dev-2",
+        "--out",
+        device.to_str().unwrap(),
+        "--out-key",
+        env.path("dev.key").to_str().unwrap(),
+    ]);
+    let (ok, text) = run(Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in"])
+        .arg(&device));
+    assert!(ok, "{text}");
+    assert!(text.contains("X509v3 CRL Distribution Points"), "{text}");
+    assert!(
+        text.contains("URI:https://pki.example.com/crl/issuing.crl"),
+        "{text}"
+    );
+    let (ok, uri) = run(Command::new("openssl")
+        .args(["x509", "-noout", "-ocsp_uri", "-in"])
+        .arg(&device));
+    assert!(ok, "{uri}");
+    assert_eq!(uri.trim(), "https://pki.example.com/ocsp");
+}

@@ -149,6 +149,13 @@ pub struct ServerConfig {
     /// Seconds a client has to finish the TLS handshake, and then each
     /// request's headers (also the idle time between keep-alive requests).
     pub header_timeout_secs: u64,
+    /// The URL relying parties reach this server at, e.g.
+    /// `https://pki.example.com` (a load balancer or CDN in front of every
+    /// server of the store). When set, every certificate our CAs issue
+    /// names `{public_url}/crl/{ca}.crl` as its CRL distribution point and
+    /// `{public_url}/ocsp` as its OCSP responder.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -166,6 +173,7 @@ impl Default for ServerConfig {
             max_connections: 8192,
             max_connections_per_address: 512,
             header_timeout_secs: 10,
+            public_url: None,
         }
     }
 }
@@ -206,10 +214,26 @@ impl Config {
                 FlowError::io(&path, e)
             }
         })?;
-        let config: Config = toml::from_str(&text).map_err(|e| FlowError::Config {
+        let mut config: Config = toml::from_str(&text).map_err(|e| FlowError::Config {
             path: path.clone(),
             reason: e.to_string(),
         })?;
+        if let Some(url) = config.server.public_url.take() {
+            let url = url.trim_end_matches('/').to_string();
+            let ok = (url.starts_with("https://") || url.starts_with("http://"))
+                && url.len() > "https://".len()
+                && url.bytes().all(|b| b.is_ascii_graphic())
+                && !url.contains(['?', '#']);
+            if !ok {
+                return Err(FlowError::Config {
+                    path,
+                    reason: format!(
+                        "[server] public_url = {url:?}: give the http(s) URL relying parties reach this server at, e.g. \"https://pki.example.com\""
+                    ),
+                });
+            }
+            config.server.public_url = Some(url);
+        }
         for (name, profile) in &config.profiles {
             profile.validate(name).map_err(|e| FlowError::Config {
                 path: path.clone(),

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use idmint_pki::{
     decrypt_private_key, CertificateAuthority, DeviceKey, Pkcs11Config, Pkcs11Key, Pkcs11Uri,
-    Signer,
+    RevocationPointers, Signer,
 };
 use idmint_registry::{Ca, CaKind, Store};
 use zeroize::Zeroizing;
@@ -158,18 +158,36 @@ impl Idmint {
                 ))
             })?;
             let key = Pkcs11Key::open(config, &Pkcs11Uri::parse(key_ref)?)?;
-            return Ok(CertificateAuthority::from_parts(
+            let ca = CertificateAuthority::from_parts(
                 record.certificate_der.clone(),
                 key.into_signer()?,
-            )?);
+            )?;
+            return self.with_revocation_pointers(ca, &record.name);
         }
         let passphrase = self.passphrase()?;
         let der = decrypt_private_key(key_ref, passphrase.as_bytes())?;
         let key = DeviceKey::from_pkcs8_der(&der)?;
-        Ok(CertificateAuthority::from_parts(
+        let ca = CertificateAuthority::from_parts(
             record.certificate_der.clone(),
             Signer::software(key),
-        )?)
+        )?;
+        self.with_revocation_pointers(ca, &record.name)
+    }
+
+    /// With `[server] public_url` set, the CA's certificates point at its
+    /// CRL and at the OCSP responder there.
+    fn with_revocation_pointers(
+        &self,
+        ca: CertificateAuthority,
+        name: &str,
+    ) -> Result<CertificateAuthority, FlowError> {
+        match &self.config.server.public_url {
+            Some(base) => Ok(ca.with_revocation_pointers(RevocationPointers {
+                crl_url: format!("{base}/crl/{name}.crl"),
+                ocsp_url: format!("{base}/ocsp"),
+            })?),
+            None => Ok(ca),
+        }
     }
 
     /// Checks that `leaf` chains to the CA it is registered under: that CA's

@@ -37,6 +37,18 @@ pub struct CertificateAuthority {
     der: Vec<u8>,
     info: CertificateInfo,
     issuer: Issuer<'static, Signer>,
+    revocation: Option<RevocationPointers>,
+}
+
+/// Where relying parties learn whether a certificate of a CA is revoked:
+/// put in every certificate it issues as the CRL distribution point and
+/// the authority information access OCSP URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RevocationPointers {
+    /// The CA's CRL (`https://…/crl/CA.crl`).
+    pub crl_url: String,
+    /// The OCSP responder (`https://…/ocsp`).
+    pub ocsp_url: String,
 }
 
 impl std::fmt::Debug for CertificateAuthority {
@@ -70,7 +82,34 @@ impl CertificateAuthority {
             der: certificate_der,
             info,
             issuer,
+            revocation: None,
         })
+    }
+
+    /// Puts `pointers` (CRL and OCSP URLs) in every certificate this CA
+    /// issues from now on. Refused unless both are `http` or `https` URLs
+    /// of printable ASCII.
+    pub fn with_revocation_pointers(
+        mut self,
+        pointers: RevocationPointers,
+    ) -> Result<Self, PkiError> {
+        for url in [&pointers.crl_url, &pointers.ocsp_url] {
+            let ok = (url.starts_with("http://") || url.starts_with("https://"))
+                && url.bytes().all(|b| b.is_ascii_graphic());
+            if !ok {
+                return Err(PkiError::Profile {
+                    profile: "revocation URL".into(),
+                    reason: format!("{url:?} is not an http(s) URL"),
+                });
+            }
+        }
+        self.revocation = Some(pointers);
+        Ok(self)
+    }
+
+    /// The CRL and OCSP URLs its certificates carry, if set.
+    pub fn revocation_pointers(&self) -> Option<&RevocationPointers> {
+        self.revocation.as_ref()
     }
 
     /// The CA certificate, DER.
@@ -158,6 +197,14 @@ impl CertificateAuthority {
         params.use_authority_key_identifier_extension = true;
         params.key_usages = profile.key_usage.iter().map(|u| key_usage(*u)).collect();
         params.extended_key_usages = profile.extended_key_usage.iter().map(|u| eku(*u)).collect();
+        if let Some(pointers) = &self.revocation {
+            params.crl_distribution_points = vec![rcgen::CrlDistributionPoint {
+                uris: vec![pointers.crl_url.clone()],
+            }];
+            params
+                .custom_extensions
+                .push(crate::ocsp::authority_info_access(&pointers.ocsp_url)?);
+        }
         let cert = params.signed_by(key, &self.issuer)?;
         let der = cert.der().to_vec();
         let info = CertificateInfo::from_der(&der)?;

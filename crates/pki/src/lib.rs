@@ -40,7 +40,7 @@ mod signature;
 mod signer;
 mod verify;
 
-pub use ca::{CaBuilder, CertificateAuthority, IssuedCertificate};
+pub use ca::{CaBuilder, CertificateAuthority, IssuedCertificate, RevocationPointers};
 pub use cert::{certificate_id, CertificateInfo};
 pub use crl::{build_crl, RevocationReason, RevokedEntry};
 pub use csr::Csr;

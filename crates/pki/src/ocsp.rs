@@ -287,6 +287,25 @@ pub fn sign_response(
         .map_err(encoding)
 }
 
+/// The authority information access extension (RFC 5280 §4.2.2.1) naming
+/// `ocsp_url` as the OCSP responder.
+pub(crate) fn authority_info_access(ocsp_url: &str) -> Result<CustomExtension, PkiError> {
+    use x509_cert::ext::pkix::name::GeneralName;
+    use x509_cert::ext::pkix::{AccessDescription, AuthorityInfoAccessSyntax};
+    let uri = der::asn1::Ia5String::new(ocsp_url).map_err(|e| PkiError::Profile {
+        profile: "OCSP URL".into(),
+        reason: format!("{ocsp_url:?}: {e}"),
+    })?;
+    let aia = AuthorityInfoAccessSyntax(vec![AccessDescription {
+        access_method: const_oid::db::rfc5280::ID_AD_OCSP,
+        access_location: GeneralName::UniformResourceIdentifier(uri),
+    }]);
+    Ok(CustomExtension::from_oid_content(
+        &[1, 3, 6, 1, 5, 5, 7, 1, 1],
+        aia.to_der().map_err(encoding)?,
+    ))
+}
+
 impl CertificateAuthority {
     /// Issues a delegated OCSP responder certificate for `key`, valid for
     /// `validity` from now: extended key usage id-kp-OCSPSigning,
@@ -469,6 +488,57 @@ mod tests {
             &basic.tbs_response_data.to_der().unwrap(),
             basic.signature.raw_bytes(),
         ));
+    }
+
+    #[test]
+    fn issued_certificates_point_at_the_crl_and_the_responder() {
+        let ca = CaBuilder::root("Test Root", KeyType::P256)
+            .build()
+            .unwrap()
+            .with_revocation_pointers(crate::RevocationPointers {
+                crl_url: "https://pki.example.com/crl/root.crl".into(),
+                ocsp_url: "https://pki.example.com/ocsp".into(),
+            })
+            .unwrap();
+        let key = DeviceKey::generate(KeyType::P256).unwrap();
+        let cert = ca
+            .issue(
+                &key.public_key().unwrap(),
+                &crate::Profile::device(),
+                &crate::SubjectValues::for_thing("dev-1"),
+            )
+            .unwrap();
+        let parsed = x509_parser::parse_x509_certificate(&cert.der).unwrap().1;
+        let mut crl = None;
+        let mut ocsp = None;
+        for ext in parsed.extensions() {
+            match ext.parsed_extension() {
+                x509_parser::extensions::ParsedExtension::CRLDistributionPoints(points) => {
+                    crl = Some(format!("{points:?}"));
+                }
+                x509_parser::extensions::ParsedExtension::AuthorityInfoAccess(aia) => {
+                    ocsp = aia
+                        .accessdescs
+                        .iter()
+                        .find(|d| d.access_method.to_id_string() == "1.3.6.1.5.5.7.48.1")
+                        .map(|d| format!("{:?}", d.access_location));
+                }
+                _ => {}
+            }
+        }
+        assert!(crl
+            .unwrap()
+            .contains("https://pki.example.com/crl/root.crl"));
+        assert!(ocsp.unwrap().contains("https://pki.example.com/ocsp"));
+
+        let refused = CaBuilder::root("Test Root", KeyType::P256)
+            .build()
+            .unwrap()
+            .with_revocation_pointers(crate::RevocationPointers {
+                crl_url: "ftp://x/y.crl".into(),
+                ocsp_url: "https://pki.example.com/ocsp".into(),
+            });
+        assert!(matches!(refused, Err(PkiError::Profile { .. })));
     }
 
     #[test]
