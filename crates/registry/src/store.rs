@@ -242,6 +242,18 @@ impl Store {
         Ok((row.try_get(0)?, row.try_get(1)?))
     }
 
+    /// The same mark for one CA's certificates: what its CRL's cache is
+    /// keyed on, so a CRL request reads one row, not every revoked one.
+    pub async fn ca_revocation_mark(&self, ca: &str) -> Result<(i64, i64), RegistryError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*), COALESCE(MAX(updated), 0) FROM certificates WHERE ca = $1 AND status = 'REVOKED'",
+        )
+        .bind(ca)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((row.try_get(0)?, row.try_get(1)?))
+    }
+
     /// A certificate by its issuer CA and serial (hex), for OCSP.
     pub async fn certificate_by_serial(
         &self,

@@ -565,19 +565,46 @@ pub async fn ocsp_get(State(s): State<Shared>, Path(request): Path<String>) -> R
 }
 
 /// The current CRL of a CA (DER), reissued when its revocations change.
-#[utoipa::path(get, path = "/crl/{file}", tag = "revocation", params(("file" = String, Path, description = "`<ca>.crl`")), responses((status = 200, description = "DER CRL", content_type = "application/pkix-crl"), (status = 404, description = "unknown CA")))]
-pub async fn crl(State(s): State<Shared>, Path(file): Path<String>) -> Result<Response, ApiError> {
+#[utoipa::path(get, path = "/crl/{file}", tag = "revocation", params(("file" = String, Path, description = "`<ca>.crl`")), responses((status = 200, description = "DER CRL, with an ETag", content_type = "application/pkix-crl"), (status = 304, description = "unchanged since the ETag in If-None-Match"), (status = 404, description = "unknown CA")))]
+pub async fn crl(
+    State(s): State<Shared>,
+    Path(file): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let ca = file
         .strip_suffix(".crl")
         .ok_or_else(|| ApiError::not_found("CRLs are at /crl/<ca>.crl"))?;
-    let der = crate::crl::current(&s, ca).await?;
+    let crl = crate::crl::current_crl(&s, ca).await?;
+    // A strong validator: the same bytes have the same tag on every server.
+    let etag = format!("\"{}\"", &idmint_pki::sha256_hex(&crl.der)[..32]);
+    let last_modified = time::OffsetDateTime::from_unix_timestamp(crl.issued)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc2822)
+                .ok()
+        })
+        .map(|t| t.replace("+0000", "GMT"))
+        .unwrap_or_default();
+    let cache = [
+        (header::ETAG, etag.clone()),
+        (
+            header::CACHE_CONTROL,
+            "max-age=60, public, no-transform".to_string(),
+        ),
+        (header::LAST_MODIFIED, last_modified),
+    ];
+    let unchanged = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    if unchanged {
+        return Ok((StatusCode::NOT_MODIFIED, cache).into_response());
+    }
     Ok((
         StatusCode::OK,
-        [
-            (header::CONTENT_TYPE, "application/pkix-crl"),
-            (header::CACHE_CONTROL, "max-age=60"),
-        ],
-        der,
+        [(header::CONTENT_TYPE, "application/pkix-crl")],
+        cache,
+        crl.der,
     )
         .into_response())
 }

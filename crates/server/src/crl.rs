@@ -1,5 +1,7 @@
 //! CRLs served over HTTP: one cached CRL per CA, reissued when its set of
-//! revocations changes or when half its validity has passed.
+//! revocations changes or when half its validity has passed. A request
+//! reads one aggregate row of the registry (how many of the CA's
+//! certificates are revoked, and when the newest changed), not the list.
 
 use idmint_registry::CaKind;
 
@@ -8,13 +10,27 @@ use crate::{ApiError, Shared};
 /// A cached CRL and what it was built from.
 #[derive(Clone, Debug)]
 pub struct CachedCrl {
-    key: (usize, i64),
+    key: (i64, i64),
     issued: i64,
     der: Vec<u8>,
 }
 
+/// A CA's current CRL, as served.
+#[derive(Clone, Debug)]
+pub struct CurrentCrl {
+    /// The DER CRL.
+    pub der: Vec<u8>,
+    /// When it was issued, Unix seconds.
+    pub issued: i64,
+}
+
 /// The current CRL of `ca` (DER).
 pub async fn current(state: &Shared, ca: &str) -> Result<Vec<u8>, ApiError> {
+    Ok(current_crl(state, ca).await?.der)
+}
+
+/// The current CRL of `ca`, with when it was issued.
+pub async fn current_crl(state: &Shared, ca: &str) -> Result<CurrentCrl, ApiError> {
     let record = state
         .idmint
         .store()
@@ -26,21 +42,16 @@ pub async fn current(state: &Shared, ca: &str) -> Result<Vec<u8>, ApiError> {
             "CA {ca:?} is an outside CA: it publishes its own CRL"
         )));
     }
-    let revoked = state.idmint.store().revoked_certificates(ca).await?;
-    let key = (
-        revoked.len(),
-        revoked
-            .iter()
-            .map(|c| c.updated.unix_timestamp())
-            .max()
-            .unwrap_or(0),
-    );
+    let key = state.idmint.store().ca_revocation_mark(ca).await?;
     let now = idmint_registry::now();
     let fresh = idmint_flows::crl::CRL_VALIDITY.whole_seconds() / 2;
     if let Ok(cache) = state.crls.lock() {
         if let Some(c) = cache.get(ca) {
             if c.key == key && now - c.issued < fresh {
-                return Ok(c.der.clone());
+                return Ok(CurrentCrl {
+                    der: c.der.clone(),
+                    issued: c.issued,
+                });
             }
         }
     }
@@ -55,5 +66,5 @@ pub async fn current(state: &Shared, ca: &str) -> Result<Vec<u8>, ApiError> {
             },
         );
     }
-    Ok(der)
+    Ok(CurrentCrl { der, issued: now })
 }

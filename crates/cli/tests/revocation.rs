@@ -1,8 +1,10 @@
-//! The OCSP responder as relying parties meet it, checked with openssl and
-//! curl: responses signed by a delegated responder certificate (OCSPSigning,
-//! ocsp-nocheck) that openssl verifies against the CA, GET with RFC 5019
-//! caching headers, one signature per status change, `unknown` for serials
-//! and issuers it does not know, and typed failures for garbage.
+//! Revocation as relying parties meet it, checked with openssl and curl: the
+//! OCSP responder (responses signed by a delegated responder certificate
+//! with OCSPSigning and ocsp-nocheck that openssl verifies against the CA,
+//! GET with RFC 5019 caching headers, one signature per status change,
+//! `unknown` for serials and issuers it does not know, typed failures for
+//! garbage), CRLs with cRLNumber and ETag revalidation, and the CRL and
+//! OCSP URLs that `[server] public_url` puts in certificates.
 
 mod common;
 
@@ -344,4 +346,82 @@ fn with_a_public_url_certificates_point_at_the_crl_and_the_responder() {
         .arg(&device));
     assert!(ok, "{uri}");
     assert_eq!(uri.trim(), "https://pki.example.com/ocsp");
+}
+
+/// GET of a CRL with curl: (HTTP status, headers, body file).
+fn get_crl(f: &Fixture, name: &str, extra: &[&str]) -> (u16, String, PathBuf) {
+    let (out, headers) = (f.env.path(name), f.env.path(&format!("{name}.h")));
+    let (ok, code) = run(Command::new("curl")
+        .args(["-s", "--cacert"])
+        .arg(&f.root)
+        .arg("-D")
+        .arg(&headers)
+        .arg("-o")
+        .arg(&out)
+        .args(["-w", "%{http_code}"])
+        .args(extra)
+        .arg(format!("{}/crl/issuing.crl", f.base)));
+    assert!(ok, "{code}");
+    let headers = std::fs::read_to_string(&headers).unwrap_or_default();
+    (code.trim().parse().unwrap_or(0), headers, out)
+}
+
+fn crl_text(f: &Fixture, crl: &Path) -> String {
+    let (ok, text) = run(Command::new("openssl")
+        .args([
+            "crl", "-inform", "DER", "-noout", "-text", "-verify", "-CAfile",
+        ])
+        .arg(&f.trust)
+        .arg("-in")
+        .arg(crl));
+    assert!(ok, "{text}");
+    assert!(text.contains("verify OK"), "{text}");
+    text
+}
+
+fn crl_number(text: &str) -> u64 {
+    let after = text.split("X509v3 CRL Number:").nth(1).unwrap_or_default();
+    after
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn crls_carry_a_number_and_revalidate_by_etag() {
+    let f = fixture();
+    let (code, headers, first) = get_crl(&f, "first.crl", &[]);
+    assert_eq!(code, 200, "{headers}");
+    let etag = header(&headers, "etag").expect("etag").to_string();
+    assert!(header(&headers, "last-modified").is_some(), "{headers}");
+    let text = crl_text(&f, &first);
+    let number = crl_number(&text);
+    assert!(number >= 1, "{text}");
+
+    // Unchanged: 304 for its ETag, the same CRL for a plain GET.
+    let (code, _, _) = get_crl(&f, "cond.crl", &["-H", &format!("If-None-Match: {etag}")]);
+    assert_eq!(code, 304);
+    let (_, again_headers, again) = get_crl(&f, "again.crl", &[]);
+    assert_eq!(header(&again_headers, "etag"), Some(etag.as_str()));
+    assert_eq!(std::fs::read(&first).ok(), std::fs::read(&again).ok());
+
+    // A revocation: a new CRL at once, with a higher number, listing it.
+    f.env.ok(&[
+        "cert",
+        "revoke",
+        &cert_id(&f.device),
+        "--reason",
+        "superseded",
+    ]);
+    let (code, headers, revoked) = get_crl(
+        &f,
+        "revoked.crl",
+        &["-H", &format!("If-None-Match: {etag}")],
+    );
+    assert_eq!(code, 200, "{headers}");
+    assert_ne!(header(&headers, "etag"), Some(etag.as_str()));
+    let text = crl_text(&f, &revoked);
+    assert!(crl_number(&text) > number, "{text}");
+    assert!(text.contains("Superseded"), "{text}");
 }
