@@ -42,6 +42,31 @@ pub struct Config {
     /// CRL files for outside brokers (`[crl]`); off when absent.
     #[serde(default)]
     pub crl: CrlConfig,
+    /// Audit checkpoints written by `idmint serve` (`[audit]`); off when absent.
+    #[serde(default)]
+    pub audit: AuditConfig,
+}
+
+/// `[audit]`: audit checkpoints that `idmint serve` writes on a schedule
+/// (see `idmint audit checkpoint`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Directory for `checkpoint-<records>.json` and `latest.json`; best on
+    /// another machine's mount or synced away. None: off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint_dir: Option<std::path::PathBuf>,
+    /// Seconds between checkpoints (one is written only when the log grew).
+    pub checkpoint_interval_secs: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            checkpoint_dir: None,
+            checkpoint_interval_secs: 300,
+        }
+    }
 }
 
 /// `[mqtt]`: limits of the MQTT endpoint's sessions and connections.
@@ -201,6 +226,7 @@ impl Config {
             fleet: FleetConfig::default(),
             mqtt: MqttConfig::default(),
             crl: CrlConfig::default(),
+            audit: AuditConfig::default(),
         }
     }
 

@@ -10,6 +10,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod access;
+pub mod audit_checkpoint;
 pub mod broker;
 pub mod ca;
 pub mod certificates;

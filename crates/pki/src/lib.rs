@@ -44,7 +44,9 @@ pub use ca::{CaBuilder, CertificateAuthority, IssuedCertificate, RevocationPoint
 pub use cert::{certificate_id, CertificateInfo};
 pub use crl::{build_crl, RevocationReason, RevokedEntry};
 pub use csr::Csr;
-pub use digest::{constant_time_eq, random_fill, sha256, sha256_hex};
+pub use digest::{
+    constant_time_eq, derive_key, hmac_sha256, hmac_sha256_verify, random_fill, sha256, sha256_hex,
+};
 pub use error::PkiError;
 pub use key::{DeviceKey, KeyType, PublicKey};
 pub use pkcs11::{Pkcs11Config, Pkcs11Key, Pkcs11Uri};

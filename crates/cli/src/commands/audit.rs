@@ -1,8 +1,12 @@
-//! `idmint audit`: verify the hash chain end to end, or list records.
+//! `idmint audit`: verify the hash chain end to end (against a checkpoint
+//! kept outside the database when given), take a checkpoint, or list
+//! records.
 
 use std::process::ExitCode;
 
 use clap::Subcommand;
+
+use idmint_flows::audit_checkpoint::{AuditCheckpoint, CheckpointVerdict};
 
 use crate::{output, Context};
 
@@ -12,9 +16,22 @@ pub enum AuditCommand {
     /// Check every link of the audit chain; non-zero exit naming the first
     /// broken record if any row was altered, removed or reordered.
     Verify {
+        /// A checkpoint taken earlier (`idmint audit checkpoint`): also
+        /// check that every record up to it is still there, unchanged,
+        /// which catches records removed from the end with the head rewritten.
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Option<std::path::PathBuf>,
         /// Print a JSON object.
         #[arg(long)]
         json: bool,
+    },
+    /// Take a checkpoint of the audit chain (record count, head hash, time,
+    /// MACed with a key derived from the CA passphrase) to keep outside the
+    /// database; `audit verify --checkpoint FILE` checks the log against it.
+    Checkpoint {
+        /// Write it to FILE (replaced atomically) instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<std::path::PathBuf>,
     },
     /// List audit records.
     List {
@@ -34,7 +51,58 @@ pub enum AuditCommand {
 pub async fn run(ctx: &Context, cmd: AuditCommand) -> anyhow::Result<ExitCode> {
     let idmint = ctx.open().await?;
     match cmd {
-        AuditCommand::Verify { json } => {
+        AuditCommand::Checkpoint { out } => {
+            let checkpoint = idmint.audit_checkpoint().await?;
+            let text = format!("{}\n", serde_json::to_string_pretty(&checkpoint)?);
+            match out {
+                Some(path) => {
+                    idmint_flows::files::replace_public(&path, text.as_bytes())?;
+                    eprintln!(
+                        "checkpoint of {} records written to {}: keep it outside the data directory",
+                        checkpoint.records,
+                        path.display()
+                    );
+                }
+                None => print!("{text}"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Verify {
+            checkpoint: Some(path),
+            json,
+        } => {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            let checkpoint: AuditCheckpoint = serde_json::from_str(&text).map_err(|e| {
+                anyhow::anyhow!(
+                    "{}: not an audit checkpoint ({e}); make one with `idmint audit checkpoint --out FILE`",
+                    path.display()
+                )
+            })?;
+            let verdict = idmint.verify_audit_checkpoint(&checkpoint).await?;
+            if json {
+                output::json(&verdict)?;
+            }
+            match verdict {
+                CheckpointVerdict::Intact { records } => {
+                    if !json {
+                        println!(
+                            "audit log intact: {records} records, the {} of the checkpoint unchanged",
+                            checkpoint.records
+                        );
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                CheckpointVerdict::Broken { reason } => {
+                    eprintln!("error: audit log does not match the checkpoint: {reason}");
+                    Ok(ExitCode::from(3))
+                }
+            }
+        }
+        AuditCommand::Verify {
+            checkpoint: None,
+            json,
+        } => {
             let report = idmint.store().verify_audit().await?;
             if json {
                 output::json(&report)?;

@@ -133,6 +133,24 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> anyhow::Result<ExitCode> {
             stopped(stop_rx.clone()),
         ));
     }
+    let audit = idmint.config().audit.clone();
+    if let Some(dir) = audit.checkpoint_dir {
+        // One now, so a checkpoint exists from the first moment of serving.
+        idmint_flows::audit_checkpoint::write_checkpoint(&idmint, &dir, None)
+            .await
+            .map_err(|e| anyhow::anyhow!("audit checkpoint in {}: {e}", dir.display()))?;
+        eprintln!(
+            "idmint writes audit checkpoints to {} every {} s",
+            dir.display(),
+            audit.checkpoint_interval_secs
+        );
+        tokio::spawn(idmint_flows::audit_checkpoint::run_checkpoints(
+            idmint.clone(),
+            dir,
+            std::time::Duration::from_secs(audit.checkpoint_interval_secs),
+            stopped(stop_rx.clone()),
+        ));
+    }
     let https = tokio::spawn(server.run(stopped(stop_rx.clone())));
     https.await??;
     if let Some(mqtt) = mqtt {
