@@ -425,3 +425,105 @@ fn crls_carry_a_number_and_revalidate_by_etag() {
     assert!(crl_number(&text) > number, "{text}");
     assert!(text.contains("Superseded"), "{text}");
 }
+
+#[test]
+fn a_revoked_ca_is_on_its_parents_crl_and_its_certificates_verify_as_revoked() {
+    let f = fixture();
+    let env = &f.env;
+    env.ok(&["ca", "create-issuing", "--name", "line2"]);
+    let line2 = env.path("line2.pem");
+    std::fs::write(&line2, env.ok(&["ca", "show", "line2", "--pem"])).expect("line2");
+    let device = env.path("line2-dev.pem");
+    env.ok(&[
+        "cert",
+        "new",
+        "--ca",
+        "line2",
+        "--thing",
+        "line2-dev-1",
+        "--out",
+        device.to_str().unwrap(),
+        "--out-key",
+        env.path("line2-dev.key").to_str().unwrap(),
+    ]);
+    let crl_of = |ca: &str| {
+        let path = env.path(&format!("{ca}.crl.pem"));
+        let _ = std::fs::remove_file(&path);
+        env.ok(&["crl", "--ca", ca, "--out", path.to_str().unwrap()]);
+        path
+    };
+    let verify = |crls: &[PathBuf]| {
+        let mut cmd = Command::new("openssl");
+        cmd.args(["verify", "-crl_check_all", "-CAfile"])
+            .arg(&f.root);
+        for crl in crls {
+            cmd.arg("-CRLfile").arg(crl);
+        }
+        cmd.arg("-untrusted").arg(&line2).arg(&device);
+        run(&mut cmd)
+    };
+    let (ok, text) = verify(&[crl_of("root"), crl_of("line2")]);
+    assert!(ok, "{text}");
+
+    // A root is not revoked, only what it signed.
+    let out = env.idmint(&["ca", "revoke", "root"]).output().expect("run");
+    assert!(!out.status.success());
+    env.ok(&["ca", "revoke", "line2", "--reason", "keyCompromise"]);
+    let out = env
+        .idmint(&["ca", "revoke", "line2"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success(), "revoked twice");
+    assert!(env.ok(&["ca", "show", "line2"]).contains("revoked:"));
+
+    // The root's CRL lists it: the device certificate under it no longer
+    // verifies (openssl, with every CRL of the chain).
+    let (ok, text) = verify(&[crl_of("root"), crl_of("line2")]);
+    assert!(!ok, "{text}");
+    assert!(text.contains("revoked"), "{text}");
+
+    // The server's cached root CRL changes too, and OCSP says revoked.
+    let (ok, text) = run(Command::new("curl")
+        .args(["-sf", "--cacert"])
+        .arg(&f.root)
+        .arg("-o")
+        .arg(env.path("served-root.crl"))
+        .arg(format!("{}/crl/root.crl", f.base)));
+    assert!(ok, "{text}");
+    let (ok, served) = run(Command::new("openssl")
+        .args(["crl", "-inform", "DER", "-noout", "-text", "-in"])
+        .arg(env.path("served-root.crl")));
+    assert!(ok, "{served}");
+    assert!(served.contains("Key Compromise"), "{served}");
+    let (ok, text) = run(Command::new("openssl")
+        .args(["ocsp", "-issuer"])
+        .arg(&f.root)
+        .arg("-cert")
+        .arg(&line2)
+        .args(["-url", &format!("{}/ocsp", f.base), "-CAfile"])
+        .arg(&f.trust));
+    assert!(ok, "{text}");
+    assert!(text.contains("Response verify OK"), "{text}");
+    assert!(text.contains(": revoked"), "{text}");
+
+    // It issues nothing more.
+    let out = env
+        .idmint(&[
+            "cert",
+            "new",
+            "--ca",
+            "line2",
+            "--thing",
+            "line2-dev-2",
+            "--out",
+            env.path("line2-dev-2.pem").to_str().unwrap(),
+            "--out-key",
+            env.path("line2-dev-2.key").to_str().unwrap(),
+        ])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("revoked"), "{err}");
+    assert!(!env.path("line2-dev-2.key").exists());
+}

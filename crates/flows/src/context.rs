@@ -139,6 +139,13 @@ impl Idmint {
         Ok(ca)
     }
 
+    /// Drops a CA's unlocked key from this process's cache.
+    pub(crate) fn forget_signing_ca(&self, name: &str) {
+        if let Ok(mut cache) = self.cas.lock() {
+            cache.remove(name);
+        }
+    }
+
     fn cached(&self, name: &str) -> Option<Arc<CertificateAuthority>> {
         self.cas.lock().ok().and_then(|c| c.get(name).cloned())
     }
@@ -205,6 +212,11 @@ impl Idmint {
         let mut intermediates: Vec<&[u8]> = above.iter().map(Vec::as_slice).collect();
         intermediates.extend_from_slice(presented);
         idmint_pki::verify_chain(leaf, &intermediates, &[root.as_slice()])?;
+        if let Some(revoked) = self.store.revoked_ca_in_chain(ca).await? {
+            return Err(FlowError::Pki(idmint_pki::PkiError::ChainInvalid(format!(
+                "it chains through CA {revoked:?}, which is revoked"
+            ))));
+        }
         Ok(())
     }
 

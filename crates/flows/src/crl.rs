@@ -1,5 +1,5 @@
-//! CRLs: a signed list of a CA's revoked certificates, with a CRL number
-//! that grows with every CRL issued.
+//! CRLs: a signed list of a CA's revoked certificates and of the revoked
+//! CAs it signed, with a CRL number that grows with every CRL issued.
 
 use idmint_pki::{build_crl, RevocationReason, RevokedEntry};
 use time::{Duration, OffsetDateTime};
@@ -14,7 +14,7 @@ impl Idmint {
     pub async fn issue_crl(&self, actor: &str, ca: &str) -> Result<Vec<u8>, FlowError> {
         let authority = self.signing_ca(ca).await?;
         let revoked = self.store().revoked_certificates(ca).await?;
-        let entries: Vec<RevokedEntry> = revoked
+        let mut entries: Vec<RevokedEntry> = revoked
             .iter()
             .map(|c| RevokedEntry {
                 serial: c.serial.clone(),
@@ -22,6 +22,17 @@ impl Idmint {
                 reason: c.revocation_reason.unwrap_or(RevocationReason::Unspecified),
             })
             .collect();
+        // The CAs it signed that were revoked (`idmint ca revoke`).
+        for child in self.store().revoked_child_cas(ca).await? {
+            let info = idmint_pki::CertificateInfo::from_der(&child.certificate_der)?;
+            entries.push(RevokedEntry {
+                serial: info.serial,
+                revoked_at: child.revoked_at.unwrap_or(child.created),
+                reason: child
+                    .revocation_reason
+                    .unwrap_or(RevocationReason::Unspecified),
+            });
+        }
         let mut tx = self.store().begin(actor).await?;
         let number = tx.next_crl_number(ca).await?;
         let now = OffsetDateTime::now_utc();
@@ -34,5 +45,24 @@ impl Idmint {
         )?;
         tx.commit().await?;
         Ok(der)
+    }
+}
+
+impl Idmint {
+    /// Revokes CA `name` for `reason` (`idmint ca revoke`): it goes on its
+    /// parent's CRL and OCSP answers revoked for it; it issues nothing more
+    /// and certificates chaining through it are refused as client
+    /// certificates. A root cannot be revoked (stop trusting it instead).
+    pub async fn revoke_ca(
+        &self,
+        actor: &str,
+        name: &str,
+        reason: RevocationReason,
+    ) -> Result<(), FlowError> {
+        let mut tx = self.store().begin(actor).await?;
+        tx.revoke_ca(name, reason).await?;
+        tx.commit().await?;
+        self.forget_signing_ca(name);
+        Ok(())
     }
 }

@@ -48,6 +48,10 @@ pub enum FlowError {
         /// The configured names.
         known: String,
     },
+    /// A CA that was revoked (`idmint ca revoke`), or one under it: it
+    /// issues nothing more.
+    #[error("CA {0:?} is revoked: it issues no more certificates (create another with `idmint ca create-issuing`)")]
+    CaRevoked(String),
     /// A CA that cannot sign (an outside CA, or its key is unavailable).
     #[error("CA {0:?} cannot sign: it is an outside trust anchor")]
     CaCannotSign(String),

@@ -216,7 +216,7 @@ impl Idmint {
     /// The status of certificate `serial` of `ca`, as its registry record says.
     async fn ocsp_status(&self, ca: &str, serial: &str) -> Result<Status, FlowError> {
         let Some(c) = self.store().certificate_by_serial(ca, serial).await? else {
-            return Ok(Status::Unknown);
+            return self.child_ca_status(ca, serial).await;
         };
         Ok(match c.status {
             CertificateStatus::Active => Status::Good,
@@ -230,6 +230,31 @@ impl Idmint {
                 reason: RevocationReason::CertificateHold,
             },
         })
+    }
+
+    /// The status of a CA `ca` signed, by its certificate's serial
+    /// (`unknown` when no CA of ours has it).
+    async fn child_ca_status(&self, ca: &str, serial: &str) -> Result<Status, FlowError> {
+        for child in self.store().list_cas().await? {
+            if child.parent.as_deref() != Some(ca) || child.name == ca {
+                continue;
+            }
+            let Ok(info) = idmint_pki::CertificateInfo::from_der(&child.certificate_der) else {
+                continue;
+            };
+            if info.serial == serial {
+                return Ok(match child.revoked_at {
+                    None => Status::Good,
+                    Some(at) => Status::Revoked {
+                        at,
+                        reason: child
+                            .revocation_reason
+                            .unwrap_or(RevocationReason::Unspecified),
+                    },
+                });
+            }
+        }
+        Ok(Status::Unknown)
     }
 
     /// The delegated responder of `ca`, issued (or renewed) now if there is

@@ -131,6 +131,17 @@ async fn write(store: &Store, registrations: &[&Registration]) -> Result<(), Flo
     for (batch, n) in quotas {
         tx.reserve_quota(batch, n).await?;
     }
+    // No certificate is registered under a revoked CA (revoked by another
+    // process, e.g. `idmint ca revoke` while a server runs).
+    let cas: std::collections::BTreeSet<&str> = registrations
+        .iter()
+        .map(|r| r.certificate.ca.as_str())
+        .collect();
+    for ca in cas {
+        if let Some(revoked) = store.revoked_ca_in_chain(ca).await? {
+            return Err(FlowError::CaRevoked(revoked));
+        }
+    }
     // Each claim certificate in the group is looked at once.
     let claims: std::collections::BTreeSet<&str> = registrations
         .iter()

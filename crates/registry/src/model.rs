@@ -153,6 +153,11 @@ pub struct Ca {
     /// For outside CAs: the vendor's manifest-signing certificate, DER.
     #[serde(skip)]
     pub signer_der: Option<Vec<u8>>,
+    /// When it was revoked (`idmint ca revoke`), if it was.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub revoked_at: Option<OffsetDateTime>,
+    /// Why it was revoked.
+    pub revocation_reason: Option<idmint_types::RevocationReason>,
 }
 
 /// A CA to add.

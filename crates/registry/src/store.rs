@@ -70,7 +70,7 @@ pub struct CertificateFilter {
 pub(crate) const CERT_COLUMNS: &str = "id, serial, ca, thing, status, subject, key_type, not_before, not_after, public_key_sha256, batch, created, updated, revoked_at, revocation_reason, der";
 pub(crate) const THING_COLUMNS: &str =
     "name, thing_type, attributes, device_id, batch, created, updated";
-const CA_COLUMNS: &str = "name, kind, parent, certificate_id, subject, key_type, not_before, not_after, auto_register, template, est_bootstrap, est_bootstrap_batch, created, certificate_der, key_ref, signer_der";
+const CA_COLUMNS: &str = "name, kind, parent, certificate_id, subject, key_type, not_before, not_after, auto_register, template, est_bootstrap, est_bootstrap_batch, created, certificate_der, key_ref, signer_der, revoked_at, revocation_reason";
 const BATCH_COLUMNS: &str = "id, kind, product, quota, issued, spoiled, profile, ca, factory, state, allow_inject, params, created, updated, pending_activation, refuse_clones";
 
 impl Store {
@@ -242,8 +242,9 @@ impl Store {
         Ok((row.try_get(0)?, row.try_get(1)?))
     }
 
-    /// The same mark for one CA's certificates: what its CRL's cache is
-    /// keyed on, so a CRL request reads one row, not every revoked one.
+    /// The same mark for one CA's certificates and the CAs it signed: what
+    /// its CRL's cache is keyed on, so a CRL request reads two aggregate
+    /// rows, not every revoked certificate.
     pub async fn ca_revocation_mark(&self, ca: &str) -> Result<(i64, i64), RegistryError> {
         let row = sqlx::query(
             "SELECT COUNT(*), COALESCE(MAX(updated), 0) FROM certificates WHERE ca = $1 AND status = 'REVOKED'",
@@ -251,7 +252,52 @@ impl Store {
         .bind(ca)
         .fetch_one(&self.pool)
         .await?;
-        Ok((row.try_get(0)?, row.try_get(1)?))
+        let children = sqlx::query(
+            "SELECT COUNT(*), COALESCE(MAX(revoked_at), 0) FROM cas WHERE parent = $1 AND name <> $1 AND revoked_at IS NOT NULL",
+        )
+        .bind(ca)
+        .fetch_one(&self.pool)
+        .await?;
+        let (n, at): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+        let (cn, cat): (i64, i64) = (children.try_get(0)?, children.try_get(1)?);
+        Ok((n + cn, at.max(cat)))
+    }
+
+    /// The first revoked CA on the chain from `ca` up to its root, if any.
+    /// One read when no CA is revoked (the usual case).
+    pub async fn revoked_ca_in_chain(&self, ca: &str) -> Result<Option<String>, RegistryError> {
+        let rows = sqlx::query("SELECT name FROM cas WHERE revoked_at IS NOT NULL")
+            .fetch_all(&self.pool)
+            .await?;
+        let revoked: Vec<String> = rows
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()?;
+        if revoked.is_empty() {
+            return Ok(None);
+        }
+        let mut next = Some(ca.to_string());
+        for _ in 0..16 {
+            let Some(name) = next else { break };
+            if revoked.contains(&name) {
+                return Ok(Some(name));
+            }
+            next = self
+                .ca(&name)
+                .await?
+                .and_then(|c| c.parent)
+                .filter(|p| *p != name);
+        }
+        Ok(None)
+    }
+
+    /// The CAs `ca` signed that are revoked, for its CRL and OCSP.
+    pub async fn revoked_child_cas(&self, ca: &str) -> Result<Vec<Ca>, RegistryError> {
+        let sql = format!(
+            "SELECT {CA_COLUMNS} FROM cas WHERE parent = $1 AND name <> $1 AND revoked_at IS NOT NULL ORDER BY revoked_at, name"
+        );
+        let rows = sqlx::query(&sql).bind(ca).fetch_all(&self.pool).await?;
+        rows.iter().map(ca_from_row).collect()
     }
 
     /// A certificate by its issuer CA and serial (hex), for OCSP.
@@ -515,6 +561,16 @@ fn ca_from_row(row: &AnyRow) -> Result<Ca, RegistryError> {
         certificate_der: row.try_get("certificate_der")?,
         key_ref: row.try_get("key_ref")?,
         signer_der: row.try_get("signer_der")?,
+        revoked_at: row.try_get::<Option<i64>, _>("revoked_at")?.map(ts),
+        revocation_reason: row
+            .try_get::<Option<String>, _>("revocation_reason")?
+            .map(|r| {
+                r.parse()
+                    .map_err(|e: idmint_types::UnknownRevocationReason| {
+                        RegistryError::Corrupt(e.to_string())
+                    })
+            })
+            .transpose()?,
     })
 }
 

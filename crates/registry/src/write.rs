@@ -146,6 +146,36 @@ impl WriteTx {
         row.as_ref().map(certificate_from_row).transpose()
     }
 
+    /// Revokes CA `name` (one of ours with a parent: a root is retired by
+    /// no longer trusting it, not by a CRL) for `reason`; audited
+    /// `ca.revoke`. Fails if it is unknown, a root, an outside CA, or
+    /// already revoked.
+    pub async fn revoke_ca(
+        &mut self,
+        name: &str,
+        reason: crate::RevocationReason,
+    ) -> Result<(), RegistryError> {
+        let done = sqlx::query(
+            "UPDATE cas SET revoked_at = $1, revocation_reason = $2 WHERE name = $3 AND revoked_at IS NULL \
+             AND parent IS NOT NULL AND parent <> name AND kind <> 'external'",
+        )
+        .bind(now())
+        .bind(reason.as_str())
+        .bind(name)
+        .execute(&mut *self.tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(RegistryError::InvalidTransition {
+                id: name.into(),
+                from: "not a revocable CA (unknown, a root, an outside CA, or already revoked)"
+                    .into(),
+                to: "REVOKED".into(),
+            });
+        }
+        self.audit("ca.revoke", name, serde_json::json!({"reason": reason}));
+        Ok(())
+    }
+
     /// Adds a CA.
     pub async fn insert_ca(&mut self, ca: &NewCa) -> Result<(), RegistryError> {
         validate_name("CA name", &ca.name)?;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 use idmint_flows::ca::NewIssuingCa;
-use idmint_flows::pki::{to_pem, KeyType};
+use idmint_flows::pki::{to_pem, KeyType, RevocationReason};
 use idmint_flows::registry::CaKind;
 
 use crate::{actor, output, Context};
@@ -29,6 +29,18 @@ pub enum CaCommand {
         /// Print a JSON object.
         #[arg(long)]
         json: bool,
+    },
+    /// Revoke an issuing or batch CA: it goes on its parent's CRL, OCSP
+    /// answers revoked for it, it issues nothing more, and certificates
+    /// under it are refused. A root is not revoked: stop trusting it.
+    Revoke {
+        /// The CA name.
+        name: String,
+        /// RFC 5280 reason: unspecified, keyCompromise, cACompromise,
+        /// affiliationChanged, superseded, cessationOfOperation,
+        /// certificateHold, privilegeWithdrawn.
+        #[arg(long, default_value = "unspecified")]
+        reason: RevocationReason,
     },
     /// Create another issuing CA (one per product line or factory is normal).
     CreateIssuing {
@@ -161,6 +173,9 @@ pub async fn run(ctx: &Context, cmd: CaCommand) -> anyhow::Result<ExitCode> {
                 println!("key type:   {}", ca.key_type.as_deref().unwrap_or("-"));
                 println!("not before: {}", output::time(ca.not_before));
                 println!("not after:  {}", output::time(ca.not_after));
+                if let (Some(at), Some(reason)) = (ca.revoked_at, ca.revocation_reason) {
+                    println!("revoked:    {} ({reason})", output::time(at));
+                }
                 if ca.kind == CaKind::External {
                     println!(
                         "est bootstrap: {}",
@@ -172,6 +187,12 @@ pub async fn run(ctx: &Context, cmd: CaCommand) -> anyhow::Result<ExitCode> {
                     );
                 }
             }
+        }
+        CaCommand::Revoke { name, reason } => {
+            idmint.revoke_ca(&actor(), &name, reason).await?;
+            eprintln!(
+                "CA {name} revoked ({reason}): it is on its parent's CRL now; publish that CRL (idmint crl --ca PARENT) where relying parties fetch it"
+            );
         }
         CaCommand::CreateIssuing {
             name,
