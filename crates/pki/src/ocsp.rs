@@ -72,13 +72,58 @@ impl Query<'_> {
     /// The serial number asked about: lowercase hex without leading zero
     /// bytes, as the registry stores serials.
     pub fn serial_hex(&self) -> String {
-        let raw = self.id.serial_number.as_bytes();
-        let first = raw
-            .iter()
-            .position(|b| *b != 0)
-            .unwrap_or(raw.len().saturating_sub(1));
-        hex::encode(&raw[first..])
+        crate::cert::serial_hex(self.id.serial_number.as_bytes())
     }
+}
+
+/// A DER OCSP request (RFC 5019: one certificate, SHA-1 CertID, no nonce)
+/// for serial number `serial` (big-endian bytes) of the CA whose
+/// certificate is `issuer_der`: what a relying party sends.
+pub fn request_for(issuer_der: &[u8], serial: &[u8]) -> Result<Vec<u8>, PkiError> {
+    let cert = Certificate::from_der(issuer_der)
+        .map_err(|e| PkiError::MalformedCertificate(e.to_string()))?;
+    let name = cert
+        .tbs_certificate
+        .subject
+        .to_der()
+        .map_err(|e| PkiError::MalformedCertificate(e.to_string()))?;
+    let key = cert
+        .tbs_certificate
+        .subject_public_key_info
+        .subject_public_key
+        .raw_bytes();
+    let id = CertId {
+        hash_algorithm: AlgorithmIdentifierOwned {
+            oid: SHA1,
+            parameters: Some(der::Any::from(Null)),
+        },
+        issuer_name_hash: OctetString::new(crate::digest::sha1_legacy(&name).to_vec())
+            .map_err(encoding)?,
+        issuer_key_hash: OctetString::new(crate::digest::sha1_legacy(key).to_vec())
+            .map_err(encoding)?,
+        serial_number: x509_cert::serial_number::SerialNumber::new(serial)
+            .map_err(|e| PkiError::MalformedCertificate(format!("serial: {e}")))?,
+    };
+    OcspRequest {
+        tbs_request: x509_ocsp::TbsRequest {
+            version: Version::V1,
+            requestor_name: None,
+            request_list: vec![x509_ocsp::Request {
+                req_cert: id,
+                single_request_extensions: None,
+            }],
+            request_extensions: None,
+        },
+        optional_signature: None,
+    }
+    .to_der()
+    .map_err(encoding)
+}
+
+/// Whether a DER `OCSPResponse` is a successful (signed) one.
+pub fn is_successful(response_der: &[u8]) -> bool {
+    OcspResponse::from_der(response_der)
+        .is_ok_and(|r| r.response_status == x509_ocsp::OcspResponseStatus::Successful)
 }
 
 /// A CA as OCSP certificate ids name it: the hashes of its subject name and
@@ -411,6 +456,17 @@ mod tests {
             assert!(!other_id.issued(&query));
             assert_eq!(query.serial_hex(), "8f01");
         }
+    }
+
+    #[test]
+    fn request_for_names_the_issuer_and_serial() {
+        let root = CaBuilder::root("Test Root", KeyType::P256).build().unwrap();
+        let der = request_for(root.certificate_der(), &[0x01, 0x02]).unwrap();
+        let parsed = Request::from_der(&der).unwrap();
+        let query = parsed.queries().next().unwrap();
+        assert!(IssuerId::of(root.certificate_der()).unwrap().issued(&query));
+        assert_eq!(query.serial_hex(), "0102");
+        assert!(!is_successful(&failure_response(Failure::Unauthorized)));
     }
 
     #[test]

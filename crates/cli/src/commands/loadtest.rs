@@ -35,6 +35,9 @@ pub enum LoadtestCommand {
     Fleet(FleetArgs),
     /// EST (RFC 7030) simpleenroll over HTTPS.
     Est(EstArgs),
+    /// OCSP over HTTPS (POST), from keep-alive clients, for certificates of
+    /// the registry.
+    Ocsp(OcspArgs),
 }
 
 /// `idmint loadtest est` options.
@@ -46,6 +49,28 @@ pub struct EstArgs {
     /// Concurrent keep-alive clients.
     #[arg(long, default_value_t = 64)]
     clients: usize,
+    /// An `idmint serve` on the same store, e.g. https://127.0.0.1:8443
+    /// (start it with `--rate-limit 0`); default: one in this process.
+    #[arg(long)]
+    server: Option<String>,
+}
+
+/// `idmint loadtest ocsp` options.
+#[derive(Args)]
+pub struct OcspArgs {
+    /// OCSP requests to make.
+    #[arg(long, default_value_t = 100_000)]
+    requests: u64,
+    /// Concurrent keep-alive clients.
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// Distinct certificates asked about, taken from the CA's registered
+    /// certificates (each asked about in turn).
+    #[arg(long, default_value_t = 10_000)]
+    certificates: i64,
+    /// The CA whose certificates are asked about.
+    #[arg(long, default_value = "issuing")]
+    ca: String,
     /// An `idmint serve` on the same store, e.g. https://127.0.0.1:8443
     /// (start it with `--rate-limit 0`); default: one in this process.
     #[arg(long)]
@@ -102,6 +127,7 @@ pub async fn run(ctx: &Context, cmd: LoadtestCommand) -> anyhow::Result<ExitCode
     match cmd {
         LoadtestCommand::Fleet(args) => fleet(idmint, args).await,
         LoadtestCommand::Est(args) => est(idmint, args).await,
+        LoadtestCommand::Ocsp(args) => ocsp(idmint, args).await,
     }
 }
 
@@ -356,6 +382,106 @@ async fn est(idmint: Arc<Idmint>, args: EstArgs) -> anyhow::Result<ExitCode> {
         args.clients
     );
     idmint.revoke_token(&actor(), &token_name).await?;
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn ocsp(idmint: Arc<Idmint>, args: OcspArgs) -> anyhow::Result<ExitCode> {
+    let issuer = idmint.store().require_ca(&args.ca).await?.certificate_der;
+    let certificates = idmint
+        .store()
+        .list_certificates(&idmint_flows::registry::CertificateFilter {
+            ca: Some(args.ca.clone()),
+            limit: Some(args.certificates.max(1)),
+            ..Default::default()
+        })
+        .await?;
+    let mut bodies = Vec::with_capacity(certificates.len());
+    for c in &certificates {
+        let serial = hex::decode(&c.serial)?;
+        bodies.push(idmint_flows::pki::ocsp::request_for(&issuer, &serial)?);
+    }
+    if bodies.is_empty() {
+        anyhow::bail!("CA {} has issued no certificates to ask about", args.ca);
+    }
+    let base = match args.server {
+        Some(url) => url.trim_end_matches('/').to_string(),
+        None => {
+            let mut cfg = idmint.config().server.clone();
+            cfg.listen = "127.0.0.1:0".into();
+            cfg.rate_limit = 0;
+            let server = idmint_server::Server::bind(idmint.clone(), &cfg).await?;
+            let addr = server.local_addr()?;
+            tokio::spawn(server.run(std::future::pending::<()>()));
+            format!("https://{addr}")
+        }
+    };
+    let root = idmint.chain(idmint_flows::init::ROOT_CA).await?;
+    let root = root.last().cloned().unwrap_or_default();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_der(&root)?)
+        .http1_only()
+        .pool_max_idle_per_host(args.clients)
+        .build()?;
+    let url = format!("{base}/ocsp");
+    let bodies = Arc::new(bodies);
+    let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..args.clients.max(1) {
+        let (client, url, bodies, next) =
+            (client.clone(), url.clone(), bodies.clone(), next.clone());
+        let total = args.requests;
+        tasks.spawn(async move {
+            let mut latencies = Vec::new();
+            let mut failed = 0u64;
+            loop {
+                let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if n >= total {
+                    break;
+                }
+                let index = usize::try_from(n).unwrap_or(0) % bodies.len();
+                let t0 = Instant::now();
+                let response = client
+                    .post(&url)
+                    .header("Content-Type", "application/ocsp-request")
+                    .body(bodies[index].clone())
+                    .send()
+                    .await;
+                let ok = match response {
+                    Ok(r) if r.status().is_success() => r
+                        .bytes()
+                        .await
+                        .is_ok_and(|b| idmint_flows::pki::ocsp::is_successful(b.as_ref())),
+                    _ => false,
+                };
+                if ok {
+                    latencies.push(t0.elapsed());
+                } else {
+                    failed += 1;
+                }
+            }
+            (latencies, failed)
+        });
+    }
+    let mut latencies = Vec::new();
+    let mut failed = 0;
+    while let Some(done) = tasks.join_next().await {
+        let (l, f) = done?;
+        latencies.extend(l);
+        failed += f;
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "{} OCSP responses for {} certificates, {failed} failed, {} ({} clients)",
+        latencies.len(),
+        bodies.len(),
+        summary(&mut latencies, elapsed, "responses"),
+        args.clients
+    );
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {
