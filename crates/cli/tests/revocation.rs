@@ -94,6 +94,30 @@ impl Fixture {
         out
     }
 
+    /// POSTs a request file without failing on an HTTP error: (HTTP
+    /// status, response body).
+    fn post_status(&self, request: &Path, name: &str) -> (u16, Vec<u8>) {
+        let out = self.env.path(name);
+        let (ok, code) = run(Command::new("curl")
+            .args(["-s", "--cacert"])
+            .arg(&self.root)
+            .args([
+                "-H",
+                "Content-Type: application/ocsp-request",
+                "--data-binary",
+            ])
+            .arg(format!("@{}", request.display()))
+            .arg("-o")
+            .arg(&out)
+            .args(["-w", "%{http_code}"])
+            .arg(format!("{}/ocsp", self.base)));
+        assert!(ok, "{code}");
+        (
+            code.trim().parse().unwrap_or(0),
+            std::fs::read(&out).unwrap_or_default(),
+        )
+    }
+
     /// GETs a request (base64 in the path); returns (headers, response file).
     fn get(&self, request: &Path, name: &str) -> (String, PathBuf) {
         let der = std::fs::read(request).expect("request");
@@ -279,21 +303,43 @@ fn unknown_serials_and_issuers_get_unknown_and_garbage_a_typed_failure() {
         .args(["-serial", "0x01", "-reqout"])
         .arg(&out));
     assert!(ok, "{text}");
-    let response = std::fs::read(f.post(&out, "foreign.resp")).expect("response");
+    let (code, response) = f.post_status(&out, "foreign.resp");
+    assert_eq!(code, 403);
     assert_eq!(response, [0x30, 0x03, 0x0a, 0x01, 0x06], "unauthorized");
 
-    // Garbage, by POST and by GET: malformedRequest, never cached.
+    // Garbage, a truncated request and an oversized one, by POST and GET:
+    // 4xx with the OCSP status saying why, never cached.
     let garbage = f.env.path("garbage.req");
     std::fs::write(&garbage, b"\x30\x82\xff\xffnot an OCSP request").expect("garbage");
-    let response = std::fs::read(f.post(&garbage, "garbage.resp")).expect("response");
-    assert_eq!(response, [0x30, 0x03, 0x0a, 0x01, 0x01], "malformedRequest");
+    let truncated = f.env.path("truncated.req");
+    let whole = std::fs::read(&request).expect("request");
+    std::fs::write(&truncated, &whole[..whole.len() - 3]).expect("truncated");
+    for bad in [&garbage, &truncated] {
+        let (code, response) = f.post_status(bad, "bad.resp");
+        assert_eq!(code, 400, "{}", bad.display());
+        assert_eq!(response, [0x30, 0x03, 0x0a, 0x01, 0x01], "malformedRequest");
+    }
+    let oversized = f.env.path("oversized.req");
+    std::fs::write(&oversized, vec![0x30; 100 * 1024]).expect("oversized");
+    let (code, _) = f.post_status(&oversized, "oversized.resp");
+    assert_eq!(code, 413);
     let (code, _) = curl(&f.root, &format!("{}/ocsp/%%%not-base64", f.base), &[]);
-    assert!(code == 200 || code == 400, "{code}");
-    let (headers, response) = f.get(&garbage, "garbage-get.resp");
-    assert_eq!(
-        std::fs::read(response).expect("response"),
-        [0x30, 0x03, 0x0a, 0x01, 0x01]
-    );
+    assert!((400..500).contains(&code), "{code}");
+    let headers = f.env.path("garbage-get.h");
+    let (ok, code) = run(Command::new("curl")
+        .args(["-s", "--cacert"])
+        .arg(&f.root)
+        .arg("-D")
+        .arg(&headers)
+        .args(["-o", "/dev/null", "-w", "%{http_code}"])
+        .arg(format!(
+            "{}/ocsp/{}",
+            f.base,
+            base64_url_path(&std::fs::read(&garbage).expect("garbage"))
+        )));
+    assert!(ok, "{code}");
+    assert_eq!(code.trim(), "400");
+    let headers = std::fs::read_to_string(&headers).expect("headers");
     assert_eq!(
         header(&headers, "cache-control"),
         Some("no-store"),

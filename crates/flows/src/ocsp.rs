@@ -38,6 +38,8 @@ pub struct OcspAnswer {
     pub der: Vec<u8>,
     /// `thisUpdate` and `nextUpdate` of a successful response.
     pub valid: Option<(OffsetDateTime, OffsetDateTime)>,
+    /// Why there is no signed answer, if there is none.
+    pub failure: Option<Failure>,
 }
 
 /// One CA's delegated responder.
@@ -76,6 +78,7 @@ fn failure(f: Failure) -> OcspAnswer {
     OcspAnswer {
         der: ocsp::failure_response(f),
         valid: None,
+        failure: Some(f),
     }
 }
 
@@ -145,6 +148,7 @@ impl Idmint {
                     .map(|c| OcspAnswer {
                         der: c.der.clone(),
                         valid: Some((c.this_update, c.next_update)),
+                        failure: None,
                     })
             }) {
                 return Ok(Some(cached));
@@ -182,6 +186,7 @@ impl Idmint {
         Ok(Some(OcspAnswer {
             der,
             valid: Some((this_update, next_update)),
+            failure: None,
         }))
     }
 

@@ -1,13 +1,17 @@
 //! OCSP over HTTP (RFC 6960 Appendix A, RFC 5019 §5): the request comes as
 //! a POST body or base64 in a GET path; the answer goes out with the
 //! caching headers RFC 5019 §6 asks for, so CDNs and relying parties can
-//! keep it until its nextUpdate. What the answer says is decided in
-//! [`idmint_flows::ocsp`].
+//! keep it until its nextUpdate. A request that gets no signed answer gets
+//! the unsigned `OCSPResponse` saying why with a 4xx status: 400 for
+//! garbage or a truncated request, 403 for one naming no certificate of a
+//! CA served here; 500 when the responder failed. What the answer says is
+//! decided in [`idmint_flows::ocsp`].
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use idmint_flows::ocsp::OcspAnswer;
+use idmint_flows::pki::ocsp::Failure;
 use idmint_flows::Idmint;
 use time::format_description::well_known::Rfc2822;
 use time::OffsetDateTime;
@@ -37,8 +41,14 @@ fn http_date(at: OffsetDateTime) -> Option<HeaderValue> {
 }
 
 fn http_response(answer: OcspAnswer, now: OffsetDateTime) -> Response {
+    let status = match answer.failure {
+        None => StatusCode::OK,
+        Some(Failure::MalformedRequest) => StatusCode::BAD_REQUEST,
+        Some(Failure::Unauthorized) => StatusCode::FORBIDDEN,
+        Some(Failure::InternalError) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
     let mut response = (
-        StatusCode::OK,
+        status,
         [(header::CONTENT_TYPE, "application/ocsp-response")],
         answer.der.clone(),
     )
