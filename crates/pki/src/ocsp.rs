@@ -80,6 +80,12 @@ impl Query<'_> {
 /// for serial number `serial` (big-endian bytes) of the CA whose
 /// certificate is `issuer_der`: what a relying party sends.
 pub fn request_for(issuer_der: &[u8], serial: &[u8]) -> Result<Vec<u8>, PkiError> {
+    request_with(issuer_der, serial, true)
+}
+
+/// A one-certificate request whose CertID hashes with SHA-1 (`sha1`) or
+/// SHA-256.
+fn request_with(issuer_der: &[u8], serial: &[u8], sha1: bool) -> Result<Vec<u8>, PkiError> {
     let cert = Certificate::from_der(issuer_der)
         .map_err(|e| PkiError::MalformedCertificate(e.to_string()))?;
     let name = cert
@@ -92,15 +98,26 @@ pub fn request_for(issuer_der: &[u8], serial: &[u8]) -> Result<Vec<u8>, PkiError
         .subject_public_key_info
         .subject_public_key
         .raw_bytes();
+    let (oid, name_hash, key_hash) = if sha1 {
+        (
+            SHA1,
+            crate::digest::sha1_legacy(&name).to_vec(),
+            crate::digest::sha1_legacy(key).to_vec(),
+        )
+    } else {
+        (
+            SHA256,
+            crate::sha256(&name).to_vec(),
+            crate::sha256(key).to_vec(),
+        )
+    };
     let id = CertId {
         hash_algorithm: AlgorithmIdentifierOwned {
-            oid: SHA1,
+            oid,
             parameters: Some(der::Any::from(Null)),
         },
-        issuer_name_hash: OctetString::new(crate::digest::sha1_legacy(&name).to_vec())
-            .map_err(encoding)?,
-        issuer_key_hash: OctetString::new(crate::digest::sha1_legacy(key).to_vec())
-            .map_err(encoding)?,
+        issuer_name_hash: OctetString::new(name_hash).map_err(encoding)?,
+        issuer_key_hash: OctetString::new(key_hash).map_err(encoding)?,
         serial_number: x509_cert::serial_number::SerialNumber::new(serial)
             .map_err(|e| PkiError::MalformedCertificate(format!("serial: {e}")))?,
     };
@@ -392,52 +409,8 @@ mod tests {
     use super::*;
     use crate::{CaBuilder, Signer};
 
-    /// A DER OCSP request for `serial` of `ca`, built with the same types a
-    /// client library uses.
     fn request(ca: &CertificateAuthority, serial: &[u8], sha1: bool) -> Vec<u8> {
-        let cert = Certificate::from_der(ca.certificate_der()).unwrap();
-        let name = cert.tbs_certificate.subject.to_der().unwrap();
-        let key = cert
-            .tbs_certificate
-            .subject_public_key_info
-            .subject_public_key
-            .raw_bytes();
-        let (oid, name_hash, key_hash) = if sha1 {
-            (
-                SHA1,
-                crate::digest::sha1_legacy(&name).to_vec(),
-                crate::digest::sha1_legacy(key).to_vec(),
-            )
-        } else {
-            (
-                SHA256,
-                crate::sha256(&name).to_vec(),
-                crate::sha256(key).to_vec(),
-            )
-        };
-        let id = CertId {
-            hash_algorithm: AlgorithmIdentifierOwned {
-                oid,
-                parameters: None,
-            },
-            issuer_name_hash: OctetString::new(name_hash).unwrap(),
-            issuer_key_hash: OctetString::new(key_hash).unwrap(),
-            serial_number: x509_cert::serial_number::SerialNumber::new(serial).unwrap(),
-        };
-        OcspRequest {
-            tbs_request: x509_ocsp::TbsRequest {
-                version: Version::V1,
-                requestor_name: None,
-                request_list: vec![x509_ocsp::Request {
-                    req_cert: id,
-                    single_request_extensions: None,
-                }],
-                request_extensions: None,
-            },
-            optional_signature: None,
-        }
-        .to_der()
-        .unwrap()
+        request_with(ca.certificate_der(), serial, sha1).unwrap()
     }
 
     #[test]
@@ -525,6 +498,7 @@ mod tests {
             now + Duration::hours(1),
         )
         .unwrap();
+        assert!(is_successful(&response));
         let decoded = OcspResponse::from_der(&response).unwrap();
         let basic =
             BasicOcspResponse::from_der(decoded.response_bytes.unwrap().response.as_bytes())

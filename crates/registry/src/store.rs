@@ -497,6 +497,20 @@ pub(crate) fn ts(seconds: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(seconds).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
+/// The row's `revocation_reason` column, parsed.
+fn revocation_reason(
+    row: &AnyRow,
+) -> Result<Option<idmint_types::RevocationReason>, RegistryError> {
+    row.try_get::<Option<String>, _>("revocation_reason")?
+        .map(|r| {
+            r.parse()
+                .map_err(|e: idmint_types::UnknownRevocationReason| {
+                    RegistryError::Corrupt(e.to_string())
+                })
+        })
+        .transpose()
+}
+
 pub(crate) fn certificate_from_row(row: &AnyRow) -> Result<Certificate, RegistryError> {
     let status: String = row.try_get("status")?;
     Ok(Certificate {
@@ -514,15 +528,7 @@ pub(crate) fn certificate_from_row(row: &AnyRow) -> Result<Certificate, Registry
         created: ts(row.try_get("created")?),
         updated: ts(row.try_get("updated")?),
         revoked_at: row.try_get::<Option<i64>, _>("revoked_at")?.map(ts),
-        revocation_reason: row
-            .try_get::<Option<String>, _>("revocation_reason")?
-            .map(|r| {
-                r.parse()
-                    .map_err(|e: idmint_types::UnknownRevocationReason| {
-                        RegistryError::Corrupt(e.to_string())
-                    })
-            })
-            .transpose()?,
+        revocation_reason: revocation_reason(row)?,
         der: row.try_get("der")?,
     })
 }
@@ -562,15 +568,7 @@ fn ca_from_row(row: &AnyRow) -> Result<Ca, RegistryError> {
         key_ref: row.try_get("key_ref")?,
         signer_der: row.try_get("signer_der")?,
         revoked_at: row.try_get::<Option<i64>, _>("revoked_at")?.map(ts),
-        revocation_reason: row
-            .try_get::<Option<String>, _>("revocation_reason")?
-            .map(|r| {
-                r.parse()
-                    .map_err(|e: idmint_types::UnknownRevocationReason| {
-                        RegistryError::Corrupt(e.to_string())
-                    })
-            })
-            .transpose()?,
+        revocation_reason: revocation_reason(row)?,
     })
 }
 

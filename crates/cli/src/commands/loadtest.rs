@@ -337,43 +337,23 @@ async fn est(idmint: Arc<Idmint>, args: EstArgs) -> anyhow::Result<ExitCode> {
         .build()?;
     let url = format!("{base}/.well-known/est/simpleenroll");
     let queue = Arc::new(std::sync::Mutex::new(bodies));
+    let (user, secret) = (token_name.clone(), secret.to_string());
     let started = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..args.clients.max(1) {
-        let (client, url, queue) = (client.clone(), url.clone(), queue.clone());
-        let (user, secret) = (token_name.clone(), secret.to_string());
-        tasks.spawn(async move {
-            let mut latencies = Vec::new();
-            let mut failed = 0u64;
-            while let Some(body) = queue.lock().ok().and_then(|mut q| q.pop()) {
-                let t0 = Instant::now();
-                let response = client
-                    .post(&url)
-                    .basic_auth(&user, Some(&secret))
-                    .header("Content-Type", "application/pkcs10")
-                    .body(body)
-                    .send()
-                    .await;
-                let ok = match response {
-                    Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
-                    _ => false,
-                };
-                if ok {
-                    latencies.push(t0.elapsed());
-                } else {
-                    failed += 1;
-                }
+    let (mut latencies, failed) = drive(args.clients, move || {
+        let body = queue.lock().ok().and_then(|mut q| q.pop())?;
+        let request = client
+            .post(&url)
+            .basic_auth(&user, Some(&secret))
+            .header("Content-Type", "application/pkcs10")
+            .body(body);
+        Some(async move {
+            match request.send().await {
+                Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
+                _ => false,
             }
-            (latencies, failed)
-        });
-    }
-    let mut latencies = Vec::new();
-    let mut failed = 0;
-    while let Some(done) = tasks.join_next().await {
-        let (l, f) = done?;
-        latencies.extend(l);
-        failed += f;
-    }
+        })
+    })
+    .await?;
     let elapsed = started.elapsed();
     println!(
         "{} enrollments, {failed} failed, {} ({} clients)",
@@ -429,36 +409,60 @@ async fn ocsp(idmint: Arc<Idmint>, args: OcspArgs) -> anyhow::Result<ExitCode> {
     let url = format!("{base}/ocsp");
     let bodies = Arc::new(bodies);
     let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (total, count) = (args.requests, bodies.len());
     let started = Instant::now();
+    let (mut latencies, failed) = drive(args.clients, move || {
+        let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if n >= total {
+            return None;
+        }
+        let body = bodies[usize::try_from(n).unwrap_or(0) % count].clone();
+        let request = client
+            .post(&url)
+            .header("Content-Type", "application/ocsp-request")
+            .body(body);
+        Some(async move {
+            match request.send().await {
+                Ok(r) if r.status().is_success() => r
+                    .bytes()
+                    .await
+                    .is_ok_and(|b| idmint_flows::pki::ocsp::is_successful(b.as_ref())),
+                _ => false,
+            }
+        })
+    })
+    .await?;
+    let elapsed = started.elapsed();
+    println!(
+        "{} OCSP responses for {count} certificates, {failed} failed, {} ({} clients)",
+        latencies.len(),
+        summary(&mut latencies, elapsed, "responses"),
+        args.clients
+    );
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Runs `clients` keep-alive clients, each taking the next request from
+/// `next` until it has none and timing it; returns the latencies of the
+/// requests that succeeded and how many failed.
+async fn drive<F, R>(clients: usize, next: F) -> anyhow::Result<(Vec<Duration>, u64)>
+where
+    F: Fn() -> Option<R> + Clone + Send + 'static,
+    R: std::future::Future<Output = bool> + Send,
+{
     let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..args.clients.max(1) {
-        let (client, url, bodies, next) =
-            (client.clone(), url.clone(), bodies.clone(), next.clone());
-        let total = args.requests;
+    for _ in 0..clients.max(1) {
+        let next = next.clone();
         tasks.spawn(async move {
             let mut latencies = Vec::new();
             let mut failed = 0u64;
-            loop {
-                let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if n >= total {
-                    break;
-                }
-                let index = usize::try_from(n).unwrap_or(0) % bodies.len();
+            while let Some(request) = next() {
                 let t0 = Instant::now();
-                let response = client
-                    .post(&url)
-                    .header("Content-Type", "application/ocsp-request")
-                    .body(bodies[index].clone())
-                    .send()
-                    .await;
-                let ok = match response {
-                    Ok(r) if r.status().is_success() => r
-                        .bytes()
-                        .await
-                        .is_ok_and(|b| idmint_flows::pki::ocsp::is_successful(b.as_ref())),
-                    _ => false,
-                };
-                if ok {
+                if request.await {
                     latencies.push(t0.elapsed());
                 } else {
                     failed += 1;
@@ -474,19 +478,7 @@ async fn ocsp(idmint: Arc<Idmint>, args: OcspArgs) -> anyhow::Result<ExitCode> {
         latencies.extend(l);
         failed += f;
     }
-    let elapsed = started.elapsed();
-    println!(
-        "{} OCSP responses for {} certificates, {failed} failed, {} ({} clients)",
-        latencies.len(),
-        bodies.len(),
-        summary(&mut latencies, elapsed, "responses"),
-        args.clients
-    );
-    Ok(if failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok((latencies, failed))
 }
 
 /// One device, start to finish. On failure, what it had got so far.
