@@ -321,8 +321,27 @@ fn unknown_serials_and_issuers_get_unknown_and_garbage_a_typed_failure() {
     }
     let oversized = f.env.path("oversized.req");
     std::fs::write(&oversized, vec![0x30; 100 * 1024]).expect("oversized");
-    let (code, _) = f.post_status(&oversized, "oversized.resp");
-    assert_eq!(code, 413);
+    // Refused from its declared length, before it is read: 413, or (when
+    // the server's close overtakes curl's upload) a connection closed
+    // mid-upload; never an answer.
+    for _ in 0..5 {
+        let (_, code) = run(Command::new("curl")
+            .args(["-s", "--cacert"])
+            .arg(&f.root)
+            .args([
+                "-H",
+                "Content-Type: application/ocsp-request",
+                "--data-binary",
+            ])
+            .arg(format!("@{}", oversized.display()))
+            .args(["-o", "/dev/null", "-w", "%{http_code} %{exitcode}"])
+            .arg(format!("{}/ocsp", f.base)));
+        let code = code.trim();
+        assert!(
+            code == "413 0" || code == "000 55" || code == "000 56" || code == "000 92",
+            "{code}"
+        );
+    }
     let (code, _) = curl(&f.root, &format!("{}/ocsp/%%%not-base64", f.base), &[]);
     assert!((400..500).contains(&code), "{code}");
     let headers = f.env.path("garbage-get.h");

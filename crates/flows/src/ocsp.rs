@@ -220,7 +220,7 @@ impl Idmint {
 
     /// The status of certificate `serial` of `ca`, as its registry record says.
     async fn ocsp_status(&self, ca: &str, serial: &str) -> Result<Status, FlowError> {
-        let Some(c) = self.store().certificate_by_serial(ca, serial).await? else {
+        let Some(c) = self.store().revocation_state(ca, serial).await? else {
             return self.child_ca_status(ca, serial).await;
         };
         Ok(match c.status {

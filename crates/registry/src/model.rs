@@ -234,6 +234,19 @@ impl NewThing {
     }
 }
 
+/// What a certificate's OCSP answer is made from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RevocationState {
+    /// Its state.
+    pub status: CertificateStatus,
+    /// When it last changed.
+    pub updated: OffsetDateTime,
+    /// When it was revoked.
+    pub revoked_at: Option<OffsetDateTime>,
+    /// Why it was revoked.
+    pub revocation_reason: Option<idmint_types::RevocationReason>,
+}
+
 /// What decides whether a certificate is in force: its state and validity.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CertificateStanding {

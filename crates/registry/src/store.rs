@@ -13,7 +13,7 @@ use crate::audit::ChainChecker;
 use crate::events::ConnectUrl;
 use crate::{
     AuditRecord, AuditReport, Batch, BatchKind, Ca, CaKind, Certificate, CertificateStatus,
-    RegistryError, StationPolicy, Thing, WriteTx,
+    RegistryError, RevocationState, StationPolicy, Thing, WriteTx,
 };
 
 /// How long a writer waits for this process's other writers (SQLite).
@@ -300,19 +300,28 @@ impl Store {
         rows.iter().map(ca_from_row).collect()
     }
 
-    /// A certificate by its issuer CA and serial (hex), for OCSP.
-    pub async fn certificate_by_serial(
+    /// What OCSP says of a certificate, by its issuer CA and serial (hex):
+    /// only the columns that decide it, so a response costs no DER read.
+    pub async fn revocation_state(
         &self,
         ca: &str,
         serial: &str,
-    ) -> Result<Option<Certificate>, RegistryError> {
-        let sql = format!("SELECT {CERT_COLUMNS} FROM certificates WHERE ca = $1 AND serial = $2");
-        let row = sqlx::query(&sql)
-            .bind(ca)
-            .bind(serial)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(certificate_from_row).transpose()
+    ) -> Result<Option<RevocationState>, RegistryError> {
+        let row = sqlx::query(
+            "SELECT status, updated, revoked_at, revocation_reason FROM certificates WHERE ca = $1 AND serial = $2",
+        )
+        .bind(ca)
+        .bind(serial)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let status: String = row.try_get("status")?;
+        Ok(Some(RevocationState {
+            status: CertificateStatus::from_str(&status).map_err(RegistryError::Corrupt)?,
+            updated: ts(row.try_get("updated")?),
+            revoked_at: row.try_get::<Option<i64>, _>("revoked_at")?.map(ts),
+            revocation_reason: revocation_reason(&row)?,
+        }))
     }
 
     /// How many certificates there are.

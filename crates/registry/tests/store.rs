@@ -158,12 +158,27 @@ async fn certificates_things_and_status_transitions() {
         assert!(matches!(err, RegistryError::NotFound { .. }), "{err}");
         drop(tx);
 
-        let by_serial = store
-            .certificate_by_serial("issuing", "02")
+        // What OCSP reads, by issuer and serial.
+        let good = store
+            .revocation_state("issuing", "02")
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(by_serial.id, "bb");
+        assert_eq!(good.status, CertificateStatus::Active);
+        assert_eq!(good.revoked_at, None);
+        let revoked = store
+            .revocation_state("issuing", "01")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(revoked.status, CertificateStatus::Revoked);
+        assert_eq!(
+            revoked.revocation_reason,
+            Some(idmint_registry::RevocationReason::KeyCompromise)
+        );
+        assert!(revoked.revoked_at.is_some());
+        assert_eq!(store.revocation_state("issuing", "77").await.unwrap(), None);
+        assert_eq!(store.revocation_state("other", "02").await.unwrap(), None);
         let mut tx = store.begin("test").await.unwrap();
         let dup = tx
             .insert_certificate(&cert("aa", "09", None, None))

@@ -337,6 +337,9 @@ pub fn router(state: Shared) -> Router {
     router
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(body_limit))
+        // A body declared over the limit is refused (413) before it is
+        // read, so an `Expect: 100-continue` client never uploads it.
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(body_limit))
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }
