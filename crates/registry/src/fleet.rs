@@ -233,13 +233,16 @@ impl Store {
         &self,
         id: &str,
     ) -> Result<Option<(Certificate, Option<Claim>)>, RegistryError> {
-        let columns: Vec<String> = CERT_COLUMNS.split(", ").map(|c| format!("c.{c}")).collect();
-        let sql = format!(
-            "SELECT {}, cl.certificate_id, cl.templates, cl.rate_per_minute FROM certificates c \
-             LEFT JOIN claims cl ON cl.certificate_id = c.id WHERE c.id = $1",
-            columns.join(", ")
-        );
-        let row = sqlx::query(&sql)
+        // Built once: this runs at every client certificate check.
+        static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            let columns: Vec<String> = CERT_COLUMNS.split(", ").map(|c| format!("c.{c}")).collect();
+            format!(
+                "SELECT {}, cl.certificate_id, cl.templates, cl.rate_per_minute FROM certificates c \
+                 LEFT JOIN claims cl ON cl.certificate_id = c.id WHERE c.id = $1",
+                columns.join(", ")
+            )
+        });
+        let row = sqlx::query(SQL.as_str())
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
