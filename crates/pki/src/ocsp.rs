@@ -86,30 +86,11 @@ pub fn request_for(issuer_der: &[u8], serial: &[u8]) -> Result<Vec<u8>, PkiError
 /// A one-certificate request whose CertID hashes with SHA-1 (`sha1`) or
 /// SHA-256.
 fn request_with(issuer_der: &[u8], serial: &[u8], sha1: bool) -> Result<Vec<u8>, PkiError> {
-    let cert = Certificate::from_der(issuer_der)
-        .map_err(|e| PkiError::MalformedCertificate(e.to_string()))?;
-    let name = cert
-        .tbs_certificate
-        .subject
-        .to_der()
-        .map_err(|e| PkiError::MalformedCertificate(e.to_string()))?;
-    let key = cert
-        .tbs_certificate
-        .subject_public_key_info
-        .subject_public_key
-        .raw_bytes();
+    let issuer = IssuerId::of(issuer_der)?;
     let (oid, name_hash, key_hash) = if sha1 {
-        (
-            SHA1,
-            crate::digest::sha1_legacy(&name).to_vec(),
-            crate::digest::sha1_legacy(key).to_vec(),
-        )
+        (SHA1, issuer.name_sha1, issuer.key_sha1)
     } else {
-        (
-            SHA256,
-            crate::sha256(&name).to_vec(),
-            crate::sha256(key).to_vec(),
-        )
+        (SHA256, issuer.name_sha256, issuer.key_sha256)
     };
     let id = CertId {
         hash_algorithm: AlgorithmIdentifierOwned {

@@ -575,15 +575,9 @@ pub async fn crl(
         .strip_suffix(".crl")
         .ok_or_else(|| ApiError::not_found("CRLs are at /crl/<ca>.crl"))?;
     let crl = crate::crl::current_crl(&s, ca).await?;
-    // A strong validator: the same bytes have the same tag on every server.
-    let etag = format!("\"{}\"", &idmint_pki::sha256_hex(&crl.der)[..32]);
+    let etag = crate::http_cache::etag(&crl.der);
     let last_modified = time::OffsetDateTime::from_unix_timestamp(crl.issued)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc2822)
-                .ok()
-        })
-        .map(|t| t.replace("+0000", "GMT"))
+        .map(crate::http_cache::http_date)
         .unwrap_or_default();
     let cache = [
         (header::ETAG, etag.clone()),

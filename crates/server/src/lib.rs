@@ -18,6 +18,7 @@ pub mod crl_files;
 mod error;
 pub mod est;
 pub mod grants;
+mod http_cache;
 pub mod metrics;
 pub mod mqtt;
 pub mod ocsp;

@@ -13,8 +13,9 @@ use base64::Engine;
 use idmint_flows::ocsp::OcspAnswer;
 use idmint_flows::pki::ocsp::Failure;
 use idmint_flows::Idmint;
-use time::format_description::well_known::Rfc2822;
 use time::OffsetDateTime;
+
+use crate::http_cache::{etag, http_date};
 
 /// Decodes the base64 request of a GET (`/ocsp/{request}`, URL-decoded by
 /// the router); garbage decodes to nothing, which the responder answers
@@ -32,12 +33,6 @@ pub fn decode_get(path: &str) -> Vec<u8> {
 pub async fn respond(idmint: &Idmint, request_der: &[u8]) -> Response {
     let answer = idmint.ocsp_respond(request_der).await;
     http_response(answer, OffsetDateTime::now_utc())
-}
-
-fn http_date(at: OffsetDateTime) -> Option<HeaderValue> {
-    // RFC 2822 dates with "+0000" are what HTTP-date means by GMT.
-    let text = at.format(&Rfc2822).ok()?;
-    HeaderValue::from_str(&text.replace("+0000", "GMT")).ok()
 }
 
 fn http_response(answer: OcspAnswer, now: OffsetDateTime) -> Response {
@@ -62,15 +57,14 @@ fn http_response(answer: OcspAnswer, now: OffsetDateTime) -> Response {
             )) {
                 headers.insert(header::CACHE_CONTROL, v);
             }
-            if let Some(v) = http_date(this_update) {
-                headers.insert(header::LAST_MODIFIED, v);
-            }
-            if let Some(v) = http_date(next_update) {
-                headers.insert(header::EXPIRES, v);
-            }
-            let etag = format!("\"{}\"", &idmint_pki::sha256_hex(&answer.der)[..32]);
-            if let Ok(v) = HeaderValue::from_str(&etag) {
-                headers.insert(header::ETAG, v);
+            for (name, value) in [
+                (header::LAST_MODIFIED, http_date(this_update)),
+                (header::EXPIRES, http_date(next_update)),
+                (header::ETAG, etag(&answer.der)),
+            ] {
+                if let Ok(v) = HeaderValue::from_str(&value) {
+                    headers.insert(name, v);
+                }
             }
         }
         None => {

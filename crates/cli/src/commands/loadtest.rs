@@ -308,20 +308,7 @@ async fn est(idmint: Arc<Idmint>, args: EstArgs) -> anyhow::Result<ExitCode> {
             Some(&batch.id),
         )
         .await?;
-    let base = match args.server {
-        Some(url) => url.trim_end_matches('/').to_string(),
-        None => {
-            let mut cfg = idmint.config().server.clone();
-            cfg.listen = "127.0.0.1:0".into();
-            cfg.rate_limit = 0;
-            let server = idmint_server::Server::bind(idmint.clone(), &cfg).await?;
-            let addr = server.local_addr()?;
-            tokio::spawn(server.run(std::future::pending::<()>()));
-            format!("https://{addr}")
-        }
-    };
-    let root = idmint.chain(idmint_flows::init::ROOT_CA).await?;
-    let root = root.last().cloned().unwrap_or_default();
+    let (base, client) = https_target(&idmint, args.server.clone(), args.clients).await?;
     eprintln!("making {} CSRs...", args.requests);
     let mut bodies = Vec::with_capacity(usize::try_from(args.requests).unwrap_or(0));
     for n in 0..args.requests {
@@ -330,11 +317,6 @@ async fn est(idmint: Arc<Idmint>, args: EstArgs) -> anyhow::Result<ExitCode> {
         let der = pem::parse(pem.as_bytes())?.into_contents();
         bodies.push(base64::engine::general_purpose::STANDARD.encode(der));
     }
-    let client = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_der(&root)?)
-        .http1_only()
-        .pool_max_idle_per_host(args.clients)
-        .build()?;
     let url = format!("{base}/.well-known/est/simpleenroll");
     let queue = Arc::new(std::sync::Mutex::new(bodies));
     let (user, secret) = (token_name.clone(), secret.to_string());
@@ -387,25 +369,7 @@ async fn ocsp(idmint: Arc<Idmint>, args: OcspArgs) -> anyhow::Result<ExitCode> {
     if bodies.is_empty() {
         anyhow::bail!("CA {} has issued no certificates to ask about", args.ca);
     }
-    let base = match args.server {
-        Some(url) => url.trim_end_matches('/').to_string(),
-        None => {
-            let mut cfg = idmint.config().server.clone();
-            cfg.listen = "127.0.0.1:0".into();
-            cfg.rate_limit = 0;
-            let server = idmint_server::Server::bind(idmint.clone(), &cfg).await?;
-            let addr = server.local_addr()?;
-            tokio::spawn(server.run(std::future::pending::<()>()));
-            format!("https://{addr}")
-        }
-    };
-    let root = idmint.chain(idmint_flows::init::ROOT_CA).await?;
-    let root = root.last().cloned().unwrap_or_default();
-    let client = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_der(&root)?)
-        .http1_only()
-        .pool_max_idle_per_host(args.clients)
-        .build()?;
+    let (base, client) = https_target(&idmint, args.server.clone(), args.clients).await?;
     let url = format!("{base}/ocsp");
     let bodies = Arc::new(bodies);
     let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -444,6 +408,36 @@ async fn ocsp(idmint: Arc<Idmint>, args: OcspArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The HTTPS server a load generator talks to (`server`, or one started in
+/// this process on loopback with the rate limit off) and a keep-alive
+/// HTTP/1.1 client for `clients` connections that trusts our root.
+async fn https_target(
+    idmint: &Arc<Idmint>,
+    server: Option<String>,
+    clients: usize,
+) -> anyhow::Result<(String, reqwest::Client)> {
+    let base = match server {
+        Some(url) => url.trim_end_matches('/').to_string(),
+        None => {
+            let mut cfg = idmint.config().server.clone();
+            cfg.listen = "127.0.0.1:0".into();
+            cfg.rate_limit = 0;
+            let server = idmint_server::Server::bind(idmint.clone(), &cfg).await?;
+            let addr = server.local_addr()?;
+            tokio::spawn(server.run(std::future::pending::<()>()));
+            format!("https://{addr}")
+        }
+    };
+    let root = idmint.chain(idmint_flows::init::ROOT_CA).await?;
+    let root = root.last().cloned().unwrap_or_default();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_der(&root)?)
+        .http1_only()
+        .pool_max_idle_per_host(clients)
+        .build()?;
+    Ok((base, client))
 }
 
 /// Runs `clients` keep-alive clients, each taking the next request from
