@@ -75,23 +75,12 @@ impl Fixture {
         out
     }
 
-    /// POSTs a request file; returns the response file.
+    /// POSTs a request file, which must be answered 200; returns the
+    /// response file.
     fn post(&self, request: &Path, name: &str) -> PathBuf {
-        let out = self.env.path(name);
-        let (ok, text) = run(Command::new("curl")
-            .args(["-sf", "--cacert"])
-            .arg(&self.root)
-            .args([
-                "-H",
-                "Content-Type: application/ocsp-request",
-                "--data-binary",
-            ])
-            .arg(format!("@{}", request.display()))
-            .arg("-o")
-            .arg(&out)
-            .arg(format!("{}/ocsp", self.base)));
-        assert!(ok, "{text}");
-        out
+        let (code, _) = self.post_status(request, name);
+        assert_eq!(code, 200, "{}", request.display());
+        self.env.path(name)
     }
 
     /// POSTs a request file without failing on an HTTP error: (HTTP
