@@ -478,6 +478,12 @@ fn crls_carry_a_number_and_revalidate_by_etag() {
     let text = crl_text(&f, &revoked);
     assert!(crl_number(&text) > number, "{text}");
     assert!(text.contains("Superseded"), "{text}");
+
+    // A CRL path naming no CA of ours is a clear 404, not a server error.
+    for path in ["nope.crl", "issuing", "..%2Fissuing.crl"] {
+        let (code, body) = curl(&f.root, &format!("{}/crl/{path}", f.base), &[]);
+        assert_eq!(code, 404, "{path}: {body}");
+    }
 }
 
 #[test]
