@@ -5,7 +5,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
+use axum::Json;
 use idmint_flows::issue::IssueOptions;
 use idmint_registry::{CertificateFilter, CertificateStatus};
 use serde::Deserialize;
@@ -14,20 +14,14 @@ use serde_json::{json, Value};
 use idmint_flows::access::{Action, Principal, Resource};
 use idmint_flows::station::report::StationReport;
 
-use crate::auth::require_caller;
-use crate::{ApiError, ConnInfo, Shared};
+use crate::auth::Caller;
+use crate::page::{Page, PageQuery};
+use crate::{ApiError, Shared};
 
-type Conn = Option<Extension<ConnInfo>>;
-
-async fn caller(s: &Shared, h: &HeaderMap, c: &Conn) -> Result<Principal, ApiError> {
-    require_caller(s, h, c.as_ref().map(|Extension(c)| c)).await
-}
-
-/// Authenticates and requires the right to read everything.
-async fn read_all(s: &Shared, h: &HeaderMap, c: &Conn) -> Result<Principal, ApiError> {
-    let who = caller(s, h, c).await?;
+/// Requires the right to read everything.
+fn read_all(who: &Principal) -> Result<(), ApiError> {
     who.authorize(Action::Read, &Resource::everything())?;
-    Ok(who)
+    Ok(())
 }
 
 /// Filters and pagination for listing certificates.
@@ -42,20 +36,6 @@ pub struct CertificateQuery {
     pub ca: Option<String>,
     /// From this batch.
     pub batch: Option<String>,
-    /// The `nextCursor` of the previous page.
-    pub cursor: Option<String>,
-    /// Page size (1 to 1000, default 100).
-    pub limit: Option<i64>,
-}
-
-/// Pagination for other listings.
-#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct PageQuery {
-    /// The `nextCursor` of the previous page.
-    pub cursor: Option<String>,
-    /// Page size (1 to 1000, default 100).
-    pub limit: Option<i64>,
 }
 
 /// A revocation request.
@@ -86,30 +66,19 @@ pub struct CsrRequest {
     pub refuse_clones: bool,
 }
 
-fn limit(l: Option<i64>) -> Result<i64, ApiError> {
-    match l {
-        None => Ok(100),
-        Some(n) if (1..=1000).contains(&n) => Ok(n),
-        Some(n) => Err(ApiError::bad_request(format!(
-            "limit {n} is not between 1 and 1000"
-        ))),
-    }
-}
-
 fn json_of<T: serde::Serialize>(v: &T) -> Result<Value, ApiError> {
     serde_json::to_value(v).map_err(|e| ApiError::internal(e.to_string()))
 }
 
 /// Lists certificates.
-#[utoipa::path(get, path = "/api/v1/certificates", tag = "certificates", params(CertificateQuery), responses((status = 200, description = "{items, nextCursor}"), (status = 401, description = "unauthenticated"), (status = 403, description = "forbidden")))]
+#[utoipa::path(get, path = "/api/v1/certificates", tag = "certificates", params(CertificateQuery, PageQuery), responses((status = 200, description = "{items, nextCursor}"), (status = 401, description = "unauthenticated"), (status = 403, description = "forbidden")))]
 pub async fn list_certificates(
+    Caller(who): Caller,
     State(s): State<Shared>,
-    c: Conn,
-    h: HeaderMap,
+    page: Page,
     Query(q): Query<CertificateQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    read_all(&s, &h, &c).await?;
-    let limit = limit(q.limit)?;
+    read_all(&who)?;
     let status = q
         .status
         .as_deref()
@@ -121,27 +90,21 @@ pub async fn list_certificates(
         status,
         ca: q.ca,
         batch: q.batch,
-        after: q.cursor,
-        limit: Some(limit),
+        after: page.cursor.clone(),
+        limit: Some(page.limit),
     };
     let items = s.idmint.store().list_certificates(&filter).await?;
-    let next = if items.len() as i64 == limit {
-        items.last().map(|c| c.id.clone())
-    } else {
-        None
-    };
-    Ok(Json(json!({"items": json_of(&items)?, "nextCursor": next})))
+    page.of(&items, |c| c.id.clone())
 }
 
 /// One certificate (with its PEM).
 #[utoipa::path(get, path = "/api/v1/certificates/{id}", tag = "certificates", params(("id" = String, Path, description = "SHA-256 of the DER, hex")), responses((status = 200, description = "the certificate"), (status = 404, description = "unknown")))]
 pub async fn get_certificate(
+    Caller(who): Caller,
     State(s): State<Shared>,
-    c: Conn,
-    h: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    read_all(&s, &h, &c).await?;
+    read_all(&who)?;
     let cert = s.idmint.store().require_certificate(&id).await?;
     let mut v = json_of(&cert)?;
     v["pem"] = Value::String(idmint_pki::to_pem("CERTIFICATE", &cert.der));
@@ -149,14 +112,12 @@ pub async fn get_certificate(
 }
 
 async fn set_status(
+    who: &Principal,
     s: &Shared,
-    c: &Conn,
-    h: &HeaderMap,
     id: &str,
     status: CertificateStatus,
     reason: Option<&str>,
 ) -> Result<Json<Value>, ApiError> {
-    let who = caller(s, h, c).await?;
     let reason = reason
         .map(|r| {
             r.parse::<idmint_pki::RevocationReason>()
@@ -179,22 +140,15 @@ async fn set_status(
 /// Revokes a certificate.
 #[utoipa::path(post, path = "/api/v1/certificates/{id}/revoke", tag = "certificates", params(("id" = String, Path, description = "certificate id")), request_body(content = RevokeRequest, description = "optional reason"), responses((status = 200, description = "the certificate")))]
 pub async fn revoke_certificate(
+    Caller(who): Caller,
     State(s): State<Shared>,
-    c: Conn,
-    h: HeaderMap,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let req: RevokeRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        RevokeRequest::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::bad_request(format!("bad JSON: {e}")))?
-    };
+    let req: RevokeRequest = optional_json(&body)?;
     set_status(
+        &who,
         &s,
-        &c,
-        &h,
         &id,
         CertificateStatus::Revoked,
         Some(req.reason.as_deref().unwrap_or("unspecified")),
@@ -205,57 +159,47 @@ pub async fn revoke_certificate(
 /// Activates a certificate.
 #[utoipa::path(post, path = "/api/v1/certificates/{id}/activate", tag = "certificates", params(("id" = String, Path, description = "certificate id")), responses((status = 200, description = "the certificate"), (status = 409, description = "revoked")))]
 pub async fn activate_certificate(
+    Caller(who): Caller,
     State(s): State<Shared>,
-    c: Conn,
-    h: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    set_status(&s, &c, &h, &id, CertificateStatus::Active, None).await
+    set_status(&who, &s, &id, CertificateStatus::Active, None).await
 }
 
 /// Deactivates a certificate.
 #[utoipa::path(post, path = "/api/v1/certificates/{id}/deactivate", tag = "certificates", params(("id" = String, Path, description = "certificate id")), responses((status = 200, description = "the certificate")))]
 pub async fn deactivate_certificate(
+    Caller(who): Caller,
     State(s): State<Shared>,
-    c: Conn,
-    h: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    set_status(&s, &c, &h, &id, CertificateStatus::Inactive, None).await
+    set_status(&who, &s, &id, CertificateStatus::Inactive, None).await
 }
 
 /// Lists things.
 #[utoipa::path(get, path = "/api/v1/things", tag = "things", params(PageQuery), responses((status = 200, description = "{items, nextCursor}")))]
 pub async fn list_things(
+    Caller(who): Caller,
     State(s): State<Shared>,
-    c: Conn,
-    h: HeaderMap,
-    Query(q): Query<PageQuery>,
+    page: Page,
 ) -> Result<Json<Value>, ApiError> {
-    read_all(&s, &h, &c).await?;
-    let limit = limit(q.limit)?;
+    read_all(&who)?;
     let items = s
         .idmint
         .store()
-        .list_things(None, q.cursor.as_deref(), Some(limit))
+        .list_things(None, page.cursor.as_deref(), Some(page.limit))
         .await?;
-    let next = if items.len() as i64 == limit {
-        items.last().map(|t| t.name.clone())
-    } else {
-        None
-    };
-    Ok(Json(json!({"items": json_of(&items)?, "nextCursor": next})))
+    page.of(&items, |t| t.name.clone())
 }
 
 /// One thing.
 #[utoipa::path(get, path = "/api/v1/things/{name}", tag = "things", params(("name" = String, Path, description = "thing name")), responses((status = 200, description = "the thing"), (status = 404, description = "unknown")))]
 pub async fn get_thing(
+    Caller(who): Caller,
     State(s): State<Shared>,
-    c: Conn,
-    h: HeaderMap,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    read_all(&s, &h, &c).await?;
+    read_all(&who)?;
     let thing = s
         .idmint
         .store()
@@ -268,23 +212,21 @@ pub async fn get_thing(
 /// Lists CAs.
 #[utoipa::path(get, path = "/api/v1/cas", tag = "cas", responses((status = 200, description = "the CAs")))]
 pub async fn list_cas(
+    Caller(who): Caller,
     State(s): State<Shared>,
-    c: Conn,
-    h: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    read_all(&s, &h, &c).await?;
+    read_all(&who)?;
     Ok(Json(json_of(&s.idmint.store().list_cas().await?)?))
 }
 
 /// One CA (with its PEM).
 #[utoipa::path(get, path = "/api/v1/cas/{name}", tag = "cas", params(("name" = String, Path, description = "CA name")), responses((status = 200, description = "the CA"), (status = 404, description = "unknown")))]
 pub async fn get_ca(
+    Caller(who): Caller,
     State(s): State<Shared>,
-    c: Conn,
-    h: HeaderMap,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    read_all(&s, &h, &c).await?;
+    read_all(&who)?;
     let ca = s.idmint.store().require_ca(&name).await?;
     let mut v = json_of(&ca)?;
     v["pem"] = Value::String(idmint_pki::to_pem("CERTIFICATE", &ca.certificate_der));
@@ -294,11 +236,9 @@ pub async fn get_ca(
 /// Lists batches.
 #[utoipa::path(get, path = "/api/v1/batches", tag = "batches", responses((status = 200, description = "the batches")))]
 pub async fn list_batches(
+    Caller(who): Caller,
     State(s): State<Shared>,
-    c: Conn,
-    h: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let who = caller(&s, &h, &c).await?;
     let mut batches = s.idmint.store().list_batches().await?;
     if who
         .authorize(Action::Read, &Resource::everything())
@@ -315,27 +255,22 @@ pub async fn list_batches(
 /// One batch.
 #[utoipa::path(get, path = "/api/v1/batches/{id}", tag = "batches", params(("id" = String, Path, description = "batch id")), responses((status = 200, description = "the batch"), (status = 404, description = "unknown")))]
 pub async fn get_batch(
+    Caller(who): Caller,
     State(s): State<Shared>,
-    c: Conn,
-    h: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    caller(&s, &h, &c)
-        .await?
-        .authorize(Action::Read, &Resource::batch(&id))?;
+    who.authorize(Action::Read, &Resource::batch(&id))?;
     Ok(Json(json_of(&s.idmint.store().require_batch(&id).await?)?))
 }
 
 /// Issues a certificate for a CSR against a batch's quota (remote stations).
 #[utoipa::path(post, path = "/api/v1/batches/{id}/certificates", tag = "batches", params(("id" = String, Path, description = "batch id")), request_body(content = CsrRequest), responses((status = 201, description = "{id, thing, pem, chain}"), (status = 409, description = "quota exhausted, or clone")))]
 pub async fn issue_in_batch(
+    Caller(who): Caller,
     State(s): State<Shared>,
-    c: Conn,
-    h: HeaderMap,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let who = caller(&s, &h, &c).await?;
     let authorized = who.authorize_issuance(Action::IssueInBatch, Some(&id))?;
     let req: CsrRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("bad JSON: {e}")))?;
@@ -382,13 +317,11 @@ pub struct SpoilRequest {
 /// in the batch's spoiled count, so `issued = active + spoiled` holds.
 #[utoipa::path(post, path = "/api/v1/batches/{id}/certificates/{cert_id}/spoil", tag = "batches", params(("id" = String, Path, description = "batch id"), ("cert_id" = String, Path, description = "certificate id")), request_body(content = SpoilRequest, description = "optional reason"), responses((status = 200, description = "the certificate, REVOKED"), (status = 404, description = "unknown certificate or not of this batch"), (status = 409, description = "not PENDING_ACTIVATION")))]
 pub async fn spoil_in_batch(
+    Caller(who): Caller,
     State(s): State<Shared>,
-    c: Conn,
-    h: HeaderMap,
     Path((id, cert_id)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let who = caller(&s, &h, &c).await?;
     let authorized = who.authorize(Action::ReportStation, &Resource::batch(&id))?;
     let req: SpoilRequest = optional_json(&body)?;
     let report = StationReport::Spoiled {
@@ -427,13 +360,11 @@ pub struct ProvisionedRequest {
 /// once its device installed it and proved its key.
 #[utoipa::path(post, path = "/api/v1/batches/{id}/certificates/{cert_id}/activate", tag = "batches", params(("id" = String, Path, description = "batch id"), ("cert_id" = String, Path, description = "certificate id")), request_body(content = ProvisionedRequest, description = "optional device facts"), responses((status = 200, description = "the certificate, ACTIVE"), (status = 404, description = "unknown certificate or not of this batch"), (status = 409, description = "not pending activation")))]
 pub async fn activate_in_batch(
+    Caller(who): Caller,
     State(s): State<Shared>,
-    c: Conn,
-    h: HeaderMap,
     Path((id, cert_id)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let who = caller(&s, &h, &c).await?;
     let authorized = who.authorize(Action::ReportStation, &Resource::batch(&id))?;
     let req: ProvisionedRequest = optional_json(&body)?;
     let report = StationReport::Provisioned {
@@ -494,12 +425,10 @@ pub struct ProvisioningClaimRequest {
 /// by trusted user), valid `[fleet] trusted_user_claim_minutes` (5).
 #[utoipa::path(post, path = "/api/v1/provisioning-claims", tag = "fleet", request_body(content = ProvisioningClaimRequest), responses((status = 201, description = "{certificateId, certificatePem, keyPair: {PublicKey, PrivateKey}, expiration}"), (status = 404, description = "unknown template")))]
 pub async fn create_provisioning_claim(
+    Caller(who): Caller,
     State(s): State<Shared>,
-    c: Conn,
-    h: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let who = caller(&s, &h, &c).await?;
     let req: ProvisioningClaimRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("bad JSON: {e}")))?;
     let authorized = who.authorize(
@@ -541,11 +470,10 @@ pub async fn create_provisioning_claim(
 /// Verifies the audit chain.
 #[utoipa::path(get, path = "/api/v1/audit/verify", tag = "audit", responses((status = 200, description = "{intact, report}")))]
 pub async fn verify_audit(
+    Caller(who): Caller,
     State(s): State<Shared>,
-    c: Conn,
-    h: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    read_all(&s, &h, &c).await?;
+    read_all(&who)?;
     let report = s.idmint.store().verify_audit().await?;
     Ok(Json(
         json!({"intact": report.intact(), "report": format!("{report:?}")}),
@@ -630,6 +558,5 @@ pub async fn metrics(State(s): State<Shared>) -> Response {
 /// This document.
 #[utoipa::path(get, path = "/api/v1/openapi.json", tag = "server", responses((status = 200, description = "OpenAPI 3 document")))]
 pub async fn openapi() -> Response {
-    use utoipa::OpenApi;
-    Json(crate::ApiDoc::openapi()).into_response()
+    Json(crate::openapi_document()).into_response()
 }

@@ -74,3 +74,22 @@ pub async fn require_caller(
         .await?
         .ok_or_else(|| unauthorized("authentication required"))
 }
+
+/// The authenticated caller of a REST handler: the extractor every handler
+/// that needs one takes, so authentication is not repeated per handler. A
+/// request without credentials is refused with 401 before the handler runs.
+pub struct Caller(pub Principal);
+
+impl axum::extract::FromRequestParts<Shared> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &Shared,
+    ) -> Result<Self, Self::Rejection> {
+        let conn = parts.extensions.get::<ConnInfo>();
+        require_caller(state, &parts.headers, conn)
+            .await
+            .map(Caller)
+    }
+}

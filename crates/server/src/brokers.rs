@@ -17,16 +17,14 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
+use axum::Json;
 use idmint_flows::access::{Action, Authorized, Credentials, Resource};
 use idmint_flows::broker::authorize::BrokerAccess;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::auth::require_caller;
-use crate::{ApiError, ConnInfo, Shared};
-
-type Conn = Option<Extension<ConnInfo>>;
+use crate::auth::Caller;
+use crate::{ApiError, Shared};
 
 /// What EMQX's HTTP authorizer sends (its body template may add fields).
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -79,12 +77,11 @@ fn reader(who: idmint_flows::access::Principal) -> Result<Authorized, ApiError> 
 /// EMQX's HTTP authorizer.
 #[utoipa::path(post, path = "/api/v1/broker/emqx/authorize", tag = "brokers", request_body(content = EmqxRequest), responses((status = 200, description = "{\"result\": \"allow\"} or {\"result\": \"deny\"}")))]
 pub async fn emqx_authorize(
+    Caller(who): Caller,
     State(s): State<Shared>,
-    c: Conn,
-    h: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let who = reader(require_caller(&s, &h, c.as_ref().map(|Extension(c)| c)).await?)?;
+    let who = reader(who)?;
     let req: EmqxRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!(
             "bad EMQX authorization request ({e}); the body template needs cert_common_name, clientid, topic and action"

@@ -2,10 +2,9 @@
 //! where a label names a batch (its CA, profile and quota) or a CA.
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequest, OptionalFromRequestParts, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Extension;
 use base64::Engine;
 use idmint_flows::access::{Action, AuthorizedIssuance, Principal};
 use idmint_flows::issue::IssueOptions;
@@ -152,13 +151,9 @@ struct Enrollment {
 /// Who may enroll, and where: an enroll (or station, admin) token within
 /// its batch, or a bootstrap certificate of a CA registered with
 /// `--est-bootstrap`, once, into that CA's batch.
-async fn enrollment(
-    state: &Shared,
-    label: Option<&str>,
-    headers: &HeaderMap,
-    conn: Option<&ConnInfo>,
-) -> Result<Enrollment, ApiError> {
-    let principal = authenticate(state, headers, conn).await?.ok_or_else(|| {
+async fn enrollment(state: &Shared, est: &EstRequest) -> Result<Enrollment, ApiError> {
+    let label = est.label();
+    let principal = authenticate(state, &est.headers, est.conn.as_ref()).await?.ok_or_else(|| {
         unauthorized("authentication required: HTTP Basic with an enrollment token, or a bootstrap client certificate")
     })?;
     let (target, thing) = match &principal {
@@ -220,15 +215,9 @@ async fn enrollment(
     })
 }
 
-async fn simpleenroll_for(
-    state: &Shared,
-    label: Option<&str>,
-    headers: &HeaderMap,
-    conn: Option<&ConnInfo>,
-    body: &[u8],
-) -> Result<Response, ApiError> {
-    let e = enrollment(state, label, headers, conn).await?;
-    let csr = parse_csr_body(content_type(headers), body)?;
+async fn simpleenroll_for(state: &Shared, est: &EstRequest) -> Result<Response, ApiError> {
+    let e = enrollment(state, est).await?;
+    let csr = parse_csr_body(est.content_type(), &est.body)?;
     if csr.common_name().is_none() && e.thing.is_none() {
         return Err(ApiError::bad_request("the CSR has no common name"));
     }
@@ -247,13 +236,12 @@ async fn simpleenroll_for(
     certs_response(&[issued.certificate.der])
 }
 
-async fn simplereenroll_for(
-    state: &Shared,
-    headers: &HeaderMap,
-    conn: Option<&ConnInfo>,
-    body: &[u8],
-) -> Result<Response, ApiError> {
-    let chain = conn.map(|c| c.certs.as_slice()).unwrap_or_default();
+async fn simplereenroll_for(state: &Shared, est: &EstRequest) -> Result<Response, ApiError> {
+    let chain = est
+        .conn
+        .as_ref()
+        .map(|c| c.certs.as_slice())
+        .unwrap_or_default();
     if chain.is_empty() {
         return Err(ApiError::unauthorized(
             "re-enrollment needs the current certificate as TLS client certificate",
@@ -261,7 +249,7 @@ async fn simplereenroll_for(
     }
     let principal = state.idmint.principal_for_certificate(chain).await?;
     let authorized = principal.authorize_reenroll()?;
-    let csr = parse_csr_body(content_type(headers), body)?;
+    let csr = parse_csr_body(est.content_type(), &est.body)?;
     let issued = state
         .idmint
         .reenroll(&authorized, &csr, state.rotation_overlap_secs)
@@ -270,15 +258,9 @@ async fn simplereenroll_for(
     certs_response(&[issued.certificate.der])
 }
 
-async fn serverkeygen_for(
-    state: &Shared,
-    label: Option<&str>,
-    headers: &HeaderMap,
-    conn: Option<&ConnInfo>,
-    body: &[u8],
-) -> Result<Response, ApiError> {
-    let e = enrollment(state, label, headers, conn).await?;
-    let csr = parse_csr_body(content_type(headers), body)?;
+async fn serverkeygen_for(state: &Shared, est: &EstRequest) -> Result<Response, ApiError> {
+    let e = enrollment(state, est).await?;
+    let csr = parse_csr_body(est.content_type(), &est.body)?;
     let thing = match (e.thing, csr.common_name()) {
         (Some(t), _) => t,
         (None, Some(cn)) => cn.to_string(),
@@ -332,73 +314,94 @@ fn content_type(headers: &HeaderMap) -> Option<&str> {
         .and_then(|v| v.to_str().ok())
 }
 
-type Conn = Option<Extension<ConnInfo>>;
+/// One EST request as its handler takes it: the label when the path is
+/// `/.well-known/est/<label>/…`, the headers, the TLS connection and the
+/// body. The labelled and the unlabelled route of an operation both take it,
+/// so each pair of handlers is one call to the same function.
+pub struct EstRequest {
+    label: Option<String>,
+    headers: HeaderMap,
+    conn: Option<ConnInfo>,
+    body: Bytes,
+}
 
-macro_rules! conn {
-    ($c:expr) => {
-        $c.as_ref().map(|Extension(c)| c)
-    };
+impl EstRequest {
+    fn label(&self) -> Option<&str> {
+        self.label.as_deref()
+    }
+
+    fn content_type(&self) -> Option<&str> {
+        content_type(&self.headers)
+    }
+}
+
+impl FromRequest<Shared> for EstRequest {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &Shared) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = request.into_parts();
+        let label = <Path<String> as OptionalFromRequestParts<Shared>>::from_request_parts(
+            &mut parts, state,
+        )
+        .await
+        .map_err(|e| ApiError::bad_request(e.body_text()))?
+        .map(|Path(label)| label);
+        let conn = parts.extensions.get::<ConnInfo>().cloned();
+        let body = Bytes::from_request(Request::from_parts(parts.clone(), body), state)
+            .await
+            .map_err(|e| ApiError::new(e.status(), "bad_body", e.body_text()))?;
+        Ok(EstRequest {
+            label,
+            headers: parts.headers,
+            conn,
+            body,
+        })
+    }
 }
 
 /// CA certificates.
 #[utoipa::path(get, path = "/.well-known/est/cacerts", tag = "est", responses((status = 200, description = "base64 PKCS#7 certs-only", content_type = "application/pkcs7-mime")))]
-pub async fn cacerts(State(s): State<Shared>) -> Result<Response, ApiError> {
-    cacerts_for(&s, None).await
+pub async fn cacerts(State(s): State<Shared>, est: EstRequest) -> Result<Response, ApiError> {
+    cacerts_for(&s, est.label()).await
 }
 
 /// CA certificates for a batch or CA.
 #[utoipa::path(get, path = "/.well-known/est/{label}/cacerts", tag = "est", params(("label" = String, Path, description = "batch id or CA name")), responses((status = 200, description = "base64 PKCS#7 certs-only", content_type = "application/pkcs7-mime")))]
-pub async fn cacerts_label(
-    State(s): State<Shared>,
-    Path(label): Path<String>,
-) -> Result<Response, ApiError> {
-    cacerts_for(&s, Some(&label)).await
+pub async fn cacerts_label(State(s): State<Shared>, est: EstRequest) -> Result<Response, ApiError> {
+    cacerts_for(&s, est.label()).await
 }
 
 /// Enrollment (HTTP Basic enrollment token, or bootstrap client certificate).
 #[utoipa::path(post, path = "/.well-known/est/simpleenroll", tag = "est", request_body(content = String, content_type = "application/pkcs10"), responses((status = 200, description = "base64 PKCS#7 certs-only"), (status = 401, description = "no or bad credentials")))]
-pub async fn simpleenroll(
-    State(s): State<Shared>,
-    c: Conn,
-    h: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    simpleenroll_for(&s, None, &h, conn!(c), &body).await
+pub async fn simpleenroll(State(s): State<Shared>, est: EstRequest) -> Result<Response, ApiError> {
+    simpleenroll_for(&s, &est).await
 }
 
 /// Enrollment into a batch or CA.
 #[utoipa::path(post, path = "/.well-known/est/{label}/simpleenroll", tag = "est", params(("label" = String, Path, description = "batch id or CA name")), request_body(content = String, content_type = "application/pkcs10"), responses((status = 200, description = "base64 PKCS#7 certs-only")))]
 pub async fn simpleenroll_label(
     State(s): State<Shared>,
-    Path(label): Path<String>,
-    c: Conn,
-    h: HeaderMap,
-    body: Bytes,
+    est: EstRequest,
 ) -> Result<Response, ApiError> {
-    simpleenroll_for(&s, Some(&label), &h, conn!(c), &body).await
+    simpleenroll_for(&s, &est).await
 }
 
 /// Re-enrollment (rotation) with the current certificate as TLS client certificate.
 #[utoipa::path(post, path = "/.well-known/est/simplereenroll", tag = "est", request_body(content = String, content_type = "application/pkcs10"), responses((status = 200, description = "base64 PKCS#7 certs-only")))]
 pub async fn simplereenroll(
     State(s): State<Shared>,
-    c: Conn,
-    h: HeaderMap,
-    body: Bytes,
+    est: EstRequest,
 ) -> Result<Response, ApiError> {
-    simplereenroll_for(&s, &h, conn!(c), &body).await
+    simplereenroll_for(&s, &est).await
 }
 
 /// Re-enrollment (the label is ignored: the current certificate decides).
 #[utoipa::path(post, path = "/.well-known/est/{label}/simplereenroll", tag = "est", params(("label" = String, Path, description = "ignored")), request_body(content = String, content_type = "application/pkcs10"), responses((status = 200, description = "base64 PKCS#7 certs-only")))]
 pub async fn simplereenroll_label(
     State(s): State<Shared>,
-    Path(_label): Path<String>,
-    c: Conn,
-    h: HeaderMap,
-    body: Bytes,
+    est: EstRequest,
 ) -> Result<Response, ApiError> {
-    simplereenroll_for(&s, &h, conn!(c), &body).await
+    simplereenroll_for(&s, &est).await
 }
 
 /// CSR attributes.
@@ -409,29 +412,21 @@ pub async fn csrattrs() -> Result<Response, ApiError> {
 
 /// CSR attributes.
 #[utoipa::path(get, path = "/.well-known/est/{label}/csrattrs", tag = "est", params(("label" = String, Path, description = "batch id or CA name")), responses((status = 200, description = "base64 CsrAttrs")))]
-pub async fn csrattrs_label(Path(_label): Path<String>) -> Result<Response, ApiError> {
+pub async fn csrattrs_label() -> Result<Response, ApiError> {
     csrattrs_response()
 }
 
 /// Server-side key generation.
 #[utoipa::path(post, path = "/.well-known/est/serverkeygen", tag = "est", request_body(content = String, content_type = "application/pkcs10"), responses((status = 200, description = "multipart/mixed: PKCS#8 key and PKCS#7 certs-only")))]
-pub async fn serverkeygen(
-    State(s): State<Shared>,
-    c: Conn,
-    h: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    serverkeygen_for(&s, None, &h, conn!(c), &body).await
+pub async fn serverkeygen(State(s): State<Shared>, est: EstRequest) -> Result<Response, ApiError> {
+    serverkeygen_for(&s, &est).await
 }
 
 /// Server-side key generation into a batch or CA.
 #[utoipa::path(post, path = "/.well-known/est/{label}/serverkeygen", tag = "est", params(("label" = String, Path, description = "batch id or CA name")), request_body(content = String, content_type = "application/pkcs10"), responses((status = 200, description = "multipart/mixed")))]
 pub async fn serverkeygen_label(
     State(s): State<Shared>,
-    Path(label): Path<String>,
-    c: Conn,
-    h: HeaderMap,
-    body: Bytes,
+    est: EstRequest,
 ) -> Result<Response, ApiError> {
-    serverkeygen_for(&s, Some(&label), &h, conn!(c), &body).await
+    serverkeygen_for(&s, &est).await
 }

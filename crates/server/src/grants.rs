@@ -3,17 +3,15 @@
 
 use axum::body::Bytes;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
+use axum::Json;
 use idmint_flows::access::{Action, Authorized, Resource};
 use idmint_registry::{Role, Scope};
 use serde::Deserialize;
 
-use crate::auth::require_caller;
-use crate::{ApiError, ConnInfo, Shared};
-
-type Conn = Option<Extension<ConnInfo>>;
+use crate::auth::Caller;
+use crate::{ApiError, Shared};
 
 /// A grant to add or remove.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -35,8 +33,7 @@ pub struct GrantQuery {
     pub certificate: Option<String>,
 }
 
-async fn admin(s: &Shared, h: &HeaderMap, c: &Conn) -> Result<Authorized, ApiError> {
-    let who = require_caller(s, h, c.as_ref().map(|Extension(c)| c)).await?;
+fn admin(Caller(who): Caller) -> Result<Authorized, ApiError> {
     Ok(who.authorize(Action::ManageGrants, &Resource::everything())?)
 }
 
@@ -56,12 +53,11 @@ fn parse(body: &[u8]) -> Result<(String, Role, Scope), ApiError> {
 /// Lists grants.
 #[utoipa::path(get, path = "/api/v1/grants", tag = "grants", params(GrantQuery), responses((status = 200, description = "the grants"), (status = 403, description = "not an admin")))]
 pub async fn list_grants(
+    caller: Caller,
     State(s): State<Shared>,
-    c: Conn,
-    h: HeaderMap,
     Query(q): Query<GrantQuery>,
 ) -> Result<Response, ApiError> {
-    admin(&s, &h, &c).await?;
+    admin(caller)?;
     let grants = s.idmint.list_grants(q.certificate.as_deref()).await?;
     Ok(Json(grants).into_response())
 }
@@ -69,12 +65,11 @@ pub async fn list_grants(
 /// Gives a certificate a role in a scope.
 #[utoipa::path(post, path = "/api/v1/grants", tag = "grants", request_body(content = GrantRequest), responses((status = 201, description = "the grant"), (status = 403, description = "not an admin"), (status = 409, description = "already granted")))]
 pub async fn add_grant(
+    caller: Caller,
     State(s): State<Shared>,
-    c: Conn,
-    h: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let who = admin(&s, &h, &c).await?;
+    let who = admin(caller)?;
     let (cert, role, scope) = parse(&body)?;
     let grant = s.idmint.add_grant(&who, &cert, role, &scope).await?;
     Ok((StatusCode::CREATED, Json(grant)).into_response())
@@ -83,12 +78,11 @@ pub async fn add_grant(
 /// Takes a grant away.
 #[utoipa::path(delete, path = "/api/v1/grants", tag = "grants", request_body(content = GrantRequest), responses((status = 204, description = "removed"), (status = 403, description = "not an admin"), (status = 404, description = "no such grant")))]
 pub async fn remove_grant(
+    caller: Caller,
     State(s): State<Shared>,
-    c: Conn,
-    h: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let who = admin(&s, &h, &c).await?;
+    let who = admin(caller)?;
     let (cert, role, scope) = parse(&body)?;
     s.idmint.remove_grant(&who, &cert, role, &scope).await?;
     Ok(StatusCode::NO_CONTENT.into_response())

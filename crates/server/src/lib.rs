@@ -22,6 +22,7 @@ mod http_cache;
 pub mod metrics;
 pub mod mqtt;
 pub mod ocsp;
+pub mod page;
 pub mod pkcs7;
 pub mod policies;
 pub mod ratelimit;
@@ -30,17 +31,19 @@ pub mod tls;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post, put, MethodRouter};
 use axum::Router;
 use idmint_flows::config::ServerConfig;
 use idmint_flows::Idmint;
 use tokio::net::TcpListener;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use error::ApiError;
 
@@ -110,231 +113,75 @@ impl AppState {
     }
 }
 
-/// The OpenAPI document of every route.
+/// The OpenAPI document's description; its paths and schemas come from
+/// the routes ([`api_routes`]).
 #[derive(utoipa::OpenApi)]
-#[openapi(
-    info(
-        title = "idmint",
-        description = "Device identity registry, EST enrollment and revocation"
-    ),
-    paths(
-        api::list_certificates,
-        api::get_certificate,
-        api::revoke_certificate,
-        api::activate_certificate,
-        api::deactivate_certificate,
-        api::list_things,
-        api::get_thing,
-        api::list_cas,
-        api::get_ca,
-        api::list_batches,
-        api::get_batch,
-        api::issue_in_batch,
-        api::spoil_in_batch,
-        api::activate_in_batch,
-        api::create_provisioning_claim,
-        api::verify_audit,
-        grants::list_grants,
-        grants::add_grant,
-        grants::remove_grant,
-        policies::list_policies,
-        policies::get_policy,
-        policies::create_policy,
-        policies::delete_policy,
-        policies::attach_policy,
-        policies::detach_policy,
-        brokers::emqx_authorize,
-        brokers::go_auth_acl,
-        brokers::go_auth_superuser,
-        brokers::go_auth_user,
-        api::openapi,
-        api::ocsp_post,
-        api::ocsp_get,
-        api::crl,
-        api::healthz,
-        api::metrics,
-        est::cacerts,
-        est::cacerts_label,
-        est::simpleenroll,
-        est::simpleenroll_label,
-        est::simplereenroll,
-        est::simplereenroll_label,
-        est::csrattrs,
-        est::csrattrs_label,
-        est::serverkeygen,
-        est::serverkeygen_label,
-    ),
-    components(schemas(
-        api::RevokeRequest,
-        api::CsrRequest,
-        api::SpoilRequest,
-        api::ProvisionedRequest,
-        api::ProvisioningClaimRequest,
-        grants::GrantRequest,
-        policies::PolicyRequest,
-        brokers::EmqxRequest,
-        brokers::GoAuthAclRequest
-    ))
-)]
+#[openapi(info(
+    title = "idmint",
+    description = "Device identity registry, EST enrollment and revocation"
+))]
 pub struct ApiDoc;
 
-/// Every route: (method, path, handler).
-fn route_table() -> Vec<(&'static str, &'static str, MethodRouter<Shared>)> {
-    const EST: &str = "/.well-known/est";
-    let _ = EST;
-    vec![
-        ("GET", "/api/v1/certificates", get(api::list_certificates)),
-        (
-            "GET",
-            "/api/v1/certificates/{id}",
-            get(api::get_certificate),
-        ),
-        (
-            "POST",
-            "/api/v1/certificates/{id}/revoke",
-            post(api::revoke_certificate),
-        ),
-        (
-            "POST",
-            "/api/v1/certificates/{id}/activate",
-            post(api::activate_certificate),
-        ),
-        (
-            "POST",
-            "/api/v1/certificates/{id}/deactivate",
-            post(api::deactivate_certificate),
-        ),
-        ("GET", "/api/v1/things", get(api::list_things)),
-        ("GET", "/api/v1/things/{name}", get(api::get_thing)),
-        ("GET", "/api/v1/cas", get(api::list_cas)),
-        ("GET", "/api/v1/cas/{name}", get(api::get_ca)),
-        ("GET", "/api/v1/batches", get(api::list_batches)),
-        ("GET", "/api/v1/batches/{id}", get(api::get_batch)),
-        (
-            "POST",
-            "/api/v1/batches/{id}/certificates",
-            post(api::issue_in_batch),
-        ),
-        (
-            "POST",
-            "/api/v1/batches/{id}/certificates/{cert_id}/spoil",
-            post(api::spoil_in_batch),
-        ),
-        (
-            "POST",
-            "/api/v1/batches/{id}/certificates/{cert_id}/activate",
-            post(api::activate_in_batch),
-        ),
-        (
-            "POST",
-            "/api/v1/provisioning-claims",
-            post(api::create_provisioning_claim),
-        ),
-        ("GET", "/api/v1/audit/verify", get(api::verify_audit)),
-        ("GET", "/api/v1/grants", get(grants::list_grants)),
-        ("POST", "/api/v1/grants", post(grants::add_grant)),
-        ("DELETE", "/api/v1/grants", delete(grants::remove_grant)),
-        ("GET", "/api/v1/policies", get(policies::list_policies)),
-        ("POST", "/api/v1/policies", post(policies::create_policy)),
-        ("GET", "/api/v1/policies/{name}", get(policies::get_policy)),
-        (
-            "DELETE",
-            "/api/v1/policies/{name}",
-            delete(policies::delete_policy),
-        ),
-        (
-            "PUT",
-            "/api/v1/policies/{name}/certificates/{cert_id}",
-            put(policies::attach_policy),
-        ),
-        (
-            "DELETE",
-            "/api/v1/policies/{name}/certificates/{cert_id}",
-            delete(policies::detach_policy),
-        ),
-        (
-            "POST",
-            "/api/v1/broker/emqx/authorize",
-            post(brokers::emqx_authorize),
-        ),
-        (
-            "POST",
-            "/api/v1/broker/go-auth/{token}/acl",
-            post(brokers::go_auth_acl),
-        ),
-        (
-            "POST",
-            "/api/v1/broker/go-auth/{token}/superuser",
-            post(brokers::go_auth_superuser),
-        ),
-        (
-            "POST",
-            "/api/v1/broker/go-auth/{token}/user",
-            post(brokers::go_auth_user),
-        ),
-        ("GET", "/api/v1/openapi.json", get(api::openapi)),
-        ("POST", "/ocsp", post(api::ocsp_post)),
-        ("GET", "/ocsp/{request}", get(api::ocsp_get)),
-        ("GET", "/crl/{file}", get(api::crl)),
-        ("GET", "/healthz", get(api::healthz)),
-        ("GET", "/metrics", get(api::metrics)),
-        ("GET", "/.well-known/est/cacerts", get(est::cacerts)),
-        (
-            "GET",
-            "/.well-known/est/{label}/cacerts",
-            get(est::cacerts_label),
-        ),
-        (
-            "POST",
-            "/.well-known/est/simpleenroll",
-            post(est::simpleenroll),
-        ),
-        (
-            "POST",
-            "/.well-known/est/{label}/simpleenroll",
-            post(est::simpleenroll_label),
-        ),
-        (
-            "POST",
-            "/.well-known/est/simplereenroll",
-            post(est::simplereenroll),
-        ),
-        (
-            "POST",
-            "/.well-known/est/{label}/simplereenroll",
-            post(est::simplereenroll_label),
-        ),
-        ("GET", "/.well-known/est/csrattrs", get(est::csrattrs)),
-        (
-            "GET",
-            "/.well-known/est/{label}/csrattrs",
-            get(est::csrattrs_label),
-        ),
-        (
-            "POST",
-            "/.well-known/est/serverkeygen",
-            post(est::serverkeygen),
-        ),
-        (
-            "POST",
-            "/.well-known/est/{label}/serverkeygen",
-            post(est::serverkeygen_label),
-        ),
-    ]
+/// Every route, declared once: each handler's `#[utoipa::path]` gives the
+/// method and path the router serves and the OpenAPI document lists.
+pub fn api_routes() -> OpenApiRouter<Shared> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(api::list_certificates))
+        .routes(routes!(api::get_certificate))
+        .routes(routes!(api::revoke_certificate))
+        .routes(routes!(api::activate_certificate))
+        .routes(routes!(api::deactivate_certificate))
+        .routes(routes!(api::list_things))
+        .routes(routes!(api::get_thing))
+        .routes(routes!(api::list_cas))
+        .routes(routes!(api::get_ca))
+        .routes(routes!(api::list_batches))
+        .routes(routes!(api::get_batch))
+        .routes(routes!(api::issue_in_batch))
+        .routes(routes!(api::spoil_in_batch))
+        .routes(routes!(api::activate_in_batch))
+        .routes(routes!(api::create_provisioning_claim))
+        .routes(routes!(api::verify_audit))
+        .routes(routes!(
+            grants::list_grants,
+            grants::add_grant,
+            grants::remove_grant
+        ))
+        .routes(routes!(policies::list_policies, policies::create_policy))
+        .routes(routes!(policies::get_policy, policies::delete_policy))
+        .routes(routes!(policies::attach_policy, policies::detach_policy))
+        .routes(routes!(brokers::emqx_authorize))
+        .routes(routes!(brokers::go_auth_acl))
+        .routes(routes!(brokers::go_auth_superuser))
+        .routes(routes!(brokers::go_auth_user))
+        .routes(routes!(api::openapi))
+        .routes(routes!(api::ocsp_post))
+        .routes(routes!(api::ocsp_get))
+        .routes(routes!(api::crl))
+        .routes(routes!(api::healthz))
+        .routes(routes!(api::metrics))
+        .routes(routes!(est::cacerts))
+        .routes(routes!(est::cacerts_label))
+        .routes(routes!(est::simpleenroll))
+        .routes(routes!(est::simpleenroll_label))
+        .routes(routes!(est::simplereenroll))
+        .routes(routes!(est::simplereenroll_label))
+        .routes(routes!(est::csrattrs))
+        .routes(routes!(est::csrattrs_label))
+        .routes(routes!(est::serverkeygen))
+        .routes(routes!(est::serverkeygen_label))
 }
 
-/// Every (method, path) the router serves, for checking the OpenAPI document.
-pub fn routes() -> Vec<(&'static str, &'static str)> {
-    route_table().into_iter().map(|(m, p, _)| (m, p)).collect()
+/// The OpenAPI document of every route (served at `/api/v1/openapi.json`).
+pub fn openapi_document() -> &'static utoipa::openapi::OpenApi {
+    static DOCUMENT: OnceLock<utoipa::openapi::OpenApi> = OnceLock::new();
+    DOCUMENT.get_or_init(|| api_routes().into_openapi())
 }
 
 /// The application: every route, the body limit, the rate limit and metrics.
 pub fn router(state: Shared) -> Router {
     let body_limit = state.body_limit;
-    let mut router = Router::new();
-    for (_, path, handler) in route_table() {
-        router = router.route(path, handler);
-    }
+    let (router, _) = api_routes().split_for_parts();
     router
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(body_limit))
@@ -511,37 +358,5 @@ impl Server {
         let result = tls::serve_tls(self.listener, self.config, app, self.limits, shutdown).await;
         sweeper.abort();
         result
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use utoipa::OpenApi;
-
-    #[test]
-    fn every_route_is_in_the_openapi_document() {
-        let doc = super::ApiDoc::openapi();
-        for (method, path) in super::routes() {
-            let item = doc
-                .paths
-                .paths
-                .get(path)
-                .unwrap_or_else(|| panic!("{path} is not in the OpenAPI document"));
-            let documented = match method {
-                "GET" => item.get.is_some(),
-                "POST" => item.post.is_some(),
-                "DELETE" => item.delete.is_some(),
-                "PUT" => item.put.is_some(),
-                _ => false,
-            };
-            assert!(documented, "{method} {path} is not in the OpenAPI document");
-        }
-        let paths: std::collections::BTreeSet<&str> =
-            super::routes().into_iter().map(|(_, p)| p).collect();
-        assert_eq!(
-            doc.paths.paths.len(),
-            paths.len(),
-            "the document has routes the router lacks"
-        );
     }
 }
