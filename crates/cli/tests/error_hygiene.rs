@@ -6,10 +6,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use common::{free_port, wait_for_listener, Env};
+use common::Env;
 use serde_json::Value;
 
 struct Server {
@@ -26,23 +26,13 @@ impl Drop for Server {
 
 /// `idmint serve` (HTTPS only) with its log going to `log`.
 fn serve(env: &Env, log: &Path) -> Server {
-    let port = free_port();
-    let child = env
-        .cmd()
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--mqtt-listen",
-            "off",
-        ])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).expect("log file"))
-        .spawn()
-        .expect("spawn serve");
-    let server = Server { child, port };
-    wait_for_listener(port);
-    server
+    let mut cmd = env.cmd();
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--mqtt-listen", "off"]);
+    let (child, listening) = common::spawn_serve(&mut cmd, false, Some(log));
+    Server {
+        child,
+        port: listening.https,
+    }
 }
 
 /// GET with a bearer token: (HTTP status, body).

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::http::postgres_database;
-use common::{free_port, openssl, openssl_csr, wait_for_listener, Env};
+use common::{openssl, openssl_csr, Env};
 use serde_json::{json, Value};
 
 const FLEET_TEMPLATE: &str = r#"{
@@ -110,31 +110,23 @@ fn serve_logging(env: &Env, log: Option<&Path>) -> Serve {
 /// environment's: the configuration and CA keys of a second server on the
 /// same store), or the environment's own.
 fn serve_from(env: &Env, data: Option<&Path>, log: Option<&Path>) -> Serve {
-    let (https, mqtt) = (free_port(), free_port());
-    let stderr = match log {
-        Some(path) => Stdio::from(std::fs::File::create(path).expect("log file")),
-        None => Stdio::null(),
-    };
     let mut cmd = env.cmd();
     if let Some(data) = data {
         cmd.env("IDMINT_DATA", data);
     }
-    let child = cmd
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{https}"),
-            "--mqtt-listen",
-            &format!("127.0.0.1:{mqtt}"),
-        ])
-        .stdout(Stdio::null())
-        .stderr(stderr)
-        .spawn()
-        .expect("spawn serve");
-    let server = Serve { child, https, mqtt };
-    wait_for_listener(https);
-    wait_for_listener(mqtt);
-    server
+    cmd.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--mqtt-listen",
+        "127.0.0.1:0",
+    ]);
+    let (child, listening) = common::spawn_serve(&mut cmd, true, log);
+    Serve {
+        child,
+        https: listening.https,
+        mqtt: listening.mqtt.unwrap_or_default(),
+    }
 }
 
 /// A pre-provisioning hook: allows serial numbers starting with "OK" and
@@ -209,6 +201,20 @@ fn paho_cmd(
     }
     cmd.arg(steps.to_string());
     cmd
+}
+
+/// Waits (at most 15 s) for the file a paho script creates at a
+/// `{"signal": PATH}` step, e.g. right after its subscription was granted.
+fn await_signal(path: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the MQTT client never reached {}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 fn paho_report(out: std::process::Output) -> Value {
@@ -886,12 +892,16 @@ fn jitp_registers_on_the_first_connection_and_refuses_missing_subject_fields() {
         &admin_key,
         "5",
         None,
-        &json!([{"sub": ["$aws/events/certificates/registered/#"]}, {"recv": true}]),
+        &json!([
+            {"sub": ["$aws/events/certificates/registered/#"]},
+            {"signal": env.path("admin-subscribed")},
+            {"recv": true},
+        ]),
     )
     .stdout(Stdio::piped())
     .spawn()
     .expect("admin subscriber");
-    std::thread::sleep(Duration::from_millis(1500));
+    await_signal(&env.path("admin-subscribed"));
 
     // The first connection is kept and works.
     let report = paho(
@@ -994,7 +1004,12 @@ fn a_jitp_event_on_one_server_reaches_subscribers_on_every_server_of_the_store()
             &admin_key,
             "5",
             None,
-            &json!([{"sub": ["$aws/events/certificates/registered/#"]}, {"recv": true}, {"recv": true}]),
+            &json!([
+                {"sub": ["$aws/events/certificates/registered/#"]},
+                {"signal": env.path(client)},
+                {"recv": true},
+                {"recv": true},
+            ]),
         )
         .args(["--timeout", "8", "--client-id", client])
         .stdout(Stdio::piped())
@@ -1003,7 +1018,8 @@ fn a_jitp_event_on_one_server_reaches_subscribers_on_every_server_of_the_store()
     };
     let on_a = subscribe(a.mqtt, "ops-on-a");
     let on_b = subscribe(b.mqtt, "ops-on-b");
-    std::thread::sleep(Duration::from_millis(1500));
+    await_signal(&env.path("ops-on-a"));
+    await_signal(&env.path("ops-on-b"));
 
     let report = paho(
         b.mqtt,
@@ -1727,13 +1743,17 @@ fn device_policies_decide_connect_subscribe_publish_and_receive() {
         &a_key,
         "311",
         None,
-        &json!([{"sub": ["devices/dev-a/#"]}, {"recv": true}]),
+        &json!([
+            {"sub": ["devices/dev-a/#"]},
+            {"signal": f.env.path("dev-a-subscribed")},
+            {"recv": true},
+        ]),
     )
     .args(["--client-id", "dev-a", "--timeout", "15"])
     .stdout(Stdio::piped())
     .spawn()
     .expect("listener");
-    std::thread::sleep(Duration::from_millis(1500));
+    await_signal(&f.env.path("dev-a-subscribed"));
     let started = Instant::now();
     env.ok(&["cert", "revoke", &a_id]);
     let report = paho_report(listener.wait_with_output().expect("listener"));
@@ -1828,11 +1848,7 @@ fn a_claim_revoked_while_its_session_is_open_gets_no_more_certificates() {
     .stdout(Stdio::piped())
     .spawn()
     .expect("paho");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !ready.exists() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(ready.exists(), "the device never got its first certificate");
+    await_signal(&ready);
     env.ok(&["cert", "revoke", &claim_id]);
     std::fs::write(&go, "").expect("go");
     let report = paho_report(device.wait_with_output().expect("paho"));

@@ -9,10 +9,10 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{free_port, openssl, Env};
+use common::{openssl, Env};
 
 /// A child process killed on drop.
 struct Proc(Child);
@@ -27,20 +27,15 @@ impl Drop for Proc {
 /// Starts `idmint serve` on a loopback port (with `extra` options); returns
 /// it and its base URL.
 fn serve(env: &Env, extra: &[&str]) -> (Proc, String) {
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let child = env
-        .cmd()
-        .args(["serve", "--listen", &listen, "--mqtt-listen", "off"])
+    let mut cmd = env.cmd();
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--mqtt-listen", "off"])
         .args(["--rate-limit", "0"])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn serve");
-    let proc = Proc(child);
-    common::wait_for_listener(port);
-    (proc, format!("https://127.0.0.1:{port}"))
+        .args(extra);
+    let (child, listening) = common::spawn_serve(&mut cmd, false, None);
+    (
+        Proc(child),
+        format!("https://127.0.0.1:{}", listening.https),
+    )
 }
 
 /// A simulated device; returns it, its address and its state directory.

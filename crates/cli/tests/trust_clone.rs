@@ -10,10 +10,9 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
 use common::http::postgres_database;
-use common::{free_port, wait_for_listener};
 
 /// A scratch data directory on SQLite, or on a PostgreSQL database.
 struct Env {
@@ -58,25 +57,23 @@ impl Env {
         serde_json::from_str(&self.ok(args)).expect("JSON output")
     }
     fn serve(&self) -> Server {
-        let port = free_port();
-        let listen = format!("127.0.0.1:{port}");
-        let child = self
-            .idmint(&[
+        let (child, listening) = common::spawn_serve(
+            &mut self.idmint(&[
                 "serve",
                 "--listen",
-                &listen,
+                "127.0.0.1:0",
                 "--mqtt-listen",
                 "off",
                 "--rate-limit",
                 "0",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn serve");
-        let server = Server { child, port };
-        wait_for_listener(port);
-        server
+            ]),
+            false,
+            None,
+        );
+        Server {
+            child,
+            port: listening.https,
+        }
     }
     fn root(&self) -> PathBuf {
         let root = self.path("root.pem");

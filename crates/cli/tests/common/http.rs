@@ -3,9 +3,9 @@
 //! curl and openssl wrappers for EST and the REST API.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
-use super::{free_port, wait_for_listener};
+use super::spawn_serve;
 
 pub struct Env {
     pub dir: tempfile::TempDir,
@@ -45,19 +45,13 @@ impl Env {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
     pub fn serve(&self, extra: &[&str]) -> Server {
-        let port = free_port();
-        let listen = format!("127.0.0.1:{port}");
-        let mut args = vec!["serve", "--listen", listen.as_str(), "--mqtt-listen", "off"];
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--mqtt-listen", "off"];
         args.extend_from_slice(extra);
-        let child = self
-            .idmint(&args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn serve");
-        let server = Server { child, port };
-        wait_for_listener(port);
-        server
+        let (child, listening) = spawn_serve(&mut self.idmint(&args), false, None);
+        Server {
+            child,
+            port: listening.https,
+        }
     }
 }
 

@@ -157,8 +157,8 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
-/// Waits (at most 30 s) until something listens on the loopback `port`,
-/// e.g. an `idmint serve` just spawned.
+/// Waits (at most 30 s) until something listens on the loopback `port`:
+/// for outside programs that cannot say which port they bound (mosquitto).
 pub fn wait_for_listener(port: u16) {
     let start = std::time::Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -168,6 +168,68 @@ pub fn wait_for_listener(port: u16) {
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+}
+
+/// The addresses an `idmint serve` bound, read from what it prints.
+pub struct Listening {
+    /// The HTTPS port.
+    pub https: u16,
+    /// The MQTT port, when MQTT is on.
+    pub mqtt: Option<u16>,
+}
+
+/// Spawns `serve` (a command running `idmint serve` with `--listen
+/// 127.0.0.1:0`, and `--mqtt-listen 127.0.0.1:0` when `mqtt`), and returns
+/// once it printed the addresses it bound: the kernel chose the ports, so
+/// no other process can take them between a probe and the bind, and no
+/// probe connection is made. Its stderr is copied to `log` when given (and
+/// drained in any case, so the server never blocks on a full pipe).
+pub fn spawn_serve(serve: &mut Command, mqtt: bool, log: Option<&Path>) -> (Child, Listening) {
+    use std::io::Write;
+    let mut child = serve
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut copy = log.map(|p| std::fs::File::create(p).expect("log file"));
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if let Some(file) = copy.as_mut() {
+                let _ = writeln!(file, "{line}");
+                let _ = file.flush();
+            }
+            let _ = tx.send(line);
+        }
+    });
+    let port_of = |line: &str, scheme: &str| -> Option<u16> {
+        let rest = line.strip_prefix(&format!("idmint serving {scheme}://"))?;
+        rest.rsplit_once(':')?.1.trim().parse().ok()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let (mut https, mut mqtt_port) = (None, None);
+    let mut said = Vec::new();
+    while https.is_none() || (mqtt && mqtt_port.is_none()) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                https = https.or(port_of(&line, "https"));
+                mqtt_port = mqtt_port.or(port_of(&line, "mqtts"));
+                said.push(line);
+            }
+            Err(_) => panic!("idmint serve did not say where it listens: {said:?}"),
+        }
+    }
+    let https = https.unwrap_or_default();
+    (
+        child,
+        Listening {
+            https,
+            mqtt: mqtt_port,
+        },
+    )
 }
 
 /// A running `idmint devsim`, killed on drop.
@@ -190,9 +252,8 @@ impl Drop for Devsim {
 /// `HW-<name>` (unless `extra` gives `--hw-id`), and waits until it listens.
 pub fn devsim(env: &Env, name: &str, extra: &[&str]) -> Devsim {
     let state = env.path(name);
-    let listen = format!("tcp://127.0.0.1:{}", free_port());
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_idmint"));
-    cmd.args(["devsim", "--listen", &listen, "--state"])
+    cmd.args(["devsim", "--listen", "tcp://127.0.0.1:0", "--state"])
         .arg(&state);
     if !extra.contains(&"--hw-id") {
         cmd.args(["--hw-id", &format!("HW-{name}")]);
@@ -207,7 +268,11 @@ pub fn devsim(env: &Env, name: &str, extra: &[&str]) -> Devsim {
     let stderr = child.stderr.take().expect("stderr");
     let mut lines = BufReader::new(stderr).lines();
     let line = lines.next().and_then(Result::ok).unwrap_or_default();
-    assert!(line.contains("listening on"), "devsim said {line:?}");
+    let listen = line
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("devsim said {line:?}"))
+        .trim()
+        .to_string();
     // Keep draining stderr so the simulator never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines.by_ref() {});
     Devsim {
