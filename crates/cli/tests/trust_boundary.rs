@@ -111,6 +111,39 @@ fn enroll_token_cannot_take_over_a_thing(env: Env) {
         assert_eq!(code, 403, "label {label}: {body}");
     }
 
+    // A CN that would widen a topic, a broker ACL or a policy pattern it is
+    // substituted into (or escape a path) names no thing: 400, nothing kept.
+    // (openssl -subj: a backslash makes `/` and `+` literal.)
+    for (i, cn) in [r"\+", r"dev\/\+\/x", "#", "a*", "..", "dev 1"]
+        .iter()
+        .enumerate()
+    {
+        let wild = csr(&env, &format!("wild-{i}"), cn);
+        let (code, body) = est_post(&root, &format!("{est}/simpleenroll"), &wild, &["-u", &auth]);
+        assert_eq!(code, 400, "CN {cn:?}: {body}");
+        assert!(
+            body.contains("not a valid thing name") || body.contains("invalid thing name"),
+            "CN {cn:?}: {body}"
+        );
+    }
+    // Only boss, victim and the server's own TLS certificate exist.
+    let listed = json(&env, &["cert", "list", "--json"]);
+    let subjects: Vec<&str> = listed
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|c| c["subject"].as_str())
+        .collect();
+    assert_eq!(subjects.len(), 3, "{subjects:?}");
+    assert!(
+        subjects
+            .iter()
+            .all(|s| ["CN=boss,", "CN=victim,", "CN=idmint-server,"]
+                .iter()
+                .any(|p| s.starts_with(p))),
+        "{subjects:?}"
+    );
+
     // A new device enrolls; its certificate has no role at all.
     let dev = csr(&env, "dev", "dev-0001");
     let (code, body) = est_post(&root, &format!("{est}/simpleenroll"), &dev, &["-u", &auth]);

@@ -11,7 +11,7 @@ use idmint_pki::{
     CertificateAuthority, Csr, DeviceKey, IssuedCertificate, KeyType, Profile, PublicKey,
     SubjectValues,
 };
-use idmint_registry::{validate_name, CertificateStatus, NewCertificate, NewThing};
+use idmint_registry::{validate_thing_name, CertificateStatus, NewCertificate, NewThing};
 use zeroize::Zeroizing;
 
 use crate::access::{AccessError, AuthorizedIssuance};
@@ -93,7 +93,7 @@ impl Idmint {
         mut values: SubjectValues,
         options: &IssueOptions,
     ) -> Result<Issued, FlowError> {
-        validate_name("thing name", thing)?;
+        validate_thing_name(thing)?;
         let attach_existing = self.check_issuance(who, thing, options).await?;
         let (ca_name, ca, profile) = self.issuer(options).await?;
         values.set("org", self.config().org.as_str());
@@ -116,7 +116,7 @@ impl Idmint {
         key_type: Option<KeyType>,
         options: &IssueOptions,
     ) -> Result<(DeviceKey, Issued), FlowError> {
-        validate_name("thing name", thing)?;
+        validate_thing_name(thing)?;
         let attach_existing = self.check_issuance(who, thing, options).await?;
         let (ca_name, ca, profile) = self.issuer(options).await?;
         let key = DeviceKey::generate(key_type.unwrap_or(self.config().key_type))?;
@@ -280,7 +280,7 @@ impl Idmint {
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<BulkReport, FlowError> {
         let width = digits(request.start + request.count).max(6);
-        validate_name("thing prefix", &format!("{}0", request.thing_prefix))?;
+        validate_thing_name(&format!("{}0", request.thing_prefix))?;
         let (ca_name, ca, profile) = self.issuer(&request.options).await?;
         std::fs::create_dir_all(&request.out_dir)
             .map_err(|e| FlowError::io(&request.out_dir, e))?;

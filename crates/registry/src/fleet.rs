@@ -13,8 +13,8 @@ use time::OffsetDateTime;
 use crate::store::{certificate_from_row, ts, CERT_COLUMNS};
 use crate::write::{changed, unique_to};
 use crate::{
-    now, validate_name, Certificate, CertificateStanding, CertificateStatus, RegistryError, Store,
-    WriteTx,
+    now, validate_name, validate_thing_name, Certificate, CertificateStanding, CertificateStatus,
+    RegistryError, Store, WriteTx,
 };
 
 /// How a template is used.
@@ -514,7 +514,7 @@ impl WriteTx {
         status: CertificateStatus,
         thing: &str,
     ) -> Result<(), RegistryError> {
-        validate_name("thing name", thing)?;
+        validate_thing_name(thing)?;
         let done = sqlx::query(
             "UPDATE certificates SET status = $1, thing = $2, updated = $3 WHERE id = $4 AND status = $5",
         )

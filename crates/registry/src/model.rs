@@ -515,8 +515,21 @@ pub struct AuditRecord {
     pub hash: String,
 }
 
-/// Checks a name for a thing, batch, CA, template or token: 1 to 128
-/// characters, no control characters, no surrounding whitespace.
+/// Checks a thing name against the one thing-name rule
+/// ([`idmint_types::ThingName`]: 1 to 128 of `[a-zA-Z0-9:_-]`).
+pub fn validate_thing_name(name: &str) -> Result<(), RegistryError> {
+    idmint_types::ThingName::parse(name)
+        .map(|_| ())
+        .map_err(|e| RegistryError::InvalidName {
+            kind: "thing name",
+            name: e.name,
+            reason: e.reason,
+        })
+}
+
+/// Checks a name for a batch, CA, template, token, product or hardware id:
+/// 1 to 128 characters, no control characters, no surrounding whitespace.
+/// (Thing names follow the stricter [`validate_thing_name`].)
 pub fn validate_name(kind: &'static str, name: &str) -> Result<(), RegistryError> {
     let reason = if name.is_empty() {
         Some("must not be empty")

@@ -6,8 +6,9 @@ use sqlx::{Any, Row, Transaction};
 use crate::audit::record_hash;
 use crate::store::{certificate_from_row, thing_from_row, CERT_COLUMNS, THING_COLUMNS};
 use crate::{
-    now, validate_name, AuditRecord, Backend, CaKind, Certificate, CertificateStatus, NewBatch,
-    NewCa, NewCertificate, NewThing, RegistryError, StationPolicy, Store, Thing,
+    now, validate_name, validate_thing_name, AuditRecord, Backend, CaKind, Certificate,
+    CertificateStatus, NewBatch, NewCa, NewCertificate, NewThing, RegistryError, StationPolicy,
+    Store, Thing,
 };
 
 /// Rows per multi-row INSERT (at most 14 columns: well under SQLite's
@@ -252,7 +253,7 @@ impl WriteTx {
 
     /// Creates a thing, or updates its type, attributes, device id and batch.
     pub async fn upsert_thing(&mut self, thing: &NewThing) -> Result<(), RegistryError> {
-        validate_name("thing name", &thing.name)?;
+        validate_thing_name(&thing.name)?;
         let now = now();
         let attributes = serde_json::to_string(&thing.attributes)
             .map_err(|e| RegistryError::Corrupt(e.to_string()))?;
@@ -310,7 +311,7 @@ impl WriteTx {
             ) + " ON CONFLICT (name) DO NOTHING RETURNING name";
             let mut attrs = Vec::with_capacity(chunk.len());
             for t in chunk {
-                validate_name("thing name", &t.name)?;
+                validate_thing_name(&t.name)?;
                 attrs.push(
                     serde_json::to_string(&t.attributes)
                         .map_err(|e| RegistryError::Corrupt(e.to_string()))?,
@@ -372,7 +373,7 @@ impl WriteTx {
             let mut q = sqlx::query(&sql);
             for c in chunk {
                 if let Some(thing) = &c.thing {
-                    validate_name("thing name", thing)?;
+                    validate_thing_name(thing)?;
                 }
                 q = q
                     .bind(c.id.as_str())
@@ -582,7 +583,7 @@ impl WriteTx {
 
     /// Attaches a certificate to a thing.
     pub async fn attach_certificate(&mut self, id: &str, thing: &str) -> Result<(), RegistryError> {
-        validate_name("thing name", thing)?;
+        validate_thing_name(thing)?;
         let done = sqlx::query("UPDATE certificates SET thing = $1, updated = $2 WHERE id = $3")
             .bind(thing)
             .bind(now())

@@ -14,10 +14,7 @@ pub fn valid_template_name(name: &str) -> bool {
 /// True if `name` is a valid thing name: 1 to 128 of `[a-zA-Z0-9:_-]`.
 /// Thing type, thing group and billing group names follow the same rule.
 pub fn valid_thing_name(name: &str) -> bool {
-    (1..=128).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'_' | b'-'))
+    idmint_types::ThingName::parse(name).is_ok()
 }
 
 /// Checks a thing type, thing group or billing group name.

@@ -3,5 +3,7 @@
 //! parsed once at the edge and carried typed from there on.
 
 mod revocation;
+mod thing;
 
 pub use revocation::{RevocationReason, UnknownRevocationReason};
+pub use thing::{InvalidThingName, ThingName, MAX_THING_NAME};

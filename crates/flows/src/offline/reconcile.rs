@@ -33,8 +33,8 @@ use std::path::{Path, PathBuf};
 
 use idmint_pki::{CertificateInfo, IssuedCertificate};
 use idmint_registry::{
-    validate_name, CertificateStatus, NewThing, OfflineAuthorization, ReconciledRecord,
-    RegistryError, Thing,
+    validate_name, validate_thing_name, CertificateStatus, NewThing, OfflineAuthorization,
+    ReconciledRecord, RegistryError, Thing,
 };
 use serde::Serialize;
 
@@ -336,7 +336,7 @@ impl Idmint {
                         );
                     }
                     if validate_name("hardware id", hw_id).is_err()
-                        || validate_name("thing name", thing).is_err()
+                        || validate_thing_name(thing).is_err()
                     {
                         edited(
                             findings,
