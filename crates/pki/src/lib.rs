@@ -27,6 +27,7 @@
 
 mod ca;
 mod cert;
+mod client_chain;
 mod crl;
 mod csr;
 mod digest;
@@ -42,6 +43,7 @@ mod verify;
 
 pub use ca::{CaBuilder, CertificateAuthority, IssuedCertificate, RevocationPointers};
 pub use cert::{certificate_id, CertificateInfo};
+pub use client_chain::{AcceptedIntermediate, ChainRejection, ClientChainVerifier, Verified};
 pub use crl::{build_crl, RevocationReason, RevokedEntry};
 pub use csr::Csr;
 pub use digest::{

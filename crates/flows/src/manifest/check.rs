@@ -1,22 +1,23 @@
 //! Checking a parsed entry: the vendor's signature and JWK (signed
 //! manifests), then for every format the certificate itself: it parses, it
-//! is an end-entity certificate, its issuer signature chains to the named
-//! CA (directly or through an offered intermediate), it is valid now, its
-//! extended key usage permits TLS client auth, and its key type is allowed.
+//! is an end-entity certificate, it chains to the named CA (directly or
+//! through an offered intermediate) as a TLS client certificate valid now,
+//! and its key type is allowed.
 //!
-//! Vendor device certificates often carry no extended key usage at all, so
-//! the chain is checked here (issuer keys through idmint-pki's
-//! `VerifyingKey`, other algorithms through x509-parser) rather than by
-//! webpki's client-auth path building: absent EKU is accepted, an EKU that
-//! excludes clientAuth is not.
+//! The chain is rustls-webpki's (through idmint-pki's
+//! [`ClientChainVerifier`]): path length, basic constraints,
+//! name constraints, validity, and the client-auth extended key usage
+//! (vendor device certificates often carry none, which is accepted; an EKU
+//! that excludes clientAuth is not).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use idmint_pki::{CertificateInfo, Profile, SignatureEncoding, VerifyingKey};
+use idmint_pki::{
+    AcceptedIntermediate, CertificateInfo, ChainRejection, ClientChainVerifier, Profile, Verified,
+};
 use time::OffsetDateTime;
-use x509_parser::oid_registry::{OID_EC_P256, OID_SIG_ECDSA_WITH_SHA256};
-use x509_parser::prelude::{FromDer, SubjectPublicKeyInfo, X509Certificate};
+use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::{LogSigner, ManifestEntry, Reason, Rejection, ThingNameFrom};
 
@@ -45,61 +46,18 @@ pub struct CheckedEntry {
 pub struct Checker {
     /// The registered CA, parsed once (or why it does not parse: every
     /// entry is then rejected as untrusted).
-    anchor: Result<Issuer, String>,
+    anchor: Result<ClientChainVerifier, String>,
     signer: Option<LogSigner>,
     profile: Profile,
     thing_name_from: Option<ThingNameFrom>,
-    now: OffsetDateTime,
 }
 
-/// Per-thread memory: intermediates already found to chain to the anchor,
-/// by DER, so a trusted one is neither parsed nor verified again.
+/// Per-thread memory: offered intermediates webpki already accepted on a
+/// path to the CA, by DER, so later leaves they signed cost one signature
+/// check.
 #[derive(Default)]
 pub struct CheckCache {
-    intermediates: HashMap<Arc<[u8]>, Issuer>,
-}
-
-/// What the chain check needs of a trusted issuing certificate.
-struct Issuer {
-    /// Its subject name, raw DER (compared with the issuer names it signs).
-    subject: Vec<u8>,
-    /// Its DER SubjectPublicKeyInfo.
-    spki: Vec<u8>,
-    /// Its key parsed once for the usual case, ecdsa-with-SHA256 by a
-    /// P-256 key; other algorithms are left to x509-parser.
-    p256: Option<VerifyingKey>,
-}
-
-impl Issuer {
-    fn new(cert: &X509Certificate<'_>) -> Self {
-        let key = cert.public_key();
-        let on_p256 = key
-            .algorithm
-            .parameters
-            .as_ref()
-            .and_then(|p| p.as_oid().ok())
-            .is_some_and(|curve| curve == OID_EC_P256);
-        Issuer {
-            subject: cert.subject().as_raw().to_vec(),
-            spki: key.raw.to_vec(),
-            p256: on_p256
-                .then(|| VerifyingKey::p256(&key.subject_public_key.data, SignatureEncoding::Der))
-                .and_then(Result::ok),
-        }
-    }
-
-    /// Whether `cert` is signed by this issuer's key (as x509-parser's
-    /// `verify_signature` decides).
-    fn signed(&self, cert: &X509Certificate<'_>) -> bool {
-        if let Some(key) = &self.p256 {
-            if cert.signature_algorithm.algorithm == OID_SIG_ECDSA_WITH_SHA256 {
-                return key.verifies(cert.tbs_certificate.as_ref(), &cert.signature_value.data);
-            }
-        }
-        // The SPKI was taken from a parsed certificate, so it parses.
-        SubjectPublicKeyInfo::from_der(&self.spki)
-            .is_ok_and(|(_, key)| cert.verify_signature(Some(&key)).is_ok())
-    }
+    intermediates: HashMap<Arc<[u8]>, AcceptedIntermediate>,
 }
 
 impl Checker {
@@ -112,15 +70,12 @@ impl Checker {
         thing_name_from: Option<ThingNameFrom>,
         now: OffsetDateTime,
     ) -> Self {
-        let anchor = X509Certificate::from_der(&anchor_der)
-            .map(|(_, cert)| Issuer::new(&cert))
-            .map_err(|e| e.to_string());
+        let anchor = ClientChainVerifier::new(&anchor_der, now).map_err(|e| e.to_string());
         Checker {
             anchor,
             signer,
             profile,
             thing_name_from,
-            now,
         }
     }
 
@@ -225,29 +180,30 @@ impl Checker {
             ));
         }
         let chain = self
-            .chain(&cert, &entry.intermediates, cache)?
+            .chain(&der, &entry.intermediates, cache)
+            .map_err(|r| match r {
+                ChainRejection::NotYetValid => Rejection::new(
+                    Reason::NotYetValid,
+                    format!("valid from {}", info.not_before),
+                ),
+                ChainRejection::Expired => Rejection::new(
+                    Reason::Expired,
+                    format!("expired {}", info.not_after),
+                ),
+                ChainRejection::KeyUsage => Rejection::new(Reason::KeyUsage, r.to_string()),
+                ChainRejection::Malformed(m) => {
+                    Rejection::new(Reason::BadCertificate, format!("certificate: {m}"))
+                }
+                ChainRejection::Untrusted(why) => Rejection::new(
+                    Reason::UntrustedIssuer,
+                    format!(
+                        "not signed by the named CA (issuer {}; {why}): register the CA that signed it, e.g. the vendor's signer intermediate for a JSON lines, CSV or PEM manifest",
+                        cert.issuer()
+                    ),
+                ),
+            })?
             .into_iter()
             .collect();
-        if self.now < info.not_before {
-            return Err(Rejection::new(
-                Reason::NotYetValid,
-                format!("valid from {}", info.not_before),
-            ));
-        }
-        if self.now > info.not_after {
-            return Err(Rejection::new(
-                Reason::Expired,
-                format!("expired {}", info.not_after),
-            ));
-        }
-        if let Ok(Some(eku)) = cert.extended_key_usage() {
-            if !eku.value.any && !eku.value.client_auth {
-                return Err(Rejection::new(
-                    Reason::KeyUsage,
-                    "extended key usage excludes TLS client authentication",
-                ));
-            }
-        }
         match info.key_type {
             Some(k) if self.profile.allows_key_type(k) => {}
             Some(k) => {
@@ -281,7 +237,7 @@ impl Checker {
                 Rejection::new(Reason::InvalidThingName, "the certificate has no CN")
             })?,
         };
-        idmint_registry::validate_name("thing name", &thing_name)
+        idmint_registry::validate_thing_name(&thing_name)
             .map_err(|e| Rejection::new(Reason::InvalidThingName, e.to_string()))?;
         idmint_registry::validate_name("unique id", &unique_id)
             .map_err(|e| Rejection::new(Reason::MissingUniqueId, e.to_string()))?;
@@ -296,71 +252,35 @@ impl Checker {
         })
     }
 
-    /// Checks that `leaf` chains to the anchor, directly (`None`) or through
-    /// the offered intermediate returned (the cache's copy).
+    /// Checks that `leaf` (DER) chains to the anchor, directly (`None`) or
+    /// through the offered intermediate returned (the cache's copy).
     fn chain(
         &self,
-        leaf: &X509Certificate<'_>,
+        leaf: &[u8],
         intermediates: &[Vec<u8>],
         cache: &mut CheckCache,
-    ) -> Result<Option<Arc<[u8]>>, Rejection> {
-        let untrusted = || {
-            Rejection::new(
-                Reason::UntrustedIssuer,
-                format!("not signed by the named CA (issuer {})", leaf.issuer()),
-            )
-        };
+    ) -> Result<Option<Arc<[u8]>>, ChainRejection> {
         let anchor = self.anchor.as_ref().map_err(|e| {
-            Rejection::new(
-                Reason::UntrustedIssuer,
-                format!("the registered CA certificate does not parse: {e}"),
-            )
+            ChainRejection::Untrusted(format!("the registered CA certificate does not parse: {e}"))
         })?;
-        let issuer = leaf.issuer().as_raw();
-        if issuer == anchor.subject {
-            return if anchor.signed(leaf) {
-                Ok(None)
-            } else {
-                Err(untrusted())
-            };
-        }
         for der in intermediates {
-            if let Some((der, trusted)) = cache.intermediates.get_key_value(der.as_slice()) {
-                if issuer != trusted.subject {
-                    continue;
+            if let Some((der, accepted)) = cache.intermediates.get_key_value(der.as_slice()) {
+                if anchor.verify_through(leaf, accepted).is_ok() {
+                    return Ok(Some(der.clone()));
                 }
-                return if trusted.signed(leaf) {
-                    Ok(Some(der.clone()))
-                } else {
-                    Err(untrusted())
-                };
             }
-            let Ok((_, inter)) = X509Certificate::from_der(der) else {
-                continue;
-            };
-            if issuer != inter.subject().as_raw() {
-                continue;
-            }
-            let ok = inter.is_ca()
-                && inter.issuer().as_raw() == anchor.subject
-                && inter
-                    .validity()
-                    .is_valid_at(x509_parser::time::ASN1Time::from(self.now))
-                && anchor.signed(&inter);
-            if !ok {
-                continue;
-            }
-            let trusted = Issuer::new(&inter);
-            let signed = trusted.signed(leaf);
-            let der: Arc<[u8]> = Arc::from(der.as_slice());
-            cache.intermediates.insert(der.clone(), trusted);
-            return if signed {
-                Ok(Some(der))
-            } else {
-                Err(untrusted())
-            };
         }
-        Err(untrusted())
+        let offered: Vec<&[u8]> = intermediates.iter().map(Vec::as_slice).collect();
+        match anchor.verify(leaf, &offered)? {
+            Verified::Direct => Ok(None),
+            Verified::Through { index, accepted } => {
+                let der: Arc<[u8]> = Arc::from(offered[index]);
+                if let Some(accepted) = accepted {
+                    cache.intermediates.insert(der.clone(), accepted);
+                }
+                Ok(Some(der))
+            }
+        }
     }
 }
 
@@ -380,28 +300,6 @@ mod tests {
         )
         .unwrap()
         .der
-    }
-
-    fn parse(der: &[u8]) -> X509Certificate<'_> {
-        X509Certificate::from_der(der).unwrap().1
-    }
-
-    #[test]
-    fn issuer_signatures_agree_with_x509_parser() {
-        for key_type in [KeyType::P256, KeyType::P384] {
-            let root = CaBuilder::root("Vendor Root", key_type).build().unwrap();
-            let issuer = Issuer::new(&parse(root.certificate_der()));
-            assert_eq!(issuer.p256.is_some(), key_type == KeyType::P256);
-            let other = CaBuilder::root("Vendor Root", key_type).build().unwrap();
-            let ours = device(&root, "a");
-            let theirs = device(&other, "b");
-            assert!(issuer.signed(&parse(&ours)));
-            assert!(!issuer.signed(&parse(&theirs)));
-            let mut forged = ours.clone();
-            let last = forged.len() - 1;
-            forged[last] ^= 1;
-            assert!(!issuer.signed(&parse(&forged)));
-        }
     }
 
     #[test]
@@ -437,12 +335,14 @@ mod tests {
         for _ in 0..2 {
             let chain = |der: &[u8], cache: &mut CheckCache| {
                 checker
-                    .chain(&parse(der), &offered, cache)
+                    .chain(der, &offered, cache)
                     .map(|via| via.map(|der| der.to_vec()))
-                    .map_err(|r| r.reason)
             };
             assert_eq!(chain(&good, &mut cache), Ok(Some(offered[1].clone())));
-            assert_eq!(chain(&forged, &mut cache), Err(Reason::UntrustedIssuer));
+            assert!(matches!(
+                chain(&forged, &mut cache),
+                Err(ChainRejection::Untrusted(_))
+            ));
             assert_eq!(chain(&direct, &mut cache), Ok(None));
             assert_eq!(cache.intermediates.len(), 1);
         }
@@ -453,7 +353,7 @@ mod tests {
             None,
             OffsetDateTime::now_utc(),
         );
-        let r = checker.chain(&parse(&good), &offered, &mut cache);
-        assert_eq!(r.unwrap_err().reason, Reason::UntrustedIssuer);
+        let r = checker.chain(&good, &offered, &mut cache);
+        assert!(matches!(r, Err(ChainRejection::Untrusted(_))));
     }
 }
