@@ -97,8 +97,7 @@ impl Store {
             let writer = sqlite_options(1).connect(&connect_url).await?;
             (readers, writer)
         } else {
-            let pool = AnyPoolOptions::new()
-                .max_connections(16)
+            let pool = without_reaper(AnyPoolOptions::new().max_connections(16))
                 .connect(&connect_url)
                 .await?;
             (pool.clone(), pool)
@@ -623,10 +622,23 @@ fn audit_from_row(row: &AnyRow) -> Result<AuditRecord, RegistryError> {
     })
 }
 
+/// Pool options without sqlx's background reaper (idle timeout, maximum
+/// lifetime, minimum connections): in sqlx 0.8 its sweep can read an
+/// underflowed idle count and spin a core for good, which hung `idmint init`
+/// in `Pool::close` (sqlx issue #3645, fix in PR #4289, not released).
+/// Connections are still checked before use, so a dropped PostgreSQL
+/// connection is replaced on the next query.
+fn without_reaper(options: AnyPoolOptions) -> AnyPoolOptions {
+    options
+        .min_connections(0)
+        .idle_timeout(None)
+        .max_lifetime(None)
+}
+
 /// Pool options for SQLite connections: WAL, and the pragmas every
 /// connection needs.
 fn sqlite_options(connections: u32) -> AnyPoolOptions {
-    AnyPoolOptions::new()
+    without_reaper(AnyPoolOptions::new())
         .max_connections(connections)
         .after_connect(|conn, _| {
             Box::pin(async move {

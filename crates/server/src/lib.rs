@@ -215,6 +215,22 @@ async fn observe(State(state): State<Shared>, request: Request, next: Next) -> R
         return ApiError::new(status, "payload_too_large", "the request body is too large")
             .into_response();
     }
+    // The body (within the limit) is read before any handler or extractor
+    // runs: a request refused early (401 from the `Caller` extractor, 403)
+    // must not leave unread bytes in the socket, or closing it resets the
+    // connection and the client never reads the answer.
+    let (parts, body) = request.into_parts();
+    let request = match axum::body::to_bytes(body, state.body_limit).await {
+        Ok(bytes) => Request::from_parts(parts, axum::body::Body::from(bytes)),
+        Err(_) => {
+            let status = axum::http::StatusCode::PAYLOAD_TOO_LARGE;
+            state
+                .metrics
+                .observe(&method, &route, status.as_u16(), started.elapsed());
+            return ApiError::new(status, "payload_too_large", "the request body is too large")
+                .into_response();
+        }
+    };
     let exempt = route == "/healthz" || route == "/metrics";
     if !exempt {
         if let Some(conn) = request.extensions().get::<ConnInfo>() {

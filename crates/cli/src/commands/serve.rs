@@ -152,6 +152,8 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> anyhow::Result<ExitCode> {
         ));
     }
     let https = tokio::spawn(server.run(stopped(stop_rx.clone())));
+    // Scripts (and the tests) wait for this line: everything above is done.
+    eprintln!("idmint serve ready");
     https.await??;
     if let Some(mqtt) = mqtt {
         mqtt.await??;

@@ -182,7 +182,9 @@ pub struct Listening {
 /// 127.0.0.1:0`, and `--mqtt-listen 127.0.0.1:0` when `mqtt`), and returns
 /// once it printed the addresses it bound: the kernel chose the ports, so
 /// no other process can take them between a probe and the bind, and no
-/// probe connection is made. Its stderr is copied to `log` when given (and
+/// probe connection is made. It returns after `idmint serve ready`, when
+/// everything serve does before serving (CRL files, the first audit
+/// checkpoint) is done. Its stderr is copied to `log` when given (and
 /// drained in any case, so the server never blocks on a full pipe).
 pub fn spawn_serve(serve: &mut Command, mqtt: bool, log: Option<&Path>) -> (Child, Listening) {
     use std::io::Write;
@@ -209,20 +211,22 @@ pub fn spawn_serve(serve: &mut Command, mqtt: bool, log: Option<&Path>) -> (Chil
         rest.rsplit_once(':')?.1.trim().parse().ok()
     };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let (mut https, mut mqtt_port) = (None, None);
+    let (mut https, mut mqtt_port, mut ready) = (None, None, false);
     let mut said = Vec::new();
-    while https.is_none() || (mqtt && mqtt_port.is_none()) {
+    while !ready {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         match rx.recv_timeout(left) {
             Ok(line) => {
                 https = https.or(port_of(&line, "https"));
                 mqtt_port = mqtt_port.or(port_of(&line, "mqtts"));
+                ready = line == "idmint serve ready";
                 said.push(line);
             }
             Err(_) => panic!("idmint serve did not say where it listens: {said:?}"),
         }
     }
-    let https = https.unwrap_or_default();
+    let https = https.unwrap_or_else(|| panic!("no HTTPS address in {said:?}"));
+    assert!(!mqtt || mqtt_port.is_some(), "no MQTT address in {said:?}");
     (
         child,
         Listening {
