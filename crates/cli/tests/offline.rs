@@ -1084,6 +1084,49 @@ fn a_batch_ca_held_in_softhsm2() {
     let (ok, report, err) = reconcile(&env, &log);
     assert!(ok, "{err} {report}");
     assert_eq!(report["registered"], 1);
+    // The batch CA signed a CRL signer for the maker while the token was
+    // here: the device's revocation is on the batch CA's CRL.
+    let certs = env.json(&["cert", "list", "--json"]);
+    let id = certs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["batch"] == b.as_str())
+        .and_then(|c| c["id"].as_str())
+        .unwrap()
+        .to_string();
+    env.ok(&["cert", "revoke", &id, "--reason", "keyCompromise"]);
+    let batch_ca = format!("{b}-ca");
+    let file = |name: &str, text: String| {
+        let path = env.path(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_string_lossy().into_owned()
+    };
+    let root = file("root.pem", env.ok(&["ca", "show", "root", "--pem"]));
+    let offline = file("offline.pem", env.ok(&["ca", "show", "offline", "--pem"]));
+    let batch_pem = file("batch.pem", env.ok(&["ca", "show", &batch_ca, "--pem"]));
+    let signer = file(
+        "signer.pem",
+        env.ok(&["ca", "show", &batch_ca, "--crl-signer"]),
+    );
+    let crl = file("batch.crl", env.ok(&["crl", "--ca", &batch_ca]));
+    let (ok, text) = openssl(&[
+        "verify",
+        "-crl_check",
+        "-extended_crl",
+        "-CAfile",
+        &root,
+        "-untrusted",
+        &offline,
+        "-untrusted",
+        &batch_pem,
+        "-untrusted",
+        &signer,
+        "-CRLfile",
+        &crl,
+        &d.state.join("cert.pem").to_string_lossy(),
+    ]);
+    assert!(!ok && text.contains("certificate revoked"), "{text}");
     // The key never left the token: its label is there, and no PEM of it anywhere.
     assert!(!std::fs::read_to_string(&bundle)
         .unwrap()

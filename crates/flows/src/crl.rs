@@ -1,18 +1,41 @@
 //! CRLs: a signed list of a CA's revoked certificates and of the revoked
-//! CAs it signed, with a CRL number that grows with every CRL issued.
+//! CAs it signed, with a CRL number that grows with every CRL issued. An
+//! offline batch CA's CRL is signed by the CRL signer it signed at `batch
+//! authorize` (see [`crate::offline`]).
 
-use idmint_pki::{build_crl, RevocationReason, RevokedEntry};
+use std::sync::Arc;
+
+use idmint_pki::{
+    build_crl, build_crl_by, CertificateAuthority, CrlSigner, RevocationReason, RevokedEntry,
+};
 use time::{Duration, OffsetDateTime};
 
 use crate::{FlowError, Idmint};
+
+/// What signs a CA's CRL.
+enum CrlKey {
+    /// The CA's own key.
+    Ca(Arc<CertificateAuthority>),
+    /// The CRL signer an offline batch CA signed for the maker.
+    Delegated(Box<CrlSigner>),
+}
 
 /// How long a CRL is valid before the next one is due.
 pub const CRL_VALIDITY: Duration = Duration::days(7);
 
 impl Idmint {
-    /// Issues a CRL (DER) for `ca`.
+    /// Issues a CRL (DER) for `ca`: signed by its key, or for an offline
+    /// batch CA (its key at the factory) by the CRL signer it signed at
+    /// `batch authorize` ([`FlowError::BatchCaKeyAtFactory`] for batches
+    /// authorized before there was one).
     pub async fn issue_crl(&self, actor: &str, ca: &str) -> Result<Vec<u8>, FlowError> {
-        let authority = self.signing_ca(ca).await?;
+        let key = match self.signing_ca(ca).await {
+            Ok(authority) => CrlKey::Ca(authority),
+            Err(FlowError::CaCannotSign(_)) => {
+                CrlKey::Delegated(Box::new(self.offline_crl_signer(ca).await?))
+            }
+            Err(e) => return Err(e),
+        };
         let revoked = self.store().revoked_certificates(ca).await?;
         let mut entries: Vec<RevokedEntry> = revoked
             .iter()
@@ -36,13 +59,15 @@ impl Idmint {
         let mut tx = self.store().begin(actor).await?;
         let number = tx.next_crl_number(ca).await?;
         let now = OffsetDateTime::now_utc();
-        let der = build_crl(
-            &authority,
-            &entries,
-            u64::try_from(number).unwrap_or(0),
-            now,
-            now + CRL_VALIDITY,
-        )?;
+        let number = u64::try_from(number).unwrap_or(0);
+        let der = match &key {
+            CrlKey::Ca(authority) => {
+                build_crl(authority, &entries, number, now, now + CRL_VALIDITY)?
+            }
+            CrlKey::Delegated(signer) => {
+                build_crl_by(signer, &entries, number, now, now + CRL_VALIDITY)?
+            }
+        };
         tx.commit().await?;
         Ok(der)
     }

@@ -55,6 +55,14 @@ pub enum FlowError {
     /// A CA that cannot sign (an outside CA, or its key is unavailable).
     #[error("CA {0:?} cannot sign: it is an outside trust anchor")]
     CaCannotSign(String),
+    /// An offline batch CA (its key is at the factory) authorized before
+    /// `batch authorize` made a CRL signer and an OCSP responder for it:
+    /// the maker cannot sign its CRL or OCSP answers.
+    #[error("batch CA {ca:?} cannot sign here: its key is at the factory, and its batch was authorized before `batch authorize` made a CRL signer and an OCSP responder for the maker; revoke it (idmint ca revoke {ca}) to refuse its certificates on its parent's CRL")]
+    BatchCaKeyAtFactory {
+        /// The batch CA.
+        ca: String,
+    },
     /// The principal may not do this (see [`crate::access`]).
     #[error(transparent)]
     Access(#[from] crate::access::AccessError),

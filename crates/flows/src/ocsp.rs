@@ -9,6 +9,11 @@
 //! certificate is signed once per status change and kept until half its
 //! validity has passed, so a relying party polling a million certificates
 //! costs a registry read each, not a signature each.
+//!
+//! An offline batch CA's key is at the factory: its responder is the one it
+//! signed at `batch authorize` for its whole lifetime, kept (encrypted) by
+//! the maker ([`crate::offline`]); batches authorized before that get
+//! `unauthorized`, as for any CA whose key is not here.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -48,11 +53,19 @@ struct DelegatedResponder {
     der: Vec<u8>,
     not_before: OffsetDateTime,
     not_after: OffsetDateTime,
+    /// Whether this process can have the CA sign a new one (false for the
+    /// responder an offline batch CA signed at authorization, which lasts
+    /// the batch CA's lifetime).
+    renewable: bool,
 }
 
 impl DelegatedResponder {
     fn due_for_renewal(&self, now: OffsetDateTime) -> bool {
-        now >= self.not_before + (self.not_after - self.not_before) / 2
+        if self.renewable {
+            now >= self.not_before + (self.not_after - self.not_before) / 2
+        } else {
+            now > self.not_after
+        }
     }
 }
 
@@ -273,7 +286,29 @@ impl Idmint {
         }
         let authority = match self.signing_ca(ca).await {
             Ok(a) => a,
-            Err(FlowError::CaCannotSign(_)) => return Ok(None),
+            Err(FlowError::CaCannotSign(_)) => {
+                // An offline batch CA: the responder it signed at `batch
+                // authorize`, if its batch is that recent.
+                let stored = match self.offline_ocsp_responder(ca).await {
+                    Ok(r) => r,
+                    Err(FlowError::BatchCaKeyAtFactory { .. } | FlowError::CaCannotSign(_)) => {
+                        return Ok(None)
+                    }
+                    Err(e) => return Err(e),
+                };
+                if now > stored.not_after {
+                    return Ok(None);
+                }
+                let responder = Arc::new(DelegatedResponder {
+                    signer: stored.signer,
+                    der: stored.der,
+                    not_before: stored.not_before,
+                    not_after: stored.not_after,
+                    renewable: false,
+                });
+                responders.insert(ca.to_string(), responder.clone());
+                return Ok(Some(responder));
+            }
             Err(e) => return Err(e),
         };
         let key_type = match authority.signer().key_type() {
@@ -305,6 +340,7 @@ impl Idmint {
             der: issued.der,
             not_before: issued.info.not_before,
             not_after: issued.info.not_after,
+            renewable: true,
         });
         responders.insert(ca.to_string(), responder.clone());
         Ok(Some(responder))

@@ -1,9 +1,31 @@
-//! Certificate revocation lists (RFC 5280 §5) signed by an issuing CA.
+//! Certificate revocation lists (RFC 5280 §5) signed by an issuing CA, or
+//! by a CRL signer certificate the CA issued beforehand (an offline batch
+//! CA, whose own key is at the factory).
+//!
+//! A CRL signer certificate carries the CA's own subject name and
+//! keyUsage cRLSign only, so the CRLs it signs name the CA as their issuer
+//! and cover the CA's certificates as they are (no cRLIssuer in their CRL
+//! distribution points needed); the CRL's authority key identifier names
+//! the signer's key, which is how OpenSSL (`-extended_crl`) finds the
+//! signer among the untrusted certificates and checks its path up to the
+//! same trust anchor. For `-crl_check_all` the signer's own status comes
+//! from a second, empty CRL the CA signs ahead for its whole lifetime,
+//! scoped by an issuing distribution point to the URI in the signer's CRL
+//! distribution point, so that it covers the signer certificate and no
+//! device certificate ([`CertificateAuthority::crl_signer_status_crl`]).
 
-use rcgen::{CertificateRevocationListParams, KeyIdMethod, RevokedCertParams, SerialNumber};
+use rcgen::{
+    CertificateParams, CertificateRevocationListParams, CrlDistributionPoint,
+    CrlIssuingDistributionPoint, CrlScope, DistinguishedName, DnType, DnValue, IsCa, Issuer,
+    KeyIdMethod, KeyUsagePurpose, RevokedCertParams, SerialNumber,
+};
+use rustls_pki_types::CertificateDer;
 use time::OffsetDateTime;
 
-use crate::{CertificateAuthority, PkiError};
+use crate::ca::{random_serial, BACKDATE};
+use crate::{
+    CertificateAuthority, CertificateInfo, DeviceKey, IssuedCertificate, PkiError, Signer,
+};
 
 pub use idmint_types::RevocationReason;
 
@@ -41,6 +63,191 @@ pub fn build_crl(
     this_update: OffsetDateTime,
     next_update: OffsetDateTime,
 ) -> Result<Vec<u8>, PkiError> {
+    sign_crl(
+        ca.issuer(),
+        revoked,
+        crl_number,
+        this_update,
+        next_update,
+        None,
+    )
+}
+
+/// Signs a CRL for the CA that issued `signer`'s certificate, with the
+/// signer's key: the CRL names the CA (the signer certificate's subject)
+/// as its issuer and the signer's key in its authority key identifier.
+pub fn build_crl_by(
+    signer: &CrlSigner,
+    revoked: &[RevokedEntry],
+    crl_number: u64,
+    this_update: OffsetDateTime,
+    next_update: OffsetDateTime,
+) -> Result<Vec<u8>, PkiError> {
+    sign_crl(
+        &signer.issuer,
+        revoked,
+        crl_number,
+        this_update,
+        next_update,
+        None,
+    )
+}
+
+/// A CRL signer: a certificate with a CA's subject name and keyUsage
+/// cRLSign only, issued by that CA, and its key.
+pub struct CrlSigner {
+    der: Vec<u8>,
+    issuer: Issuer<'static, Signer>,
+}
+
+impl std::fmt::Debug for CrlSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CrlSigner").finish_non_exhaustive()
+    }
+}
+
+impl CrlSigner {
+    /// Puts a CRL signer certificate and its key together, checking that
+    /// they belong together and that the certificate may sign CRLs (and
+    /// nothing else: not a CA, keyUsage cRLSign only).
+    pub fn from_parts(certificate_der: Vec<u8>, signer: Signer) -> Result<Self, PkiError> {
+        let info = CertificateInfo::from_der(&certificate_der)?;
+        if info.spki_der != signer.spki_der() {
+            return Err(PkiError::InvalidKey(format!(
+                "the key does not belong to the CRL signer certificate {}",
+                info.subject
+            )));
+        }
+        let (_, parsed) = x509_parser::parse_x509_certificate(&certificate_der)
+            .map_err(|e| PkiError::MalformedCertificate(e.to_string()))?;
+        let crl_sign_only = parsed
+            .key_usage()
+            .ok()
+            .flatten()
+            .is_some_and(|ku| ku.value.crl_sign() && !ku.value.key_cert_sign());
+        if parsed.is_ca() || !crl_sign_only {
+            return Err(PkiError::MalformedCertificate(format!(
+                "{} is not a CRL signer certificate (keyUsage cRLSign only, not a CA)",
+                info.subject
+            )));
+        }
+        let issuer =
+            Issuer::from_ca_cert_der(&CertificateDer::from(certificate_der.as_slice()), signer)?;
+        Ok(CrlSigner {
+            der: certificate_der,
+            issuer,
+        })
+    }
+
+    /// The CRL signer certificate, DER.
+    pub fn certificate_der(&self) -> &[u8] {
+        &self.der
+    }
+}
+
+impl CertificateAuthority {
+    /// Issues a CRL signer certificate for `key`: the CA's own subject
+    /// name, keyUsage cRLSign only, not a CA, valid until `not_after` (at
+    /// most the CA's expiry), with `status_url` as its CRL distribution
+    /// point (where [`CertificateAuthority::crl_signer_status_crl`] is
+    /// published).
+    pub fn issue_crl_signer(
+        &self,
+        key: &DeviceKey,
+        status_url: &str,
+        not_after: OffsetDateTime,
+    ) -> Result<IssuedCertificate, PkiError> {
+        let now = OffsetDateTime::now_utc()
+            .replace_nanosecond(0)
+            .unwrap_or(OffsetDateTime::now_utc());
+        let mut params = CertificateParams::default();
+        params.distinguished_name = subject_of(self.certificate_der())?;
+        params.not_before = now - BACKDATE;
+        params.not_after = not_after.min(self.info().not_after);
+        params.serial_number = Some(random_serial()?);
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.use_authority_key_identifier_extension = true;
+        params.key_usages = vec![KeyUsagePurpose::CrlSign];
+        params.crl_distribution_points = vec![CrlDistributionPoint {
+            uris: vec![status_url.to_string()],
+        }];
+        let cert = params.signed_by(key.key_pair(), self.issuer())?;
+        let der = cert.der().to_vec();
+        let info = CertificateInfo::from_der(&der)?;
+        Ok(IssuedCertificate { der, info })
+    }
+
+    /// Signs the CRL that says a CRL signer certificate of this CA is not
+    /// revoked, from now until `next_update` (the CA's expiry): empty,
+    /// CRL number 1, scoped by a critical issuing distribution point to
+    /// `status_url` and user certificates only, so it covers only
+    /// certificates naming `status_url` as their distribution point (the
+    /// CRL signer) and never a device certificate.
+    pub fn crl_signer_status_crl(
+        &self,
+        status_url: &str,
+        next_update: OffsetDateTime,
+    ) -> Result<Vec<u8>, PkiError> {
+        let now = OffsetDateTime::now_utc()
+            .replace_nanosecond(0)
+            .unwrap_or(OffsetDateTime::now_utc());
+        sign_crl(
+            self.issuer(),
+            &[],
+            1,
+            now - BACKDATE,
+            next_update,
+            Some(CrlIssuingDistributionPoint {
+                distribution_point: CrlDistributionPoint {
+                    uris: vec![status_url.to_string()],
+                },
+                scope: Some(CrlScope::UserCertsOnly),
+            }),
+        )
+    }
+}
+
+/// The subject name of a certificate, attribute by attribute with its
+/// string type, so that a certificate issued with it names exactly the same
+/// subject.
+fn subject_of(der: &[u8]) -> Result<DistinguishedName, PkiError> {
+    use x509_parser::der_parser::asn1_rs::Tag;
+    let bad = |what: &str| PkiError::MalformedCertificate(format!("CA subject name: {what}"));
+    let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| bad(&e.to_string()))?;
+    let mut dn = DistinguishedName::new();
+    for rdn in cert.subject().iter() {
+        let mut attributes = rdn.iter();
+        let (Some(attr), None) = (attributes.next(), attributes.next()) else {
+            return Err(bad("only one attribute per RDN is supported"));
+        };
+        let oid: Vec<u64> = attr
+            .attr_type()
+            .iter()
+            .ok_or_else(|| bad("attribute type"))?
+            .collect();
+        let data = attr.attr_value().data;
+        let text = std::str::from_utf8(data).map_err(|_| bad("not UTF-8"))?;
+        let value = match attr.attr_value().header.tag() {
+            Tag::PrintableString => {
+                DnValue::PrintableString(text.try_into().map_err(|_| bad("PrintableString"))?)
+            }
+            Tag::Ia5String => DnValue::Ia5String(text.try_into().map_err(|_| bad("IA5String"))?),
+            Tag::Utf8String => DnValue::Utf8String(text.to_string()),
+            _ => return Err(bad("string type")),
+        };
+        dn.push(DnType::from_oid(&oid), value);
+    }
+    Ok(dn)
+}
+
+fn sign_crl(
+    issuer: &Issuer<'static, Signer>,
+    revoked: &[RevokedEntry],
+    crl_number: u64,
+    this_update: OffsetDateTime,
+    next_update: OffsetDateTime,
+    issuing_distribution_point: Option<CrlIssuingDistributionPoint>,
+) -> Result<Vec<u8>, PkiError> {
     let revoked_certs = revoked
         .iter()
         .map(|r| {
@@ -58,9 +265,92 @@ pub fn build_crl(
         this_update,
         next_update,
         crl_number: SerialNumber::from_slice(&crl_number.to_be_bytes()),
-        issuing_distribution_point: None,
+        issuing_distribution_point,
         revoked_certs,
         key_identifier_method: KeyIdMethod::Sha256,
     };
-    Ok(params.signed_by(ca.issuer())?.der().to_vec())
+    Ok(params.signed_by(issuer)?.der().to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{CaBuilder, KeyType};
+    use time::Duration;
+    use x509_parser::extensions::ParsedExtension;
+
+    fn akid(crl: &x509_parser::revocation_list::CertificateRevocationList<'_>) -> Vec<u8> {
+        crl.extensions()
+            .iter()
+            .find_map(|e| match e.parsed_extension() {
+                ParsedExtension::AuthorityKeyIdentifier(a) => {
+                    a.key_identifier.as_ref().map(|k| k.0.to_vec())
+                }
+                _ => None,
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn a_crl_signer_signs_crls_in_its_cas_name() {
+        let root = CaBuilder::root("Test Root", KeyType::P256).build().unwrap();
+        let batch = CaBuilder::issuing("Test Batch CA", KeyType::P256, &root)
+            .organization("Example Co")
+            .build()
+            .unwrap();
+        let key = DeviceKey::generate(KeyType::P256).unwrap();
+        let url = "urn:idmint:crl-signer:test";
+        let issued = batch
+            .issue_crl_signer(&key, url, batch.info().not_after + Duration::days(9))
+            .unwrap();
+        assert_eq!(issued.info.not_after, batch.info().not_after);
+        let (_, cert) = x509_parser::parse_x509_certificate(&issued.der).unwrap();
+        let (_, ca) = x509_parser::parse_x509_certificate(batch.certificate_der()).unwrap();
+        assert_eq!(cert.subject().as_raw(), ca.subject().as_raw());
+        assert!(!cert.is_ca());
+        let ku = cert.key_usage().unwrap().unwrap().value;
+        assert!(ku.crl_sign() && !ku.key_cert_sign() && !ku.digital_signature());
+        cert.verify_signature(Some(ca.public_key())).unwrap();
+        let ski = cert
+            .extensions()
+            .iter()
+            .find_map(|e| match e.parsed_extension() {
+                ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0.to_vec()),
+                _ => None,
+            })
+            .unwrap();
+
+        let signer = CrlSigner::from_parts(issued.der.clone(), Signer::software(key)).unwrap();
+        let now = OffsetDateTime::now_utc();
+        let entry = RevokedEntry {
+            serial: "0102".into(),
+            revoked_at: now,
+            reason: RevocationReason::KeyCompromise,
+        };
+        let der = build_crl_by(&signer, &[entry], 3, now, now + Duration::days(1)).unwrap();
+        let (_, crl) = x509_parser::parse_x509_crl(&der).unwrap();
+        assert_eq!(crl.issuer().as_raw(), ca.subject().as_raw());
+        assert_eq!(akid(&crl), ski);
+        crl.verify_signature(cert.public_key()).unwrap();
+        assert!(crl.verify_signature(ca.public_key()).is_err());
+        assert_eq!(crl.iter_revoked_certificates().count(), 1);
+
+        // The CA's own key cannot pose as a CRL signer.
+        assert!(CrlSigner::from_parts(
+            batch.certificate_der().to_vec(),
+            Signer::software(DeviceKey::generate(KeyType::P256).unwrap())
+        )
+        .is_err());
+
+        let status = batch
+            .crl_signer_status_crl(url, batch.info().not_after)
+            .unwrap();
+        let (_, status) = x509_parser::parse_x509_crl(&status).unwrap();
+        status.verify_signature(ca.public_key()).unwrap();
+        assert_eq!(status.iter_revoked_certificates().count(), 0);
+        assert!(status
+            .extensions()
+            .iter()
+            .any(|e| e.critical && e.oid.to_id_string() == "2.5.29.28"));
+    }
 }

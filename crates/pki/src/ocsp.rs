@@ -362,9 +362,25 @@ impl CertificateAuthority {
         let now = OffsetDateTime::now_utc()
             .replace_nanosecond(0)
             .unwrap_or(OffsetDateTime::now_utc());
+        self.issue_ocsp_responder_until(key, now + validity)
+    }
+
+    /// Issues a delegated OCSP responder certificate for `key`, valid from
+    /// now until `not_after` (at most the CA's own expiry): what `batch
+    /// authorize` has an offline batch CA sign for its whole lifetime, since
+    /// the batch CA key leaves the maker and cannot renew it. Same
+    /// extensions as [`CertificateAuthority::issue_ocsp_responder`].
+    pub fn issue_ocsp_responder_until(
+        &self,
+        key: &DeviceKey,
+        not_after: OffsetDateTime,
+    ) -> Result<IssuedCertificate, PkiError> {
+        let now = OffsetDateTime::now_utc()
+            .replace_nanosecond(0)
+            .unwrap_or(OffsetDateTime::now_utc());
         let mut params = CertificateParams::default();
         params.not_before = now - BACKDATE;
-        params.not_after = now + validity;
+        params.not_after = not_after.min(self.info().not_after);
         params.serial_number = Some(random_serial()?);
         let mut name = DistinguishedName::new();
         let ca_name = self.info().subject_cn.as_deref().unwrap_or("idmint CA");

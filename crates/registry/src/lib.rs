@@ -50,7 +50,9 @@ pub use idmint_types::RevocationReason;
 pub use imports::{ExportedCertificate, RegisteredCertificate, RegisteredThing};
 pub use mint::{MintItem, MINT_ITEM_OK, MINT_ITEM_SPOILED};
 pub use model::*;
-pub use offline::{NewOfflineAuthorization, OfflineAuthorization, ReconciledRecord};
+pub use offline::{
+    NewOfflineAuthorization, OfflineAuthorization, ReconciledRecord, RevocationSigners,
+};
 pub use policies::Policy;
 pub use store::{Backend, CertificateFilter, Store};
 pub use tokens::{Role, Rotation, Token};

@@ -96,9 +96,58 @@ pub struct ReconciledRecord {
     pub reconciled: i64,
 }
 
+/// What an offline batch CA signed at `batch authorize`, before its key left
+/// the maker: a delegated OCSP responder and a CRL signer, whose keys the
+/// maker keeps (encrypted under the CA passphrase), and the CRL that covers
+/// the CRL signer itself. `Debug` leaves the (encrypted) keys out.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RevocationSigners {
+    /// The batch CA's registry name.
+    pub ca: String,
+    /// The delegated OCSP responder certificate, DER.
+    pub ocsp_responder_der: Vec<u8>,
+    /// Its key: PKCS#8 `ENCRYPTED PRIVATE KEY` PEM.
+    pub ocsp_responder_key: String,
+    /// The CRL signer certificate, DER.
+    pub crl_signer_der: Vec<u8>,
+    /// Its key: PKCS#8 `ENCRYPTED PRIVATE KEY` PEM.
+    pub crl_signer_key: String,
+    /// The URI the CRL signer names as its CRL distribution point.
+    pub signer_status_url: String,
+    /// The CRL (DER) the batch CA signed for its lifetime covering the CRL
+    /// signer certificate.
+    pub signer_status_crl: Vec<u8>,
+    /// When they were registered, Unix seconds.
+    pub created: i64,
+}
+
+impl std::fmt::Debug for RevocationSigners {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RevocationSigners")
+            .field("ca", &self.ca)
+            .field("signer_status_url", &self.signer_status_url)
+            .finish_non_exhaustive()
+    }
+}
+
 const AUTH_COLUMNS: &str = "batch, authorization_id, batch_ca, serial_first, serial_last, not_before, not_after, limits, signature, key_kind, created";
 const RECORD_COLUMNS: &str =
     "batch, seq, hash, event, certificate_id, serial, hw_id, finding, reconciled";
+
+const SIGNER_COLUMNS: &str = "ca, ocsp_responder_der, ocsp_responder_key, crl_signer_der, crl_signer_key, signer_status_url, signer_status_crl, created";
+
+fn signers_from_row(row: &AnyRow) -> Result<RevocationSigners, RegistryError> {
+    Ok(RevocationSigners {
+        ca: row.try_get("ca")?,
+        ocsp_responder_der: row.try_get("ocsp_responder_der")?,
+        ocsp_responder_key: row.try_get("ocsp_responder_key")?,
+        crl_signer_der: row.try_get("crl_signer_der")?,
+        crl_signer_key: row.try_get("crl_signer_key")?,
+        signer_status_url: row.try_get("signer_status_url")?,
+        signer_status_crl: row.try_get("signer_status_crl")?,
+        created: row.try_get("created")?,
+    })
+}
 
 fn auth_from_row(row: &AnyRow) -> Result<OfflineAuthorization, RegistryError> {
     Ok(OfflineAuthorization {
@@ -160,6 +209,21 @@ impl Store {
         row.as_ref().map(auth_from_row).transpose()
     }
 
+    /// What batch CA `ca` signed for the maker to publish its revocations
+    /// with; `None` for a batch authorized before there were any (or for
+    /// any other CA).
+    pub async fn revocation_signers(
+        &self,
+        ca: &str,
+    ) -> Result<Option<RevocationSigners>, RegistryError> {
+        let sql = format!("SELECT {SIGNER_COLUMNS} FROM offline_revocation_signers WHERE ca = $1");
+        let row = sqlx::query(&sql)
+            .bind(ca)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(signers_from_row).transpose()
+    }
+
     /// Every reconciled issuance log record of an offline batch, by seq.
     pub async fn reconciled_records(
         &self,
@@ -209,6 +273,39 @@ impl WriteTx {
             serde_json::json!({"authorization": auth.authorization_id, "batchCa": auth.batch_ca,
                 "serialFirst": auth.serial_first, "serialLast": auth.serial_last,
                 "notBefore": auth.not_before, "notAfter": auth.not_after, "key": auth.key_kind}),
+        );
+        Ok(())
+    }
+
+    /// Registers what a batch CA signed for the maker (audited
+    /// `offline.revocation_signers`, naming both certificates; register
+    /// the certificates themselves in the same transaction). The batch CA
+    /// must be registered first.
+    pub async fn insert_revocation_signers(
+        &mut self,
+        signers: &RevocationSigners,
+        ocsp_responder_id: &str,
+        crl_signer_id: &str,
+    ) -> Result<(), RegistryError> {
+        sqlx::query(
+            "INSERT INTO offline_revocation_signers (ca, ocsp_responder_der, ocsp_responder_key, crl_signer_der, crl_signer_key, signer_status_url, signer_status_crl, created) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(signers.ca.as_str())
+        .bind(signers.ocsp_responder_der.as_slice())
+        .bind(signers.ocsp_responder_key.as_str())
+        .bind(signers.crl_signer_der.as_slice())
+        .bind(signers.crl_signer_key.as_str())
+        .bind(signers.signer_status_url.as_str())
+        .bind(signers.signer_status_crl.as_slice())
+        .bind(signers.created)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(|e| unique_to(e, "revocation signers of CA", &signers.ca))?;
+        self.audit(
+            "offline.revocation_signers",
+            &signers.ca,
+            serde_json::json!({"ocspResponder": ocsp_responder_id, "crlSigner": crl_signer_id,
+                "signerStatusUrl": signers.signer_status_url}),
         );
         Ok(())
     }

@@ -31,12 +31,17 @@ pub async fn current(state: &Shared, ca: &str) -> Result<Vec<u8>, ApiError> {
 
 /// The current CRL of `ca`, with when it was issued.
 pub async fn current_crl(state: &Shared, ca: &str) -> Result<CurrentCrl, ApiError> {
-    let record = state
-        .idmint
-        .store()
-        .ca(ca)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no CA {ca:?}")))?;
+    let Some(record) = state.idmint.store().ca(ca).await? else {
+        // `<batch>-ca-signer`: the CRL an offline batch CA signed at
+        // authorization covering its CRL signer (fixed for its lifetime).
+        return match state.idmint.crl_signer_status_crl(ca).await? {
+            Some(der) => Ok(CurrentCrl {
+                der,
+                issued: idmint_registry::now(),
+            }),
+            None => Err(ApiError::not_found(format!("no CA {ca:?}"))),
+        };
+    };
     if record.kind == CaKind::External {
         return Err(ApiError::not_found(format!(
             "CA {ca:?} is an outside CA: it publishes its own CRL"

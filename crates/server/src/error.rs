@@ -177,6 +177,7 @@ impl From<FlowError> for ApiError {
             e @ FlowError::Policy(_) => Self::bad_request(e.to_string()),
             e @ FlowError::UnknownProfile { .. } => Self::bad_request(e.to_string()),
             e @ FlowError::CaCannotSign(_) => Self::bad_request(e.to_string()),
+            e @ FlowError::BatchCaKeyAtFactory { .. } => Self::bad_request(e.to_string()),
             // I/O, configuration, data directory, passphrase: they name
             // files of the server, so they are logged, not sent.
             e => Self::internal(e.to_string()),

@@ -26,6 +26,11 @@ pub enum CaCommand {
         /// Print just the certificate as PEM.
         #[arg(long, conflicts_with = "json")]
         pem: bool,
+        /// Print just the CRL signer certificate of an offline batch CA as
+        /// PEM (what relying parties pass to `openssl verify -untrusted`
+        /// with `-extended_crl`).
+        #[arg(long, conflicts_with_all = ["json", "pem"])]
+        crl_signer: bool,
         /// Print a JSON object.
         #[arg(long)]
         json: bool,
@@ -156,13 +161,34 @@ pub async fn run(ctx: &Context, cmd: CaCommand) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        CaCommand::Show { name, pem, json } => {
+        CaCommand::Show {
+            name,
+            pem,
+            crl_signer,
+            json,
+        } => {
             let ca = store.require_ca(&name).await?;
+            let signers = store.revocation_signers(&name).await?;
             if pem {
                 print!("{}", to_pem("CERTIFICATE", &ca.certificate_der));
+            } else if crl_signer {
+                let Some(signers) = &signers else {
+                    anyhow::bail!(
+                        "CA {name} has no CRL signer: only offline batch CAs authorized with one have it"
+                    );
+                };
+                print!("{}", to_pem("CERTIFICATE", &signers.crl_signer_der));
             } else if json {
                 let mut value = serde_json::to_value(&ca)?;
                 value["certificatePem"] = to_pem("CERTIFICATE", &ca.certificate_der).into();
+                if let Some(signers) = &signers {
+                    value["ocspResponderPem"] =
+                        to_pem("CERTIFICATE", &signers.ocsp_responder_der).into();
+                    value["crlSignerPem"] = to_pem("CERTIFICATE", &signers.crl_signer_der).into();
+                    value["crlSignerCrlPem"] =
+                        to_pem("X509 CRL", &signers.signer_status_crl).into();
+                    value["crlSignerCrlUrl"] = signers.signer_status_url.clone().into();
+                }
                 output::json(&value)?;
             } else {
                 println!("name:       {}", ca.name);
@@ -175,6 +201,17 @@ pub async fn run(ctx: &Context, cmd: CaCommand) -> anyhow::Result<ExitCode> {
                 println!("not after:  {}", output::time(ca.not_after));
                 if let (Some(at), Some(reason)) = (ca.revoked_at, ca.revocation_reason) {
                     println!("revoked:    {} ({reason})", output::time(at));
+                }
+                if ca.kind == CaKind::Batch {
+                    println!(
+                        "revocation: {}",
+                        match &signers {
+                            Some(_) => format!(
+                                "OCSP by its delegated responder, CRL by its CRL signer (idmint ca show {name} --crl-signer; its own status: idmint crl --ca {name}-signer)"
+                            ),
+                            None => "none: authorized before batch CAs signed an OCSP responder and a CRL signer for the maker (revoke the batch CA instead)".to_string(),
+                        }
+                    );
                 }
                 if ca.kind == CaKind::External {
                     println!(

@@ -1,4 +1,6 @@
-//! `idmint crl`: a signed RFC 5280 CRL of a CA's revoked certificates.
+//! `idmint crl`: a signed RFC 5280 CRL of a CA's revoked certificates (for
+//! an offline batch CA, signed by its CRL signer; `--ca <batch>-ca-signer`
+//! gives the CRL covering that signer).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,7 +14,8 @@ use crate::{actor, Context};
 /// Arguments of `idmint crl`.
 #[derive(Args)]
 pub struct CrlArgs {
-    /// The CA whose CRL to issue.
+    /// The CA whose CRL to issue (`<batch>-ca-signer`: the CRL an offline
+    /// batch CA signed covering its CRL signer).
     #[arg(long, default_value = "issuing")]
     ca: String,
     /// Write here instead of stdout.
@@ -26,7 +29,15 @@ pub struct CrlArgs {
 /// Runs `idmint crl`.
 pub async fn run(ctx: &Context, args: CrlArgs) -> anyhow::Result<ExitCode> {
     let idmint = ctx.open().await?;
-    let der = idmint.issue_crl(&actor(), &args.ca).await?;
+    let der = match idmint.store().ca(&args.ca).await? {
+        Some(_) => idmint.issue_crl(&actor(), &args.ca).await?,
+        // `<batch>-ca-signer`: the CRL an offline batch CA signed at
+        // authorization covering its CRL signer (for `-crl_check_all`).
+        None => match idmint.crl_signer_status_crl(&args.ca).await? {
+            Some(der) => der,
+            None => idmint.issue_crl(&actor(), &args.ca).await?,
+        },
+    };
     let bytes = if args.der {
         der
     } else {

@@ -252,6 +252,9 @@ impl Idmint {
         let json = authorization.to_json()?;
         // What the factory will check, checked here first.
         Authorization::parse(json.as_bytes(), &request.out)?;
+        // The last signatures the batch CA key makes here: what lets the
+        // maker publish revocations once it has gone.
+        let revocation_signers = self.make_revocation_signers(&batch_ca, &batch_ca_name)?;
         drop(batch_ca);
 
         let tmp = tmp_path(&request.out);
@@ -273,6 +276,7 @@ impl Idmint {
                 signer_der: None,
             })
             .await?;
+            revocation_signers.register(&mut tx).await?;
             tx.insert_batch(&NewBatch {
                 id: batch.clone(),
                 kind: BatchKind::Authorization,

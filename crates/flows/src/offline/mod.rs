@@ -24,6 +24,11 @@
 //!    in one write transaction with its audit records), and duplicates,
 //!    excess, gaps and tampering are reported.
 //!
+//! 4. **Revocation** ([`revocation`]): at authorize, before the batch CA
+//!    key leaves, it signs a delegated OCSP responder and a CRL signer
+//!    whose keys the maker keeps, so `serve` answers OCSP and CRLs for the
+//!    batch CA's certificates.
+//!
 //! What the offline design can and cannot stop is in
 //! `docs/offline-batches.md`: a factory holding the batch CA key can sign
 //! more than its count and can rewrite its own log; the batch CA's short
@@ -36,6 +41,7 @@ pub mod log;
 
 mod authorize;
 mod reconcile;
+mod revocation;
 mod station;
 
 pub use authorize::{
@@ -44,6 +50,7 @@ pub use authorize::{
 pub use bundle::{Authorization, BatchLimits, BundleKey};
 pub use log::{Finding, FindingKind};
 pub use reconcile::ReconcileReport;
+pub use revocation::SIGNER_STATUS_SUFFIX;
 pub use station::{run_offline_station, OfflineRun, OfflineStationOptions};
 
 #[cfg(test)]

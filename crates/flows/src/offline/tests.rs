@@ -430,3 +430,89 @@ async fn a_record_naming_another_batchs_thing_is_a_finding_not_written() {
     let g = store.require_certificate(&id_of(&good)).await.unwrap();
     assert_eq!(g.status, CertificateStatus::Active);
 }
+
+/// `openssl verify -crl_check -extended_crl` of registry certificate `id`
+/// against the batch CA's CRL (signed by its CRL signer).
+fn openssl_crl_check(dir: &Path, files: &[(&str, &[u8])], cert: &[u8]) -> (bool, String) {
+    let write = |name: &str, label: &str, der: &[u8]| {
+        let path = dir.join(name);
+        std::fs::write(&path, idmint_pki::to_pem(label, der)).unwrap();
+        path
+    };
+    let mut cmd = std::process::Command::new("openssl");
+    cmd.args(["verify", "-crl_check", "-extended_crl"]);
+    for (i, (flag, der)) in files.iter().enumerate() {
+        let label = if *flag == "-CRLfile" {
+            "X509 CRL"
+        } else {
+            "CERTIFICATE"
+        };
+        cmd.arg(flag).arg(write(&format!("f{i}.pem"), label, der));
+    }
+    let out = cmd
+        .arg(write("leaf.pem", "CERTIFICATE", cert))
+        .output()
+        .unwrap();
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reconciled_excess_is_on_the_batch_cas_crl() {
+    let s = setup(1, (1, 10)).await;
+    let k1 = DeviceKey::generate(KeyType::P256).unwrap();
+    let k2 = DeviceKey::generate(KeyType::P256).unwrap();
+    let a = issued(&s.ca, 1, "HW-A", &k1);
+    let b = issued(&s.ca, 2, "HW-B", &k2);
+    let log = s.dir.join("issuance.log");
+    write_log(
+        &s,
+        &log,
+        vec![
+            a.clone(),
+            provisioned(&a, 1),
+            b.clone(),
+            provisioned(&b, 2),
+            Event::Closed {
+                issued: 2,
+                provisioned: 2,
+                spoiled: 0,
+            },
+        ],
+    );
+    let report = s.idmint.reconcile_issuance_log("test", &log).await.unwrap();
+    assert!(report.accepted, "{:?}", report.findings);
+    assert!(report
+        .findings
+        .iter()
+        .any(|f| f.kind == FindingKind::Excess));
+
+    let store = s.idmint.store();
+    let batch_ca = s.auth.limits.batch.clone() + "-ca";
+    let signers = store.revocation_signers(&batch_ca).await.unwrap().unwrap();
+    let crl = s.idmint.issue_crl("test", &batch_ca).await.unwrap();
+    let root = store.require_ca("root").await.unwrap().certificate_der;
+    let offline = store.require_ca("offline").await.unwrap().certificate_der;
+    let chain: [(&str, &[u8]); 5] = [
+        ("-CAfile", &root),
+        ("-untrusted", &offline),
+        ("-untrusted", s.ca.certificate_der()),
+        ("-untrusted", &signers.crl_signer_der),
+        ("-CRLfile", &crl),
+    ];
+    let der = |e: &Event| {
+        let id = id_of(e);
+        async move { store.require_certificate(&id).await.unwrap().der }
+    };
+    let (ok, text) = openssl_crl_check(&s.dir, &chain, &der(&a).await);
+    assert!(ok, "{text}");
+    let (ok, text) = openssl_crl_check(&s.dir, &chain, &der(&b).await);
+    assert!(!ok && text.contains("certificate revoked"), "{text}");
+
+    // The stored keys are encrypted under the CA passphrase, never plain.
+    for key in [&signers.ocsp_responder_key, &signers.crl_signer_key] {
+        assert!(key.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----"));
+    }
+    assert!(!format!("{signers:?}").contains("PRIVATE"));
+}
