@@ -12,7 +12,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::http::{cert_id, postgres_env, run, Env};
+use common::http::{base64_url_path, cert_id, postgres_env, run, Env};
 
 /// The maker's files relying parties use.
 struct Chain {
@@ -229,25 +229,6 @@ fn ocsp_get(env: &Env, c: &Chain, base: &str, cert: &Path, name: &str) -> String
     assert!(ok, "{text}");
     assert!(text.contains("Response verify OK"), "{text}");
     text
-}
-
-fn base64_url_path(der: &[u8]) -> String {
-    let out = Command::new("openssl")
-        .args(["base64", "-A"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            use std::io::Write;
-            child.stdin.take().expect("stdin").write_all(der)?;
-            child.wait_with_output()
-        })
-        .expect("openssl base64");
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .replace('+', "%2B")
-        .replace('/', "%2F")
-        .replace('=', "%3D")
 }
 
 fn offline_certificates_are_revocable(env: Env) {

@@ -11,7 +11,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::http::{cert_id, curl, run, Env};
+use common::http::{base64_url_path, cert_id, curl, run, Env};
 
 struct Fixture {
     env: Env,
@@ -139,26 +139,6 @@ impl Fixture {
         assert!(ok, "{text}");
         text
     }
-}
-
-/// Standard base64 of `der`, percent-encoded for a URL path (RFC 5019 §5).
-fn base64_url_path(der: &[u8]) -> String {
-    let out = Command::new("openssl")
-        .args(["base64", "-A"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            use std::io::Write;
-            child.stdin.take().expect("stdin").write_all(der)?;
-            child.wait_with_output()
-        })
-        .expect("openssl base64");
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .replace('+', "%2B")
-        .replace('/', "%2F")
-        .replace('=', "%3D")
 }
 
 fn header<'h>(headers: &'h str, name: &str) -> Option<&'h str> {

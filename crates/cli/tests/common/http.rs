@@ -237,3 +237,24 @@ pub fn postgres_env(tag: &str) -> Option<Env> {
 pub fn json(env: &Env, args: &[&str]) -> serde_json::Value {
     serde_json::from_str(&env.ok(args)).expect("JSON output")
 }
+
+/// Standard base64 of `der`, percent-encoded for a URL path (RFC 5019 §5),
+/// as an OCSP client builds a GET request (openssl's own base64).
+pub fn base64_url_path(der: &[u8]) -> String {
+    let out = Command::new("openssl")
+        .args(["base64", "-A"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().expect("stdin").write_all(der)?;
+            child.wait_with_output()
+        })
+        .expect("openssl base64");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .replace('+', "%2B")
+        .replace('/', "%2F")
+        .replace('=', "%3D")
+}
