@@ -184,10 +184,9 @@ pub fn router(state: Shared) -> Router {
     let (router, _) = api_routes().split_for_parts();
     router
         .fallback(|| async { ApiError::not_found("no such route") })
+        // Bodies arrive already read and within the limit (`admit`); this
+        // lifts axum's own 2 MB default for a larger `body_limit`.
         .layer(DefaultBodyLimit::max(body_limit))
-        // A body declared over the limit is refused (413) before it is
-        // read, so an `Expect: 100-continue` client never uploads it.
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(body_limit))
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }
@@ -200,6 +199,23 @@ async fn observe(State(state): State<Shared>, request: Request, next: Next) -> R
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
+    let response = match admit(&state, &route, request).await {
+        Ok(request) => next.run(request).await,
+        Err(refusal) => refusal,
+    };
+    state.metrics.observe(
+        &method,
+        &route,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
+}
+
+/// What is refused before any handler runs: a body over `[server]
+/// body_limit` (413) and a client over the rate limit (429). Otherwise the
+/// request, with its body read.
+async fn admit(state: &Shared, route: &str, request: Request) -> Result<Request, Response> {
     // A declared body over the limit is refused before a byte of it is read,
     // so a client that sent `Expect: 100-continue` never uploads it.
     let declared = request
@@ -208,29 +224,17 @@ async fn observe(State(state): State<Shared>, request: Request, next: Next) -> R
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > state.body_limit) {
-        let status = axum::http::StatusCode::PAYLOAD_TOO_LARGE;
-        state
-            .metrics
-            .observe(&method, &route, status.as_u16(), started.elapsed());
-        return ApiError::new(status, "payload_too_large", "the request body is too large")
-            .into_response();
+        return Err(too_large());
     }
     // The body (within the limit) is read before any handler or extractor
     // runs: a request refused early (401 from the `Caller` extractor, 403)
     // must not leave unread bytes in the socket, or closing it resets the
     // connection and the client never reads the answer.
     let (parts, body) = request.into_parts();
-    let request = match axum::body::to_bytes(body, state.body_limit).await {
-        Ok(bytes) => Request::from_parts(parts, axum::body::Body::from(bytes)),
-        Err(_) => {
-            let status = axum::http::StatusCode::PAYLOAD_TOO_LARGE;
-            state
-                .metrics
-                .observe(&method, &route, status.as_u16(), started.elapsed());
-            return ApiError::new(status, "payload_too_large", "the request body is too large")
-                .into_response();
-        }
-    };
+    let bytes = axum::body::to_bytes(body, state.body_limit)
+        .await
+        .map_err(|_| too_large())?;
+    let request = Request::from_parts(parts, axum::body::Body::from(bytes));
     let exempt = route == "/healthz" || route == "/metrics";
     if !exempt {
         if let Some(conn) = request.extensions().get::<ConnInfo>() {
@@ -241,29 +245,20 @@ async fn observe(State(state): State<Shared>, request: Request, next: Next) -> R
                     "too many requests",
                 );
                 e.retry_after = Some(wait);
-                let response = e.into_response();
-                state
-                    .metrics
-                    .observe(&method, &route, 429, started.elapsed());
-                return response;
+                return Err(e.into_response());
             }
         }
     }
-    let mut response = next.run(request).await;
-    let status = response.status();
-    if status == axum::http::StatusCode::PAYLOAD_TOO_LARGE
-        && response
-            .headers()
-            .get(axum::http::header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"text/plain"))
-    {
-        response = ApiError::new(status, "payload_too_large", "the request body is too large")
-            .into_response();
-    }
-    state
-        .metrics
-        .observe(&method, &route, status.as_u16(), started.elapsed());
-    response
+    Ok(request)
+}
+
+fn too_large() -> Response {
+    ApiError::new(
+        axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        "the request body is too large",
+    )
+    .into_response()
 }
 
 /// Resolves on SIGTERM or SIGINT.
