@@ -232,6 +232,34 @@ pub fn certificate_record(
     }
 }
 
+/// Registers in `tx` a certificate CA `ca` issued to one of idmint's own
+/// services (a delegated OCSP responder, a CRL signer): ACTIVE, of no thing
+/// or batch, with its audit record `action`; `offline` marks one an offline
+/// batch CA signed at `batch authorize`.
+pub(crate) async fn register_service_certificate(
+    tx: &mut idmint_registry::WriteTx,
+    issued: &IssuedCertificate,
+    ca: &str,
+    action: &str,
+    offline: bool,
+) -> Result<(), FlowError> {
+    tx.insert_certificate(&certificate_record(
+        issued,
+        ca,
+        None,
+        CertificateStatus::Active,
+        None,
+    ))
+    .await?;
+    let mut details = serde_json::json!({"ca": ca, "serial": issued.info.serial,
+        "notAfter": issued.info.not_after.unix_timestamp()});
+    if offline {
+        details["offline"] = serde_json::Value::Bool(true);
+    }
+    tx.audit(action, &issued.info.id, details);
+    Ok(())
+}
+
 /// A bulk server-side key generation request (`cert new --count`).
 #[derive(Clone, Debug)]
 pub struct BulkRequest {

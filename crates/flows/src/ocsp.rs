@@ -23,7 +23,7 @@ use idmint_pki::{DeviceKey, KeyType, RevocationReason, Signer};
 use idmint_registry::{CaKind, CertificateStatus};
 use time::{Duration, OffsetDateTime};
 
-use crate::issue::certificate_record;
+use crate::issue::register_service_certificate;
 use crate::{FlowError, Idmint};
 
 /// How long a response is valid (its nextUpdate); it is re-signed when half
@@ -320,19 +320,7 @@ impl Idmint {
         let issued = authority.issue_ocsp_responder(&key, RESPONDER_VALIDITY)?;
         let actor = "server:ocsp";
         let mut tx = self.store().begin(actor).await?;
-        tx.insert_certificate(&certificate_record(
-            &issued,
-            ca,
-            None,
-            CertificateStatus::Active,
-            None,
-        ))
-        .await?;
-        tx.audit(
-            "ocsp.responder_issued",
-            &issued.info.id,
-            serde_json::json!({"ca": ca, "serial": issued.info.serial, "notAfter": issued.info.not_after.unix_timestamp()}),
-        );
+        register_service_certificate(&mut tx, &issued, ca, "ocsp.responder_issued", false).await?;
         tx.commit().await?;
         tracing::info!(%ca, serial = %issued.info.serial, "delegated OCSP responder certificate issued");
         let responder = Arc::new(DelegatedResponder {

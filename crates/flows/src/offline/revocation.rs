@@ -22,10 +22,10 @@ use idmint_pki::{
     decrypt_private_key, encrypt_private_key, CertificateAuthority, CrlSigner, DeviceKey,
     IssuedCertificate, KeyProtection, KeyType, Signer,
 };
-use idmint_registry::{CaKind, CertificateStatus, RevocationSigners, WriteTx};
+use idmint_registry::{CaKind, RevocationSigners, WriteTx};
 use time::OffsetDateTime;
 
-use crate::issue::certificate_record;
+use crate::issue::register_service_certificate;
 use crate::{FlowError, Idmint};
 
 /// The suffix of the name the CRL covering a batch CA's CRL signer is
@@ -183,20 +183,7 @@ impl MadeSigners {
             (&self.responder, "ocsp.responder_issued"),
             (&self.crl_signer, "crl.signer_issued"),
         ] {
-            tx.insert_certificate(&certificate_record(
-                issued,
-                ca,
-                None,
-                CertificateStatus::Active,
-                None,
-            ))
-            .await?;
-            tx.audit(
-                action,
-                &issued.info.id,
-                serde_json::json!({"ca": ca, "serial": issued.info.serial,
-                    "notAfter": issued.info.not_after.unix_timestamp(), "offline": true}),
-            );
+            register_service_certificate(tx, issued, ca, action, true).await?;
         }
         tx.insert_revocation_signers(&self.row, &self.responder.info.id, &self.crl_signer.info.id)
             .await?;
