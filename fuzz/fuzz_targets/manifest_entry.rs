@@ -3,7 +3,7 @@
 //! file must give a `ManifestEntry` or a typed rejection, never a panic.
 #![no_main]
 
-use idmint_flows::manifest::{ManifestEntry, RawBody, RawEntry, SignedSecureElement};
+use idmint_manifest::{ManifestEntry, RawBody, RawEntry, SignedSecureElement};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

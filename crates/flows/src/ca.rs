@@ -35,7 +35,7 @@ impl Idmint {
     }
 
     /// Creates a CA of `kind` (issuing or claim) under `parent`.
-    pub(crate) async fn create_ca(
+    pub async fn create_ca(
         &self,
         actor: &str,
         req: &NewIssuingCa<'_>,

@@ -79,7 +79,7 @@ impl Idmint {
 
     /// The group-commit writer for single issuances (started on the
     /// current runtime on first use).
-    pub(crate) fn registrar(&self) -> &Registrar {
+    pub fn registrar(&self) -> &Registrar {
         self.registrar
             .get_or_init(|| Registrar::start(self.store.clone()))
     }

@@ -6,6 +6,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::FlowError;
@@ -85,6 +86,19 @@ fn create_private(path: &Path) -> Result<File, FlowError> {
             .map_err(|e| FlowError::io(path, e))?;
     }
     Ok(file)
+}
+
+/// Parses an age recipient: `age1…` (X25519) or an SSH ed25519/RSA public key.
+pub fn parse_recipient(text: &str) -> Result<Box<dyn age::Recipient + Send>, FlowError> {
+    let text = text.trim();
+    if text.starts_with("age1") {
+        return age::x25519::Recipient::from_str(text)
+            .map(|r| Box::new(r) as Box<dyn age::Recipient + Send>)
+            .map_err(|e| FlowError::Invalid(format!("--encrypt-to: not an age recipient: {e}")));
+    }
+    age::ssh::Recipient::from_str(text)
+        .map(|r| Box::new(r) as Box<dyn age::Recipient + Send>)
+        .map_err(|_| FlowError::Invalid("--encrypt-to: expected an age recipient (age1…) or an SSH public key (ssh-ed25519 …)".into()))
 }
 
 #[cfg(test)]

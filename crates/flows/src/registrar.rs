@@ -27,7 +27,7 @@ const QUEUE: usize = 4096;
 
 /// One certificate to register.
 #[derive(Debug)]
-pub(crate) struct Registration {
+pub struct Registration {
     /// Who the audit records name.
     pub actor: String,
     /// The thing the certificate is attached to, created if it does not
@@ -54,7 +54,7 @@ type Request = (Registration, oneshot::Sender<Result<(), FlowError>>);
 /// The handle callers register through; the writer task ends when the last
 /// handle is dropped.
 #[derive(Clone, Debug)]
-pub(crate) struct Registrar {
+pub struct Registrar {
     queue: mpsc::Sender<Request>,
 }
 
@@ -149,7 +149,7 @@ async fn write(store: &Store, registrations: &[&Registration]) -> Result<(), Flo
         .collect();
     for claim in claims {
         let standing = tx.certificate(claim).await?.map(|c| c.standing());
-        crate::fleet::provision::ensure_claim_in_force(standing.as_ref())?;
+        crate::access::ensure_claim_in_force(standing.as_ref())?;
     }
     // Consecutive registrations by the same actor are written together.
     let mut start = 0;

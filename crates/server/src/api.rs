@@ -11,8 +11,10 @@ use idmint_registry::{CertificateFilter, CertificateStatus};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use idmint_fleet::Fleet;
 use idmint_flows::access::{Action, Principal, Resource};
-use idmint_flows::station::report::StationReport;
+use idmint_station::report::StationReport;
+use idmint_station::Station;
 
 use crate::auth::Caller;
 use crate::page::{Page, PageQuery};
@@ -329,8 +331,7 @@ pub async fn spoil_in_batch(
             .reason
             .unwrap_or_else(|| "spoiled at a remote station".into()),
     };
-    let cert = s
-        .idmint
+    let cert = Station::new(&s.idmint)
         .report_station_result(&authorized, &id, &cert_id, &report)
         .await?;
     Ok(Json(json_of(&cert)?))
@@ -371,8 +372,7 @@ pub async fn activate_in_batch(
         hw_id: req.hw_id,
         locked: req.locked,
     };
-    let cert = s
-        .idmint
+    let cert = Station::new(&s.idmint)
         .report_station_result(&authorized, &id, &cert_id, &report)
         .await?;
     Ok(Json(json_of(&cert)?))
@@ -439,12 +439,11 @@ pub async fn create_provisioning_claim(
         },
     )?;
     let minutes = s.idmint.config().fleet.trusted_user_claim_minutes;
-    let claim = s
-        .idmint
+    let claim = Fleet::new(&s.idmint)
         .create_claim(
             authorized.actor(),
             std::slice::from_ref(&req.template_name),
-            idmint_flows::fleet::claims::ClaimValidity::Minutes(minutes),
+            idmint_fleet::claims::ClaimValidity::Minutes(minutes),
             None,
         )
         .await?;

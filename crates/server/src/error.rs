@@ -6,8 +6,8 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use idmint_fleet::{correlation_id, pki_fault_is_the_requests};
 use idmint_flows::access::AccessError;
-use idmint_flows::fleet::{correlation_id, pki_fault_is_the_requests};
 use idmint_flows::FlowError;
 use idmint_pki::PkiError;
 use idmint_registry::RegistryError;

@@ -6,6 +6,7 @@ use axum::extract::{FromRequest, OptionalFromRequestParts, Path, Request, State}
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
+use idmint_fleet::Fleet;
 use idmint_flows::access::{Action, AuthorizedIssuance, Principal};
 use idmint_flows::issue::IssueOptions;
 use idmint_pki::Csr;
@@ -250,8 +251,7 @@ async fn simplereenroll_for(state: &Shared, est: &EstRequest) -> Result<Response
     let principal = state.idmint.principal_for_certificate(chain).await?;
     let authorized = principal.authorize_reenroll()?;
     let csr = parse_csr_body(est.content_type(), &est.body)?;
-    let issued = state
-        .idmint
+    let issued = Fleet::new(&state.idmint)
         .reenroll(&authorized, &csr, state.rotation_overlap_secs)
         .await?;
     state.metrics.issued();

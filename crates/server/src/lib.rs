@@ -38,8 +38,10 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use idmint_fleet::Fleet;
 use idmint_flows::config::ServerConfig;
 use idmint_flows::Idmint;
+use idmint_station::Station;
 use tokio::net::TcpListener;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -296,7 +298,7 @@ pub async fn sweep_rotations(
         if let Err(e) = sweep_once(&idmint).await {
             tracing::warn!("rotation sweep failed: {e}");
         }
-        match idmint
+        match Station::new(&idmint)
             .spoil_stale_station_certificates(station_pending_timeout_secs)
             .await
         {
@@ -313,7 +315,7 @@ pub async fn sweep_rotations(
 /// One sweep: due rotations make the old certificate INACTIVE (if it is
 /// still ACTIVE). Safe to run on several servers at once.
 pub async fn sweep_once(idmint: &Idmint) -> Result<usize, idmint_flows::FlowError> {
-    idmint.retire_due_rotations().await
+    Fleet::new(idmint).retire_due_rotations().await
 }
 
 /// A bound HTTPS server, ready to run.

@@ -11,14 +11,16 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Args, Subcommand};
-use idmint_flows::mint::MintRequest;
-use idmint_flows::offline::{parse_serial_range, AuthorizeRequest, BatchKeyDestination};
 use idmint_flows::registry::{Batch, CertificateStatus, MINT_ITEM_OK};
+use idmint_mint::MintRequest;
 use idmint_slot::ImageFormat;
+use idmint_station::offline::{parse_serial_range, AuthorizeRequest, BatchKeyDestination};
 use serde::Serialize;
 
 use crate::commands::cert::progress_bar;
 use crate::{actor, output, Context};
+use idmint_mint::Mint;
+use idmint_station::Station;
 
 /// `idmint batch` subcommands.
 #[derive(Subcommand)]
@@ -197,7 +199,7 @@ async fn authorize(ctx: &Context, args: AuthorizeArgs) -> anyhow::Result<ExitCod
         _ => anyhow::bail!("give one of --encrypt-to and --pkcs11-key"),
     };
     let idmint = ctx.open().await?;
-    let report = idmint
+    let report = Station::new(&idmint)
         .authorize_offline_batch(
             &actor(),
             &AuthorizeRequest {
@@ -242,7 +244,9 @@ async fn authorize(ctx: &Context, args: AuthorizeArgs) -> anyhow::Result<ExitCod
 
 async fn reconcile(ctx: &Context, args: ReconcileArgs) -> anyhow::Result<ExitCode> {
     let idmint = ctx.open().await?;
-    let report = idmint.reconcile_issuance_log(&actor(), &args.log).await?;
+    let report = Station::new(&idmint)
+        .reconcile_issuance_log(&actor(), &args.log)
+        .await?;
     if args.json {
         output::json(&report)?;
     } else {
@@ -299,7 +303,7 @@ fn jobs(n: Option<usize>) -> usize {
     .max(1)
 }
 
-fn summary(report: &idmint_flows::mint::MintReport, started: Instant) {
+fn summary(report: &idmint_mint::MintReport, started: Instant) {
     let secs = started.elapsed().as_secs_f64();
     let rate = if secs > 0.0 {
         report.minted as f64 / secs
@@ -347,7 +351,7 @@ async fn mint(ctx: &Context, args: MintArgs) -> anyhow::Result<ExitCode> {
     };
     let bar = progress_bar(args.count);
     let started = Instant::now();
-    let report = idmint
+    let report = Mint::new(&idmint)
         .mint_batch(&actor(), &request, &|done, total| {
             bar.set_length(total);
             bar.set_position(done)
@@ -363,7 +367,7 @@ async fn resume(ctx: &Context, args: ResumeArgs) -> anyhow::Result<ExitCode> {
     let idmint = ctx.open().await?;
     let bar = progress_bar(0);
     let started = Instant::now();
-    let report = idmint
+    let report = Mint::new(&idmint)
         .resume_batch(&actor(), &args.batch, jobs(args.jobs), &|done, total| {
             bar.set_length(total);
             bar.set_position(done)

@@ -7,8 +7,10 @@ use clap::Subcommand;
 use idmint_flows::ca::NewIssuingCa;
 use idmint_flows::pki::{to_pem, KeyType, RevocationReason};
 use idmint_flows::registry::CaKind;
+use idmint_manifest::Manifests;
 
 use crate::{actor, output, Context};
+use idmint_fleet::Fleet;
 
 /// `idmint ca` subcommands.
 #[derive(Subcommand)]
@@ -265,19 +267,21 @@ pub async fn run(ctx: &Context, cmd: CaCommand) -> anyhow::Result<ExitCode> {
             let read = |p: &std::path::Path| {
                 std::fs::read(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
             };
-            let request = idmint_flows::manifest::RegisterCa {
+            let request = idmint_manifest::RegisterCa {
                 name: args.name.clone(),
                 certificate: read(&args.cert)?,
                 signer: args.signer.as_deref().map(read).transpose()?,
             };
-            let mut ca = idmint.register_external_ca(&actor(), &request).await?;
+            let mut ca = Manifests::new(&idmint)
+                .register_external_ca(&actor(), &request)
+                .await?;
             if args.auto_register {
-                ca = idmint
+                ca = Fleet::new(&idmint)
                     .set_auto_register(&actor(), &ca.name, true, args.template.as_deref())
                     .await?;
             }
             if args.est_bootstrap {
-                ca = idmint
+                ca = Manifests::new(&idmint)
                     .set_est_bootstrap(&actor(), &ca.name, true, args.batch.as_deref())
                     .await?;
             }
@@ -310,12 +314,12 @@ pub async fn run(ctx: &Context, cmd: CaCommand) -> anyhow::Result<ExitCode> {
         } => {
             let mut ca = store.require_ca(&name).await?;
             if let Some(on) = auto_register {
-                ca = idmint
+                ca = Fleet::new(&idmint)
                     .set_auto_register(&actor(), &name, on, template.as_deref())
                     .await?;
             }
             if let Some(on) = est_bootstrap {
-                ca = idmint
+                ca = Manifests::new(&idmint)
                     .set_est_bootstrap(&actor(), &name, on, batch.as_deref())
                     .await?;
             }

@@ -5,9 +5,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use idmint_flows::fleet::claims::ClaimValidity;
+use idmint_fleet::claims::ClaimValidity;
 
 use crate::{actor, output, Context};
+use idmint_fleet::Fleet;
 
 /// `idmint claim` subcommands.
 #[derive(Subcommand)]
@@ -51,7 +52,7 @@ pub async fn run(ctx: &Context, cmd: ClaimCommand) -> anyhow::Result<ExitCode> {
         } => {
             output::refuse_existing(&[&out_cert, &out_key])?;
             let days = valid_days.unwrap_or(idmint.config().fleet.claim_valid_days);
-            let claim = idmint
+            let claim = Fleet::new(&idmint)
                 .create_claim(
                     &actor(),
                     &templates,

@@ -17,8 +17,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
-use idmint_flows::fleet::claims::ClaimValidity;
-use idmint_flows::fleet::templates::TemplateRequest;
+use idmint_fleet::claims::ClaimValidity;
+use idmint_fleet::templates::TemplateRequest;
 use idmint_flows::pki::{DeviceKey, KeyType};
 use idmint_flows::registry::TemplateKind;
 use idmint_flows::Idmint;
@@ -27,6 +27,8 @@ use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
 use crate::{actor, Context};
+use idmint_fleet::Fleet;
+use idmint_station::Station;
 
 /// `idmint loadtest` subcommands.
 #[derive(Subcommand)]
@@ -133,7 +135,7 @@ pub async fn run(ctx: &Context, cmd: LoadtestCommand) -> anyhow::Result<ExitCode
 
 async fn fleet(idmint: Arc<Idmint>, args: FleetArgs) -> anyhow::Result<ExitCode> {
     if idmint.store().template(TEMPLATE).await?.is_none() {
-        idmint
+        Fleet::new(&idmint)
             .create_template(
                 &actor(),
                 &TemplateRequest {
@@ -147,7 +149,7 @@ async fn fleet(idmint: Arc<Idmint>, args: FleetArgs) -> anyhow::Result<ExitCode>
             )
             .await?;
     }
-    let claim = idmint
+    let claim = Fleet::new(&idmint)
         .create_claim(
             &actor(),
             &[TEMPLATE.to_string()],
@@ -282,10 +284,10 @@ fn summary(latencies: &mut [Duration], elapsed: Duration, things: &str) -> Strin
 
 async fn est(idmint: Arc<Idmint>, args: EstArgs) -> anyhow::Result<ExitCode> {
     use base64::Engine;
-    let batch = idmint
+    let batch = Station::new(&idmint)
         .create_station_batch(
             &actor(),
-            &idmint_flows::station::NewStationBatch {
+            &idmint_station::NewStationBatch {
                 product: "est-loadtest".into(),
                 count: args.requests.max(1),
                 factory: None,

@@ -9,12 +9,13 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use idmint_flows::manifest::vendor_sim::VendorSim;
-use idmint_flows::manifest::{
-    ExportFormat, ExportSelector, ImportOptions, ManifestFormat, Rejection, ThingNameFrom,
-};
 use idmint_flows::registry::CertificateStatus;
 use idmint_flows::FlowError;
+use idmint_manifest::vendor_sim::VendorSim;
+use idmint_manifest::{
+    ExportFormat, ExportSelector, ImportOptions, ManifestFormat, Manifests, Rejection,
+    ThingNameFrom,
+};
 
 use crate::{actor, output, Context};
 
@@ -176,7 +177,7 @@ async fn import(ctx: &Context, args: ImportArgs) -> anyhow::Result<ExitCode> {
         }
         Ok(())
     };
-    let summary = idmint
+    let summary = Manifests::new(&idmint)
         .import_manifest(&actor(), &options, &mut on_reject, &|done| {
             bar.set_position(done)
         })
@@ -235,13 +236,13 @@ async fn export(ctx: &Context, args: ExportArgs) -> anyhow::Result<ExitCode> {
                 .open(p)
                 .with_context(|| format!("creating {}", p.display()))?;
             let mut w = BufWriter::new(file);
-            idmint
+            Manifests::new(&idmint)
                 .export_manifest(&selector, args.format, &mut w)
                 .await?
         }
         None => {
             let mut w = BufWriter::new(std::io::stdout());
-            idmint
+            Manifests::new(&idmint)
                 .export_manifest(&selector, args.format, &mut w)
                 .await?
         }

@@ -15,13 +15,12 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use idmint_agent::DeviceAddress;
-use idmint_flows::offline::{run_offline_station, OfflineStationOptions};
-use idmint_flows::station::remote::{
-    run_remote_station, RemoteAuth, RemoteStationOptions, TOKEN_ENV,
-};
-use idmint_flows::station::{DeviceOutcome, LineOptions, NewStationBatch, StationOptions};
+use idmint_station::offline::{run_offline_station, OfflineStationOptions};
+use idmint_station::remote::{run_remote_station, RemoteAuth, RemoteStationOptions, TOKEN_ENV};
+use idmint_station::{DeviceOutcome, LineOptions, NewStationBatch, StationOptions};
 
 use crate::{actor, output, Context};
+use idmint_station::Station;
 
 /// `idmint station` subcommands.
 #[derive(Subcommand)]
@@ -231,7 +230,7 @@ async fn run_station(ctx: &Context, args: RunArgs) -> anyhow::Result<ExitCode> {
         timeout,
         retry_delay: Duration::from_millis(500),
     };
-    let outcomes = idmint
+    let outcomes = Station::new(&idmint)
         .run_station(&actor(), &options, &stop, &report)
         .await?;
     let failed = outcomes.iter().filter(|o| !o.ok).count();
@@ -313,7 +312,7 @@ pub struct CreateArgs {
 /// Runs `idmint batch create`: prints the new batch id.
 pub async fn create_batch(ctx: &Context, args: CreateArgs) -> anyhow::Result<ExitCode> {
     let idmint = ctx.open().await?;
-    let batch = idmint
+    let batch = Station::new(&idmint)
         .create_station_batch(
             &actor(),
             &NewStationBatch {

@@ -5,10 +5,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use idmint_flows::fleet::templates::{TemplateChanges, TemplateRequest};
+use idmint_fleet::templates::{TemplateChanges, TemplateRequest};
 use idmint_flows::registry::{ProvisioningTemplate, TemplateKind};
 
 use crate::{actor, output, Context};
+use idmint_fleet::Fleet;
 
 /// `idmint template` subcommands.
 #[derive(Subcommand)]
@@ -134,7 +135,7 @@ pub async fn run(ctx: &Context, cmd: TemplateCommand) -> anyhow::Result<ExitCode
             disabled,
             json,
         } => {
-            let t = idmint
+            let t = Fleet::new(&idmint)
                 .create_template(
                     &actor(),
                     &TemplateRequest {
@@ -148,7 +149,7 @@ pub async fn run(ctx: &Context, cmd: TemplateCommand) -> anyhow::Result<ExitCode
                 )
                 .await?;
             if let Some(path) = allow_list {
-                let added = idmint
+                let added = Fleet::new(&idmint)
                     .allow_serials(&actor(), &name, &serials(&path)?)
                     .await?;
                 eprintln!("allow list: {added} serial numbers added");
@@ -176,7 +177,7 @@ pub async fn run(ctx: &Context, cmd: TemplateCommand) -> anyhow::Result<ExitCode
             }
         }
         TemplateCommand::Show { name, json } => {
-            let t = idmint.require_template(&name).await?;
+            let t = Fleet::new(&idmint).require_template(&name).await?;
             if json {
                 output::json(&t)?;
             } else {
@@ -210,9 +211,11 @@ pub async fn run(ctx: &Context, cmd: TemplateCommand) -> anyhow::Result<ExitCode
                     _ => None,
                 },
             };
-            let t = idmint.update_template(&actor(), &name, &changes).await?;
+            let t = Fleet::new(&idmint)
+                .update_template(&actor(), &name, &changes)
+                .await?;
             if let Some(path) = allow_list {
-                let added = idmint
+                let added = Fleet::new(&idmint)
                     .allow_serials(&actor(), &name, &serials(&path)?)
                     .await?;
                 eprintln!("allow list: {added} serial numbers added");
@@ -220,7 +223,7 @@ pub async fn run(ctx: &Context, cmd: TemplateCommand) -> anyhow::Result<ExitCode
             print(&t, json, "updated")?;
         }
         TemplateCommand::Delete { name } => {
-            idmint.delete_template(&actor(), &name).await?;
+            Fleet::new(&idmint).delete_template(&actor(), &name).await?;
             eprintln!("deleted template {name}");
         }
     }

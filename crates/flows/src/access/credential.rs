@@ -139,7 +139,7 @@ impl Idmint {
 
     /// The principal of a registered, checked certificate: a claim (the
     /// claim it holds, as the check read it), or a device with its grants.
-    pub(crate) async fn principal_of_registered(
+    pub async fn principal_of_registered(
         &self,
         cert: Certificate,
         claim: Option<Claim>,

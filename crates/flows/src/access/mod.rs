@@ -269,6 +269,26 @@ impl AuthorizedIssuance {
     }
 }
 
+/// Proof that a registered ACTIVE certificate asks to renew itself: only
+/// [`Principal::authorize_reenroll`] makes one.
+#[derive(Clone, Debug)]
+pub struct AuthorizedReenroll {
+    certificate: Certificate,
+    thing: String,
+}
+
+impl AuthorizedReenroll {
+    /// The certificate that renews itself.
+    pub fn certificate(&self) -> &Certificate {
+        &self.certificate
+    }
+
+    /// The thing it is attached to.
+    pub fn thing(&self) -> &str {
+        &self.thing
+    }
+}
+
 impl Principal {
     /// Who the audit records name: `token:NAME`, `cert:<id>` or the local
     /// operator's actor.
@@ -414,6 +434,28 @@ impl Principal {
             where_,
         }
     }
+
+    /// A device certificate (checked: registered, ACTIVE, chaining to its
+    /// CA) attached to a thing may renew itself.
+    pub fn authorize_reenroll(&self) -> Result<AuthorizedReenroll, AccessError> {
+        match self {
+            Principal::Device { certificate, .. } => {
+                let thing = certificate.thing.clone().ok_or_else(|| {
+                    AccessError::Refused("the certificate is attached to no thing".into())
+                })?;
+                Ok(AuthorizedReenroll {
+                    certificate: (**certificate).clone(),
+                    thing,
+                })
+            }
+            Principal::Bootstrap { .. } => Err(AccessError::Refused(
+                "a bootstrap certificate cannot re-enroll: use simpleenroll".into(),
+            )),
+            _ => Err(AccessError::Refused(
+                "re-enrollment needs the current certificate as TLS client certificate".into(),
+            )),
+        }
+    }
 }
 
 /// What each role may do (in its scope).
@@ -425,6 +467,21 @@ fn role_allows(role: Role, action: Action) -> bool {
         Role::Reader => action == Read,
         Role::Station => matches!(action, IssueInBatch | ReportStation | Enroll | Read),
         Role::Enroll => action == Enroll,
+    }
+}
+
+/// Refuses an operation of a claim certificate that is no longer in force
+/// (revoked, deactivated or expired since its session began; `None`: no
+/// longer registered).
+pub fn ensure_claim_in_force(
+    claim: Option<&idmint_registry::CertificateStanding>,
+) -> Result<(), crate::FlowError> {
+    if claim.is_some_and(|c| c.in_force_at(time::OffsetDateTime::now_utc())) {
+        Ok(())
+    } else {
+        Err(crate::FlowError::Access(AccessError::Unauthenticated(
+            "this claim certificate is no longer ACTIVE and valid".into(),
+        )))
     }
 }
 

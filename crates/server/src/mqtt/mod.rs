@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use idmint_fleet::Fleet;
 use idmint_registry::{Event, EventChannel, EventListener};
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
@@ -225,12 +226,18 @@ async fn relay_events(mut events: EventListener, context: Arc<MqttContext>) {
 /// the counters of claim rate windows that ended, at start and every minute.
 async fn sweep(context: Arc<MqttContext>) {
     loop {
-        match context.state.idmint.sweep_ownership_tokens().await {
+        match Fleet::new(&context.state.idmint)
+            .sweep_ownership_tokens()
+            .await
+        {
             Ok(0) => {}
             Ok(n) => tracing::info!("revoked {n} certificates whose ownership token expired"),
             Err(e) => tracing::warn!("ownership token sweep failed: {e}"),
         }
-        match context.state.idmint.forget_claim_windows().await {
+        match Fleet::new(&context.state.idmint)
+            .forget_claim_windows()
+            .await
+        {
             Ok(n) => tracing::debug!("deleted {n} ended claim rate windows"),
             Err(e) => tracing::warn!("claim rate window sweep failed: {e}"),
         }

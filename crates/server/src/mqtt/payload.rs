@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::topics::Format;
-use idmint_flows::fleet::Rejection;
+use idmint_fleet::Rejection;
 
 /// The largest request payload accepted, bytes.
 pub const MAX_REQUEST_BYTES: usize = 16 * 1024;

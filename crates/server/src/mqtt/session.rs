@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use idmint_fleet::{ClaimSession, Fleet, MqttIdentity, Rejection};
 use idmint_flows::access::policy::IotAction;
 use idmint_flows::access::{PolicyHolder, PolicySubject};
-use idmint_flows::fleet::{ClaimSession, MqttIdentity, Rejection};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::broadcast;
 
@@ -105,7 +105,10 @@ where
     .await
     .map_err(|_| SessionEnd::Protocol("no CONNECT within 10 s".into()))??;
     let mut out = BytesMut::new();
-    let identity = match ctx.state.idmint.identify_mqtt_client(&chain).await {
+    let identity = match Fleet::new(&ctx.state.idmint)
+        .identify_mqtt_client(&chain)
+        .await
+    {
         Ok(identity) => identity,
         Err(rejection) => {
             codec::connack(version, false, &mut out);
@@ -522,9 +525,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             ));
         };
         // Counted in the store: the limit holds across servers.
-        self.ctx
-            .state
-            .idmint
+        Fleet::new(&self.ctx.state.idmint)
             .count_claim_request(certificate_id, *rate_per_minute)
             .await?;
         // Each operation refuses a claim certificate that is no longer in
@@ -538,7 +539,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         match &request.operation {
             Operation::CreateKeysAndCertificate => {
                 let _: payload::CreateRequest = payload::decode(request.format, payload)?;
-                let created = idmint.fleet_create_keys(&claim).await?;
+                let created = Fleet::new(idmint).fleet_create_keys(&claim).await?;
                 self.ctx.state.metrics.issued();
                 Ok(payload::encode(
                     request.format,
@@ -561,7 +562,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                             "certificateSigningRequest is missing or empty",
                         )
                     })?;
-                let created = idmint.fleet_create_from_csr(&claim, &csr).await?;
+                let created = Fleet::new(idmint)
+                    .fleet_create_from_csr(&claim, &csr)
+                    .await?;
                 self.ctx.state.metrics.issued();
                 Ok(payload::encode(
                     request.format,
@@ -577,7 +580,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 let req: RegisterRequest = payload::decode(request.format, payload)?;
                 let token = req.certificate_ownership_token.unwrap_or_default();
                 let parameters: BTreeMap<String, String> = req.parameters.unwrap_or_default();
-                let registered = idmint
+                let registered = Fleet::new(idmint)
                     .fleet_register_thing(&claim, template, &token, parameters)
                     .await?;
                 Ok(payload::encode(
