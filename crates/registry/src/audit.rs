@@ -1,7 +1,6 @@
 //! The audit log's hash chain: how a record's hash is computed, and the
 //! end-to-end check behind `idmint audit verify`.
 
-use aws_lc_rs::digest;
 use serde::Serialize;
 
 use crate::AuditRecord;
@@ -20,15 +19,15 @@ pub(crate) fn record_hash(
     details: &str,
     prev_hash: &str,
 ) -> String {
-    let mut ctx = digest::Context::new(&digest::SHA256);
-    ctx.update(b"idmint-audit-v1");
-    ctx.update(&seq.to_be_bytes());
-    ctx.update(&time.to_be_bytes());
+    let mut message = Vec::with_capacity(64 + details.len());
+    message.extend_from_slice(b"idmint-audit-v1");
+    message.extend_from_slice(&seq.to_be_bytes());
+    message.extend_from_slice(&time.to_be_bytes());
     for field in [actor, action, subject, details, prev_hash] {
-        ctx.update(&(field.len() as u64).to_be_bytes());
-        ctx.update(field.as_bytes());
+        message.extend_from_slice(&(field.len() as u64).to_be_bytes());
+        message.extend_from_slice(field.as_bytes());
     }
-    hex::encode(ctx.finish())
+    idmint_pki::sha256_hex(&message)
 }
 
 /// The first fault found in the chain.

@@ -16,7 +16,7 @@ async fn stores() -> Vec<(String, Store, Option<tempfile::TempDir>)> {
         Ok(admin) if !admin.is_empty() => {
             sqlx::any::install_default_drivers();
             let mut b = [0u8; 6];
-            aws_lc_rs::rand::fill(&mut b).unwrap();
+            idmint_pki::random_fill(&mut b).unwrap();
             let name = format!("idmint_clones_{}", hex::encode(b));
             let mut conn = sqlx::AnyConnection::connect(&admin).await.unwrap();
             sqlx::query(&format!("CREATE DATABASE {name}"))

@@ -41,7 +41,7 @@ async fn stores() -> Vec<(String, Store, Option<tempfile::TempDir>)> {
 
 fn rand_bytes() -> [u8; 6] {
     let mut b = [0u8; 6];
-    aws_lc_rs::rand::fill(&mut b).unwrap();
+    idmint_pki::random_fill(&mut b).unwrap();
     b
 }
 
