@@ -24,7 +24,6 @@ pub use identify::MqttIdentity;
 pub use idmint_flows::correlation_id;
 pub use provision::{ClaimSession, CreatedCertificate, Registered};
 
-use idmint_pki::PkiError;
 use idmint_registry::RegistryError;
 
 use idmint_flows::access::AccessError;
@@ -131,34 +130,16 @@ impl From<FlowError> for Rejection {
             FlowError::Access(AccessError::Unauthenticated(m)) => {
                 Rejection::forbidden("NotAuthorized", m)
             }
-            FlowError::Invalid(m) => Rejection::invalid("InvalidParameters", m),
+            FlowError::Invalid(m) | FlowError::Conflict(m) => {
+                Rejection::invalid("InvalidParameters", m)
+            }
             FlowError::Policy(e) => Rejection::invalid("InvalidPolicyDocument", e.to_string()),
-            FlowError::Pki(e) if pki_fault_is_the_requests(&e) => {
+            FlowError::Pki(e) if e.is_the_requests() => {
                 Rejection::invalid("InvalidCsr", e.to_string())
             }
             other => Rejection::internal(&other),
         }
     }
-}
-
-/// Whether a PKI failure is the request's fault (a bad CSR, key or
-/// certificate it sent), so its text may go back to the client; anything
-/// else (key generation, signing, a PKCS#11 token, a stored key that does not
-/// decrypt) is ours, and its detail stays in the log. The HTTP and MQTT edges
-/// both decide with this one function.
-pub fn pki_fault_is_the_requests(e: &PkiError) -> bool {
-    matches!(
-        e,
-        PkiError::BadPem { .. }
-            | PkiError::MalformedCsr(_)
-            | PkiError::CsrSignatureInvalid
-            | PkiError::MalformedCertificate(_)
-            | PkiError::UnsupportedKeyType(_)
-            | PkiError::Profile { .. }
-            | PkiError::UnknownTemplateVariable { .. }
-            | PkiError::ChainInvalid(_)
-            | PkiError::NotValidAt { .. }
-    )
 }
 
 impl From<RegistryError> for Rejection {

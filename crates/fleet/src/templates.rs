@@ -142,7 +142,7 @@ impl crate::Fleet<'_> {
             .into_iter()
             .find(|ca| ca.template.as_deref() == Some(name))
         {
-            return Err(FlowError::Invalid(format!(
+            return Err(FlowError::Conflict(format!(
                 "template {name:?} is the auto-registration template of CA {:?}: change the CA first",
                 ca.name
             )));

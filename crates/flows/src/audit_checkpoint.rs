@@ -66,7 +66,7 @@ impl Idmint {
     pub async fn audit_checkpoint(&self) -> Result<AuditCheckpoint, FlowError> {
         let report = self.store().verify_audit().await?;
         if let Some(fault) = &report.fault {
-            return Err(FlowError::Invalid(format!(
+            return Err(FlowError::Internal(format!(
                 "the audit log is broken at record {}: {}; no checkpoint taken",
                 fault.seq, fault.reason
             )));

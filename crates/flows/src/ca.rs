@@ -78,7 +78,7 @@ impl Idmint {
             )?,
             Some(uri) => {
                 let config = self.pkcs11().ok_or_else(|| {
-                    FlowError::Invalid(format!(
+                    FlowError::Pkcs11NotConfigured(format!(
                         "the CA key is to be generated in a PKCS#11 token ({uri}): set IDMINT_PKCS11_MODULE and IDMINT_PKCS11_PIN"
                     ))
                 })?;

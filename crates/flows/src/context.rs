@@ -159,7 +159,7 @@ impl Idmint {
         };
         if key_ref.starts_with("pkcs11:") {
             let config = self.pkcs11.as_ref().ok_or_else(|| {
-                FlowError::Invalid(format!(
+                FlowError::Pkcs11NotConfigured(format!(
                     "CA {:?} keeps its key in a PKCS#11 token ({key_ref}): set IDMINT_PKCS11_MODULE and IDMINT_PKCS11_PIN",
                     record.name
                 ))

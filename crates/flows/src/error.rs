@@ -69,9 +69,24 @@ pub enum FlowError {
     /// A policy document that is refused.
     #[error(transparent)]
     Policy(#[from] crate::access::policy::PolicyError),
-    /// A request that makes no sense as given.
+    /// A request that makes no sense as given: the caller changes it.
     #[error("{0}")]
     Invalid(String),
+    /// A request that is well formed but that the current state refuses (a
+    /// batch of another kind, a file that exists, a log another station
+    /// holds): the caller changes the state or picks another target.
+    #[error("{0}")]
+    Conflict(String),
+    /// A key in a PKCS#11 token, and no token configured here: set
+    /// `IDMINT_PKCS11_MODULE` and `IDMINT_PKCS11_PIN` (the message says
+    /// which key).
+    #[error("{0}")]
+    Pkcs11NotConfigured(String),
+    /// A fault of this process or machine, never of the request (an
+    /// encoder, a worker thread, a broken audit log): an edge logs the
+    /// detail and answers a correlation id.
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl FlowError {

@@ -409,7 +409,7 @@ impl Idmint {
         }
         file_writer
             .join()
-            .map_err(|_| FlowError::Invalid("the file writer thread panicked".into()))??;
+            .map_err(|_| FlowError::Internal("the file writer thread panicked".into()))??;
         result?;
         Ok(BulkReport { issued: done })
     }

@@ -159,7 +159,7 @@ impl crate::Manifests<'_> {
         let existing_batch = self.store().batch(&batch_id).await?;
         if let Some(b) = &existing_batch {
             if b.kind != BatchKind::Import || b.ca != ca.name {
-                return Err(FlowError::Invalid(format!(
+                return Err(FlowError::Conflict(format!(
                     "batch {batch_id:?} exists and is not an import batch of CA {:?}",
                     ca.name
                 )));
@@ -261,7 +261,7 @@ impl crate::Manifests<'_> {
         }
         let read = reader
             .join()
-            .map_err(|_| FlowError::Invalid("the manifest reader thread panicked".into()))?;
+            .map_err(|_| FlowError::Internal("the manifest reader thread panicked".into()))?;
         result?;
         read?;
         progress(run.summary.entries);

@@ -87,6 +87,29 @@ pub enum PkiError {
     },
 }
 
+impl PkiError {
+    /// Whether the failure is the request's fault (a bad CSR, key or
+    /// certificate it sent), so its text may go back to the client; anything
+    /// else (key generation, signing, a PKCS#11 token, a stored key that does
+    /// not decrypt, the random generator) is ours, and its detail stays in
+    /// the log. The HTTP and MQTT edges both decide with this one method.
+    pub fn is_the_requests(&self) -> bool {
+        matches!(
+            self,
+            PkiError::BadPem { .. }
+                | PkiError::MalformedCsr(_)
+                | PkiError::CsrSignatureInvalid
+                | PkiError::MalformedCertificate(_)
+                | PkiError::MalformedOcspRequest(_)
+                | PkiError::UnsupportedKeyType(_)
+                | PkiError::Profile { .. }
+                | PkiError::UnknownTemplateVariable { .. }
+                | PkiError::ChainInvalid(_)
+                | PkiError::NotValidAt { .. }
+        )
+    }
+}
+
 impl From<rcgen::Error> for PkiError {
     fn from(e: rcgen::Error) -> Self {
         PkiError::Signing(e.to_string())

@@ -396,7 +396,7 @@ impl crate::Station<'_> {
         }
         let batch = self.store().require_batch(&options.batch).await?;
         if batch.kind != BatchKind::Station {
-            return Err(FlowError::Invalid(format!(
+            return Err(FlowError::Conflict(format!(
                 "batch {} is a {} batch, not a station batch",
                 batch.id,
                 batch.kind.as_str()

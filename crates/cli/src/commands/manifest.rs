@@ -11,11 +11,11 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use idmint_flows::registry::CertificateStatus;
 use idmint_flows::FlowError;
-use idmint_manifest::vendor_sim::VendorSim;
 use idmint_manifest::{
     ExportFormat, ExportSelector, ImportOptions, ManifestFormat, Manifests, Rejection,
     ThingNameFrom,
 };
+use idmint_tools::vendor_sim::VendorSim;
 
 use crate::{actor, output, Context};
 
@@ -166,7 +166,7 @@ async fn import(ctx: &Context, args: ImportArgs) -> anyhow::Result<ExitCode> {
         match report.as_mut() {
             Some(w) => {
                 let line =
-                    serde_json::to_string(r).map_err(|e| FlowError::Invalid(e.to_string()))?;
+                    serde_json::to_string(r).map_err(|e| FlowError::Internal(e.to_string()))?;
                 writeln!(w, "{line}").map_err(|e| FlowError::io("import report", e))?;
             }
             None if shown < SHOWN_REJECTIONS => {

@@ -43,7 +43,7 @@ impl Idmint {
             .into_iter()
             .find(|g| g.role == role && &g.scope == scope);
         tx.commit().await?;
-        grant.ok_or_else(|| FlowError::Invalid("the grant vanished".into()))
+        grant.ok_or_else(|| FlowError::Internal("the grant vanished".into()))
     }
 
     /// Removes a grant.
@@ -94,7 +94,7 @@ impl Idmint {
 
 fn manage(who: &Authorized) -> Result<(), FlowError> {
     if who.action() != Action::ManageGrants {
-        return Err(FlowError::Invalid(
+        return Err(FlowError::Internal(
             "internal: a grant change needs a ManageGrants authorization".into(),
         ));
     }

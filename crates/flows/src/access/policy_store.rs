@@ -34,7 +34,7 @@ impl PolicySubject {
 
 fn manage(who: &Authorized) -> Result<(), FlowError> {
     if who.action() != Action::ManagePolicies {
-        return Err(FlowError::Invalid(
+        return Err(FlowError::Internal(
             "internal: a policy change needs a ManagePolicies authorization".into(),
         ));
     }

@@ -160,7 +160,7 @@ impl crate::Station<'_> {
             BatchKeyDestination::Pkcs11(uri) => {
                 let uri = Pkcs11Uri::parse(uri)?;
                 if self.pkcs11().is_none() {
-                    return Err(FlowError::Invalid(format!(
+                    return Err(FlowError::Pkcs11NotConfigured(format!(
                         "the batch CA key is to be generated in a PKCS#11 token ({uri}): set IDMINT_PKCS11_MODULE and IDMINT_PKCS11_PIN"
                     )));
                 }
@@ -216,7 +216,7 @@ impl crate::Station<'_> {
             issuer_ca: maker.info().id.clone(),
         };
         let limits_text = serde_json::to_string(&limits)
-            .map_err(|e| FlowError::Invalid(format!("encoding the limits: {e}")))?;
+            .map_err(|e| FlowError::Internal(format!("encoding the limits: {e}")))?;
         let id = sha256_hex(limits_text.as_bytes());
         let signature = b64().encode(sign(
             maker.signer(),
@@ -388,7 +388,7 @@ impl crate::Station<'_> {
 
 fn check_out(out: &Path) -> Result<(), FlowError> {
     if out.exists() {
-        return Err(FlowError::Invalid(format!(
+        return Err(FlowError::Conflict(format!(
             "{} exists: write the authorization to a new file",
             out.display()
         )));

@@ -166,7 +166,7 @@ pub(crate) fn sign(signer: &Signer, context: &[u8], message: &[u8]) -> Result<Ve
     data.extend_from_slice(context);
     data.extend_from_slice(message);
     rcgen::SigningKey::sign(signer, &data)
-        .map_err(|e| FlowError::Invalid(format!("signing failed: {e}")))
+        .map_err(|e| FlowError::Internal(format!("signing failed: {e}")))
 }
 
 /// Checks a signature made by [`sign`] against a DER SubjectPublicKeyInfo.
@@ -360,7 +360,7 @@ impl Authorization {
             key: self.key.clone(),
         };
         let mut text = serde_json::to_string_pretty(&file)
-            .map_err(|e| FlowError::Invalid(format!("encoding the bundle: {e}")))?;
+            .map_err(|e| FlowError::Internal(format!("encoding the bundle: {e}")))?;
         text.push('\n');
         Ok(text)
     }
@@ -393,7 +393,7 @@ impl Authorization {
             }
             BundleKey::Pkcs11 { uri } => {
                 let config = pkcs11.ok_or_else(|| {
-                    FlowError::Invalid(format!(
+                    FlowError::Pkcs11NotConfigured(format!(
                         "the batch CA key of authorization {} is in a PKCS#11 token ({uri}): set IDMINT_PKCS11_MODULE and IDMINT_PKCS11_PIN",
                         self.limits.batch
                     ))
@@ -472,10 +472,10 @@ pub(crate) fn encrypt_key(recipient: &str, pkcs8_der: &[u8]) -> Result<String, F
     let mut out = Vec::new();
     let mut writer = encryptor
         .wrap_output(&mut out)
-        .map_err(|e| FlowError::Invalid(format!("age encryption: {e}")))?;
+        .map_err(|e| FlowError::Internal(format!("age encryption: {e}")))?;
     writer
         .write_all(pkcs8_der)
         .and_then(|_| writer.finish().map(|_| ()))
-        .map_err(|e| FlowError::Invalid(format!("age encryption: {e}")))?;
+        .map_err(|e| FlowError::Internal(format!("age encryption: {e}")))?;
     Ok(b64().encode(out))
 }

@@ -544,7 +544,7 @@ impl LogWriter {
         next_serial: u64,
     ) -> Result<Record, FlowError> {
         if let Some(why) = &self.broken {
-            return Err(FlowError::Invalid(format!(
+            return Err(FlowError::Internal(format!(
                 "the issuance log {} cannot be written ({why}): the station stops issuing",
                 self.path.display()
             )));
@@ -553,7 +553,7 @@ impl LogWriter {
         let time = idmint_registry::now();
         let hash = body_hash(seq, &self.head, time, &self.batch, &event);
         let hash_bytes =
-            hex::decode(&hash).map_err(|e| FlowError::Invalid(format!("record hash: {e}")))?;
+            hex::decode(&hash).map_err(|e| FlowError::Internal(format!("record hash: {e}")))?;
         let sig = sign(signer, LOG_CONTEXT, &hash_bytes)?;
         let record = Record {
             v: LOG_VERSION,
@@ -566,7 +566,7 @@ impl LogWriter {
             sig: b64().encode(sig),
         };
         let mut line = serde_json::to_vec(&record)
-            .map_err(|e| FlowError::Invalid(format!("encoding a log record: {e}")))?;
+            .map_err(|e| FlowError::Internal(format!("encoding a log record: {e}")))?;
         line.push(b'\n');
         if let Err(e) = self
             .file
@@ -600,7 +600,7 @@ impl LogWriter {
 pub(crate) fn write_state(path: &Path, state: &StationState) -> Result<(), FlowError> {
     let tmp = sibling(path, ".tmp");
     let mut bytes = serde_json::to_vec_pretty(state)
-        .map_err(|e| FlowError::Invalid(format!("encoding the station state: {e}")))?;
+        .map_err(|e| FlowError::Internal(format!("encoding the station state: {e}")))?;
     bytes.push(b'\n');
     let mut file = File::create(&tmp).map_err(|e| FlowError::io(&tmp, e))?;
     file.write_all(&bytes)

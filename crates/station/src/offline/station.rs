@@ -145,7 +145,7 @@ pub(super) fn lock_log(log: &Path) -> Result<File, FlowError> {
         .map_err(|e| FlowError::io(&path, e))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(FlowError::Invalid(format!(
+        Err(std::fs::TryLockError::WouldBlock) => Err(FlowError::Conflict(format!(
             "another station is writing {} ({} is locked)",
             log.display(),
             path.display()
@@ -167,7 +167,7 @@ fn open_log(
     let state = read_state(&state_file)?;
     if let Some(st) = &state {
         if st.authorization != auth.id {
-            return Err(FlowError::Invalid(format!(
+            return Err(FlowError::Conflict(format!(
                 "{} belongs to another authorization (batch {}): use a new --log for batch {}",
                 path.display(),
                 st.batch,
