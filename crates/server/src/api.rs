@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use idmint_flows::issue::IssueOptions;
 use idmint_registry::{CertificateFilter, CertificateStatus};
+use idmint_rest::{CsrRequest, IssuedInBatch, ProvisionedRequest, SpoilRequest};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -45,27 +46,6 @@ pub struct CertificateQuery {
 pub struct RevokeRequest {
     /// RFC 5280 reason name, e.g. `keyCompromise`.
     pub reason: Option<String>,
-}
-
-/// A CSR to issue against a batch.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-pub struct CsrRequest {
-    /// PEM PKCS#10 request.
-    pub csr: String,
-    /// Thing name (default: the CSR's common name).
-    pub thing: Option<String>,
-    /// Compatibility only: the batch's policy (`batch create
-    /// --pending-activation`) decides; `true` asks for `PENDING_ACTIVATION`
-    /// on a batch whose policy is not, `false` is ignored.
-    #[serde(default)]
-    pub pending: bool,
-    /// Compatibility only: the batch's policy (`batch create
-    /// --refuse-clones`) decides whether a thing that already holds a live
-    /// certificate is refused (`409 clone`); `true` asks for it on a batch
-    /// whose policy does not, `false` is ignored. A public key that is
-    /// already certified is refused always.
-    #[serde(default, rename = "refuseClones")]
-    pub refuse_clones: bool,
 }
 
 fn json_of<T: serde::Serialize>(v: &T) -> Result<Value, ApiError> {
@@ -266,7 +246,7 @@ pub async fn get_batch(
 }
 
 /// Issues a certificate for a CSR against a batch's quota (remote stations).
-#[utoipa::path(post, path = "/api/v1/batches/{id}/certificates", tag = "batches", params(("id" = String, Path, description = "batch id")), request_body(content = CsrRequest), responses((status = 201, description = "{id, thing, pem, chain}"), (status = 409, description = "quota exhausted, or clone")))]
+#[utoipa::path(post, path = "/api/v1/batches/{id}/certificates", tag = "batches", params(("id" = String, Path, description = "batch id")), request_body(content = CsrRequest), responses((status = 201, description = "the certificate and its chain", body = IssuedInBatch), (status = 409, description = "quota exhausted, or clone")))]
 pub async fn issue_in_batch(
     Caller(who): Caller,
     State(s): State<Shared>,
@@ -304,14 +284,13 @@ pub async fn issue_in_batch(
         .iter()
         .map(|d| idmint_pki::to_pem("CERTIFICATE", d))
         .collect();
-    Ok((StatusCode::CREATED, Json(json!({"id": issued.certificate.info.id, "thing": issued.thing, "pem": issued.certificate.pem(), "chain": chain}))).into_response())
-}
-
-/// A remote station's report of a certificate that never became usable.
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
-pub struct SpoilRequest {
-    /// Why: the failed step and what went wrong, e.g. `prove: bad proof`.
-    pub reason: Option<String>,
+    let answer = IssuedInBatch {
+        pem: issued.certificate.pem(),
+        id: issued.certificate.info.id,
+        thing: issued.thing,
+        chain,
+    };
+    Ok((StatusCode::CREATED, Json(answer)).into_response())
 }
 
 /// Records a certificate a remote station issued but could not install or
@@ -343,18 +322,6 @@ fn optional_json<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Resul
         return Ok(T::default());
     }
     serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("bad JSON: {e}")))
-}
-
-/// A remote station's report that a device installed its certificate and
-/// proved its key.
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ProvisionedRequest {
-    /// The device's hardware id.
-    pub hw_id: Option<String>,
-    /// Whether the device's credential storage was locked.
-    #[serde(default)]
-    pub locked: bool,
 }
 
 /// Activates a certificate a remote station issued `PENDING_ACTIVATION`

@@ -6,11 +6,12 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use idmint_fleet::{correlation_id, pki_fault_is_the_requests};
+use idmint_fleet::correlation_id;
 use idmint_flows::access::AccessError;
 use idmint_flows::FlowError;
 use idmint_pki::PkiError;
 use idmint_registry::RegistryError;
+use idmint_rest::ErrorBody;
 
 /// The message of every 5xx answer.
 const INTERNAL_MESSAGE: &str = "internal error";
@@ -89,9 +90,17 @@ impl IntoResponse for ApiError {
                 "request failed: {}",
                 self.message
             );
-            serde_json::json!({"error": self.code, "message": INTERNAL_MESSAGE, "correlationId": id})
+            ErrorBody {
+                error: Some(self.code.into()),
+                message: Some(INTERNAL_MESSAGE.into()),
+                correlation_id: Some(id),
+            }
         } else {
-            serde_json::json!({"error": self.code, "message": self.message})
+            ErrorBody {
+                error: Some(self.code.into()),
+                message: Some(self.message),
+                correlation_id: None,
+            }
         };
         let mut response = (self.status, axum::Json(body)).into_response();
         if let Some(secs) = self.retry_after {
@@ -159,7 +168,7 @@ impl From<AccessError> for ApiError {
 
 impl From<PkiError> for ApiError {
     fn from(e: PkiError) -> Self {
-        if pki_fault_is_the_requests(&e) {
+        if e.is_the_requests() {
             Self::bad_request(e.to_string())
         } else {
             Self::internal(e.to_string())
@@ -174,6 +183,10 @@ impl From<FlowError> for ApiError {
             FlowError::Pki(p) => p.into(),
             FlowError::Access(a) => a.into(),
             FlowError::Invalid(m) => Self::bad_request(m),
+            FlowError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
+            e @ FlowError::CaRevoked(_) => {
+                Self::new(StatusCode::CONFLICT, "conflict", e.to_string())
+            }
             e @ FlowError::Policy(_) => Self::bad_request(e.to_string()),
             e @ FlowError::UnknownProfile { .. } => Self::bad_request(e.to_string()),
             e @ FlowError::CaCannotSign(_) => Self::bad_request(e.to_string()),
@@ -236,5 +249,42 @@ mod tests {
         let (status, json) = body(PkiError::CsrSignatureInvalid.into()).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert!(json["message"].as_str().unwrap_or("").contains("signature"));
+    }
+
+    #[tokio::test]
+    async fn each_flow_failure_answers_the_status_a_caller_can_act_on() {
+        let cases = [
+            (
+                FlowError::Invalid("give a count".into()),
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                FlowError::Conflict("batch b is a mint batch, not a station batch".into()),
+                StatusCode::CONFLICT,
+            ),
+            (FlowError::CaRevoked("issuing".into()), StatusCode::CONFLICT),
+            (
+                FlowError::Internal("encoding the bundle: out of memory".into()),
+                StatusCode::INTERNAL_SERVER_ERROR,
+            ),
+            (
+                FlowError::Pkcs11NotConfigured("set IDMINT_PKCS11_MODULE".into()),
+                StatusCode::INTERNAL_SERVER_ERROR,
+            ),
+            (
+                FlowError::Pki(PkiError::Randomness),
+                StatusCode::INTERNAL_SERVER_ERROR,
+            ),
+        ];
+        for (e, want) in cases {
+            let text = e.to_string();
+            let (status, json) = body(e.into()).await;
+            assert_eq!(status, want, "{text}");
+            if status.is_server_error() {
+                assert!(!json.to_string().contains(&text), "{json}");
+            } else {
+                assert_eq!(json["message"], text);
+            }
+        }
     }
 }

@@ -25,6 +25,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use idmint_pki::{CertificateInfo, IssuedCertificate, KeyType, Profile};
+use idmint_rest::{CsrRequest, ErrorBody, IssuedInBatch, ProvisionedRequest, SpoilRequest};
 use reqwest::{Client, RequestBuilder, StatusCode, Url};
 use serde::{Deserialize, Serialize};
 use tokio::runtime::Handle;
@@ -122,21 +123,6 @@ struct RemoteBatch {
     allow_inject: bool,
 }
 
-/// `POST /api/v1/batches/{id}/certificates` → 201.
-#[derive(Debug, Deserialize)]
-struct IssuedResponse {
-    id: String,
-    pem: String,
-    chain: Vec<String>,
-}
-
-/// The server's error body.
-#[derive(Debug, Default, Deserialize)]
-struct ErrorBody {
-    error: Option<String>,
-    message: Option<String>,
-}
-
 /// A failed API call: the HTTP status (none when the request never got an
 /// answer), the server's error code and a one-line message.
 struct ApiFailure {
@@ -213,7 +199,7 @@ impl Api {
         };
         let client = builder
             .build()
-            .map_err(|e| FlowError::Invalid(format!("HTTPS client: {}", error_chain(&e))))?;
+            .map_err(|e| FlowError::Internal(format!("HTTPS client: {}", error_chain(&e))))?;
         Ok(Api {
             client,
             base,
@@ -247,7 +233,7 @@ impl Api {
         }
         let text = response.text().await.unwrap_or_default();
         let body: ErrorBody = serde_json::from_str(&text).unwrap_or_default();
-        let message = body.message.unwrap_or_else(|| {
+        let mut message = body.message.unwrap_or_else(|| {
             text.lines()
                 .next()
                 .unwrap_or("")
@@ -255,6 +241,10 @@ impl Api {
                 .take(200)
                 .collect()
         });
+        if let Some(id) = body.correlation_id {
+            // A server fault: its log holds the detail under this id.
+            message = format!("{message} (correlation id {id}: the server's log has the detail)");
+        }
         Err(ApiFailure {
             status: Some(status),
             code: body.error,
@@ -280,8 +270,13 @@ impl Api {
         batch: &str,
         csr_pem: &str,
         thing: &str,
-    ) -> Result<IssuedResponse, ApiFailure> {
-        let body = serde_json::json!({"csr": csr_pem, "thing": thing, "pending": true, "refuseClones": true});
+    ) -> Result<IssuedInBatch, ApiFailure> {
+        let body = CsrRequest {
+            csr: csr_pem.to_string(),
+            thing: Some(thing.to_string()),
+            pending: true,
+            refuse_clones: true,
+        };
         let response = self
             .send(
                 self.client
@@ -303,7 +298,10 @@ impl Api {
         hw_id: Option<&str>,
         locked: bool,
     ) -> Result<(), ApiFailure> {
-        let body = serde_json::json!({ "hwId": hw_id, "locked": locked });
+        let body = ProvisionedRequest {
+            hw_id: hw_id.map(str::to_string),
+            locked,
+        };
         self.send(
             self.client
                 .post(self.url(&[batch, "certificates", certificate, "activate"]))
@@ -314,7 +312,9 @@ impl Api {
     }
 
     async fn spoil(&self, batch: &str, certificate: &str, reason: &str) -> Result<(), ApiFailure> {
-        let body = serde_json::json!({ "reason": reason });
+        let body = SpoilRequest {
+            reason: Some(reason.to_string()),
+        };
         self.send(
             self.client
                 .post(self.url(&[batch, "certificates", certificate, "spoil"]))
@@ -359,7 +359,7 @@ pub async fn run_remote_station(
         .await
         .map_err(|e| FlowError::Invalid(format!("batch {}: {e}", options.batch)))?;
     if batch.kind != "station" {
-        return Err(FlowError::Invalid(format!(
+        return Err(FlowError::Conflict(format!(
             "batch {} is a {} batch, not a station batch",
             batch.id, batch.kind
         )));
