@@ -150,6 +150,14 @@ impl PublicKey {
     }
 }
 
+/// The same key as a version 1 PKCS#8 document (no public key).
+fn pkcs8_v1(der: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+    use pkcs8::der::Encode;
+    let mut info = pkcs8::PrivateKeyInfo::try_from(der).ok()?;
+    info.public_key = None;
+    info.to_der().ok().map(Zeroizing::new)
+}
+
 /// A freshly generated or loaded private key (software).
 ///
 /// The PKCS#8 encoding handed out is zeroized when dropped; the key inside the
@@ -219,14 +227,24 @@ impl DeviceKey {
         self.pair.subject_public_key_info()
     }
 
-    /// The private key as PKCS#8 DER (zeroized on drop).
+    /// The private key as PKCS#8 DER (zeroized on drop). An Ed25519 key is
+    /// written as RFC 8410 §7 shows it, a version 1 `PrivateKeyInfo` without
+    /// the public key: the crypto provider makes version 2 documents, which
+    /// OpenSSL 3.0 refuses to read ("unsupported").
     pub fn pkcs8_der(&self) -> Zeroizing<Vec<u8>> {
-        Zeroizing::new(self.pair.serialize_der())
+        let der = Zeroizing::new(self.pair.serialize_der());
+        if self.key_type == KeyType::Ed25519 {
+            if let Some(v1) = pkcs8_v1(&der) {
+                return v1;
+            }
+        }
+        der
     }
 
-    /// The private key as PKCS#8 PEM (zeroized on drop).
+    /// The private key as PKCS#8 PEM (zeroized on drop), as
+    /// [`DeviceKey::pkcs8_der`].
     pub fn pkcs8_pem(&self) -> Zeroizing<String> {
-        Zeroizing::new(self.pair.serialize_pem())
+        Zeroizing::new(crate::to_pem("PRIVATE KEY", &self.pkcs8_der()))
     }
 
     /// Signs a message with the key's signature algorithm (ECDSA signatures
@@ -267,5 +285,40 @@ impl DeviceKey {
 
     pub(crate) fn into_key_pair(self) -> KeyPair {
         self.pair
+    }
+}
+
+#[cfg(test)]
+mod pkcs8_tests {
+    use super::*;
+
+    #[test]
+    fn an_ed25519_key_is_written_as_pkcs8_version_1_and_reads_back() {
+        let key = DeviceKey::generate(KeyType::Ed25519).expect("key");
+        let der = key.pkcs8_der();
+        let info = pkcs8::PrivateKeyInfo::try_from(der.as_slice()).expect("PKCS#8");
+        assert_eq!(info.version(), pkcs8::Version::V1);
+        assert!(info.public_key.is_none());
+        let again = DeviceKey::from_pkcs8_pem(&key.pkcs8_pem()).expect("reads back");
+        assert_eq!(again.spki_der(), key.spki_der());
+        assert_eq!(again.key_type(), KeyType::Ed25519);
+        let message = b"the same key";
+        let signature = again.sign(message).expect("sign");
+        assert_eq!(
+            signature,
+            key.sign(message).expect("sign"),
+            "Ed25519 is deterministic"
+        );
+    }
+
+    #[test]
+    fn other_key_types_keep_their_encoding() {
+        for kt in [KeyType::P256, KeyType::P384] {
+            let key = DeviceKey::generate(kt).expect("key");
+            assert_eq!(
+                key.pkcs8_der().as_slice(),
+                key.pair.serialize_der().as_slice()
+            );
+        }
     }
 }
