@@ -25,7 +25,6 @@ mod import;
 pub mod jws;
 pub mod source;
 mod vendor_ca;
-pub mod vendor_sim;
 
 pub use export::{ExportFormat, ExportSelector};
 pub use import::{ImportOptions, ImportSummary, ThingNameFrom};

@@ -18,7 +18,7 @@ use rcgen::{
 use time::{Duration, OffsetDateTime};
 use x509_parser::prelude::{FromDer, ParsedExtension, X509Certificate};
 
-use super::jws::{B64, B64URL};
+use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD as B64URL};
 use idmint_flows::FlowError;
 
 /// How a generated entry is spoiled.
@@ -50,7 +50,7 @@ pub struct VendorSim {
 }
 
 fn err(e: impl std::fmt::Display) -> FlowError {
-    FlowError::Invalid(format!("vendor simulator: {e}"))
+    FlowError::Internal(format!("vendor simulator: {e}"))
 }
 
 fn ca_params(cn: &str) -> Result<CertificateParams, FlowError> {
