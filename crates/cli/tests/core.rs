@@ -195,7 +195,7 @@ fn bad_inputs_fail_cleanly_and_write_nothing() {
     ]);
     // Refused by the one thing-name rule, and printed escaped, never raw.
     assert!(
-        e.contains("invalid thing name") && e.contains("u{1b}") && !e.contains('\u{1b}'),
+        e.contains("not a valid thing name") && e.contains("u{1b}") && !e.contains('\u{1b}'),
         "{e}"
     );
     let e = env.fails(&[

@@ -96,15 +96,13 @@ impl crate::Fleet<'_> {
         Ok(created)
     }
 
-    /// CreateCertificateFromCsr: the key stays on the device.
+    /// CreateCertificateFromCsr: the key stays on the device (the edge has
+    /// parsed the request and checked its signature).
     pub async fn fleet_create_from_csr(
         &self,
         claim: &ClaimSession,
-        csr_pem: &str,
+        csr: &Csr,
     ) -> Result<CreatedCertificate, Rejection> {
-        let csr = Csr::from_pem(csr_pem.as_bytes()).map_err(|e| {
-            Rejection::invalid("InvalidCsr", format!("certificateSigningRequest: {e}"))
-        })?;
         self.fleet_issue(claim, csr.public_key(), csr.common_name())
             .await
     }

@@ -5,11 +5,11 @@
 //! issuing, all in one transaction, so no replacement is left ACTIVE and
 //! untracked.
 
-use idmint_pki::{Csr, PublicKey, SubjectValues};
+use idmint_pki::{Csr, IssuedCertificate, PublicKey, SubjectValues};
 use idmint_registry::{CertificateStatus, RegistryError};
 
 use idmint_flows::access::{AccessError, AuthorizedReenroll};
-use idmint_flows::issue::{certificate_record, IssueOptions, Issued};
+use idmint_flows::issue::{certificate_record, IssueOptions};
 use idmint_flows::FlowError;
 
 impl crate::Fleet<'_> {
@@ -17,13 +17,14 @@ impl crate::Fleet<'_> {
     /// match the current certificate's (its CN, or the thing name). The
     /// old certificate is retired after `overlap_secs` (at once when 0, or
     /// revoked `superseded` at once when the key is the same). The new
-    /// certificate inherits the old one's grants.
+    /// certificate inherits the old one's grants. The new certificate stays
+    /// on the old one's thing, registered as it is.
     pub async fn reenroll(
         &self,
         who: &AuthorizedReenroll,
         csr: &Csr,
         overlap_secs: u64,
-    ) -> Result<Issued, FlowError> {
+    ) -> Result<IssuedCertificate, FlowError> {
         let old = who.certificate();
         let thing = who.thing();
         let old_info = idmint_pki::CertificateInfo::from_der(&old.der)?;
@@ -49,7 +50,9 @@ impl crate::Fleet<'_> {
         let options = IssueOptions {
             profile,
             ca: Some(old.ca.clone()),
-            thing: Some(thing.to_string()),
+            // Only the CA and profile are asked of it: the thing is the
+            // registered one (which may predate the thing-name rule).
+            thing: None,
             status: CertificateStatus::Active,
             batch: None,
         };
@@ -133,11 +136,7 @@ impl crate::Fleet<'_> {
                 .await?;
         }
         tx.commit().await?;
-        Ok(Issued {
-            certificate,
-            thing: thing.to_string(),
-            ca: ca_name,
-        })
+        Ok(certificate)
     }
 
     /// Retires every rotation whose overlap has ended: the old certificate

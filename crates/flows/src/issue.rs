@@ -11,7 +11,10 @@ use idmint_pki::{
     CertificateAuthority, Csr, DeviceKey, IssuedCertificate, KeyType, Profile, PublicKey,
     SubjectValues,
 };
-use idmint_registry::{validate_thing_name, CertificateStatus, NewCertificate, NewThing};
+use idmint_registry::{
+    validate_thing_name, CertificateStatus, NewCertificate, NewThing, RegistryError,
+};
+use idmint_types::ThingName;
 use zeroize::Zeroizing;
 
 use crate::access::{AccessError, AuthorizedIssuance};
@@ -27,7 +30,7 @@ pub struct IssueOptions {
     /// Issuing CA name (the configured default when `None`).
     pub ca: Option<String>,
     /// Thing to attach the certificate to (created if new).
-    pub thing: Option<String>,
+    pub thing: Option<ThingName>,
     /// Initial certificate state.
     pub status: CertificateStatus,
     /// Batch the certificate counts against (its quota is taken).
@@ -52,7 +55,7 @@ pub struct Issued {
     /// The certificate.
     pub certificate: IssuedCertificate,
     /// The thing it is attached to.
-    pub thing: String,
+    pub thing: ThingName,
     /// The issuing CA's name.
     pub ca: String,
 }
@@ -68,14 +71,14 @@ impl Idmint {
     ) -> Result<Issued, FlowError> {
         let thing = match (&options.thing, csr.common_name()) {
             (Some(t), _) => t.clone(),
-            (None, Some(cn)) => cn.to_string(),
+            (None, Some(cn)) => ThingName::parse(cn).map_err(RegistryError::from)?,
             (None, None) => {
                 return Err(FlowError::Invalid(
                     "the CSR has no common name: give the thing name".into(),
                 ))
             }
         };
-        let mut values = SubjectValues::for_thing(&thing);
+        let mut values = SubjectValues::for_thing(thing.as_str());
         if let Some(cn) = csr.common_name() {
             values.set("csr_cn", cn);
         }
@@ -89,20 +92,26 @@ impl Idmint {
         &self,
         who: &AuthorizedIssuance,
         key: &PublicKey,
-        thing: &str,
+        thing: &ThingName,
         mut values: SubjectValues,
         options: &IssueOptions,
     ) -> Result<Issued, FlowError> {
-        validate_thing_name(thing)?;
-        let attach_existing = self.check_issuance(who, thing, options).await?;
+        let attach_existing = self.check_issuance(who, thing.as_str(), options).await?;
         let (ca_name, ca, profile) = self.issuer(options).await?;
         values.set("org", self.config().org.as_str());
         let certificate = ca.issue(key, &profile, &values)?;
-        self.register(who, &ca_name, &certificate, thing, options, attach_existing)
-            .await?;
+        self.register(
+            who,
+            &ca_name,
+            &certificate,
+            thing.as_str(),
+            options,
+            attach_existing,
+        )
+        .await?;
         Ok(Issued {
             certificate,
-            thing: thing.to_string(),
+            thing: thing.clone(),
             ca: ca_name,
         })
     }
@@ -112,23 +121,30 @@ impl Idmint {
     pub async fn new_identity(
         &self,
         who: &AuthorizedIssuance,
-        thing: &str,
+        thing: &ThingName,
         key_type: Option<KeyType>,
         options: &IssueOptions,
     ) -> Result<(DeviceKey, Issued), FlowError> {
-        validate_thing_name(thing)?;
-        let attach_existing = self.check_issuance(who, thing, options).await?;
+        let attach_existing = self.check_issuance(who, thing.as_str(), options).await?;
         let (ca_name, ca, profile) = self.issuer(options).await?;
         let key = DeviceKey::generate(key_type.unwrap_or(self.config().key_type))?;
-        let values = SubjectValues::for_thing(thing).with("org", self.config().org.as_str());
+        let values =
+            SubjectValues::for_thing(thing.as_str()).with("org", self.config().org.as_str());
         let certificate = ca.issue_for_key(&key, &profile, &values)?;
-        self.register(who, &ca_name, &certificate, thing, options, attach_existing)
-            .await?;
+        self.register(
+            who,
+            &ca_name,
+            &certificate,
+            thing.as_str(),
+            options,
+            attach_existing,
+        )
+        .await?;
         Ok((
             key,
             Issued {
                 certificate,
-                thing: thing.to_string(),
+                thing: thing.clone(),
                 ca: ca_name,
             },
         ))

@@ -35,6 +35,7 @@ pub use context::{Idmint, PASSPHRASE_ENV, PASSPHRASE_FILE};
 pub use error::FlowError;
 pub use idmint_pki as pki;
 pub use idmint_registry as registry;
+pub use idmint_types::ThingName;
 
 /// `n` random bytes from the system generator.
 pub fn random_bytes(n: usize) -> Result<Vec<u8>, FlowError> {

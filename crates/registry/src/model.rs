@@ -520,11 +520,17 @@ pub struct AuditRecord {
 pub fn validate_thing_name(name: &str) -> Result<(), RegistryError> {
     idmint_types::ThingName::parse(name)
         .map(|_| ())
-        .map_err(|e| RegistryError::InvalidName {
+        .map_err(RegistryError::from)
+}
+
+impl From<idmint_types::InvalidThingName> for RegistryError {
+    fn from(e: idmint_types::InvalidThingName) -> Self {
+        RegistryError::InvalidName {
             kind: "thing name",
             name: e.name,
             reason: e.reason,
-        })
+        }
+    }
 }
 
 /// Checks a name for a batch, CA, template, token, product or hardware id:

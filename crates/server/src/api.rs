@@ -7,7 +7,8 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use idmint_flows::issue::IssueOptions;
-use idmint_registry::{CertificateFilter, CertificateStatus};
+use idmint_flows::ThingName;
+use idmint_registry::{CertificateFilter, CertificateStatus, RegistryError};
 use idmint_rest::{CsrRequest, IssuedInBatch, ProvisionedRequest, SpoilRequest};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -260,14 +261,20 @@ pub async fn issue_in_batch(
         .map_err(|e| ApiError::bad_request(format!("bad certificate request: {e}")))?;
     let batch = s.idmint.store().require_batch(&id).await?;
     // The batch's policy; the request may ask for more, never for less.
+    let thing = req
+        .thing
+        .as_deref()
+        .map(ThingName::parse)
+        .transpose()
+        .map_err(RegistryError::from)?;
     let policy = batch.policy.at_least(req.pending, req.refuse_clones);
     if policy.refuse_clones {
-        refuse_clones(&s, &csr, req.thing.as_deref()).await?;
+        refuse_clones(&s, &csr, thing.as_ref().map(ThingName::as_str)).await?;
     }
     let options = IssueOptions {
         profile: batch.profile,
         ca: Some(batch.ca.clone()),
-        thing: req.thing,
+        thing,
         status: if policy.pending_activation {
             CertificateStatus::PendingActivation
         } else {
@@ -287,7 +294,7 @@ pub async fn issue_in_batch(
     let answer = IssuedInBatch {
         pem: issued.certificate.pem(),
         id: issued.certificate.info.id,
-        thing: issued.thing,
+        thing: issued.thing.into_string(),
         chain,
     };
     Ok((StatusCode::CREATED, Json(answer)).into_response())

@@ -9,8 +9,9 @@ use base64::Engine;
 use idmint_fleet::Fleet;
 use idmint_flows::access::{Action, AuthorizedIssuance, Principal};
 use idmint_flows::issue::IssueOptions;
+use idmint_flows::ThingName;
 use idmint_pki::Csr;
-use idmint_registry::{CaKind, CertificateStatus};
+use idmint_registry::{CaKind, CertificateStatus, RegistryError};
 
 use crate::auth::{authenticate, unauthorized};
 use crate::{pkcs7, ApiError, ConnInfo, Shared};
@@ -145,7 +146,7 @@ async fn cacerts_for(state: &Shared, label: Option<&str>) -> Result<Response, Ap
 /// the proof the issuance flow takes.
 struct Enrollment {
     target: Target,
-    thing: Option<String>,
+    thing: Option<ThingName>,
     authorized: AuthorizedIssuance,
 }
 
@@ -189,6 +190,9 @@ async fn enrollment(state: &Shared, est: &EstRequest) -> Result<Enrollment, ApiE
                     )))
                 }
             };
+            // The CN of an outside CA's certificate: parsed here, before
+            // anything is looked up or issued under it.
+            let thing = ThingName::parse(&thing).map_err(RegistryError::from)?;
             (target, Some(thing))
         }
         _ => {
@@ -255,7 +259,7 @@ async fn simplereenroll_for(state: &Shared, est: &EstRequest) -> Result<Response
         .reenroll(&authorized, &csr, state.rotation_overlap_secs)
         .await?;
     state.metrics.issued();
-    certs_response(&[issued.certificate.der])
+    certs_response(&[issued.der])
 }
 
 async fn serverkeygen_for(state: &Shared, est: &EstRequest) -> Result<Response, ApiError> {
@@ -263,7 +267,7 @@ async fn serverkeygen_for(state: &Shared, est: &EstRequest) -> Result<Response, 
     let csr = parse_csr_body(est.content_type(), &est.body)?;
     let thing = match (e.thing, csr.common_name()) {
         (Some(t), _) => t,
-        (None, Some(cn)) => cn.to_string(),
+        (None, Some(cn)) => ThingName::parse(cn).map_err(RegistryError::from)?,
         (None, None) => return Err(ApiError::bad_request("the CSR has no common name")),
     };
     let options = IssueOptions {

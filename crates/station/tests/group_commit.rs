@@ -52,7 +52,7 @@ async fn concurrent_issuance_respects_the_quota(idmint: Idmint) {
         let (idmint, batch) = (idmint.clone(), batch.id.clone());
         calls.push(tokio::spawn(async move {
             let key = DeviceKey::generate(KeyType::P256).expect("key");
-            let thing = format!("dev-{i:03}");
+            let thing = idmint_flows::ThingName::parse(&format!("dev-{i:03}")).expect("thing");
             let options = IssueOptions {
                 batch: (i < 60).then_some(batch),
                 ..Default::default()
@@ -67,7 +67,7 @@ async fn concurrent_issuance_respects_the_quota(idmint: Idmint) {
                     &who,
                     &key.public_key().expect("public key"),
                     &thing,
-                    SubjectValues::for_thing(&thing),
+                    SubjectValues::for_thing(thing.as_str()),
                     &options,
                 )
                 .await

@@ -65,6 +65,10 @@ async fn ca_der(idmint: &Idmint, name: &str) -> Vec<u8> {
         .certificate_der
 }
 
+fn thing_name(name: &str) -> idmint_flows::ThingName {
+    idmint_flows::ThingName::parse(name).expect("a valid thing name")
+}
+
 fn operator() -> idmint_flows::access::AuthorizedIssuance {
     Principal::Local {
         actor: "verifier".into(),
@@ -108,7 +112,12 @@ async fn key_generated_device_certificates_of_every_key_type() {
         let thing = format!("verify-gen-{i}");
         let (key, issued) = f
             .idmint
-            .new_identity(&who, &thing, Some(key_type), &IssueOptions::default())
+            .new_identity(
+                &who,
+                &thing_name(&thing),
+                Some(key_type),
+                &IssueOptions::default(),
+            )
             .await
             .expect("new identity");
         let der = &issued.certificate.der;
@@ -144,7 +153,7 @@ async fn csr_issued_device_certificate() {
         .await
         .expect("issue from CSR");
     let der = &issued.certificate.der;
-    assert_eq!(issued.thing, "verify-csr-1");
+    assert_eq!(issued.thing.as_str(), "verify-csr-1");
     let leaf = f.work.pem("csr-leaf.pem", der);
 
     openssl::verify(&root, &[&issuing], &leaf, Some("sslclient")).expect("openssl");
@@ -250,7 +259,7 @@ async fn crl_and_ocsp_for_an_online_ca() {
     for thing in ["verify-good", "verify-revoked"] {
         let (_, cert) = f
             .idmint
-            .new_identity(&who, thing, None, &IssueOptions::default())
+            .new_identity(&who, &thing_name(thing), None, &IssueOptions::default())
             .await
             .expect("issue");
         issued.push(cert.certificate);

@@ -13,6 +13,7 @@ use idmint_flows::files::{write_new, write_secret};
 use idmint_flows::issue::{BulkRequest, IssueOptions, Issued};
 use idmint_flows::pki::{to_pem, Csr, KeyType, RevocationReason};
 use idmint_flows::registry::{CertificateFilter, CertificateStatus};
+use idmint_flows::ThingName;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::{actor, local, output, Context};
@@ -93,7 +94,7 @@ pub struct IssueFlags {
 }
 
 impl IssueFlags {
-    fn options(&self, thing: Option<String>) -> IssueOptions {
+    fn options(&self, thing: Option<ThingName>) -> IssueOptions {
         IssueOptions {
             profile: self.profile.clone(),
             ca: self.ca.clone(),
@@ -253,7 +254,8 @@ async fn issue(ctx: &Context, args: IssueArgs) -> anyhow::Result<ExitCode> {
         std::fs::read(&args.csr).with_context(|| format!("reading {}", args.csr.display()))?;
     let csr = Csr::from_pem_or_der(&bytes).with_context(|| format!("{}", args.csr.display()))?;
     let idmint = ctx.open().await?;
-    let options = args.flags.options(args.thing.clone());
+    let thing = args.thing.as_deref().map(ThingName::parse).transpose()?;
+    let options = args.flags.options(thing);
     let who = local().authorize_issuance(Action::IssueInBatch, options.batch.as_deref())?;
     let issued = idmint.issue_from_csr(&who, &csr, &options).await?;
     let pem = issued.certificate.pem();
@@ -268,9 +270,11 @@ async fn issue(ctx: &Context, args: IssueArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn new_one(ctx: &Context, args: NewArgs) -> anyhow::Result<ExitCode> {
-    let Some(thing) = args.thing.clone() else {
+    let Some(thing) = args.thing.as_deref() else {
         anyhow::bail!("give --thing NAME, or --count N --thing-prefix P --out-dir DIR");
     };
+    // Parsed before it names a file: a thing name holds no '/' or '.'.
+    let thing = ThingName::parse(thing)?;
     let key_path = args
         .out_key
         .clone()

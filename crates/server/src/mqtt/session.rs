@@ -562,6 +562,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                             "certificateSigningRequest is missing or empty",
                         )
                     })?;
+                // Parsed here, at the edge, as EST does: the flow gets a
+                // checked PKCS#10 request, never the device's text.
+                let csr = idmint_pki::Csr::from_pem(csr.as_bytes()).map_err(|e| {
+                    Rejection::invalid("InvalidCsr", format!("certificateSigningRequest: {e}"))
+                })?;
                 let created = Fleet::new(idmint)
                     .fleet_create_from_csr(&claim, &csr)
                     .await?;
