@@ -6,7 +6,7 @@
 //! subject field the certificate lacks fails without writing anything.
 
 use idmint_pki::{CertificateInfo, IssuedCertificate};
-use idmint_registry::{Ca, CertificateStatus, TemplateKind};
+use idmint_registry::{AuditEvent, Ca, CertificateStatus, ProvisionedVia, TemplateKind};
 use serde::Serialize;
 
 use super::provision::{certificate_parameters, thing_name};
@@ -87,13 +87,19 @@ impl crate::Fleet<'_> {
                 &certificate.info.id,
                 &template_name,
                 &provisioning,
-                serde_json::json!({"via": "jitp", "ca": ca.name}),
+                ProvisionedVia::Jitp {
+                    ca: ca.name.clone(),
+                },
             )
             .await?;
         tx.audit(
-            "jitp.register",
             &certificate.info.id,
-            serde_json::json!({"ca": ca.name, "template": template_name, "thing": thing_name, "existingThing": existing}),
+            AuditEvent::JitpRegister {
+                ca: ca.name.clone(),
+                template: template_name.clone(),
+                thing: thing_name.clone(),
+                existing_thing: existing,
+            },
         );
         tx.commit().await?;
         let status = self

@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 use base64::Engine;
 use idmint_pki::{CertificateInfo, Csr, DeviceKey, PublicKey, SubjectValues};
 use idmint_registry::{
-    now, CertificateStatus, NewThing, OwnershipToken, RegistryError, TemplateKind,
+    now, AuditEvent, CertificateStatus, NewThing, OwnershipToken, ProvisionedVia, RegistryError,
+    TemplateKind,
 };
 use idmint_template::{CertificateStatus as TemplateStatus, OverrideSetting, Provisioning};
 use zeroize::Zeroizing;
@@ -247,13 +248,21 @@ impl crate::Fleet<'_> {
                 &token.certificate_id,
                 template_name,
                 &provisioning,
-                serde_json::json!({"via": "fleet", "claim": claim.certificate_id, "clientId": claim.client_id}),
+                ProvisionedVia::Fleet {
+                    claim: claim.certificate_id.clone(),
+                    client_id: claim.client_id.clone(),
+                },
             )
             .await?;
         tx.audit(
-            "fleet.register",
             &token.certificate_id,
-            serde_json::json!({"template": template_name, "thing": thing_name, "existingThing": existing, "claim": claim.certificate_id, "clientId": claim.client_id}),
+            AuditEvent::FleetRegister {
+                template: template_name.to_string(),
+                thing: thing_name.clone(),
+                existing_thing: existing,
+                claim: claim.certificate_id.clone(),
+                client_id: claim.client_id.clone(),
+            },
         );
         tx.commit().await?;
         Ok(Registered {
@@ -271,7 +280,7 @@ impl crate::Fleet<'_> {
     /// attached to it (a re-provisioned device keeps its thing). That is
     /// also what a holder of a leaked claim would do to take over a thing,
     /// so it is recorded apart, as `thing.certificate_attached` on the thing
-    /// with `existing: true`, the certificate, the template and `context`
+    /// with `existing: true`, the certificate, the template and `via`
     /// (which claim or CA asked); the template's pre-provisioning hook or
     /// allow list is what decides whether it may happen.
     pub(crate) async fn apply_provisioning(
@@ -280,7 +289,7 @@ impl crate::Fleet<'_> {
         certificate_id: &str,
         template_name: &str,
         provisioning: &Provisioning,
-        context: serde_json::Value,
+        via: ProvisionedVia,
     ) -> Result<bool, Rejection> {
         let Some(spec) = &provisioning.thing else {
             return Err(Rejection::invalid(
@@ -373,18 +382,16 @@ impl crate::Fleet<'_> {
                 .await?;
         }
         if !new_thing {
-            let mut details = serde_json::json!({
-                "thing": spec.name,
-                "certificate": certificate_id,
-                "template": template_name,
-                "existing": true,
-            });
-            if let (Some(all), serde_json::Value::Object(extra)) =
-                (details.as_object_mut(), context)
-            {
-                all.extend(extra);
-            }
-            tx.audit("thing.certificate_attached", &spec.name, details);
+            tx.audit(
+                &spec.name,
+                AuditEvent::ThingCertificateAttached {
+                    thing: spec.name.clone(),
+                    certificate: certificate_id.to_string(),
+                    template: template_name.to_string(),
+                    existing: true,
+                    via,
+                },
+            );
         }
         Ok(!new_thing)
     }

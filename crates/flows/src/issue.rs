@@ -12,7 +12,8 @@ use idmint_pki::{
     SubjectValues,
 };
 use idmint_registry::{
-    validate_thing_name, CertificateStatus, NewCertificate, NewThing, RegistryError,
+    validate_thing_name, AuditEvent, CertificateStatus, NewCertificate, NewThing, RegistryError,
+    ServiceCertificate,
 };
 use idmint_types::ThingName;
 use zeroize::Zeroizing;
@@ -250,13 +251,14 @@ pub fn certificate_record(
 
 /// Registers in `tx` a certificate CA `ca` issued to one of idmint's own
 /// services (a delegated OCSP responder, a CRL signer): ACTIVE, of no thing
-/// or batch, with its audit record `action`; `offline` marks one an offline
+/// or batch, with its audit record `event` (e.g.
+/// [`AuditEvent::OcspResponderIssued`]); `offline` marks one an offline
 /// batch CA signed at `batch authorize`.
 pub(crate) async fn register_service_certificate(
     tx: &mut idmint_registry::WriteTx,
     issued: &IssuedCertificate,
     ca: &str,
-    action: &str,
+    event: fn(ServiceCertificate) -> AuditEvent,
     offline: bool,
 ) -> Result<(), FlowError> {
     tx.insert_certificate(&certificate_record(
@@ -267,12 +269,15 @@ pub(crate) async fn register_service_certificate(
         None,
     ))
     .await?;
-    let mut details = serde_json::json!({"ca": ca, "serial": issued.info.serial,
-        "notAfter": issued.info.not_after.unix_timestamp()});
-    if offline {
-        details["offline"] = serde_json::Value::Bool(true);
-    }
-    tx.audit(action, &issued.info.id, details);
+    tx.audit(
+        &issued.info.id,
+        event(ServiceCertificate {
+            ca: ca.to_string(),
+            serial: issued.info.serial.clone(),
+            not_after: issued.info.not_after.unix_timestamp(),
+            offline,
+        }),
+    );
     Ok(())
 }
 
@@ -462,7 +467,7 @@ impl Idmint {
         if let Some(batch) = &options.batch {
             tx.reserve_quota(batch, certs.len() as i64).await?;
         }
-        tx.register_devices("certificate.issue", &things, &certs)
+        tx.register_devices(AuditEvent::CertificateIssue, &things, &certs)
             .await?;
         tx.commit().await?;
         Ok(certs.len() as u64)

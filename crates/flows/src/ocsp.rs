@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use idmint_pki::ocsp::{self, Answer, Failure, IssuerId, Query, Request, Responder, Status};
 use idmint_pki::{DeviceKey, KeyType, RevocationReason, Signer};
-use idmint_registry::{CaKind, CertificateStatus};
+use idmint_registry::{AuditEvent, CaKind, CertificateStatus};
 use time::{Duration, OffsetDateTime};
 
 use crate::issue::register_service_certificate;
@@ -320,7 +320,8 @@ impl Idmint {
         let issued = authority.issue_ocsp_responder(&key, RESPONDER_VALIDITY)?;
         let actor = "server:ocsp";
         let mut tx = self.store().begin(actor).await?;
-        register_service_certificate(&mut tx, &issued, ca, "ocsp.responder_issued", false).await?;
+        register_service_certificate(&mut tx, &issued, ca, AuditEvent::OcspResponderIssued, false)
+            .await?;
         tx.commit().await?;
         tracing::info!(%ca, serial = %issued.info.serial, "delegated OCSP responder certificate issued");
         let responder = Arc::new(DelegatedResponder {

@@ -22,7 +22,7 @@ use idmint_pki::{
     decrypt_private_key, encrypt_private_key, CertificateAuthority, CrlSigner, DeviceKey,
     IssuedCertificate, KeyProtection, KeyType, Signer,
 };
-use idmint_registry::{CaKind, RevocationSigners, WriteTx};
+use idmint_registry::{AuditEvent, CaKind, RevocationSigners, WriteTx};
 use time::OffsetDateTime;
 
 use crate::issue::register_service_certificate;
@@ -179,13 +179,11 @@ impl MadeSigners {
     /// the kept keys, with their audit records, in `tx`.
     pub async fn register(&self, tx: &mut WriteTx) -> Result<(), FlowError> {
         let ca = self.row.ca.as_str();
-        for (issued, action) in [
-            (&self.responder, "ocsp.responder_issued"),
-            (&self.crl_signer, "crl.signer_issued"),
-        ] {
-            register_service_certificate(tx, issued, ca, action, true).await?;
-        }
-        tx.insert_revocation_signers(&self.row, &self.responder.info.id, &self.crl_signer.info.id)
+        let (responder, crl_signer) = (&self.responder, &self.crl_signer);
+        register_service_certificate(tx, responder, ca, AuditEvent::OcspResponderIssued, true)
+            .await?;
+        register_service_certificate(tx, crl_signer, ca, AuditEvent::CrlSignerIssued, true).await?;
+        tx.insert_revocation_signers(&self.row, &responder.info.id, &crl_signer.info.id)
             .await?;
         Ok(())
     }

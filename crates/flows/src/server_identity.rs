@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use idmint_pki::{DeviceKey, IssuedCertificate, Profile, SubjectValues};
-use idmint_registry::CertificateStatus;
+use idmint_registry::{AuditEvent, CertificateStatus};
 
 use crate::files::overwrite_secret;
 use crate::issue::certificate_record;
@@ -53,9 +53,10 @@ impl Idmint {
         ))
         .await?;
         tx.audit(
-            "server.certificate",
             &cert.info.id,
-            serde_json::json!({"hosts": hosts}),
+            AuditEvent::ServerCertificate {
+                hosts: hosts.to_vec(),
+            },
         );
         tx.commit().await?;
         let mut chain = cert.pem();

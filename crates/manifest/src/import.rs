@@ -21,7 +21,8 @@ use std::time::Instant;
 
 use idmint_pki::CertificateInfo;
 use idmint_registry::{
-    BatchKind, CertificateStatus, NewBatch, NewCertificate, NewChain, NewIntermediate, NewThing,
+    AuditEvent, BatchKind, CertificateStatus, NewBatch, NewCertificate, NewChain, NewIntermediate,
+    NewThing,
 };
 
 use super::check::{CheckCache, CheckedEntry, Checker};
@@ -489,7 +490,7 @@ impl Run<'_> {
         }
         tx.record_imported(&self.batch_id, new_certs.len() as i64)
             .await?;
-        tx.register_devices("certificate.import", &new_things, &new_certs)
+        tx.register_devices(AuditEvent::CertificateImport, &new_things, &new_certs)
             .await?;
         tx.insert_intermediates(&new_intermediates).await?;
         tx.insert_chains(&new_chains).await?;
@@ -545,12 +546,16 @@ impl Run<'_> {
             tx.set_batch_state(&self.batch_id, "COMPLETE", None).await?;
         }
         tx.audit(
-            "manifest.import",
             s.batch.as_deref().unwrap_or(&self.ca),
-            serde_json::json!({
-                "source": self.options.path.display().to_string(), "format": s.format, "ca": self.ca,
-                "entries": s.entries, "registered": s.registered, "alreadyRegistered": s.already_registered, "rejected": s.rejected,
-            }),
+            AuditEvent::ManifestImport {
+                source: self.options.path.display().to_string(),
+                format: s.format.clone(),
+                ca: self.ca.clone(),
+                entries: s.entries,
+                registered: s.registered,
+                already_registered: s.already_registered,
+                rejected: s.rejected,
+            },
         );
         tx.commit().await?;
         Ok(self.summary)

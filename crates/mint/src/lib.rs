@@ -63,7 +63,8 @@ use idmint_pki::{
     sha256_hex, CaBuilder, CertificateAuthority, DeviceKey, KeyType, Profile, SubjectValues,
 };
 use idmint_registry::{
-    validate_name, BatchKind, CertificateStatus, MintItem, NewBatch, NewThing, MINT_ITEM_OK,
+    validate_name, AuditEvent, BatchKind, CertificateStatus, MintItem, NewBatch, NewThing,
+    MINT_ITEM_OK,
 };
 use idmint_slot::{encode_slot_into, Credentials, GoldenImage, ImageFormat, Zeroizing};
 use serde::Serialize;
@@ -574,9 +575,13 @@ impl Mint<'_> {
             }
             if !discarded_certs.is_empty() {
                 tx.audit(
-                    "mint.discard",
                     &batch.id,
-                    serde_json::json!({"reason": "image written but never registered; deleted with its key on resume", "certificates": discarded_certs}),
+                    AuditEvent::MintDiscard {
+                        reason:
+                            "image written but never registered; deleted with its key on resume"
+                                .into(),
+                        certificates: discarded_certs,
+                    },
                 );
             }
             tx.commit().await?;
@@ -804,11 +809,7 @@ impl Mint<'_> {
         };
         let mut tx = self.store().begin(actor).await?;
         tx.set_batch_state(&plan.batch, "COMPLETE", None).await?;
-        tx.audit(
-            "mint.complete",
-            &plan.batch,
-            serde_json::json!({"devices": devices}),
-        );
+        tx.audit(&plan.batch, AuditEvent::MintComplete { devices });
         tx.commit().await?;
         Ok(archive)
     }

@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use sqlx::Row;
 
 use crate::write::{multi_insert, ROWS_PER_INSERT};
-use crate::{now, RegistryError, WriteTx};
+use crate::{now, AuditEvent, RegistryError, WriteTx};
 
 /// An intermediate CA certificate to keep with the certificates it issued.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,9 +66,10 @@ impl WriteTx {
             // Audit in input order, not the database's RETURNING order.
             for i in chunk.iter().filter(|i| created.contains(&i.id)) {
                 self.audit(
-                    "intermediate.register",
                     &i.id,
-                    serde_json::json!({"subject": i.subject}),
+                    AuditEvent::IntermediateRegister {
+                        subject: i.subject.clone(),
+                    },
                 );
             }
         }

@@ -13,8 +13,8 @@ use time::OffsetDateTime;
 use crate::store::{certificate_from_row, ts, CERT_COLUMNS};
 use crate::write::{changed, unique_to};
 use crate::{
-    now, validate_name, validate_thing_name, Certificate, CertificateStanding, CertificateStatus,
-    RegistryError, Store, WriteTx,
+    now, validate_name, validate_thing_name, AuditEvent, Certificate, CertificateStanding,
+    CertificateStatus, RegistryError, Store, WriteTx,
 };
 
 /// How a template is used.
@@ -361,9 +361,13 @@ impl WriteTx {
         .await
         .map_err(|e| unique_to(e, "template", &t.name))?;
         self.audit(
-            "template.create",
             &t.name,
-            serde_json::json!({"kind": t.kind, "hook": t.hook, "enabled": t.enabled, "body": t.body}),
+            AuditEvent::TemplateCreate {
+                kind: t.kind,
+                hook: t.hook.clone(),
+                enabled: t.enabled,
+                body: t.body.clone(),
+            },
         );
         Ok(())
     }
@@ -384,9 +388,13 @@ impl WriteTx {
         .await?;
         changed(done, "template", &t.name)?;
         self.audit(
-            "template.update",
             &t.name,
-            serde_json::json!({"kind": t.kind, "hook": t.hook, "enabled": t.enabled, "body": t.body}),
+            AuditEvent::TemplateUpdate {
+                kind: t.kind,
+                hook: t.hook.clone(),
+                enabled: t.enabled,
+                body: t.body.clone(),
+            },
         );
         Ok(())
     }
@@ -402,7 +410,7 @@ impl WriteTx {
             .bind(name)
             .execute(&mut *self.tx)
             .await?;
-        self.audit("template.delete", name, serde_json::json!({}));
+        self.audit(name, AuditEvent::TemplateDelete {});
         Ok(())
     }
 
@@ -424,9 +432,11 @@ impl WriteTx {
             added += done.rows_affected() as usize;
         }
         self.audit(
-            "template.allow_list",
             template,
-            serde_json::json!({"added": added, "given": serials.len()}),
+            AuditEvent::TemplateAllowList {
+                added: added as u64,
+                given: serials.len() as u64,
+            },
         );
         Ok(added)
     }
@@ -446,9 +456,11 @@ impl WriteTx {
         .await
         .map_err(|e| unique_to(e, "claim", &claim.certificate_id))?;
         self.audit(
-            "claim.create",
             &claim.certificate_id,
-            serde_json::json!({"templates": claim.templates, "ratePerMinute": claim.rate_per_minute}),
+            AuditEvent::ClaimCreate {
+                templates: claim.templates.clone(),
+                rate_per_minute: claim.rate_per_minute,
+            },
         );
         Ok(())
     }
@@ -533,14 +545,18 @@ impl WriteTx {
             });
         }
         self.audit(
-            "certificate.status",
             id,
-            serde_json::json!({"from": CertificateStatus::PendingActivation, "to": status, "reason": null}),
+            AuditEvent::CertificateStatus {
+                from: CertificateStatus::PendingActivation,
+                to: status,
+                reason: None,
+            },
         );
         self.audit(
-            "certificate.attach",
             id,
-            serde_json::json!({"thing": thing}),
+            AuditEvent::CertificateAttach {
+                thing: thing.to_string(),
+            },
         );
         Ok(())
     }
@@ -585,9 +601,13 @@ impl WriteTx {
             .await?;
         }
         self.audit(
-            "fleet.token_expired",
             certificate_id,
-            serde_json::json!({"claim": claim, "expired": expires, "revoked": pending, "reason": EXPIRED_TOKEN_REASON}),
+            AuditEvent::FleetTokenExpired {
+                claim,
+                expired: expires,
+                revoked: pending,
+                reason: EXPIRED_TOKEN_REASON,
+            },
         );
         Ok(pending)
     }
@@ -616,9 +636,11 @@ impl WriteTx {
             .await?;
         }
         self.audit(
-            "thing.groups",
             thing,
-            serde_json::json!({"groups": groups, "merge": merge}),
+            AuditEvent::ThingGroups {
+                groups: groups.to_vec(),
+                merge,
+            },
         );
         Ok(())
     }

@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 
 use crate::store::ts;
 use crate::write::unique_to;
-use crate::{now, RegistryError, Role, Store, WriteTx};
+use crate::{now, AuditEvent, CaSettings, RegistryError, Role, Store, WriteTx};
 
 /// Where a grant applies.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -161,9 +161,11 @@ impl WriteTx {
         .await
         .map_err(|e| unique_to(e, "grant", &format!("{principal} {role} {scope_text}")))?;
         self.audit(
-            "grant.add",
             principal,
-            serde_json::json!({"role": role, "scope": scope_text}),
+            AuditEvent::GrantAdd {
+                role,
+                scope: scope_text,
+            },
         );
         Ok(())
     }
@@ -185,9 +187,11 @@ impl WriteTx {
                 .await?;
         crate::write::changed(done, "grant", &format!("{principal} {role} {scope_text}"))?;
         self.audit(
-            "grant.remove",
             principal,
-            serde_json::json!({"role": role, "scope": scope_text}),
+            AuditEvent::GrantRemove {
+                role,
+                scope: scope_text,
+            },
         );
         Ok(())
     }
@@ -242,9 +246,11 @@ impl WriteTx {
         .await?;
         crate::write::changed(done, "CA", name)?;
         self.audit(
-            "ca.update",
             name,
-            serde_json::json!({"estBootstrap": enabled, "estBootstrapBatch": batch}),
+            AuditEvent::CaUpdate(CaSettings::EstBootstrap {
+                est_bootstrap: enabled,
+                est_bootstrap_batch: batch.map(str::to_string),
+            }),
         );
         Ok(())
     }
@@ -317,9 +323,12 @@ impl WriteTx {
             .execute(&mut *self.tx)
             .await?;
             self.audit(
-                "grant.migrate",
                 &principal,
-                serde_json::json!({"role": role, "scope": "*", "fromThingAttribute": thing}),
+                AuditEvent::GrantMigrate {
+                    role,
+                    scope: "*".into(),
+                    from_thing_attribute: thing.clone(),
+                },
             );
             converted.push(ConvertedRole {
                 thing,

@@ -22,6 +22,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod audit;
+mod audit_event;
 mod chains;
 mod claim_rate;
 mod error;
@@ -38,6 +39,10 @@ mod tokens;
 mod write;
 
 pub use audit::{AuditFault, AuditReport};
+pub use audit_event::{
+    AuditEvent, CaAdded, CaSettings, ProvisionedVia, RegisteredDevice, ServiceCertificate,
+    StationSpoiled,
+};
 pub use chains::{NewChain, NewIntermediate};
 pub use claim_rate::{ClaimAllowance, CLAIM_WINDOW_SECS};
 pub use error::RegistryError;

@@ -8,7 +8,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use crate::write::{multi_insert, unique_to, ROWS_PER_INSERT};
-use crate::{now, NewCertificate, NewThing, RegistryError, Store, WriteTx};
+use crate::{now, AuditEvent, NewCertificate, NewThing, RegistryError, Store, WriteTx};
 
 /// An item is good: its image was written and its certificate registered.
 pub const MINT_ITEM_OK: &str = "OK";
@@ -123,11 +123,7 @@ impl WriteTx {
         .await?;
         let next: i64 = row.try_get(0)?;
         let first = next - n;
-        self.audit(
-            "serial.reserve",
-            prefix,
-            serde_json::json!({"first": first, "count": n}),
-        );
+        self.audit(prefix, AuditEvent::SerialReserve { first, count: n });
         Ok(first)
     }
 
@@ -153,12 +149,18 @@ impl WriteTx {
         self.insert_mint_item_rows(items).await?;
         for (item, c) in items.iter().zip(certificates) {
             self.audit(
-                "mint.device",
                 &item.device_id,
-                serde_json::json!({"batch": item.batch, "thing": item.thing,
-                    "certificate": item.certificate_id, "serial": c.serial, "ca": c.ca,
-                    "status": c.status, "subject": c.subject,
-                    "image": item.image_file, "sha256": item.image_sha256}),
+                AuditEvent::MintDevice {
+                    batch: item.batch.clone(),
+                    thing: item.thing.clone(),
+                    certificate: item.certificate_id.clone(),
+                    serial: c.serial.clone(),
+                    ca: c.ca.clone(),
+                    status: c.status,
+                    subject: c.subject.clone(),
+                    image: item.image_file.clone(),
+                    sha256: item.image_sha256.clone(),
+                },
             );
         }
         Ok(())
@@ -215,9 +217,10 @@ impl WriteTx {
             });
         }
         self.audit(
-            "mint.spoiled",
             device_id,
-            serde_json::json!({"reason": why}),
+            AuditEvent::MintSpoiled {
+                reason: why.to_string(),
+            },
         );
         Ok(())
     }

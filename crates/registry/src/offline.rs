@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 
 use crate::store::ts;
 use crate::write::{multi_insert, unique_to, ROWS_PER_INSERT};
-use crate::{now, validate_name, RegistryError, Store, WriteTx};
+use crate::{now, validate_name, AuditEvent, RegistryError, Store, WriteTx};
 
 /// An offline batch authorization as the maker registered it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -268,11 +268,16 @@ impl WriteTx {
         .await
         .map_err(|e| unique_to(e, "offline authorization", &auth.batch))?;
         self.audit(
-            "offline.authorize",
             &auth.batch,
-            serde_json::json!({"authorization": auth.authorization_id, "batchCa": auth.batch_ca,
-                "serialFirst": auth.serial_first, "serialLast": auth.serial_last,
-                "notBefore": auth.not_before, "notAfter": auth.not_after, "key": auth.key_kind}),
+            AuditEvent::OfflineAuthorize {
+                authorization: auth.authorization_id.clone(),
+                batch_ca: auth.batch_ca.clone(),
+                serial_first: auth.serial_first,
+                serial_last: auth.serial_last,
+                not_before: auth.not_before,
+                not_after: auth.not_after,
+                key: auth.key_kind.clone(),
+            },
         );
         Ok(())
     }
@@ -302,10 +307,12 @@ impl WriteTx {
         .await
         .map_err(|e| unique_to(e, "revocation signers of CA", &signers.ca))?;
         self.audit(
-            "offline.revocation_signers",
             &signers.ca,
-            serde_json::json!({"ocspResponder": ocsp_responder_id, "crlSigner": crl_signer_id,
-                "signerStatusUrl": signers.signer_status_url}),
+            AuditEvent::OfflineRevocationSigners {
+                ocsp_responder: ocsp_responder_id.to_string(),
+                crl_signer: crl_signer_id.to_string(),
+                signer_status_url: signers.signer_status_url.clone(),
+            },
         );
         Ok(())
     }
@@ -354,10 +361,14 @@ impl WriteTx {
         }
         let findings = records.iter().filter(|r| r.finding.is_some()).count();
         self.audit(
-            "offline.log",
             &first.batch,
-            serde_json::json!({"first": first.seq, "last": last.seq, "head": last.hash,
-                "records": records.len(), "findings": findings}),
+            AuditEvent::OfflineLog {
+                first: first.seq,
+                last: last.seq,
+                head: last.hash.clone(),
+                records: records.len() as u64,
+                findings: findings as u64,
+            },
         );
         Ok(())
     }

@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 
 use crate::store::ts;
 use crate::write::{changed, unique_to};
-use crate::{now, validate_name, RegistryError, Store, WriteTx};
+use crate::{now, validate_name, AuditEvent, RegistryError, Store, WriteTx};
 
 /// A stored policy.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -119,9 +119,10 @@ impl WriteTx {
                 .map_err(|e| unique_to(e, "policy", name))?;
         }
         self.audit(
-            "policy.create",
             name,
-            serde_json::json!({"document": document}),
+            AuditEvent::PolicyCreate {
+                document: document.to_string(),
+            },
         );
         Ok(())
     }
@@ -145,7 +146,7 @@ impl WriteTx {
             .execute(&mut *self.tx)
             .await?;
         changed(done, "policy", name)?;
-        self.audit("policy.delete", name, serde_json::json!({}));
+        self.audit(name, AuditEvent::PolicyDelete {});
         Ok(())
     }
 
@@ -215,9 +216,10 @@ impl WriteTx {
         .execute(&mut *self.tx)
         .await?;
         self.audit(
-            "policy.attach",
             certificate_id,
-            serde_json::json!({"policy": policy}),
+            AuditEvent::PolicyAttach {
+                policy: policy.to_string(),
+            },
         );
         Ok(())
     }
@@ -241,9 +243,10 @@ impl WriteTx {
             &format!("{policy} on {certificate_id}"),
         )?;
         self.audit(
-            "policy.detach",
             certificate_id,
-            serde_json::json!({"policy": policy}),
+            AuditEvent::PolicyDetach {
+                policy: policy.to_string(),
+            },
         );
         Ok(())
     }

@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 
 use crate::store::ts;
 use crate::write::changed;
-use crate::{now, validate_name, RegistryError, Store, WriteTx};
+use crate::{now, validate_name, AuditEvent, RegistryError, Store, WriteTx};
 
 /// What a token (or a client certificate) may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -205,9 +205,11 @@ impl WriteTx {
         .execute(&mut *self.tx)
         .await?;
         self.audit(
-            "token.create",
             name,
-            serde_json::json!({"role": role, "batch": batch}),
+            AuditEvent::TokenCreate {
+                role,
+                batch: batch.map(str::to_string),
+            },
         );
         Ok(())
     }
@@ -221,7 +223,7 @@ impl WriteTx {
                 .execute(&mut *self.tx)
                 .await?;
         changed(done, "token", name)?;
-        self.audit("token.revoke", name, serde_json::json!({}));
+        self.audit(name, AuditEvent::TokenRevoke {});
         Ok(())
     }
 
@@ -245,9 +247,11 @@ impl WriteTx {
         .execute(&mut *self.tx)
         .await?;
         self.audit(
-            "certificate.rotate",
             old_id,
-            serde_json::json!({"replacement": new_id, "retireAt": retire_at}),
+            AuditEvent::CertificateRotate {
+                replacement: new_id.to_string(),
+                retire_at,
+            },
         );
         Ok(())
     }

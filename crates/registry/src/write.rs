@@ -6,9 +6,9 @@ use sqlx::{Any, Row, Transaction};
 use crate::audit::record_hash;
 use crate::store::{certificate_from_row, thing_from_row, CERT_COLUMNS, THING_COLUMNS};
 use crate::{
-    now, validate_name, validate_thing_name, AuditRecord, Backend, CaKind, Certificate,
-    CertificateStatus, NewBatch, NewCa, NewCertificate, NewThing, RegistryError, StationPolicy,
-    Store, Thing,
+    now, validate_name, validate_thing_name, AuditEvent, AuditRecord, Backend, CaAdded, CaKind,
+    CaSettings, Certificate, CertificateStatus, NewBatch, NewCa, NewCertificate, NewThing,
+    RegisteredDevice, RegistryError, StationPolicy, Store, Thing,
 };
 
 /// Rows per multi-row INSERT (at most 14 columns: well under SQLite's
@@ -60,11 +60,13 @@ impl WriteTx {
         actor.clone_into(&mut self.actor);
     }
 
-    /// Appends an audit record (written at commit).
-    pub fn audit(&mut self, action: &str, subject: &str, details: serde_json::Value) {
+    /// Appends the audit record of `event` on `subject` (written at
+    /// commit): its action, and its details as JSON text.
+    pub fn audit(&mut self, subject: &str, event: AuditEvent) {
         self.seq += 1;
         let time = now();
-        let details = details.to_string();
+        let action = event.action();
+        let details = event.details().to_string();
         let hash = record_hash(
             self.seq,
             time,
@@ -173,7 +175,7 @@ impl WriteTx {
                 to: "REVOKED".into(),
             });
         }
-        self.audit("ca.revoke", name, serde_json::json!({"reason": reason}));
+        self.audit(name, AuditEvent::CaRevoke { reason });
         Ok(())
     }
 
@@ -199,16 +201,18 @@ impl WriteTx {
         .execute(&mut *self.tx)
         .await
         .map_err(|e| unique_to(e, "CA", &ca.name))?;
-        let action = if ca.kind == CaKind::External {
-            "ca.register"
-        } else {
-            "ca.create"
+        let added = CaAdded {
+            kind: ca.kind,
+            subject: ca.subject.clone(),
+            certificate_id: ca.id.clone(),
+            parent: ca.parent.clone(),
         };
-        self.audit(
-            action,
-            &ca.name,
-            serde_json::json!({"kind": ca.kind.as_str(), "subject": ca.subject, "certificateId": ca.id, "parent": ca.parent}),
-        );
+        let event = if ca.kind == CaKind::External {
+            AuditEvent::CaRegister(added)
+        } else {
+            AuditEvent::CaCreate(added)
+        };
+        self.audit(&ca.name, event);
         Ok(())
     }
 
@@ -227,9 +231,11 @@ impl WriteTx {
             .await?;
         changed(done, "CA", name)?;
         self.audit(
-            "ca.update",
             name,
-            serde_json::json!({"autoRegister": auto_register, "template": template}),
+            AuditEvent::CaUpdate(CaSettings::AutoRegister {
+                auto_register,
+                template: template.map(str::to_string),
+            }),
         );
         Ok(())
     }
@@ -247,7 +253,7 @@ impl WriteTx {
             name: ca.into(),
         })?;
         let n: i64 = row.try_get(0)?;
-        self.audit("crl.issue", ca, serde_json::json!({"crlNumber": n}));
+        self.audit(ca, AuditEvent::CrlIssue { crl_number: n });
         Ok(n)
     }
 
@@ -272,9 +278,13 @@ impl WriteTx {
         .await
         .map_err(|e| unique_to(e, "device id", thing.device_id.as_deref().unwrap_or(&thing.name)))?;
         self.audit(
-            "thing.upsert",
             &thing.name,
-            serde_json::json!({"thingType": thing.thing_type, "attributes": thing.attributes, "deviceId": thing.device_id, "batch": thing.batch}),
+            AuditEvent::ThingUpsert {
+                thing_type: thing.thing_type.clone(),
+                attributes: thing.attributes.clone(),
+                device_id: thing.device_id.clone(),
+                batch: thing.batch.clone(),
+            },
         );
         Ok(())
     }
@@ -289,7 +299,7 @@ impl WriteTx {
     ) -> Result<Vec<String>, RegistryError> {
         let created = self.insert_thing_rows(things).await?;
         for name in &created {
-            self.audit("thing.create", name, serde_json::json!({}));
+            self.audit(name, AuditEvent::ThingCreate {});
         }
         Ok(created)
     }
@@ -347,9 +357,15 @@ impl WriteTx {
         self.insert_certificate_rows(certs).await?;
         for c in certs {
             self.audit(
-                "certificate.register",
                 &c.id,
-                serde_json::json!({"serial": c.serial, "ca": c.ca, "thing": c.thing, "status": c.status, "batch": c.batch, "subject": c.subject}),
+                AuditEvent::CertificateRegister {
+                    serial: c.serial.clone(),
+                    ca: c.ca.clone(),
+                    thing: c.thing.clone(),
+                    status: c.status,
+                    batch: c.batch.clone(),
+                    subject: c.subject.clone(),
+                },
             );
         }
         Ok(())
@@ -483,9 +499,11 @@ impl WriteTx {
                 .await?;
                 if done.rows_affected() == 1 {
                     self.audit(
-                        "certificate.superseded",
                         &old,
-                        serde_json::json!({"by": new, "reason": "the same key certified again for the same thing"}),
+                        AuditEvent::CertificateSuperseded {
+                            by: new,
+                            reason: "the same key certified again for the same thing".into(),
+                        },
                     );
                 }
             }
@@ -495,11 +513,12 @@ impl WriteTx {
 
     /// Registers new devices in bulk: for each, its thing (left as it is if
     /// it exists) and its certificate, attached, with one audit record
-    /// (`action`, subject the certificate id) naming both. The slices are
-    /// parallel: entry `i` of each is one device.
+    /// (`event`, e.g. [`AuditEvent::CertificateIssue`], subject the
+    /// certificate id) naming both. The slices are parallel: entry `i` of
+    /// each is one device.
     pub async fn register_devices(
         &mut self,
-        action: &str,
+        event: fn(RegisteredDevice) -> AuditEvent,
         things: &[NewThing],
         certificates: &[NewCertificate],
     ) -> Result<(), RegistryError> {
@@ -515,11 +534,17 @@ impl WriteTx {
         self.insert_certificate_rows(certificates).await?;
         for (t, c) in things.iter().zip(certificates) {
             self.audit(
-                action,
                 &c.id,
-                serde_json::json!({"thing": t.name, "newThing": created.contains(&t.name),
-                    "deviceId": t.device_id, "serial": c.serial, "ca": c.ca, "status": c.status,
-                    "batch": c.batch, "subject": c.subject}),
+                event(RegisteredDevice {
+                    thing: t.name.clone(),
+                    new_thing: created.contains(&t.name),
+                    device_id: t.device_id.clone(),
+                    serial: c.serial.clone(),
+                    ca: c.ca.clone(),
+                    status: c.status,
+                    batch: c.batch.clone(),
+                    subject: c.subject.clone(),
+                }),
             );
         }
         Ok(())
@@ -574,9 +599,12 @@ impl WriteTx {
         .execute(&mut *self.tx)
         .await?;
         self.audit(
-            "certificate.status",
             id,
-            serde_json::json!({"from": current, "to": status, "reason": reason}),
+            AuditEvent::CertificateStatus {
+                from: current,
+                to: status,
+                reason,
+            },
         );
         Ok(())
     }
@@ -592,9 +620,10 @@ impl WriteTx {
             .await?;
         changed(done, "certificate", id)?;
         self.audit(
-            "certificate.attach",
             id,
-            serde_json::json!({"thing": thing}),
+            AuditEvent::CertificateAttach {
+                thing: thing.to_string(),
+            },
         );
         Ok(())
     }
@@ -607,7 +636,12 @@ impl WriteTx {
             .execute(&mut *self.tx)
             .await?;
         changed(done, "certificate", id)?;
-        self.audit("certificate.delete", id, serde_json::json!({"reason": why}));
+        self.audit(
+            id,
+            AuditEvent::CertificateDelete {
+                reason: why.to_string(),
+            },
+        );
         Ok(())
     }
 
@@ -632,9 +666,16 @@ impl WriteTx {
         .await
         .map_err(|e| unique_to(e, "batch", &batch.id))?;
         self.audit(
-            "batch.create",
             &batch.id,
-            serde_json::json!({"kind": batch.kind, "product": batch.product, "count": batch.count, "profile": batch.profile, "ca": batch.ca, "factory": batch.factory, "allowInject": batch.allow_inject}),
+            AuditEvent::BatchCreate {
+                kind: batch.kind,
+                product: batch.product.clone(),
+                count: batch.count,
+                profile: batch.profile.clone(),
+                ca: batch.ca.clone(),
+                factory: batch.factory.clone(),
+                allow_inject: batch.allow_inject,
+            },
         );
         Ok(())
     }
@@ -656,9 +697,11 @@ impl WriteTx {
         .await?;
         changed(done, "batch", batch)?;
         self.audit(
-            "batch.policy",
             batch,
-            serde_json::json!({"pendingActivation": policy.pending_activation, "refuseClones": policy.refuse_clones}),
+            AuditEvent::BatchPolicy {
+                pending_activation: policy.pending_activation,
+                refuse_clones: policy.refuse_clones,
+            },
         );
         Ok(())
     }
@@ -717,9 +760,11 @@ impl WriteTx {
             .await?;
         changed(done, "batch", batch)?;
         self.audit(
-            "batch.quota",
             batch,
-            serde_json::json!({"raisedBy": n, "reason": why}),
+            AuditEvent::BatchQuota {
+                raised_by: n,
+                reason: why.to_string(),
+            },
         );
         Ok(())
     }
@@ -739,9 +784,11 @@ impl WriteTx {
             .execute(&mut *self.tx)
             .await?;
         self.audit(
-            "batch.spoiled",
             batch,
-            serde_json::json!({"count": n, "reason": why}),
+            AuditEvent::BatchSpoiled {
+                count: n,
+                reason: why.to_string(),
+            },
         );
         Ok(())
     }
@@ -762,7 +809,12 @@ impl WriteTx {
             .execute(&mut *self.tx)
             .await?;
         changed(done, "batch", batch)?;
-        self.audit("batch.state", batch, serde_json::json!({"state": state}));
+        self.audit(
+            batch,
+            AuditEvent::BatchState {
+                state: state.to_string(),
+            },
+        );
         Ok(())
     }
 }

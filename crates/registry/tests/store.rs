@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 
 use idmint_registry::{
-    AuditReport, BatchKind, CaKind, CertificateFilter, CertificateStatus, NewBatch, NewCa,
-    NewCertificate, NewChain, NewIntermediate, NewThing, OwnershipToken, RegistryError, Store,
+    AuditEvent, AuditReport, BatchKind, CaKind, CertificateFilter, CertificateStatus, NewBatch,
+    NewCa, NewCertificate, NewChain, NewIntermediate, NewThing, OwnershipToken, RegistryError,
+    Store,
 };
 use sqlx::Connection;
 
@@ -588,6 +589,78 @@ async fn issuer_chains_are_stored_once_and_exported_with_each_page() {
         tx.commit().await.unwrap();
         let page = store.export_page(Some("b1"), None, None, 10).await.unwrap();
         assert_eq!(page[1].chain, vec![b"i1".to_vec()], "{url}");
+        assert!(store.verify_audit().await.unwrap().intact());
+    }
+}
+
+/// The stored text of audit records, pinned: the action and the details
+/// exactly as written (and hashed) since the chain began.
+#[tokio::test]
+async fn audit_records_keep_their_stored_text() {
+    for (_url, store, _dir) in stores().await {
+        ca(&store).await;
+        let mut tx = store.begin("test").await.unwrap();
+        tx.insert_batch(&NewBatch {
+            id: "b1".into(),
+            kind: BatchKind::Station,
+            product: "widget".into(),
+            count: 10,
+            profile: "device".into(),
+            ca: "issuing".into(),
+            factory: None,
+            allow_inject: true,
+            params: serde_json::json!({}),
+        })
+        .await
+        .unwrap();
+        tx.upsert_thing(&NewThing {
+            name: "dev-1".into(),
+            thing_type: Some("widget".into()),
+            attributes: BTreeMap::from([("color".to_string(), "red \"ish\"".to_string())]),
+            device_id: Some("hw-1".into()),
+            batch: Some("b1".into()),
+        })
+        .await
+        .unwrap();
+        tx.insert_certificate(&cert("aa", "01", Some("dev-1"), Some("b1")))
+            .await
+            .unwrap();
+        tx.set_certificate_status(
+            "aa",
+            CertificateStatus::Revoked,
+            Some(idmint_registry::RevocationReason::KeyCompromise),
+        )
+        .await
+        .unwrap();
+        tx.register_devices(
+            AuditEvent::CertificateIssue,
+            &[NewThing::named("dev-2")],
+            &[cert("bb", "02", Some("dev-2"), None)],
+        )
+        .await
+        .unwrap();
+        tx.insert_things(&[NewThing::named("dev-3")]).await.unwrap();
+        tx.set_batch_state("b1", "COMPLETE", None).await.unwrap();
+        tx.commit().await.unwrap();
+        let records: Vec<(String, String, String)> = store
+            .audit_records(0, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.action, r.subject, r.details))
+            .collect();
+        let expected = [
+            ("ca.create", "issuing", r#"{"certificateId":"caid","kind":"issuing","parent":"root","subject":"CN=Issuing"}"#),
+            ("batch.create", "b1", r#"{"allowInject":true,"ca":"issuing","count":10,"factory":null,"kind":"station","product":"widget","profile":"device"}"#),
+            ("thing.upsert", "dev-1", r#"{"attributes":{"color":"red \"ish\""},"batch":"b1","deviceId":"hw-1","thingType":"widget"}"#),
+            ("certificate.register", "aa", r#"{"batch":"b1","ca":"issuing","serial":"01","status":"ACTIVE","subject":"CN=dev-1","thing":"dev-1"}"#),
+            ("certificate.status", "aa", r#"{"from":"ACTIVE","reason":"keyCompromise","to":"REVOKED"}"#),
+            ("certificate.issue", "bb", r#"{"batch":null,"ca":"issuing","deviceId":null,"newThing":true,"serial":"02","status":"ACTIVE","subject":"CN=dev-2","thing":"dev-2"}"#),
+            ("thing.create", "dev-3", "{}"),
+            ("batch.state", "b1", r#"{"state":"COMPLETE"}"#),
+        ]
+        .map(|(a, s, d)| (a.to_string(), s.to_string(), d.to_string()));
+        assert_eq!(records, expected);
         assert!(store.verify_audit().await.unwrap().intact());
     }
 }

@@ -42,8 +42,8 @@ use idmint_pki::{
     SubjectValues,
 };
 use idmint_registry::{
-    validate_name, Batch, BatchKind, CertificateFilter, CertificateStatus, NewBatch, NewThing,
-    RegistryError, StationPolicy, Thing, WriteTx,
+    validate_name, AuditEvent, Batch, BatchKind, CertificateFilter, CertificateStatus, NewBatch,
+    NewThing, RegistryError, StationPolicy, StationSpoiled, Thing, WriteTx,
 };
 use serde::Serialize;
 use tokio::runtime::Handle;
@@ -57,16 +57,15 @@ pub const SPOILED_REASON: idmint_registry::RevocationReason =
     idmint_registry::RevocationReason::CessationOfOperation;
 
 /// Spoils a station certificate inside `tx`: revokes it
-/// ([`SPOILED_REASON`]), counts it in `batch`'s spoiled count (`why`) and
-/// audits `station.spoiled` with `details`. One sequence for a local
-/// station, the remote stations' API and the server's sweep of certificates
-/// never confirmed on their devices.
+/// ([`SPOILED_REASON`]), counts it in its batch's (`spoiled.batch`) spoiled
+/// count (`why`) and audits `station.spoiled` with `spoiled`. One sequence
+/// for a local station, the remote stations' API and the server's sweep of
+/// certificates never confirmed on their devices.
 pub async fn spoil_certificate(
     tx: &mut WriteTx,
-    batch: &str,
     certificate: &str,
     why: &str,
-    details: serde_json::Value,
+    spoiled: StationSpoiled,
 ) -> Result<(), RegistryError> {
     tx.set_certificate_status(
         certificate,
@@ -74,8 +73,8 @@ pub async fn spoil_certificate(
         Some(SPOILED_REASON),
     )
     .await?;
-    tx.add_spoiled(batch, 1, why).await?;
-    tx.audit("station.spoiled", certificate, details);
+    tx.add_spoiled(&spoiled.batch, 1, why).await?;
+    tx.audit(certificate, AuditEvent::StationSpoiled(spoiled));
     Ok(())
 }
 
@@ -133,8 +132,13 @@ impl crate::Station<'_> {
                 continue;
             }
             let why = format!("not confirmed on its device within {timeout_secs} s of issue");
-            let details = serde_json::json!({"batch": batch, "stage": "activate", "reason": why});
-            spoil_certificate(&mut tx, batch, certificate, &why, details).await?;
+            let details = StationSpoiled {
+                batch: batch.clone(),
+                stage: Some("activate".into()),
+                reason: why.clone(),
+                remote: false,
+            };
+            spoil_certificate(&mut tx, certificate, &why, details).await?;
             tx.commit().await?;
             spoiled += 1;
         }
@@ -782,11 +786,16 @@ impl StationBackend for OnlineBackend<'_> {
                 tx.set_certificate_status(&id, CertificateStatus::Active, None)
                     .await?;
                 tx.audit(
-                    "station.provisioned",
                     &thing,
-                    serde_json::json!({"batch": self.batch.id, "hwId": outcome.hw_id,
-                        "certificate": id, "injected": outcome.injected,
-                        "locked": locked, "address": outcome.address}),
+                    AuditEvent::StationProvisioned {
+                        batch: self.batch.id.clone(),
+                        hw_id: outcome.hw_id.clone(),
+                        certificate: id.clone(),
+                        injected: Some(outcome.injected),
+                        locked,
+                        address: Some(outcome.address.clone()),
+                        remote: false,
+                    },
                 );
                 tx.commit().await
             })
@@ -801,8 +810,13 @@ impl StationBackend for OnlineBackend<'_> {
             .block_on(async {
                 let mut tx = self.idmint.store().begin(self.actor).await?;
                 let why = format!("{}: {}", failed.stage, failed.reason);
-                let details = serde_json::json!({"batch": batch, "stage": failed.stage, "reason": failed.reason});
-                spoil_certificate(&mut tx, batch, certificate, &why, details).await?;
+                let details = StationSpoiled {
+                    batch: batch.to_string(),
+                    stage: Some(failed.stage.to_string()),
+                    reason: failed.reason.clone(),
+                    remote: false,
+                };
+                spoil_certificate(&mut tx, certificate, &why, details).await?;
                 tx.commit().await?;
                 Ok::<_, FlowError>(())
             })
@@ -818,9 +832,12 @@ impl OnlineBackend<'_> {
         let written = self.handle.block_on(async {
             let mut tx = self.idmint.store().begin(self.actor).await?;
             tx.audit(
-                "station.refused",
                 thing,
-                serde_json::json!({"batch": self.batch.id, "hwId": hw_id, "reason": why}),
+                AuditEvent::StationRefused {
+                    batch: self.batch.id.clone(),
+                    hw_id: hw_id.to_string(),
+                    reason: why.clone(),
+                },
             );
             tx.commit().await
         });

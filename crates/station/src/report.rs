@@ -4,7 +4,7 @@
 //! certificate inside one write transaction, so two stations reporting the
 //! same device cannot both count.
 
-use idmint_registry::{Certificate, CertificateStatus, RegistryError};
+use idmint_registry::{AuditEvent, Certificate, CertificateStatus, RegistryError, StationSpoiled};
 
 use super::spoil_certificate;
 use idmint_flows::access::{AccessError, Action, Authorized};
@@ -68,16 +68,27 @@ impl crate::Station<'_> {
                 tx.set_certificate_status(certificate, CertificateStatus::Active, None)
                     .await?;
                 tx.audit(
-                    "station.provisioned",
                     cert.thing.as_deref().unwrap_or(certificate),
-                    serde_json::json!({"batch": batch, "certificate": certificate, "hwId": hw_id,
-                        "locked": locked, "remote": true}),
+                    AuditEvent::StationProvisioned {
+                        batch: batch.to_string(),
+                        hw_id: hw_id.clone(),
+                        certificate: certificate.to_string(),
+                        injected: None,
+                        locked: *locked,
+                        address: None,
+                        remote: true,
+                    },
                 );
             }
             StationReport::Spoiled { reason } => {
                 let why: String = reason.chars().take(500).collect();
-                let details = serde_json::json!({"batch": batch, "reason": why, "remote": true});
-                spoil_certificate(&mut tx, batch, certificate, &why, details).await?;
+                let details = StationSpoiled {
+                    batch: batch.to_string(),
+                    stage: None,
+                    reason: why.clone(),
+                    remote: true,
+                };
+                spoil_certificate(&mut tx, certificate, &why, details).await?;
             }
         }
         tx.commit().await?;

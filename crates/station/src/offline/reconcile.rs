@@ -33,8 +33,8 @@ use std::path::{Path, PathBuf};
 
 use idmint_pki::{CertificateInfo, IssuedCertificate};
 use idmint_registry::{
-    validate_name, validate_thing_name, CertificateStatus, NewThing, OfflineAuthorization,
-    ReconciledRecord, RegistryError, Thing,
+    validate_name, validate_thing_name, AuditEvent, CertificateStatus, NewThing,
+    OfflineAuthorization, ReconciledRecord, RegistryError, Thing,
 };
 use serde::Serialize;
 
@@ -702,11 +702,16 @@ impl crate::Station<'_> {
                         revoked.insert(certificate_id.clone());
                     }
                     tx.audit(
-                        "offline.issued",
                         certificate_id,
-                        serde_json::json!({"batch": batch.id, "seq": r.seq, "serial": serial,
-                            "hwId": hw_id, "thing": thing_name, "time": r.time,
-                            "finding": note.as_ref().map(|n| n.message.clone())}),
+                        AuditEvent::OfflineIssued {
+                            batch: batch.id.clone(),
+                            seq: r.seq,
+                            serial: *serial,
+                            hw_id: hw_id.clone(),
+                            thing: thing_name,
+                            time: r.time,
+                            finding: note.as_ref().map(|n| n.message.clone()),
+                        },
                     );
                 }
                 Event::Provisioned {
@@ -721,10 +726,14 @@ impl crate::Station<'_> {
                             .await?;
                     }
                     tx.audit(
-                        "offline.provisioned",
                         certificate_id,
-                        serde_json::json!({"batch": batch.id, "seq": r.seq, "serial": serial,
-                            "locked": locked, "time": r.time}),
+                        AuditEvent::OfflineProvisioned {
+                            batch: batch.id.clone(),
+                            seq: r.seq,
+                            serial: *serial,
+                            locked: *locked,
+                            time: r.time,
+                        },
                     );
                 }
                 Event::Spoiled {
@@ -748,10 +757,15 @@ impl crate::Station<'_> {
                             .await?;
                     }
                     tx.audit(
-                        "offline.spoiled",
                         certificate_id,
-                        serde_json::json!({"batch": batch.id, "seq": r.seq, "serial": serial,
-                            "stage": stage, "reason": reason, "time": r.time}),
+                        AuditEvent::OfflineSpoiled {
+                            batch: batch.id.clone(),
+                            seq: r.seq,
+                            serial: *serial,
+                            stage: stage.clone(),
+                            reason: reason.clone(),
+                            time: r.time,
+                        },
                     );
                 }
                 Event::Closed { .. } => {}
