@@ -137,7 +137,7 @@ impl crate::Manifests<'_> {
             ));
         }
         let signer = match &ca.signer_der {
-            Some(der) => Some(LogSigner::from_certificate_der(der).map_err(FlowError::Invalid)?),
+            Some(der) => Some(LogSigner::from_certificate_der(der)?),
             None if format == ManifestFormat::Signed => {
                 return Err(FlowError::Invalid(format!(
                     "CA {:?} has no manifest log signer: register it with `ca register --signer`",

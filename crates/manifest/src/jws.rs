@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine as _;
-use idmint_pki::{SignatureEncoding, VerifyingKey};
+use idmint_pki::{PkiError, SignatureEncoding, VerifyingKey};
 use serde::Deserialize;
 use x509_parser::prelude::{FromDer, ParsedExtension, X509Certificate};
 
@@ -324,16 +324,17 @@ pub struct LogSigner {
 
 impl LogSigner {
     /// Prepares the signer certificate (DER). It must hold a P-256 key.
-    pub fn from_certificate_der(der: &[u8]) -> Result<Self, String> {
-        let (_, cert) =
-            X509Certificate::from_der(der).map_err(|e| format!("signer certificate: {e}"))?;
+    pub fn from_certificate_der(der: &[u8]) -> Result<Self, PkiError> {
+        let bad =
+            |why: String| PkiError::MalformedCertificate(format!("manifest log signer: {why}"));
+        let (_, cert) = X509Certificate::from_der(der).map_err(|e| bad(e.to_string()))?;
         let spki = cert.public_key();
         if spki.algorithm.algorithm != x509_parser::oid_registry::OID_KEY_TYPE_EC_PUBLIC_KEY {
-            return Err("the signer certificate's key is not an EC key".into());
+            return Err(bad("its key is not an EC key".into()));
         }
         let point = spki.subject_public_key.data.as_ref();
         if point.len() != 65 || point[0] != 4 {
-            return Err("the signer certificate's key is not an uncompressed P-256 point".into());
+            return Err(bad("its key is not an uncompressed P-256 point".into()));
         }
         let ski = cert
             .extensions()

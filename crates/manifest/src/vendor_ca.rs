@@ -58,7 +58,7 @@ impl crate::Manifests<'_> {
         let signer_der = match &req.signer {
             Some(bytes) => {
                 let (_, signer_der) = parse_certificate("signer certificate", bytes)?;
-                LogSigner::from_certificate_der(&signer_der).map_err(FlowError::Invalid)?;
+                LogSigner::from_certificate_der(&signer_der)?;
                 Some(signer_der)
             }
             None => None,

@@ -34,6 +34,7 @@ mod mint;
 mod model;
 mod offline;
 mod policies;
+mod rotations;
 mod store;
 mod tokens;
 mod write;
@@ -59,8 +60,9 @@ pub use offline::{
     NewOfflineAuthorization, OfflineAuthorization, ReconciledRecord, RevocationSigners,
 };
 pub use policies::Policy;
+pub use rotations::Rotation;
 pub use store::{Backend, CertificateFilter, Store};
-pub use tokens::{Role, Rotation, Token};
+pub use tokens::{Role, Token};
 pub use write::WriteTx;
 
 /// Seconds since the Unix epoch, now.

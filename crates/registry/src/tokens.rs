@@ -1,5 +1,5 @@
 //! API and enrollment tokens (by role, optionally scoped to a batch; only a
-//! SHA-256 hash of the secret is stored) and pending certificate rotations.
+//! SHA-256 hash of the secret is stored).
 
 use std::fmt;
 use std::str::FromStr;
@@ -91,19 +91,6 @@ pub struct Token {
     pub revoked_at: Option<OffsetDateTime>,
 }
 
-/// A certificate rotation: the old certificate stays ACTIVE until
-/// `retire_at`, then becomes INACTIVE.
-#[derive(Clone, Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Rotation {
-    /// The replaced certificate.
-    pub old_id: String,
-    /// Its replacement.
-    pub new_id: String,
-    /// When the old one is retired, Unix seconds.
-    pub retire_at: i64,
-}
-
 const TOKEN_COLUMNS: &str = "name, role, batch, hash, created, revoked_at";
 
 fn token_from_row(row: &AnyRow) -> Result<Token, RegistryError> {
@@ -145,25 +132,6 @@ impl Store {
         let sql = format!("SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY name");
         let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
         rows.iter().map(token_from_row).collect()
-    }
-
-    /// Rotations whose overlap has ended and that are not yet retired.
-    pub async fn due_rotations(&self, at: i64) -> Result<Vec<Rotation>, RegistryError> {
-        let rows = sqlx::query(
-            "SELECT old_id, new_id, retire_at FROM rotations WHERE done = 0 AND retire_at <= $1 ORDER BY retire_at LIMIT 500",
-        )
-        .bind(at)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Rotation {
-                    old_id: r.try_get(0)?,
-                    new_id: r.try_get(1)?,
-                    retire_at: r.try_get(2)?,
-                })
-            })
-            .collect()
     }
 }
 
@@ -224,67 +192,6 @@ impl WriteTx {
                 .await?;
         changed(done, "token", name)?;
         self.audit(name, AuditEvent::TokenRevoke {});
-        Ok(())
-    }
-
-    /// Records a rotation: `old_id` is retired (INACTIVE) at `retire_at`.
-    pub async fn insert_rotation(
-        &mut self,
-        old_id: &str,
-        new_id: &str,
-        retire_at: i64,
-    ) -> Result<(), RegistryError> {
-        sqlx::query("DELETE FROM rotations WHERE old_id = $1")
-            .bind(old_id)
-            .execute(&mut *self.tx)
-            .await?;
-        sqlx::query(
-            "INSERT INTO rotations (old_id, new_id, retire_at, done) VALUES ($1, $2, $3, 0)",
-        )
-        .bind(old_id)
-        .bind(new_id)
-        .bind(retire_at)
-        .execute(&mut *self.tx)
-        .await?;
-        self.audit(
-            old_id,
-            AuditEvent::CertificateRotate {
-                replacement: new_id.to_string(),
-                retire_at,
-            },
-        );
-        Ok(())
-    }
-
-    /// The rotation still pending for a thing (its old certificate is the
-    /// thing's), read inside this transaction.
-    pub async fn pending_rotation_of_thing(
-        &mut self,
-        thing: &str,
-    ) -> Result<Option<Rotation>, RegistryError> {
-        let row = sqlx::query(
-            "SELECT r.old_id, r.new_id, r.retire_at FROM rotations r JOIN certificates c ON c.id = r.old_id \
-             WHERE r.done = 0 AND c.thing = $1 ORDER BY r.retire_at LIMIT 1",
-        )
-        .bind(thing)
-        .fetch_optional(&mut *self.tx)
-        .await?;
-        row.map(|r| {
-            Ok(Rotation {
-                old_id: r.try_get(0)?,
-                new_id: r.try_get(1)?,
-                retire_at: r.try_get(2)?,
-            })
-        })
-        .transpose()
-    }
-
-    /// Marks a rotation as done (the caller has set the old certificate's state).
-    pub async fn finish_rotation(&mut self, old_id: &str) -> Result<(), RegistryError> {
-        sqlx::query("UPDATE rotations SET done = 1 WHERE old_id = $1")
-            .bind(old_id)
-            .execute(&mut *self.tx)
-            .await?;
         Ok(())
     }
 }

@@ -374,7 +374,7 @@ pub(crate) trait StationBackend: Sync {
         locked: bool,
     ) -> Result<(), Failed>;
     /// Records an issued certificate that never became usable.
-    fn spoil(&self, certificate_id: &str, failed: &Failed) -> Result<(), String>;
+    fn spoil(&self, certificate_id: &str, failed: &Failed) -> Result<(), Failed>;
     /// The chain sent after the leaf when the backend learns it only from
     /// issuing (remote); `None`: the issuer's `chain_tail`.
     fn chain_tail(&self) -> Option<Vec<Vec<u8>>> {
@@ -511,8 +511,8 @@ fn provision_one(
                 Ok(()) => run.outcome.spoiled = true,
                 Err(e) => {
                     run.outcome.error = Some(format!(
-                        "{}; and recording the certificate as spoiled failed: {e}",
-                        f.reason
+                        "{}; and recording the certificate as spoiled failed: {}",
+                        f.reason, e.reason
                     ));
                 }
             }
@@ -804,7 +804,7 @@ impl StationBackend for OnlineBackend<'_> {
 
     /// Revokes a certificate that never became usable and counts it
     /// spoiled.
-    fn spoil(&self, certificate: &str, failed: &Failed) -> Result<(), String> {
+    fn spoil(&self, certificate: &str, failed: &Failed) -> Result<(), Failed> {
         let batch = self.batch.id.as_str();
         self.handle
             .block_on(async {
@@ -820,7 +820,7 @@ impl StationBackend for OnlineBackend<'_> {
                 tx.commit().await?;
                 Ok::<_, FlowError>(())
             })
-            .map_err(|e| e.to_string())
+            .map_err(|e| fail("spoil", e))
     }
 }
 

@@ -508,11 +508,11 @@ impl StationBackend for RemoteBackend {
             .map_err(|e| fail("register", e))
     }
 
-    fn spoil(&self, certificate_id: &str, failed: &Failed) -> Result<(), String> {
+    fn spoil(&self, certificate_id: &str, failed: &Failed) -> Result<(), Failed> {
         let reason = format!("{}: {}", failed.stage, failed.reason);
         self.handle
             .block_on(self.api.spoil(&self.batch, certificate_id, &reason))
-            .map_err(|e| e.to_string())
+            .map_err(|e| fail("spoil", e))
     }
 
     fn chain_tail(&self) -> Option<Vec<Vec<u8>>> {

@@ -469,8 +469,8 @@ impl StationBackend for OfflineBackend {
             .map_err(|e| fail("register", format!("writing the issuance log: {e}")))
     }
 
-    fn spoil(&self, certificate_id: &str, failed: &Failed) -> Result<(), String> {
-        let mut inner = self.lock().map_err(|f| f.reason)?;
+    fn spoil(&self, certificate_id: &str, failed: &Failed) -> Result<(), Failed> {
+        let mut inner = self.lock()?;
         let serial = inner
             .tally
             .open
@@ -484,6 +484,6 @@ impl StationBackend for OfflineBackend {
             reason: failed.reason.clone(),
         };
         self.append(&mut inner, event)
-            .map_err(|e| format!("writing the issuance log: {e}"))
+            .map_err(|e| fail("spoil", format!("writing the issuance log: {e}")))
     }
 }
