@@ -567,3 +567,157 @@ fn a_revoked_ca_is_on_its_parents_crl_and_its_certificates_verify_as_revoked() {
     assert!(err.contains("revoked"), "{err}");
     assert!(!env.path("line2-dev-2.key").exists());
 }
+
+/// Past `[server] delta_crl_after` revoked entries, `/crl/<ca>.crl` is a
+/// base CRL naming its delta (freshestCRL) and is not reissued on a change;
+/// `/crl/<ca>-delta.crl` lists what was revoked since, with a critical
+/// deltaCRLIndicator. openssl applies the two together (`-use_deltas`).
+#[test]
+fn past_the_delta_threshold_changes_go_to_a_delta_crl() {
+    let env = Env::new();
+    env.ok(&["init", "--org", "Delta Co"]);
+    let config = env.data().join("idmint.toml");
+    let text = std::fs::read_to_string(&config).expect("idmint.toml");
+    std::fs::write(
+        &config,
+        text.replace("delta_crl_after = 10000", "delta_crl_after = 2")
+            .replace(
+                "[server]\n",
+                "[server]\npublic_url = \"https://pki.example.com\"\n",
+            ),
+    )
+    .expect("write");
+    let root = env.path("root.pem");
+    let issuer = env.path("issuer.pem");
+    std::fs::write(&root, env.ok(&["ca", "show", "root", "--pem"])).expect("root");
+    std::fs::write(&issuer, env.ok(&["ca", "show", "issuing", "--pem"])).expect("issuer");
+    let mut devices = Vec::new();
+    for n in 1..=3 {
+        let cert = env.path(&format!("d{n}.pem"));
+        env.ok(&[
+            "cert",
+            "new",
+            "--thing",
+            &format!("delta-dev-{n}"),
+            "--out",
+            cert.to_str().unwrap(),
+            "--out-key",
+            env.path(&format!("d{n}.key")).to_str().unwrap(),
+        ]);
+        devices.push(cert);
+    }
+    for cert in &devices[..2] {
+        env.ok(&[
+            "cert",
+            "revoke",
+            &cert_id(cert),
+            "--reason",
+            "keyCompromise",
+        ]);
+    }
+    let server = env.serve(&["--rate-limit", "0"]);
+    let base_url = format!("https://localhost:{}", server.port);
+    let fetch = |name: &str, out: &str| -> (u16, String, PathBuf) {
+        let (file, headers) = (env.path(out), env.path(&format!("{out}.h")));
+        let (ok, code) = run(Command::new("curl")
+            .args(["-s", "--cacert"])
+            .arg(&root)
+            .arg("-D")
+            .arg(&headers)
+            .arg("-o")
+            .arg(&file)
+            .args(["-w", "%{http_code}"])
+            .arg(format!("{base_url}/crl/{name}")));
+        assert!(ok, "{code}");
+        let headers = std::fs::read_to_string(&headers).unwrap_or_default();
+        (code.trim().parse().unwrap_or(0), headers, file)
+    };
+    let text_of = |crl: &Path| {
+        let (ok, text) = run(Command::new("openssl")
+            .args([
+                "crl", "-inform", "DER", "-noout", "-text", "-verify", "-CAfile",
+            ])
+            .arg(&issuer)
+            .arg("-in")
+            .arg(crl));
+        assert!(ok && text.contains("verify OK"), "{text}");
+        text
+    };
+
+    let (code, headers, base) = fetch("issuing.crl", "base.crl");
+    assert_eq!(code, 200, "{headers}");
+    let base_etag = header(&headers, "etag").expect("etag").to_string();
+    let base_text = text_of(&base);
+    assert!(base_text.contains("Freshest CRL"), "{base_text}");
+    assert!(
+        base_text.contains("URI:https://pki.example.com/crl/issuing-delta.crl"),
+        "{base_text}"
+    );
+    let base_number = crl_number(&base_text);
+
+    // A revocation after the base: the base stays, the delta lists it.
+    env.ok(&[
+        "cert",
+        "revoke",
+        &cert_id(&devices[2]),
+        "--reason",
+        "superseded",
+    ]);
+    let (_, headers, _) = fetch("issuing.crl", "base-again.crl");
+    assert_eq!(header(&headers, "etag"), Some(base_etag.as_str()));
+    let (code, headers, delta) = fetch("issuing-delta.crl", "delta.crl");
+    assert_eq!(code, 200, "{headers}");
+    let delta_text = text_of(&delta);
+    assert!(
+        delta_text.contains("Delta CRL Indicator: critical"),
+        "{delta_text}"
+    );
+    let indicator = delta_text
+        .split("Delta CRL Indicator: critical")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|n| n.parse::<u64>().ok());
+    assert_eq!(indicator, Some(base_number), "{delta_text}");
+    assert!(crl_number(&delta_text) > base_number, "{delta_text}");
+    let (ok, serial) = run(Command::new("openssl")
+        .args(["x509", "-noout", "-serial", "-in"])
+        .arg(&devices[2]));
+    assert!(ok, "{serial}");
+    let serial = serial.trim().trim_start_matches("serial=").to_uppercase();
+    assert!(delta_text.contains(&serial), "{serial}: {delta_text}");
+    assert!(!base_text.contains(&serial), "{base_text}");
+
+    // openssl: the base alone still accepts the newly revoked certificate;
+    // base and delta together refuse it.
+    let pem_of = |der: &Path, out: &str| {
+        let pem = env.path(out);
+        let (ok, text) = run(Command::new("openssl")
+            .args(["crl", "-inform", "DER", "-in"])
+            .arg(der)
+            .arg("-out")
+            .arg(&pem));
+        assert!(ok, "{text}");
+        std::fs::read_to_string(&pem).expect("pem")
+    };
+    let (base_pem, delta_pem) = (pem_of(&base, "base.pem"), pem_of(&delta, "delta.pem"));
+    let verify = |crls: &str| {
+        let file = env.path("crls.pem");
+        std::fs::write(&file, crls).expect("crls");
+        run(Command::new("openssl")
+            .args(["verify", "-crl_check", "-use_deltas", "-CAfile"])
+            .arg(&root)
+            .arg("-untrusted")
+            .arg(&issuer)
+            .arg("-CRLfile")
+            .arg(&file)
+            .arg(&devices[2]))
+    };
+    let (ok, text) = verify(&base_pem);
+    assert!(ok, "the base alone: {text}");
+    let (ok, text) = verify(&format!("{base_pem}{delta_pem}"));
+    assert!(!ok && text.contains("certificate revoked"), "{text}");
+
+    // A CA below the threshold publishes complete CRLs only.
+    let (code, _, _) = fetch("root-delta.crl", "root-delta.crl");
+    assert_eq!(code, 404);
+}

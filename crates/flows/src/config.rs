@@ -181,6 +181,12 @@ pub struct ServerConfig {
     /// `{public_url}/ocsp` as its OCSP responder.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub public_url: Option<String>,
+    /// Revoked certificates on a CA's CRL from which `/crl/{ca}.crl` is a
+    /// base CRL, reissued only as its validity runs down and naming
+    /// `{public_url}/crl/{ca}-delta.crl` (freshestCRL), where a delta CRL
+    /// lists what was revoked since; 0: complete CRLs only. Needs
+    /// `public_url` (the delta's address must be absolute).
+    pub delta_crl_after: usize,
 }
 
 impl Default for ServerConfig {
@@ -199,6 +205,7 @@ impl Default for ServerConfig {
             max_connections_per_address: 512,
             header_timeout_secs: 10,
             public_url: None,
+            delta_crl_after: 10_000,
         }
     }
 }

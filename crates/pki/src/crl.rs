@@ -54,6 +54,27 @@ pub struct RevokedEntry {
     pub reason: RevocationReason,
 }
 
+/// Where a CRL stands among its CA's CRLs (RFC 5280 §5.2.4, §5.2.6). The
+/// complete CRLs and the delta CRLs of a CA share one CRL number sequence.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum CrlKind {
+    /// A complete CRL, on its own.
+    #[default]
+    Full,
+    /// A complete CRL whose later changes are published as delta CRLs at
+    /// `delta_url` (a freshestCRL extension naming it).
+    Base {
+        /// The URL of the CA's delta CRL.
+        delta_url: String,
+    },
+    /// A delta CRL: the revocations since the complete CRL numbered `base`
+    /// (a critical deltaCRLIndicator naming it).
+    Delta {
+        /// The CRL number of the complete CRL it completes.
+        base: u64,
+    },
+}
+
 /// Signs a CRL for `ca` listing `revoked`, valid from `this_update` to
 /// `next_update`, with the given monotonically increasing CRL number.
 pub fn build_crl(
@@ -62,15 +83,17 @@ pub fn build_crl(
     crl_number: u64,
     this_update: OffsetDateTime,
     next_update: OffsetDateTime,
+    kind: &CrlKind,
 ) -> Result<Vec<u8>, PkiError> {
-    sign_crl(
+    let der = sign_crl(
         ca.issuer(),
         revoked,
         crl_number,
         this_update,
         next_update,
         None,
-    )
+    )?;
+    with_kind(der, kind, ca.issuer().key())
 }
 
 /// Signs a CRL for the CA that issued `signer`'s certificate, with the
@@ -82,15 +105,69 @@ pub fn build_crl_by(
     crl_number: u64,
     this_update: OffsetDateTime,
     next_update: OffsetDateTime,
+    kind: &CrlKind,
 ) -> Result<Vec<u8>, PkiError> {
-    sign_crl(
+    let der = sign_crl(
         &signer.issuer,
         revoked,
         crl_number,
         this_update,
         next_update,
         None,
-    )
+    )?;
+    with_kind(der, kind, signer.issuer.key())
+}
+
+/// Adds what `kind` says to a CRL rcgen signed (rcgen has no delta CRL
+/// extensions): decoded and re-encoded with x509-cert, the new TBS signed
+/// by the same key.
+fn with_kind(der: Vec<u8>, kind: &CrlKind, key: &Signer) -> Result<Vec<u8>, PkiError> {
+    use der::asn1::{BitString, Ia5String, OctetString, Uint};
+    use der::{Decode, Encode};
+    use rcgen::SigningKey;
+    use x509_cert::ext::pkix::crl::dp::DistributionPoint;
+    use x509_cert::ext::pkix::crl::{BaseCrlNumber, FreshestCrl};
+    use x509_cert::ext::pkix::name::{DistributionPointName, GeneralName};
+    use x509_cert::ext::Extension;
+
+    let asn1 = |e: der::Error| PkiError::Signing(format!("CRL extension: {e}"));
+    let (oid, critical, value) = match kind {
+        CrlKind::Full => return Ok(der),
+        CrlKind::Base { delta_url } => {
+            let uri = Ia5String::new(delta_url).map_err(asn1)?;
+            let point = DistributionPoint {
+                distribution_point: Some(DistributionPointName::FullName(vec![
+                    GeneralName::UniformResourceIdentifier(uri),
+                ])),
+                reasons: None,
+                crl_issuer: None,
+            };
+            let value = FreshestCrl(vec![point]).to_der().map_err(asn1)?;
+            (const_oid::db::rfc5280::ID_CE_FRESHEST_CRL, false, value)
+        }
+        CrlKind::Delta { base } => {
+            let number = Uint::new(&base.to_be_bytes()).map_err(asn1)?;
+            let value = BaseCrlNumber(number).to_der().map_err(asn1)?;
+            (
+                const_oid::db::rfc5280::ID_CE_DELTA_CRL_INDICATOR,
+                true,
+                value,
+            )
+        }
+    };
+    let mut list = x509_cert::crl::CertificateList::from_der(&der).map_err(asn1)?;
+    list.tbs_cert_list
+        .crl_extensions
+        .get_or_insert_with(Vec::new)
+        .push(Extension {
+            extn_id: oid,
+            critical,
+            extn_value: OctetString::new(value).map_err(asn1)?,
+        });
+    let tbs = list.tbs_cert_list.to_der().map_err(asn1)?;
+    let signature = key.sign(&tbs)?;
+    list.signature = BitString::from_bytes(&signature).map_err(asn1)?;
+    list.to_der().map_err(asn1)
 }
 
 /// A CRL signer: a certificate with a CA's subject name and keyUsage
@@ -292,6 +369,67 @@ mod tests {
     }
 
     #[test]
+    fn base_and_delta_crls_carry_their_links_and_stay_signed() {
+        let root = CaBuilder::root("Delta Root", KeyType::P256)
+            .build()
+            .unwrap();
+        let (_, ca) = x509_parser::parse_x509_certificate(root.certificate_der()).unwrap();
+        let now = OffsetDateTime::now_utc();
+        let entry = RevokedEntry {
+            serial: "0a0b".into(),
+            revoked_at: now,
+            reason: RevocationReason::Superseded,
+        };
+        let url = "https://pki.example.com/crl/root-delta.crl";
+        let kinds = [
+            CrlKind::Base {
+                delta_url: url.into(),
+            },
+            CrlKind::Delta { base: 7 },
+        ];
+        for (number, kind) in [8u64, 9].into_iter().zip(kinds) {
+            let der = build_crl(
+                &root,
+                std::slice::from_ref(&entry),
+                number,
+                now,
+                now + Duration::days(1),
+                &kind,
+            )
+            .unwrap();
+            let (rest, crl) = x509_parser::parse_x509_crl(&der).unwrap();
+            assert!(rest.is_empty());
+            crl.verify_signature(ca.public_key()).unwrap();
+            assert_eq!(
+                crl.crl_number().map(|n| n.to_string()),
+                Some(number.to_string())
+            );
+            assert_eq!(crl.iter_revoked_certificates().count(), 1);
+            let find = |oid: &str| {
+                crl.extensions()
+                    .iter()
+                    .find(|e| e.oid.to_id_string() == oid)
+                    .map(|e| (e.critical, e.value.to_vec()))
+            };
+            match kind {
+                CrlKind::Base { .. } => {
+                    let (critical, value) = find("2.5.29.46").expect("freshestCRL");
+                    assert!(!critical);
+                    assert!(value.windows(url.len()).any(|w| w == url.as_bytes()));
+                    assert!(find("2.5.29.27").is_none());
+                }
+                CrlKind::Delta { .. } => {
+                    let (critical, value) = find("2.5.29.27").expect("deltaCRLIndicator");
+                    assert!(critical);
+                    assert_eq!(value, [0x02, 0x01, 0x07], "INTEGER 7");
+                    assert!(find("2.5.29.46").is_none());
+                }
+                CrlKind::Full => unreachable!(),
+            }
+        }
+    }
+
+    #[test]
     fn a_crl_signer_signs_crls_in_its_cas_name() {
         let root = CaBuilder::root("Test Root", KeyType::P256).build().unwrap();
         let batch = CaBuilder::issuing("Test Batch CA", KeyType::P256, &root)
@@ -327,7 +465,15 @@ mod tests {
             revoked_at: now,
             reason: RevocationReason::KeyCompromise,
         };
-        let der = build_crl_by(&signer, &[entry], 3, now, now + Duration::days(1)).unwrap();
+        let der = build_crl_by(
+            &signer,
+            &[entry],
+            3,
+            now,
+            now + Duration::days(1),
+            &CrlKind::Full,
+        )
+        .unwrap();
         let (_, crl) = x509_parser::parse_x509_crl(&der).unwrap();
         assert_eq!(crl.issuer().as_raw(), ca.subject().as_raw());
         assert_eq!(akid(&crl), ski);

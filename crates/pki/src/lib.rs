@@ -44,7 +44,7 @@ mod verify;
 pub use ca::{CaBuilder, CertificateAuthority, IssuedCertificate, RevocationPointers};
 pub use cert::{certificate_id, CertificateInfo};
 pub use client_chain::{AcceptedIntermediate, ChainRejection, ClientChainVerifier, Verified};
-pub use crl::{build_crl, build_crl_by, CrlSigner, RevocationReason, RevokedEntry};
+pub use crl::{build_crl, build_crl_by, CrlKind, CrlSigner, RevocationReason, RevokedEntry};
 pub use csr::Csr;
 pub use digest::{
     constant_time_eq, derive_key, hmac_sha256, hmac_sha256_verify, random_fill, sha256, sha256_hex,

@@ -95,6 +95,10 @@ pub struct AppState {
     pub station_pending_timeout_secs: u64,
     /// Request body limit, bytes.
     pub body_limit: usize,
+    /// Where relying parties reach this server (`[server] public_url`).
+    pub public_url: Option<String>,
+    /// Revoked entries from which a CA's CRL becomes a base CRL with deltas.
+    pub delta_crl_after: usize,
 }
 
 /// The shared state handle.
@@ -111,6 +115,8 @@ impl AppState {
             rotation_overlap_secs: cfg.rotation_overlap_secs,
             station_pending_timeout_secs: cfg.station_pending_timeout_secs,
             body_limit: cfg.body_limit,
+            public_url: cfg.public_url.clone(),
+            delta_crl_after: cfg.delta_crl_after,
         })
     }
 }
