@@ -462,3 +462,47 @@ fn a_batch_without_revocation_signers_keeps_the_old_answers() {
         .arg(format!("{base}/ocsp")));
     assert!(ok && text.trim() == "403", "{text}");
 }
+
+/// With `[server] public_url` at the maker, the certificates a factory
+/// station issues offline point at the batch CA's CRL and the maker's OCSP
+/// responder, as those issued online point at theirs: the URLs travel in
+/// the signed limits of the authorization.
+#[test]
+fn offline_certificates_point_at_the_makers_crl_and_responder() {
+    let env = Env::new();
+    env.ok(&["init", "--org", "Offline URL Co"]);
+    let config = env.data().join("idmint.toml");
+    let text = std::fs::read_to_string(&config).expect("idmint.toml");
+    std::fs::write(
+        &config,
+        text.replace(
+            "[server]\n",
+            "[server]\npublic_url = \"https://pki.example.com\"\n",
+        ),
+    )
+    .expect("write");
+    let (batch, auth, identity) = authorize(&env);
+    let bundle = std::fs::read_to_string(&auth).expect("bundle");
+    assert!(bundle.contains("crlUrl"), "the limits carry the URLs");
+    let log = env.path("issuance.log");
+    let (_factory, devices) = run_factory(&auth, &identity, &log);
+    assert!(!devices.is_empty());
+    for device in &devices {
+        let (ok, text) = run(Command::new("openssl")
+            .args(["x509", "-noout", "-text", "-in"])
+            .arg(device));
+        assert!(ok, "{text}");
+        assert!(
+            text.contains(&format!("URI:https://pki.example.com/crl/{batch}-ca.crl")),
+            "{text}"
+        );
+        let (ok, uri) = run(Command::new("openssl")
+            .args(["x509", "-noout", "-ocsp_uri", "-in"])
+            .arg(device));
+        assert!(ok, "{uri}");
+        assert_eq!(uri.trim(), "https://pki.example.com/ocsp");
+    }
+    // The maker reconciles them as any offline certificates.
+    let report = env.ok(&["batch", "reconcile", log.to_str().expect("path"), "--json"]);
+    assert!(report.contains("\"accepted\""), "{report}");
+}

@@ -181,6 +181,16 @@ impl Idmint {
         self.with_revocation_pointers(ca, &record.name)
     }
 
+    /// Where certificates of CA `name` send relying parties: its CRL and
+    /// the OCSP responder at `[server] public_url`, if set.
+    pub fn revocation_pointers(&self, name: &str) -> Option<RevocationPointers> {
+        let base = self.config.server.public_url.as_deref()?;
+        Some(RevocationPointers {
+            crl_url: format!("{base}/crl/{name}.crl"),
+            ocsp_url: format!("{base}/ocsp"),
+        })
+    }
+
     /// With `[server] public_url` set, the CA's certificates point at its
     /// CRL and at the OCSP responder there.
     fn with_revocation_pointers(
@@ -188,11 +198,8 @@ impl Idmint {
         ca: CertificateAuthority,
         name: &str,
     ) -> Result<CertificateAuthority, FlowError> {
-        match &self.config.server.public_url {
-            Some(base) => Ok(ca.with_revocation_pointers(RevocationPointers {
-                crl_url: format!("{base}/crl/{name}.crl"),
-                ocsp_url: format!("{base}/ocsp"),
-            })?),
+        match self.revocation_pointers(name) {
+            Some(pointers) => Ok(ca.with_revocation_pointers(pointers)?),
             None => Ok(ca),
         }
     }

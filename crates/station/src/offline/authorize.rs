@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::bundle::{
     b64, encrypt_key, path_len, sha256_hex, sign, Authorization, BatchLimits, BundleKey,
-    BUNDLE_VERSION, LIMITS_CONTEXT, LIMITS_FORMAT,
+    RevocationUrls, BUNDLE_VERSION, LIMITS_CONTEXT, LIMITS_FORMAT,
 };
 use crate::new_batch_id;
 use idmint_flows::init::{new_ca, ROOT_CA};
@@ -214,6 +214,12 @@ impl crate::Station<'_> {
             allow_inject: request.allow_inject,
             batch_ca: info.id.clone(),
             issuer_ca: maker.info().id.clone(),
+            revocation: self
+                .revocation_pointers(&batch_ca_name)
+                .map(|p| RevocationUrls {
+                    crl_url: p.crl_url,
+                    ocsp_url: p.ocsp_url,
+                }),
         };
         let limits_text = serde_json::to_string(&limits)
             .map_err(|e| FlowError::Internal(format!("encoding the limits: {e}")))?;

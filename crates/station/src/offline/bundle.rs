@@ -26,7 +26,7 @@ use std::path::Path;
 use base64::Engine;
 use idmint_pki::{
     CertificateAuthority, CertificateInfo, DeviceKey, KeyType, Pkcs11Config, Pkcs11Key, Pkcs11Uri,
-    Profile, SignatureEncoding, Signer, VerifyingKey,
+    Profile, RevocationPointers, SignatureEncoding, Signer, VerifyingKey,
 };
 use serde::{Deserialize, Serialize};
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -87,6 +87,21 @@ pub struct BatchLimits {
     /// Certificate id of the maker CA that signed the batch CA and these
     /// limits.
     pub issuer_ca: String,
+    /// Where relying parties check the certificates the station issues
+    /// (the maker's `[server] public_url`): put in each as its CRL
+    /// distribution point and OCSP responder. Absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation: Option<RevocationUrls>,
+}
+
+/// The CRL and OCSP URLs offline-issued certificates carry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RevocationUrls {
+    /// The batch CA's CRL at the maker (`{public_url}/crl/<batch>-ca.crl`).
+    pub crl_url: String,
+    /// The maker's OCSP responder (`{public_url}/ocsp`).
+    pub ocsp_url: String,
 }
 
 /// Where the batch CA key is.
@@ -401,12 +416,20 @@ impl Authorization {
                 Pkcs11Key::open(config, &Pkcs11Uri::parse(uri)?)?.into_signer()?
             }
         };
-        CertificateAuthority::from_parts(self.batch_ca_der.clone(), signer).map_err(|e| {
-            FlowError::Invalid(format!(
-                "the batch CA key does not open authorization {}: {e}",
-                self.limits.batch
-            ))
-        })
+        let ca =
+            CertificateAuthority::from_parts(self.batch_ca_der.clone(), signer).map_err(|e| {
+                FlowError::Invalid(format!(
+                    "the batch CA key does not open authorization {}: {e}",
+                    self.limits.batch
+                ))
+            })?;
+        match &self.limits.revocation {
+            Some(urls) => Ok(ca.with_revocation_pointers(RevocationPointers {
+                crl_url: urls.crl_url.clone(),
+                ocsp_url: urls.ocsp_url.clone(),
+            })?),
+            None => Ok(ca),
+        }
     }
 }
 

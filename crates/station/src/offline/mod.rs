@@ -46,7 +46,7 @@ mod station;
 pub use authorize::{
     parse_serial_range, AuthorizeReport, AuthorizeRequest, BatchKeyDestination, OFFLINE_CA,
 };
-pub use bundle::{Authorization, BatchLimits, BundleKey};
+pub use bundle::{Authorization, BatchLimits, BundleKey, RevocationUrls};
 pub use idmint_flows::offline_revocation::SIGNER_STATUS_SUFFIX;
 pub use log::{Finding, FindingKind};
 pub use reconcile::ReconcileReport;
