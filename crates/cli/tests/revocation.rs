@@ -4,7 +4,9 @@
 //! GET with RFC 5019 caching headers, one signature per status change,
 //! `unknown` for serials and issuers it does not know, typed failures for
 //! garbage), CRLs with cRLNumber and ETag revalidation, and the CRL and
-//! OCSP URLs that `[server] public_url` puts in certificates.
+//! OCSP URLs that `[server] public_url` puts in certificates, base and delta
+//! CRLs past `[server] delta_crl_after`. The registry-backed checks run on
+//! SQLite and on PostgreSQL (`on_postgres`).
 
 mod common;
 
@@ -23,8 +25,7 @@ struct Fixture {
     _server: common::http::Server,
 }
 
-fn fixture() -> Fixture {
-    let env = Env::new();
+fn fixture_on(env: Env) -> Fixture {
     env.ok(&["init", "--org", "OCSP Test Co"]);
     let (root, issuer, trust) = (
         env.path("root.pem"),
@@ -150,7 +151,11 @@ fn header<'h>(headers: &'h str, name: &str) -> Option<&'h str> {
 
 #[test]
 fn a_delegated_responder_answers_and_openssl_verifies_it() {
-    let f = fixture();
+    a_delegated_responder_answers_and_openssl_verifies_it_on(Env::new());
+}
+
+fn a_delegated_responder_answers_and_openssl_verifies_it_on(env: Env) {
+    let f = fixture_on(env);
     // openssl's own client, POST, with its default nonce: verified against
     // the CA chain through the responder certificate in the response.
     let (ok, text) = run(Command::new("openssl")
@@ -178,7 +183,11 @@ fn a_delegated_responder_answers_and_openssl_verifies_it() {
 
 #[test]
 fn get_is_cacheable_and_a_response_is_signed_once_per_status_change() {
-    let f = fixture();
+    get_is_cacheable_and_a_response_is_signed_once_per_status_change_on(Env::new());
+}
+
+fn get_is_cacheable_and_a_response_is_signed_once_per_status_change_on(env: Env) {
+    let f = fixture_on(env);
     let request = f.request("dev.req", &["-cert", f.device.to_str().unwrap()]);
     let (headers, first) = f.get(&request, "first.resp");
     let text = f.read(&request, &first);
@@ -228,7 +237,7 @@ fn get_is_cacheable_and_a_response_is_signed_once_per_status_change() {
 
 #[test]
 fn unknown_serials_and_issuers_get_unknown_and_garbage_a_typed_failure() {
-    let f = fixture();
+    let f = fixture_on(Env::new());
     // Our certificate and a serial we never issued, in one request: each
     // is answered.
     let request = f.request(
@@ -424,7 +433,11 @@ fn crl_number(text: &str) -> u64 {
 
 #[test]
 fn crls_carry_a_number_and_revalidate_by_etag() {
-    let f = fixture();
+    crls_carry_a_number_and_revalidate_by_etag_on(Env::new());
+}
+
+fn crls_carry_a_number_and_revalidate_by_etag_on(env: Env) {
+    let f = fixture_on(env);
     let (code, headers, first) = get_crl(&f, "first.crl", &[]);
     assert_eq!(code, 200, "{headers}");
     let etag = header(&headers, "etag").expect("etag").to_string();
@@ -468,7 +481,11 @@ fn crls_carry_a_number_and_revalidate_by_etag() {
 
 #[test]
 fn a_revoked_ca_is_on_its_parents_crl_and_its_certificates_verify_as_revoked() {
-    let f = fixture();
+    a_revoked_ca_is_on_its_parents_crl_and_its_certificates_verify_as_revoked_on(Env::new());
+}
+
+fn a_revoked_ca_is_on_its_parents_crl_and_its_certificates_verify_as_revoked_on(env: Env) {
+    let f = fixture_on(env);
     let env = &f.env;
     env.ok(&["ca", "create-issuing", "--name", "line2"]);
     let line2 = env.path("line2.pem");
@@ -574,7 +591,10 @@ fn a_revoked_ca_is_on_its_parents_crl_and_its_certificates_verify_as_revoked() {
 /// deltaCRLIndicator. openssl applies the two together (`-use_deltas`).
 #[test]
 fn past_the_delta_threshold_changes_go_to_a_delta_crl() {
-    let env = Env::new();
+    past_the_delta_threshold_changes_go_to_a_delta_crl_on(Env::new());
+}
+
+fn past_the_delta_threshold_changes_go_to_a_delta_crl_on(env: Env) {
     env.ok(&["init", "--org", "Delta Co"]);
     let config = env.data().join("idmint.toml");
     let text = std::fs::read_to_string(&config).expect("idmint.toml");
@@ -720,4 +740,48 @@ fn past_the_delta_threshold_changes_go_to_a_delta_crl() {
     // A CA below the threshold publishes complete CRLs only.
     let (code, _, _) = fetch("root-delta.crl", "root-delta.crl");
     assert_eq!(code, 404);
+}
+
+/// The same checks on a PostgreSQL store (`IDMINT_TEST_POSTGRES`): the
+/// revocation marks, CRL numbers and cached responses come from the
+/// registry, whichever backend holds it.
+mod on_postgres {
+    use super::common::http::postgres_env;
+
+    #[test]
+    fn a_delegated_responder_answers_and_openssl_verifies_it() {
+        if let Some(env) = postgres_env("rev_ocsp_responder") {
+            super::a_delegated_responder_answers_and_openssl_verifies_it_on(env);
+        }
+    }
+
+    #[test]
+    fn get_is_cacheable_and_a_response_is_signed_once_per_status_change() {
+        if let Some(env) = postgres_env("rev_ocsp_get") {
+            super::get_is_cacheable_and_a_response_is_signed_once_per_status_change_on(env);
+        }
+    }
+
+    #[test]
+    fn crls_carry_a_number_and_revalidate_by_etag() {
+        if let Some(env) = postgres_env("rev_crl_etag") {
+            super::crls_carry_a_number_and_revalidate_by_etag_on(env);
+        }
+    }
+
+    #[test]
+    fn a_revoked_ca_is_on_its_parents_crl_and_its_certificates_verify_as_revoked() {
+        if let Some(env) = postgres_env("rev_revoked_ca") {
+            super::a_revoked_ca_is_on_its_parents_crl_and_its_certificates_verify_as_revoked_on(
+                env,
+            );
+        }
+    }
+
+    #[test]
+    fn past_the_delta_threshold_changes_go_to_a_delta_crl() {
+        if let Some(env) = postgres_env("rev_delta_crl") {
+            super::past_the_delta_threshold_changes_go_to_a_delta_crl_on(env);
+        }
+    }
 }
