@@ -55,31 +55,48 @@ pub async fn current(state: &Shared, ca: &str) -> Result<Vec<u8>, ApiError> {
             return Ok(c.crl.der);
         }
     }
-    let crl = state
-        .idmint
-        .issue_crl_of("server:crl", ca, &CrlRequest::Full)
-        .await?;
-    let entry = CachedCrl {
-        key,
-        issued: now,
-        crl,
-        base: false,
-        over: None,
-    };
-    Ok(remember(state, &name, &entry).der)
+    let entry = issue(state, ca, &name, key, CrlRequest::Full, None).await?;
+    Ok(entry.crl.der)
 }
 
 fn cached(state: &Shared, name: &str) -> Option<CachedCrl> {
     state.crls.lock().ok()?.get(name).cloned()
 }
 
-fn remember(state: &Shared, name: &str, entry: &CachedCrl) -> CurrentCrl {
+/// Issues a CRL of `ca` and caches it under `name`; `over` is a delta's
+/// base number.
+async fn issue(
+    state: &Shared,
+    ca: &str,
+    name: &str,
+    key: (i64, i64),
+    request: CrlRequest,
+    over: Option<u64>,
+) -> Result<CachedCrl, ApiError> {
+    let base = matches!(request, CrlRequest::Base { .. });
+    let crl = state
+        .idmint
+        .issue_crl_of("server:crl", ca, &request)
+        .await?;
+    let entry = CachedCrl {
+        key,
+        issued: idmint_registry::now(),
+        crl,
+        base,
+        over,
+    };
     if let Ok(mut cache) = state.crls.lock() {
         cache.insert(name.to_string(), entry.clone());
     }
-    CurrentCrl {
-        der: entry.crl.der.clone(),
-        issued: entry.issued,
+    Ok(entry)
+}
+
+impl CachedCrl {
+    fn served(&self) -> CurrentCrl {
+        CurrentCrl {
+            der: self.crl.der.clone(),
+            issued: self.issued,
+        }
     }
 }
 
@@ -112,11 +129,11 @@ pub async fn current_crl(state: &Shared, ca: &str) -> Result<CurrentCrl, ApiErro
             "CA {ca:?} is an outside CA: it publishes its own CRL"
         )));
     }
-    Ok(current_full(state, ca).await?.1)
+    Ok(current_full(state, ca).await?.served())
 }
 
 /// The CA's complete (or base) CRL, from the cache when still good.
-async fn current_full(state: &Shared, ca: &str) -> Result<(CachedCrl, CurrentCrl), ApiError> {
+async fn current_full(state: &Shared, ca: &str) -> Result<CachedCrl, ApiError> {
     let key = state.idmint.store().ca_revocation_mark(ca).await?;
     let now = idmint_registry::now();
     let delta_url = match &state.public_url {
@@ -134,37 +151,19 @@ async fn current_full(state: &Shared, ca: &str) -> Result<(CachedCrl, CurrentCrl
             c.key == key && delta_url.is_none()
         };
         if current && fresh(c.issued, now) {
-            let served = CurrentCrl {
-                der: c.crl.der.clone(),
-                issued: c.issued,
-            };
-            return Ok((c, served));
+            return Ok(c);
         }
     }
-    let request = match &delta_url {
-        Some(url) => CrlRequest::Base {
-            delta_url: url.clone(),
-        },
+    let request = match delta_url {
+        Some(delta_url) => CrlRequest::Base { delta_url },
         None => CrlRequest::Full,
     };
-    let crl = state
-        .idmint
-        .issue_crl_of("server:crl", ca, &request)
-        .await?;
-    let entry = CachedCrl {
-        key,
-        issued: now,
-        crl,
-        base: delta_url.is_some(),
-        over: None,
-    };
-    let served = remember(state, ca, &entry);
-    Ok((entry, served))
+    issue(state, ca, ca, key, request, None).await
 }
 
 /// The delta CRL over the CA's current base CRL, reissued on every change.
 async fn current_delta(state: &Shared, ca: &str) -> Result<CurrentCrl, ApiError> {
-    let (base, _) = current_full(state, ca).await?;
+    let base = current_full(state, ca).await?;
     if !base.base {
         return Err(ApiError::not_found(format!(
             "CA {ca:?} publishes complete CRLs only: /crl/{ca}.crl (delta CRLs start at [server] delta_crl_after = {} revoked entries, with public_url set)",
@@ -176,26 +175,14 @@ async fn current_delta(state: &Shared, ca: &str) -> Result<CurrentCrl, ApiError>
     let now = idmint_registry::now();
     if let Some(c) = cached(state, &name) {
         if c.key == key && c.over == Some(base.crl.number) && fresh(c.issued, now) {
-            return Ok(CurrentCrl {
-                der: c.crl.der,
-                issued: c.issued,
-            });
+            return Ok(c.served());
         }
     }
     let request = CrlRequest::Delta {
         base: base.crl.number,
         base_read_at: base.crl.read_at,
     };
-    let crl = state
-        .idmint
-        .issue_crl_of("server:crl", ca, &request)
-        .await?;
-    let entry = CachedCrl {
-        key,
-        issued: now,
-        crl,
-        base: false,
-        over: Some(base.crl.number),
-    };
-    Ok(remember(state, &name, &entry))
+    Ok(issue(state, ca, &name, key, request, Some(base.crl.number))
+        .await?
+        .served())
 }
