@@ -4,8 +4,7 @@
 //! same transaction as the device's thing and certificate.
 
 use serde::Serialize;
-use sqlx::any::AnyRow;
-use sqlx::Row;
+use sqlx::{FromRow, Row};
 
 use crate::write::{multi_insert, unique_to, ROWS_PER_INSERT};
 use crate::{now, AuditEvent, NewCertificate, NewThing, RegistryError, Store, WriteTx};
@@ -17,7 +16,7 @@ pub const MINT_ITEM_OK: &str = "OK";
 pub const MINT_ITEM_SPOILED: &str = "SPOILED";
 
 /// One device image of a mint batch.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
 pub struct MintItem {
     /// Device id (unique across all batches).
@@ -41,27 +40,16 @@ pub struct MintItem {
 const ITEM_COLUMNS: &str =
     "device_id, batch, number, thing, certificate_id, image_file, image_sha256, state";
 
-fn item_from_row(row: &AnyRow) -> Result<MintItem, RegistryError> {
-    Ok(MintItem {
-        device_id: row.try_get("device_id")?,
-        batch: row.try_get("batch")?,
-        number: row.try_get("number")?,
-        thing: row.try_get("thing")?,
-        certificate_id: row.try_get("certificate_id")?,
-        image_file: row.try_get("image_file")?,
-        image_sha256: row.try_get("image_sha256")?,
-        state: row.try_get("state")?,
-    })
-}
-
 impl Store {
     /// Every item of a mint batch, by number.
     pub async fn mint_items(&self, batch: &str) -> Result<Vec<MintItem>, RegistryError> {
         let sql = format!(
             "SELECT {ITEM_COLUMNS} FROM mint_items WHERE batch = $1 ORDER BY number, device_id"
         );
-        let rows = sqlx::query(&sql).bind(batch).fetch_all(&self.pool).await?;
-        rows.iter().map(item_from_row).collect()
+        Ok(sqlx::query_as::<_, MintItem>(&sql)
+            .bind(batch)
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     /// A page of a mint batch's good items, by number after `after`, each
@@ -87,7 +75,7 @@ impl Store {
         .await?;
         rows.iter()
             .map(|row| {
-                let item = item_from_row(row)?;
+                let item = MintItem::from_row(row)?;
                 let der: Option<Vec<u8>> = row.try_get("der")?;
                 let der = der.ok_or_else(|| {
                     RegistryError::Corrupt(format!(

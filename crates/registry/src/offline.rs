@@ -72,7 +72,7 @@ pub struct NewOfflineAuthorization {
 }
 
 /// One issuance log record a reconcile accepted.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
 pub struct ReconciledRecord {
     /// The batch.
@@ -100,7 +100,7 @@ pub struct ReconciledRecord {
 /// the maker: a delegated OCSP responder and a CRL signer, whose keys the
 /// maker keeps (encrypted under the CA passphrase), and the CRL that covers
 /// the CRL signer itself. `Debug` leaves the (encrypted) keys out.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct RevocationSigners {
     /// The batch CA's registry name.
     pub ca: String,
@@ -136,19 +136,6 @@ const RECORD_COLUMNS: &str =
 
 const SIGNER_COLUMNS: &str = "ca, ocsp_responder_der, ocsp_responder_key, crl_signer_der, crl_signer_key, signer_status_url, signer_status_crl, created";
 
-fn signers_from_row(row: &AnyRow) -> Result<RevocationSigners, RegistryError> {
-    Ok(RevocationSigners {
-        ca: row.try_get("ca")?,
-        ocsp_responder_der: row.try_get("ocsp_responder_der")?,
-        ocsp_responder_key: row.try_get("ocsp_responder_key")?,
-        crl_signer_der: row.try_get("crl_signer_der")?,
-        crl_signer_key: row.try_get("crl_signer_key")?,
-        signer_status_url: row.try_get("signer_status_url")?,
-        signer_status_crl: row.try_get("signer_status_crl")?,
-        created: row.try_get("created")?,
-    })
-}
-
 fn auth_from_row(row: &AnyRow) -> Result<OfflineAuthorization, RegistryError> {
     Ok(OfflineAuthorization {
         batch: row.try_get("batch")?,
@@ -162,20 +149,6 @@ fn auth_from_row(row: &AnyRow) -> Result<OfflineAuthorization, RegistryError> {
         signature: row.try_get("signature")?,
         key_kind: row.try_get("key_kind")?,
         created: ts(row.try_get("created")?),
-    })
-}
-
-fn record_from_row(row: &AnyRow) -> Result<ReconciledRecord, RegistryError> {
-    Ok(ReconciledRecord {
-        batch: row.try_get("batch")?,
-        seq: row.try_get("seq")?,
-        hash: row.try_get("hash")?,
-        event: row.try_get("event")?,
-        certificate_id: row.try_get("certificate_id")?,
-        serial: row.try_get("serial")?,
-        hw_id: row.try_get("hw_id")?,
-        finding: row.try_get("finding")?,
-        reconciled: row.try_get("reconciled")?,
     })
 }
 
@@ -217,11 +190,10 @@ impl Store {
         ca: &str,
     ) -> Result<Option<RevocationSigners>, RegistryError> {
         let sql = format!("SELECT {SIGNER_COLUMNS} FROM offline_revocation_signers WHERE ca = $1");
-        let row = sqlx::query(&sql)
+        Ok(sqlx::query_as::<_, RevocationSigners>(&sql)
             .bind(ca)
             .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(signers_from_row).transpose()
+            .await?)
     }
 
     /// Every reconciled issuance log record of an offline batch, by seq.
@@ -232,8 +204,10 @@ impl Store {
         let sql = format!(
             "SELECT {RECORD_COLUMNS} FROM offline_log_records WHERE batch = $1 ORDER BY seq"
         );
-        let rows = sqlx::query(&sql).bind(batch).fetch_all(&self.pool).await?;
-        rows.iter().map(record_from_row).collect()
+        Ok(sqlx::query_as::<_, ReconciledRecord>(&sql)
+            .bind(batch)
+            .fetch_all(&self.pool)
+            .await?)
     }
 }
 
