@@ -101,20 +101,8 @@ impl Idmint {
         let (ca_name, ca, profile) = self.issuer(options).await?;
         values.set("org", self.config().org.as_str());
         let certificate = ca.issue(key, &profile, &values)?;
-        self.register(
-            who,
-            &ca_name,
-            &certificate,
-            thing.as_str(),
-            options,
-            attach_existing,
-        )
-        .await?;
-        Ok(Issued {
-            certificate,
-            thing: thing.clone(),
-            ca: ca_name,
-        })
+        self.register_issued(who, ca_name, certificate, thing, options, attach_existing)
+            .await
     }
 
     /// Generates a key here and issues its certificate. The key is returned
@@ -132,6 +120,23 @@ impl Idmint {
         let values =
             SubjectValues::for_thing(thing.as_str()).with("org", self.config().org.as_str());
         let certificate = ca.issue_for_key(&key, &profile, &values)?;
+        let issued = self
+            .register_issued(who, ca_name, certificate, thing, options, attach_existing)
+            .await?;
+        Ok((key, issued))
+    }
+
+    /// Registers a certificate just signed for `thing` ([`Idmint::register`])
+    /// and hands it back as [`Issued`].
+    async fn register_issued(
+        &self,
+        who: &AuthorizedIssuance,
+        ca_name: String,
+        certificate: IssuedCertificate,
+        thing: &ThingName,
+        options: &IssueOptions,
+        attach_existing: bool,
+    ) -> Result<Issued, FlowError> {
         self.register(
             who,
             &ca_name,
@@ -141,14 +146,11 @@ impl Idmint {
             attach_existing,
         )
         .await?;
-        Ok((
-            key,
-            Issued {
-                certificate,
-                thing: thing.clone(),
-                ca: ca_name,
-            },
-        ))
+        Ok(Issued {
+            certificate,
+            thing: thing.clone(),
+            ca: ca_name,
+        })
     }
 
     /// The CA and profile an issuance uses, checked before any key is made.
