@@ -9,6 +9,8 @@
 //! of what was revoked since the base, reissued on every change: relying
 //! parties fetch the large list rarely and the small one often.
 
+use std::sync::Arc;
+
 use idmint_flows::crl::{CrlRequest, IssuedCrl};
 use idmint_registry::CaKind;
 
@@ -23,7 +25,8 @@ pub struct CachedCrl {
     /// The CA's revocation mark it was built at.
     key: (i64, i64),
     issued: i64,
-    crl: IssuedCrl,
+    /// Shared, so a cache lookup copies no CRL.
+    crl: Arc<IssuedCrl>,
     /// For a base CRL: it is not reissued on a change (the delta is).
     base: bool,
     /// For a delta CRL: the base's number.
@@ -52,11 +55,11 @@ pub async fn current(state: &Shared, ca: &str) -> Result<Vec<u8>, ApiError> {
     let now = idmint_registry::now();
     if let Some(c) = cached(state, &name) {
         if c.key == key && fresh(c.issued, now) {
-            return Ok(c.crl.der);
+            return Ok(c.crl.der.clone());
         }
     }
     let entry = issue(state, ca, &name, key, CrlRequest::Full, None).await?;
-    Ok(entry.crl.der)
+    Ok(entry.crl.der.clone())
 }
 
 fn cached(state: &Shared, name: &str) -> Option<CachedCrl> {
@@ -81,7 +84,7 @@ async fn issue(
     let entry = CachedCrl {
         key,
         issued: idmint_registry::now(),
-        crl,
+        crl: Arc::new(crl),
         base,
         over,
     };
