@@ -102,4 +102,16 @@ pub enum RegistryError {
     /// A stored value could not be decoded (corrupt row).
     #[error("corrupt registry row: {0}")]
     Corrupt(String),
+    /// An id prefix that matches more than one record.
+    #[error("{kind} id prefix {prefix:?} is ambiguous: it matches {}{}; give more characters", matches.join(", "), if *more { ", ..." } else { "" })]
+    Ambiguous {
+        /// What was looked for (`certificate`, `batch`).
+        kind: &'static str,
+        /// The prefix given.
+        prefix: String,
+        /// The first ids it matches, in order.
+        matches: Vec<String>,
+        /// Whether it matches more than those listed.
+        more: bool,
+    },
 }

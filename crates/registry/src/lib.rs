@@ -30,6 +30,7 @@ mod events;
 mod fleet;
 mod grants;
 mod imports;
+mod lookup;
 mod mint;
 mod model;
 mod offline;
@@ -54,6 +55,7 @@ pub use fleet::{
 pub use grants::{ConvertedRole, Grant, Scope};
 pub use idmint_types::RevocationReason;
 pub use imports::{ExportedCertificate, RegisteredCertificate, RegisteredThing};
+pub use lookup::MIN_PREFIX;
 pub use mint::{MintItem, MINT_ITEM_OK, MINT_ITEM_SPOILED};
 pub use model::*;
 pub use offline::{
