@@ -54,7 +54,7 @@ pub use credentials::{
     empty_slot_header, encode_slot, encode_slot_into, required_capacity, Credentials,
 };
 pub use error::{ImageError, PartitionError, RenderError, SlotError, UnknownImageFormat};
-pub use image::{GoldenImage, ImageFormat, ELF_SECTION};
+pub use image::{slot_region, GoldenImage, ImageFormat, SlotRegion, ELF_SECTION};
 pub use partition::{PartitionFormat, PartitionKind, PemCredentials};
 /// Re-exported: the private key and encoded slots are wrapped in it.
 pub use zeroize::Zeroizing;

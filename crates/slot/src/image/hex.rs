@@ -212,9 +212,27 @@ fn parse_records(text: &[u8]) -> Result<Vec<DataRecord>, ImageError> {
     Ok(records)
 }
 
+/// The address space of an Intel HEX file as contiguous segments
+/// (address, bytes), in address order: what a device image holds, read
+/// back.
+pub(crate) fn memory(text: &[u8]) -> Result<Vec<(u64, Vec<u8>)>, ImageError> {
+    segments(&parse_records(text)?)
+}
+
 /// Build the address space as contiguous segments and find the one slot.
 /// A slot must lie within one contiguous run of data.
 fn locate_slot(records: &[DataRecord]) -> Result<locate::Found, ImageError> {
+    let segments = segments(records)?;
+    let candidates: Vec<Candidate> = segments
+        .iter()
+        .flat_map(|(start, bytes)| locate::candidates(bytes, *start))
+        .collect();
+    locate::choose(candidates.into_iter())
+}
+
+/// The data records joined into contiguous segments, in address order;
+/// overlapping records are an error.
+fn segments(records: &[DataRecord]) -> Result<Vec<(u64, Vec<u8>)>, ImageError> {
     let mut by_address: BTreeMap<u64, &DataRecord> = BTreeMap::new();
     for record in records.iter().filter(|r| !r.data.is_empty()) {
         if by_address.insert(record.address, record).is_some() {
@@ -235,9 +253,5 @@ fn locate_slot(records: &[DataRecord]) -> Result<locate::Found, ImageError> {
             _ => segments.push((address, record.data.clone())),
         }
     }
-    let candidates: Vec<Candidate> = segments
-        .iter()
-        .flat_map(|(start, bytes)| locate::candidates(bytes, *start))
-        .collect();
-    locate::choose(candidates.into_iter())
+    Ok(segments)
 }

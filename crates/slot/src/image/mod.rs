@@ -7,6 +7,8 @@ pub use elf::SLOT_SECTION as ELF_SECTION;
 mod flat;
 mod hex;
 mod locate;
+mod read;
+pub use read::{slot_region, SlotRegion};
 
 use std::fmt;
 use std::io::Write;
