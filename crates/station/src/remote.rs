@@ -225,7 +225,18 @@ impl Api {
         let response = request.send().await.map_err(|e| ApiFailure {
             status: None,
             code: None,
-            message: format!("cannot reach {}: {}", self.base, error_chain(&e)),
+            message: format!(
+                "cannot reach {}: {}{}",
+                self.base,
+                error_chain(&e),
+                if unknown_issuer(&e) {
+                    " (the server's certificate is not signed by a CA this station trusts: \
+                     pass --ca-cert FILE with the server's root, which `idmint ca show root --pem` \
+                     prints on the server)"
+                } else {
+                    ""
+                }
+            ),
         })?;
         let status = response.status();
         if status.is_success() {
@@ -327,6 +338,33 @@ impl Api {
 
 /// An error and its causes on one line (reqwest hides the TLS reason in
 /// the source chain).
+/// Whether TLS refused the server's certificate because no trusted CA
+/// issued it. reqwest hides the rustls error inside an `io::Error`, whose
+/// `source` skips it, so both are looked into.
+fn unknown_issuer(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if matches!(
+            err.downcast_ref::<rustls::Error>(),
+            Some(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::UnknownIssuer
+            ))
+        ) {
+            return true;
+        }
+        if let Some(inner) = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+        {
+            if unknown_issuer(inner) {
+                return true;
+            }
+        }
+        next = err.source();
+    }
+    false
+}
+
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
