@@ -187,8 +187,14 @@ impl MqttServer {
                     .unwrap_or_default();
                 tokio::select! {
                     result = session::serve(context, tls, chain) => {
-                        if let Err(e) = result {
-                            tracing::debug!(%peer, "MQTT session ended: {e}");
+                        match result {
+                            // A refusal is the operator's business (a claim
+                            // outside its topics, a revoked device): info.
+                            Err(e @ session::SessionEnd::NotAuthorized(_)) => {
+                                tracing::info!(%peer, "MQTT session refused: {e}");
+                            }
+                            Err(e) => tracing::debug!(%peer, "MQTT session ended: {e}"),
+                            Ok(()) => {}
                         }
                     }
                     _ = closing.wait_for(|c| *c) => {}
