@@ -40,6 +40,26 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
     }
 }
 
+/// `n` and a noun, the noun plural unless `n` is 1: `1 certificate`,
+/// `2 certificates`. Nouns here take an `s`; `identity` becomes `identities`.
+pub fn count(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else if let Some(stem) = noun.strip_suffix('y') {
+        format!("{n} {stem}ies")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+/// Unix seconds as RFC 3339 (the seconds themselves if out of range), so
+/// every timestamp in JSON output has one form.
+pub fn unix_time(secs: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .map(self::time)
+        .unwrap_or_else(|_| secs.to_string())
+}
+
 /// A timestamp as RFC 3339.
 pub fn time(t: time::OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)

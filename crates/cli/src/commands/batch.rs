@@ -26,6 +26,14 @@ use idmint_station::Station;
 #[derive(Subcommand)]
 pub enum BatchCommand {
     /// Mint per-device firmware images from a golden image.
+    ///
+    /// Every certificate is registered ACTIVE before any device is flashed
+    /// (use --status PENDING_ACTIVATION to activate them later).
+    #[command(after_help = "Examples:\n  \
+        idmint batch mint --golden firmware.bin --count 1000 --product sensor --out out\n  \
+        idmint batch mint --golden firmware.hex --count 10 --product sensor --out out --json\n  \
+        idmint slot show out/images/<device>.hex   # what one image holds\n\n\
+        Images go to OUT/images/, one line per device to OUT/manifest.jsonl.")]
     Mint(MintArgs),
     /// Finish an interrupted `batch mint`.
     Resume(ResumeArgs),
@@ -37,6 +45,9 @@ pub enum BatchCommand {
     Create(crate::commands::station::CreateArgs),
     /// Authorize an offline batch for a factory: write an authorization
     /// bundle (batch CA, signed limits, batch CA key for the factory).
+    #[command(after_help = "Example:\n  \
+        age-keygen -o factory.key   # the factory's key; its public line is the recipient\n  \
+        idmint batch authorize --factory acme --count 1000 --encrypt-to age1... --out acme.bundle")]
     Authorize(AuthorizeArgs),
     /// Check an offline station's issuance log and register its devices;
     /// exits non-zero on duplicates, excess, gaps or tampering.
@@ -144,16 +155,22 @@ pub struct MintArgs {
     /// Output directory (must be new or empty).
     #[arg(long)]
     out: PathBuf,
+    /// Print the summary as a JSON object on stdout.
+    #[arg(long)]
+    json: bool,
 }
 
 /// `idmint batch resume`.
 #[derive(Args)]
 pub struct ResumeArgs {
-    /// Batch id.
+    /// Batch id, or a unique prefix of it.
     batch: String,
     /// Worker threads (default: the number of cores).
     #[arg(long)]
     jobs: Option<usize>,
+    /// Print the summary as a JSON object on stdout.
+    #[arg(long)]
+    json: bool,
 }
 
 /// `idmint batch list`.
@@ -167,7 +184,7 @@ pub struct ListArgs {
 /// `idmint batch show`.
 #[derive(Args)]
 pub struct ShowArgs {
-    /// Batch id.
+    /// Batch id, or a unique prefix of it.
     batch: String,
     /// Print a JSON object.
     #[arg(long)]
@@ -217,19 +234,16 @@ async fn authorize(ctx: &Context, args: AuthorizeArgs) -> anyhow::Result<ExitCod
         )
         .await?;
     if args.json {
-        output::json(&report)?;
+        // Every timestamp in JSON output is RFC 3339.
+        let mut value = serde_json::to_value(&report)?;
+        value["notAfter"] = output::unix_time(report.not_after).into();
+        output::json(&value)?;
     } else {
         println!("{}", report.batch);
-        let until = time::OffsetDateTime::from_unix_timestamp(report.not_after)
-            .ok()
-            .and_then(|t| {
-                t.format(&time::format_description::well_known::Rfc3339)
-                    .ok()
-            })
-            .unwrap_or_else(|| report.not_after.to_string());
+        let until = output::unix_time(report.not_after);
         eprintln!(
-            "authorized {} certificates (serials {}..{}) for factory {} until {until}, batch CA {} under {} (key: {}); bundle {}",
-            report.count,
+            "authorized {} (serials {}..{}) for factory {} until {until}, batch CA {} under {} (key: {}); bundle {}",
+            output::count(report.count, "certificate"),
             report.serial_first,
             report.serial_last,
             report.factory,
@@ -252,8 +266,8 @@ async fn reconcile(ctx: &Context, args: ReconcileArgs) -> anyhow::Result<ExitCod
     } else {
         let batch = report.batch.as_deref().unwrap_or("?");
         println!(
-            "batch {batch}: {} records ({} new); issued {}, provisioned {}, spoiled {}{}",
-            report.records,
+            "batch {batch}: {} ({} new); issued {}, provisioned {}, spoiled {}{}",
+            output::count(report.records, "record"),
             report.new_records,
             report.issued,
             report.provisioned,
@@ -264,7 +278,10 @@ async fn reconcile(ctx: &Context, args: ReconcileArgs) -> anyhow::Result<ExitCod
                 .unwrap_or_default()
         );
         if report.accepted {
-            println!("registered {} certificates", report.registered);
+            println!(
+                "registered {}",
+                output::count(report.registered, "certificate")
+            );
         }
         for f in &report.findings {
             println!("{f}");
@@ -281,9 +298,9 @@ async fn reconcile(ctx: &Context, args: ReconcileArgs) -> anyhow::Result<ExitCod
     let first = first.map(|f| f.to_string()).unwrap_or_default();
     if report.accepted {
         eprintln!(
-            "error: reconcile of {} found {} problem(s): {first}",
+            "error: reconcile of {} found {}: {first}",
             args.log.display(),
-            report.findings.len()
+            output::count(report.findings.len() as u64, "problem")
         );
     } else {
         eprintln!(
@@ -303,13 +320,21 @@ fn jobs(n: Option<usize>) -> usize {
     .max(1)
 }
 
-fn summary(report: &idmint_mint::MintReport, started: Instant) {
+/// The one-line summary of a mint or resume, or with `--json` the report
+/// with its time and rate.
+fn summary(report: &idmint_mint::MintReport, started: Instant, json: bool) -> anyhow::Result<()> {
     let secs = started.elapsed().as_secs_f64();
     let rate = if secs > 0.0 {
         report.minted as f64 / secs
     } else {
         0.0
     };
+    if json {
+        let mut value = serde_json::to_value(report)?;
+        value["seconds"] = secs.into();
+        value["perSecond"] = rate.into();
+        return output::json(&value);
+    }
     let place = match &report.archive {
         Some(a) => a.display().to_string(),
         None => report.out_dir.display().to_string(),
@@ -322,9 +347,11 @@ fn summary(report: &idmint_mint::MintReport, started: Instant) {
         );
     }
     println!(
-        "batch {}: {} identities in {secs:.2} s, {rate:.0} identities/s{extra} -> {place}",
-        report.batch, report.minted
+        "batch {}: {} in {secs:.2} s, {rate:.0} identities/s{extra} -> {place}",
+        report.batch,
+        output::count(report.minted, "identity")
     );
+    Ok(())
 }
 
 async fn mint(ctx: &Context, args: MintArgs) -> anyhow::Result<ExitCode> {
@@ -359,23 +386,24 @@ async fn mint(ctx: &Context, args: MintArgs) -> anyhow::Result<ExitCode> {
         .await;
     bar.finish_and_clear();
     let report = report?;
-    summary(&report, started);
+    summary(&report, started, args.json)?;
     Ok(ExitCode::SUCCESS)
 }
 
 async fn resume(ctx: &Context, args: ResumeArgs) -> anyhow::Result<ExitCode> {
     let idmint = ctx.open().await?;
+    let batch = idmint.store().resolve_batch_id(&args.batch).await?;
     let bar = progress_bar(0);
     let started = Instant::now();
     let report = Mint::new(&idmint)
-        .resume_batch(&actor(), &args.batch, jobs(args.jobs), &|done, total| {
+        .resume_batch(&actor(), &batch, jobs(args.jobs), &|done, total| {
             bar.set_length(total);
             bar.set_position(done)
         })
         .await;
     bar.finish_and_clear();
     let report = report?;
-    summary(&report, started);
+    summary(&report, started, args.json)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -400,6 +428,13 @@ async fn view(idmint: &idmint_flows::Idmint, batch: Batch) -> anyhow::Result<Bat
     };
     let good = batch.issued - batch.spoiled;
     let mut batch = batch;
+    // Offline authorizations keep their window in Unix seconds; every
+    // timestamp idmint prints in JSON is RFC 3339.
+    for field in ["notBefore", "notAfter"] {
+        if let Some(secs) = batch.params.get(field).and_then(serde_json::Value::as_i64) {
+            batch.params[field] = output::unix_time(secs).into();
+        }
+    }
     // Spoiled identities consumed a certificate: they stay counted.
     batch.remaining = (batch.count - batch.issued).max(0);
     Ok(BatchView {
@@ -452,7 +487,8 @@ async fn list(ctx: &Context, args: ListArgs) -> anyhow::Result<ExitCode> {
 
 async fn show(ctx: &Context, args: ShowArgs) -> anyhow::Result<ExitCode> {
     let idmint = ctx.open().await?;
-    let batch = idmint.store().require_batch(&args.batch).await?;
+    let id = idmint.store().resolve_batch_id(&args.batch).await?;
+    let batch = idmint.store().require_batch(&id).await?;
     let v = view(&idmint, batch).await?;
     if args.json {
         output::json(&v)?;

@@ -22,8 +22,15 @@ use crate::{actor, local, output, Context};
 #[derive(Subcommand)]
 pub enum CertCommand {
     /// Issue a certificate for a PKCS#10 CSR (the key stays with its owner).
+    #[command(after_help = "Example:\n  \
+        openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \\\n      \
+        -keyout dev-1.key -subj /CN=dev-1 -out dev-1.csr\n  \
+        idmint cert issue --csr dev-1.csr --out dev-1.pem --json")]
     Issue(IssueArgs),
     /// Generate a key and its certificate here (one, or --count in bulk).
+    #[command(after_help = "Examples:\n  \
+        idmint cert new --thing sensor-1                      # sensor-1.key.pem, sensor-1.cert.pem\n  \
+        idmint cert new --count 100 --thing-prefix sensor- --out-dir certs")]
     New(NewArgs),
     /// List certificates.
     List {
@@ -44,8 +51,12 @@ pub enum CertCommand {
         json: bool,
     },
     /// Show one certificate.
+    #[command(
+        after_help = "Example:\n  idmint cert show 3f9a --json   # a unique prefix of the id is enough, as in git"
+    )]
     Show {
-        /// Certificate id (SHA-256 of the DER, hex).
+        /// Certificate id (SHA-256 of the DER, hex), or a unique prefix of
+        /// at least 4 hex digits.
         id: String,
         /// Print just the certificate as PEM.
         #[arg(long, conflicts_with = "json")]
@@ -55,24 +66,34 @@ pub enum CertCommand {
         json: bool,
     },
     /// Revoke a certificate (it goes on its CA's CRL).
+    #[command(after_help = "Example:\n  idmint cert revoke 3f9a --reason keyCompromise --json")]
     Revoke {
-        /// Certificate id.
+        /// Certificate id, or a unique prefix of at least 4 hex digits.
         id: String,
         /// RFC 5280 reason: unspecified, keyCompromise, cACompromise,
         /// affiliationChanged, superseded, cessationOfOperation,
         /// certificateHold, privilegeWithdrawn.
         #[arg(long, default_value = "unspecified")]
         reason: RevocationReason,
+        /// Print the certificate afterwards as a JSON object.
+        #[arg(long)]
+        json: bool,
     },
     /// Make a certificate ACTIVE.
     Activate {
-        /// Certificate id.
+        /// Certificate id, or a unique prefix of at least 4 hex digits.
         id: String,
+        /// Print the certificate afterwards as a JSON object.
+        #[arg(long)]
+        json: bool,
     },
     /// Make a certificate INACTIVE.
     Deactivate {
-        /// Certificate id.
+        /// Certificate id, or a unique prefix of at least 4 hex digits.
         id: String,
+        /// Print the certificate afterwards as a JSON object.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -198,13 +219,12 @@ pub async fn run(ctx: &Context, cmd: CertCommand) -> anyhow::Result<ExitCode> {
         }
         CertCommand::Show { id, pem, json } => {
             let idmint = ctx.open().await?;
+            let id = idmint.store().resolve_certificate_id(&id).await?;
             let cert = idmint.store().require_certificate(&id).await?;
             if pem {
                 print!("{}", to_pem("CERTIFICATE", &cert.der));
             } else if json {
-                let mut value = serde_json::to_value(&cert)?;
-                value["certificatePem"] = to_pem("CERTIFICATE", &cert.der).into();
-                output::json(&value)?;
+                output::json(&certificate_json(&cert)?)?;
             } else {
                 println!("id:         {}", cert.id);
                 println!("status:     {}", cert.status);
@@ -224,14 +244,26 @@ pub async fn run(ctx: &Context, cmd: CertCommand) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        CertCommand::Revoke { id, reason } => {
-            set_status(ctx, &id, CertificateStatus::Revoked, Some(reason)).await
+        CertCommand::Revoke { id, reason, json } => {
+            set_status(ctx, &id, CertificateStatus::Revoked, Some(reason), json).await
         }
-        CertCommand::Activate { id } => set_status(ctx, &id, CertificateStatus::Active, None).await,
-        CertCommand::Deactivate { id } => {
-            set_status(ctx, &id, CertificateStatus::Inactive, None).await
+        CertCommand::Activate { id, json } => {
+            set_status(ctx, &id, CertificateStatus::Active, None, json).await
+        }
+        CertCommand::Deactivate { id, json } => {
+            set_status(ctx, &id, CertificateStatus::Inactive, None, json).await
         }
     }
+}
+
+/// A certificate as `cert show --json` prints it: the registry record and
+/// its PEM.
+fn certificate_json(
+    cert: &idmint_flows::registry::Certificate,
+) -> anyhow::Result<serde_json::Value> {
+    let mut value = serde_json::to_value(cert)?;
+    value["certificatePem"] = to_pem("CERTIFICATE", &cert.der).into();
+    Ok(value)
 }
 
 async fn set_status(
@@ -239,17 +271,27 @@ async fn set_status(
     id: &str,
     status: CertificateStatus,
     reason: Option<RevocationReason>,
+    json: bool,
 ) -> anyhow::Result<ExitCode> {
     let idmint = ctx.open().await?;
+    let id = idmint.store().resolve_certificate_id(id).await?;
     let who = local().authorize(Action::ChangeCertificateStatus, &Resource::everything())?;
     idmint
-        .set_certificate_status(&who, id, status, reason)
+        .set_certificate_status(&who, &id, status, reason)
         .await?;
-    eprintln!("certificate {id} is now {status}");
+    if json {
+        let cert = idmint.store().require_certificate(&id).await?;
+        output::json(&certificate_json(&cert)?)?;
+    } else {
+        eprintln!("certificate {id} is now {status}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
 async fn issue(ctx: &Context, args: IssueArgs) -> anyhow::Result<ExitCode> {
+    if let Some(out) = &args.out {
+        output::refuse_existing(&[out])?;
+    }
     let bytes =
         std::fs::read(&args.csr).with_context(|| format!("reading {}", args.csr.display()))?;
     let csr = Csr::from_pem_or_der(&bytes).with_context(|| format!("{}", args.csr.display()))?;
@@ -260,13 +302,11 @@ async fn issue(ctx: &Context, args: IssueArgs) -> anyhow::Result<ExitCode> {
     let issued = idmint.issue_from_csr(&who, &csr, &options).await?;
     let pem = issued.certificate.pem();
     match &args.out {
-        Some(path) => {
-            std::fs::write(path, &pem).with_context(|| format!("writing {}", path.display()))?
-        }
+        Some(path) => write_new(path, pem.as_bytes())?,
         None if !args.flags.json => print!("{pem}"),
         None => {}
     }
-    report(&issued, args.flags.json)
+    report(&issued, args.flags.status, args.flags.json)
 }
 
 async fn new_one(ctx: &Context, args: NewArgs) -> anyhow::Result<ExitCode> {
@@ -299,16 +339,17 @@ async fn new_one(ctx: &Context, args: NewArgs) -> anyhow::Result<ExitCode> {
     if !args.flags.json {
         eprintln!("wrote {} and {}", key_path.display(), cert_path.display());
     }
-    report(&issued, args.flags.json)
+    report(&issued, args.flags.status, args.flags.json)
 }
 
-fn report(issued: &Issued, json: bool) -> anyhow::Result<ExitCode> {
+fn report(issued: &Issued, status: CertificateStatus, json: bool) -> anyhow::Result<ExitCode> {
     let info = &issued.certificate.info;
     if json {
         output::json(&serde_json::json!({
             "id": info.id,
             "thing": issued.thing,
             "ca": issued.ca,
+            "status": status,
             "serial": info.serial,
             "subject": info.subject,
             "notBefore": output::time(info.not_before),
@@ -360,8 +401,8 @@ async fn bulk(ctx: &Context, args: NewArgs) -> anyhow::Result<ExitCode> {
         )?;
     } else {
         eprintln!(
-            "issued {} identities in {:.2} s ({:.0}/s) into {}",
-            report.issued,
+            "issued {} in {:.2} s ({:.0}/s) into {}",
+            output::count(report.issued, "identity"),
             secs,
             rate,
             out_dir.display()
