@@ -8,7 +8,7 @@ mod output;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use zeroize::Zeroizing;
 
 use idmint_flows::{Idmint, PASSPHRASE_ENV};
@@ -22,7 +22,18 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// idmint: a unique cryptographic identity for every device, wherever in
 /// the supply chain it is born, and one registry of every identity issued.
 #[derive(Parser)]
-#[command(name = "idmint", version, propagate_version = true)]
+#[command(
+    name = "idmint",
+    version,
+    propagate_version = true,
+    after_help = "Getting started (docs/ has a tutorial per scenario):\n  \
+        idmint init --org \"Example Co\"          # root and issuing CA in ./idmint-data\n  \
+        idmint cert new --thing sensor-1           # a key and its certificate\n  \
+        idmint cert list\n  \
+        idmint batch mint --golden fw.bin --count 100 --product sensor --out out\n  \
+        idmint slot show out/images/<device>.bin   # look inside a device image\n\n\
+        Every command takes --help; list and show commands take --json."
+)]
 struct Cli {
     /// Data directory (configuration, and the SQLite registry by default).
     #[arg(
@@ -102,6 +113,13 @@ enum Command {
     Station(commands::station::StationCommand),
     /// A simulated device speaking the device agent protocol.
     Devsim(commands::devsim::DevsimArgs),
+    /// Look inside device images: the credential slot's records and certificate.
+    #[command(subcommand)]
+    Slot(commands::slot::SlotCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(commands::docs::CompletionsArgs),
+    /// Write man pages for idmint and every subcommand into a directory.
+    Man(commands::docs::ManArgs),
 }
 
 fn main() -> ExitCode {
@@ -241,6 +259,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Batch(cmd) => commands::batch::run(&ctx, cmd).await,
         Command::Station(cmd) => commands::station::run(&ctx, cmd).await,
         Command::Devsim(args) => commands::devsim::run(args).await,
+        Command::Slot(cmd) => commands::slot::run(cmd),
+        Command::Completions(args) => commands::docs::completions(Cli::command(), args),
+        Command::Man(args) => commands::docs::man(Cli::command(), args),
     }
 }
 

@@ -10,6 +10,9 @@ use crate::{passphrase_from_env, Context};
 
 /// Arguments of `idmint init`.
 #[derive(Args)]
+#[command(after_help = "Example:\n  \
+    IDMINT_CA_PASSPHRASE=... idmint init --org \"Example Co\"   # ./idmint-data, or --data DIR\n\n\
+    Without IDMINT_CA_PASSPHRASE a passphrase is generated into DATA/ca-passphrase.")]
 pub struct InitArgs {
     /// Organisation named in the CA subjects (and `{org}` in profiles).
     #[arg(long, default_value = "idmint")]

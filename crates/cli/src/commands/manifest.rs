@@ -27,11 +27,19 @@ const SHOWN_REJECTIONS: u64 = 20;
 pub enum ManifestCommand {
     /// Import a manifest: every entry checked, good ones registered, bad
     /// ones reported.
+    #[command(after_help = "Examples:\n  \
+        idmint ca register --name vendor --cert vendor-root.pem --signer vendor-signer.pem\n  \
+        idmint manifest import trustngo.json --ca vendor                 # signed Trust&GO: the vendor root\n  \
+        idmint manifest import devices.jsonl --ca vendor-signer --json   # JSONL/CSV/PEM: the signer intermediate\n\n\
+        docs/s3-manifests.md walks through it with a generated test manifest.")]
     Import(ImportArgs),
     /// Export the certificates of a batch or CA for another registry.
     Export(ExportArgs),
-    /// Generate test manifests playing the HSM vendor (tests, benchmarks).
-    #[command(hide = true)]
+    /// Generate test manifests playing the HSM vendor (tests, benchmarks,
+    /// trying the import before a real manifest arrives).
+    #[command(after_help = "Example:\n  \
+        idmint manifest generate-test --count 10 --test-set --out vendor\n  \
+        ls vendor   # README.txt says which file is which and which CA to register")]
     GenerateTest(GenerateArgs),
 }
 
@@ -91,7 +99,7 @@ pub struct ExportArgs {
     pub out: Option<PathBuf>,
 }
 
-/// `idmint manifest generate-test` (hidden).
+/// `idmint manifest generate-test`.
 #[derive(Args)]
 pub struct GenerateArgs {
     /// Entries in the manifest.
@@ -247,6 +255,6 @@ async fn export(ctx: &Context, args: ExportArgs) -> anyhow::Result<ExitCode> {
                 .await?
         }
     };
-    eprintln!("exported {count} certificates");
+    eprintln!("exported {}", output::count(count as u64, "certificate"));
     Ok(ExitCode::SUCCESS)
 }

@@ -11,6 +11,13 @@ use crate::{passphrase_from_env, Context};
 
 /// `idmint serve` options.
 #[derive(Args)]
+#[command(after_help = "Example:\n  \
+    idmint serve --listen 127.0.0.1:8443 --mqtt-listen off &\n  \
+    idmint ca show root --pem > root.pem\n  \
+    curl --cacert root.pem https://localhost:8443/healthz\n\n\
+    The server certificate names localhost, 127.0.0.1 and every name in [server] hosts of\n\
+    DATA/idmint.toml (e.g. hosts = [\"idmint.example.com\", \"10.0.0.5\"]); it is reissued\n\
+    when that list changes. Clients trust the root CA.")]
 pub struct ServeArgs {
     /// HTTPS listen address (default: `[server] listen`, else 0.0.0.0:8443).
     #[arg(long)]
@@ -82,11 +89,15 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let idmint = Arc::new(idmint);
     let server = idmint_server::Server::bind(idmint.clone(), &server_cfg).await?;
     eprintln!("idmint serving https://{}", server.local_addr()?);
-    if server_cfg.cert.is_none() {
-        eprintln!(
+    match &server_cfg.cert {
+        None => eprintln!(
             "server certificate for {} ([server] hosts adds names); clients trust the root: idmint ca show root --pem > root.pem",
             idmint_server::tls::host_names(&server_cfg.hosts).join(", ")
-        );
+        ),
+        Some(path) => eprintln!(
+            "server certificate from {} ([server] cert); clients trust its issuer",
+            path.display()
+        ),
     }
     tracing::info!(addr = %server.local_addr()?, "serving");
 

@@ -26,6 +26,12 @@ use idmint_station::Station;
 #[derive(Subcommand)]
 pub enum StationCommand {
     /// Provision devices into a batch.
+    #[command(after_help = "Examples:\n  \
+        idmint station run --batch B --device tcp://127.0.0.1:7000            # one device\n  \
+        idmint station run --batch B --device serial:/dev/ttyUSB0@115200 --loop\n  \
+        idmint station run --batch B --server https://idmint.example:8443 \\\n      \
+        --ca-cert root.pem --token-file station.token --device tcp://10.0.0.7:7000\n\n\
+        Without --count or --loop, the station provisions one device per --device address and exits.")]
     Run(RunArgs),
 }
 
@@ -53,7 +59,8 @@ pub struct RunArgs {
     #[arg(long, requires = "batch")]
     server: Option<String>,
     /// Remote: the CA certificate(s) (PEM) to trust for the server
-    /// (default: the system roots).
+    /// (default: the system roots); `idmint ca show root --pem` on the
+    /// server prints its root.
     #[arg(long, requires = "server")]
     ca_cert: Option<PathBuf>,
     /// Remote: a file holding the station token (or set
@@ -71,7 +78,8 @@ pub struct RunArgs {
     /// Several addresses are served in parallel.
     #[arg(long = "device", required = true)]
     devices: Vec<String>,
-    /// Provision this many devices in total, then exit.
+    /// Provision this many devices in total, then exit (default: one
+    /// device per --device address).
     #[arg(long, conflicts_with = "loop")]
     count: Option<u64>,
     /// Keep provisioning (the next board on the same port) until
@@ -143,19 +151,19 @@ async fn run_station(ctx: &Context, args: RunArgs) -> anyhow::Result<ExitCode> {
         let failed = run.outcomes.iter().filter(|o| !o.ok).count();
         if !json {
             eprintln!(
-                "station: {} provisioned, {failed} failed; authorization {}: {} of {} issued ({} spoiled), {} remaining; {} records in {}{}",
+                "station: {} provisioned, {failed} failed; authorization {}: {} of {} issued ({} spoiled), {} remaining; {} in {}{}",
                 run.outcomes.len() - failed,
                 run.batch,
                 run.issued,
                 run.count,
                 run.spoiled,
                 run.remaining,
-                run.records,
+                output::count(run.records as u64, "record"),
                 run.log.display(),
                 if run.recovered > 0 {
                     format!(
-                        " ({} certificates of an interrupted run recorded as spoiled)",
-                        run.recovered
+                        " ({} of an interrupted run recorded as spoiled)",
+                        output::count(run.recovered as u64, "certificate")
                     )
                 } else {
                     String::new()

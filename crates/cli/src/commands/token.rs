@@ -11,6 +11,9 @@ use crate::{actor, output, Context};
 #[derive(Subcommand)]
 pub enum TokenCommand {
     /// Create a token; its secret is printed once (the last word of the last line).
+    #[command(after_help = "Examples:\n  \
+        idmint token create --name line-1 --role station --batch B --json | jq -r .token > station.token\n  \
+        idmint token create --name est-1 --role enroll --batch B   # EST: HTTP Basic est-1:<token>")]
     Create {
         /// Unique name (the HTTP Basic user name for EST).
         #[arg(long)]
