@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's test command. On a fresh Debian machine it installs what the
-# tests drive (openssl, sqlite3, PostgreSQL, gcc + binutils, curl, SoftHSM2,
+# tests drive (openssl, sqlite3, PostgreSQL, gcc + binutils, curl, jq, SoftHSM2,
 # age, the mosquitto broker and clients; paho-mqtt from PyPI), starts a throw-away
 # PostgreSQL server on loopback, and runs the whole suite with every variant
 # required: with IDMINT_REQUIRE_ALL=1 a test whose real part is missing fails
@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 
-packages=(openssl sqlite3 postgresql gcc binutils curl softhsm2 age ca-certificates mosquitto mosquitto-clients)
+packages=(openssl sqlite3 postgresql gcc binutils curl jq softhsm2 age ca-certificates mosquitto mosquitto-clients)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ "${#missing[@]}" -gt 0 ]; then
