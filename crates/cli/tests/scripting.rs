@@ -461,3 +461,48 @@ fn a_remote_station_that_does_not_trust_the_server_is_told_what_to_do() {
     assert!(err.contains("--ca-cert"), "{err}");
     assert!(err.contains("idmint ca show root --pem"), "{err}");
 }
+
+/// The prefix lookups on PostgreSQL (LIKE is case-sensitive there: hex
+/// prefixes are lowercased first).
+#[test]
+fn id_prefixes_on_postgresql() {
+    let Ok(url) = std::env::var("IDMINT_TEST_POSTGRES") else {
+        assert!(
+            std::env::var_os("IDMINT_REQUIRE_ALL").is_none(),
+            "IDMINT_TEST_POSTGRES is not set, and IDMINT_REQUIRE_ALL (scripts/test.sh) forbids skipping"
+        );
+        eprintln!("skipped: IDMINT_TEST_POSTGRES is not set");
+        return;
+    };
+    // A database of its own, so the test can run again on the same server.
+    let name = format!(
+        "idmint_prefix_{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_nanos()
+    );
+    let created = Command::new("psql")
+        .args([url.as_str(), "-c", &format!("CREATE DATABASE {name}")])
+        .output()
+        .expect("psql");
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let base = url.rsplit_once('/').map(|(b, _)| b).expect("database URL");
+    let store = format!("{base}/{name}");
+    let env = Env::new();
+    env.ok(&["--store", &store, "init", "--org", "PG Co"]);
+    let issued = env.json(&["cert", "new", "--thing", "pg-1", "--json"]);
+    let id = issued["id"].as_str().expect("id");
+    let upper = id[..8].to_ascii_uppercase();
+    assert_eq!(env.json(&["cert", "show", &upper, "--json"])["id"], id);
+    let revoked = env.json(&["cert", "revoke", &id[..6], "--json"]);
+    assert_eq!(revoked["status"], "REVOKED");
+    env.ok(&["batch", "create", "--product", "widget", "--count", "1"]);
+    env.ok(&["batch", "create", "--product", "widget", "--count", "1"]);
+    let err = env.fails(&["batch", "show", "widget-"]);
+    assert!(err.contains("ambiguous"), "{err}");
+}
