@@ -1,9 +1,11 @@
 //! ESP32 credential partitions: one flash partition per device holding its
 //! certificate, key and CA, flashed beside one application image for all
 //! devices, laid out as Espressif's own tools write them: [`esp_secure_cert`]
-//! (the TLV partition `esp_secure_cert_mgr` reads).
+//! (the TLV partition `esp_secure_cert_mgr` reads) and [`nvs`] (an ESP-IDF
+//! NVS partition with the strings `dev_cert`, `priv_key` and `ca_cert`).
 
 pub mod esp_secure_cert;
+pub mod nvs;
 
 use std::fmt;
 use std::str::FromStr;
@@ -22,6 +24,14 @@ pub enum PartitionFormat {
         /// Partition size in bytes (default 0x2000).
         size: usize,
     },
+    /// An ESP-IDF NVS partition of `size` bytes with the credentials as
+    /// strings in `namespace`.
+    EspNvs {
+        /// Partition size in bytes (default 0x6000).
+        size: usize,
+        /// The namespace (default `esp_secure_cert`).
+        namespace: String,
+    },
 }
 
 /// The name of a partition kind, as the `--format` flag spells it.
@@ -29,20 +39,39 @@ pub enum PartitionFormat {
 pub enum PartitionKind {
     /// `esp-secure-cert`.
     EspSecureCert,
+    /// `esp-nvs`.
+    EspNvs,
 }
 
 impl PartitionKind {
-    /// The flag spelling: `esp-secure-cert`.
+    /// The flag spelling: `esp-secure-cert` or `esp-nvs`.
     pub fn name(self) -> &'static str {
         match self {
             Self::EspSecureCert => "esp-secure-cert",
+            Self::EspNvs => "esp-nvs",
         }
     }
 
-    /// The default partition size: 0x2000 for `esp_secure_cert`.
+    /// The default partition size: 0x2000 for `esp_secure_cert`, 0x6000 for
+    /// NVS.
     pub fn default_size(self) -> usize {
         match self {
             Self::EspSecureCert => esp_secure_cert::DEFAULT_PARTITION_SIZE,
+            Self::EspNvs => nvs::DEFAULT_PARTITION_SIZE,
+        }
+    }
+
+    /// The partition format of this kind with `size` bytes (the default
+    /// when `None`) and, for NVS, `namespace` (default `esp_secure_cert`;
+    /// ignored for `esp_secure_cert`).
+    pub fn format(self, size: Option<usize>, namespace: Option<&str>) -> PartitionFormat {
+        let size = size.unwrap_or(self.default_size());
+        match self {
+            Self::EspSecureCert => PartitionFormat::EspSecureCert { size },
+            Self::EspNvs => PartitionFormat::EspNvs {
+                size,
+                namespace: namespace.unwrap_or(nvs::DEFAULT_NAMESPACE).to_string(),
+            },
         }
     }
 }
@@ -59,6 +88,7 @@ impl FromStr for PartitionKind {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "esp-secure-cert" => Ok(Self::EspSecureCert),
+            "esp-nvs" => Ok(Self::EspNvs),
             _ => Err(()),
         }
     }
@@ -69,13 +99,14 @@ impl PartitionFormat {
     pub fn kind(&self) -> PartitionKind {
         match self {
             Self::EspSecureCert { .. } => PartitionKind::EspSecureCert,
+            Self::EspNvs { .. } => PartitionKind::EspNvs,
         }
     }
 
     /// The partition size in bytes.
     pub fn size(&self) -> usize {
         match self {
-            Self::EspSecureCert { size } => *size,
+            Self::EspSecureCert { size } | Self::EspNvs { size, .. } => *size,
         }
     }
 
@@ -83,6 +114,10 @@ impl PartitionFormat {
     pub fn validate(&self) -> Result<(), PartitionError> {
         match self {
             Self::EspSecureCert { size } => esp_secure_cert::check_size(*size),
+            Self::EspNvs { size, namespace } => {
+                nvs::check_size(*size)?;
+                nvs::check_name(namespace)
+            }
         }
     }
 
@@ -95,6 +130,7 @@ impl PartitionFormat {
     pub fn encode_pem(&self, pem: &PemCredentials) -> Result<Zeroizing<Vec<u8>>, PartitionError> {
         match self {
             Self::EspSecureCert { size } => esp_secure_cert::encode(*size, pem),
+            Self::EspNvs { size, namespace } => nvs::encode(*size, namespace, pem),
         }
     }
 
@@ -103,6 +139,9 @@ impl PartitionFormat {
         match self {
             Self::EspSecureCert { .. } => {
                 esp_secure_cert::EspSecureCert::parse(bytes)?.credentials()
+            }
+            Self::EspNvs { namespace, .. } => {
+                nvs::NvsPartition::parse(bytes)?.credentials(namespace)
             }
         }
     }
