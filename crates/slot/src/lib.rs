@@ -56,7 +56,7 @@ pub use credentials::{
 };
 pub use error::{ImageError, PartitionError, RenderError, SlotError, UnknownImageFormat};
 pub use image::{GoldenImage, ImageFormat, ELF_SECTION};
-pub use partition::{PartitionFormat, PartitionKind, PemCredentials};
+pub use partition::{ChipKeyProtection, PartitionFormat, PartitionKind, PemCredentials};
 /// Re-exported: the private key and encoded slots are wrapped in it.
 pub use zeroize::Zeroizing;
 

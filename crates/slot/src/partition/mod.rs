@@ -147,6 +147,82 @@ impl PartitionFormat {
     }
 }
 
+/// Key protection that needs the chip itself, asked for at mint time and
+/// carried out on the production line (`configure_esp_secure_cert.py` and
+/// `espefuse.py` with the device attached): idmint records the choice and
+/// the eFuse key block in the manifest and still writes the plaintext key
+/// into the partition, for the line to convert.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ChipKeyProtection {
+    /// The key stays in the partition as plaintext PEM (flags 0).
+    #[default]
+    None,
+    /// RSA key for the Digital Signature peripheral (ESP32-S2, -S3, -C3, -C6,
+    /// -H2): the line burns an HMAC key into eFuse and writes the encrypted
+    /// key (`DS_DATA`, `DS_CONTEXT` entries) in place of the plaintext one.
+    Ds,
+    /// The key encrypted with a key derived from an eFuse HMAC key
+    /// (`ESP_SECURE_CERT_HMAC_ENCRYPTED_KEY`, flags bit 7).
+    HmacEncrypted,
+    /// An ECDSA key the chip derives from an eFuse HMAC key and a salt
+    /// (`ESP_SECURE_CERT_HMAC_DERIVED_ECDSA_KEY`, flags bit 6): the
+    /// certificate must then be issued for the derived key, on the line.
+    HmacDerived,
+    /// An ECDSA P-256 key burned into eFuse for the ECDSA peripheral
+    /// (ESP32-C2, -C6, -H2, -P4; `ESP_SECURE_CERT_ECDSA_PERIPHERAL_KEY`,
+    /// flags bit 3).
+    EcdsaPeripheral,
+}
+
+impl ChipKeyProtection {
+    /// Every choice, in flag spelling.
+    pub const NAMES: [&'static str; 5] = [
+        "none",
+        "ds",
+        "hmac-encrypted",
+        "hmac-derived",
+        "ecdsa-peripheral",
+    ];
+
+    /// The flag spelling (`none`, `ds`, `hmac-encrypted`, `hmac-derived`,
+    /// `ecdsa-peripheral`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Ds => "ds",
+            Self::HmacEncrypted => "hmac-encrypted",
+            Self::HmacDerived => "hmac-derived",
+            Self::EcdsaPeripheral => "ecdsa-peripheral",
+        }
+    }
+
+    /// Whether the chip has to do something on the line.
+    pub fn needs_chip(self) -> bool {
+        self != Self::None
+    }
+}
+
+impl fmt::Display for ChipKeyProtection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for ChipKeyProtection {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "none" => Self::None,
+            "ds" => Self::Ds,
+            "hmac-encrypted" => Self::HmacEncrypted,
+            "hmac-derived" => Self::HmacDerived,
+            "ecdsa-peripheral" => Self::EcdsaPeripheral,
+            _ => return Err(()),
+        })
+    }
+}
+
 /// A device's credentials as the ESP32 readers want them: PEM text, each
 /// value NUL-terminated when written.
 #[derive(Clone, PartialEq, Eq)]
