@@ -890,3 +890,64 @@ fn esp_secure_cert_kill_and_resume() -> R {
         },
     )
 }
+
+#[test]
+fn esp_nvs_encrypt_to_age_recipient() -> R {
+    use std::io::Read;
+    let env = Env::new()?;
+    let identity = age::x25519::Identity::generate();
+    let recipient = identity.to_public().to_string();
+    let out = env.path("out");
+    env.ok(&[
+        "batch",
+        "mint",
+        "--format",
+        "esp-nvs",
+        "--flash-offset",
+        "0x9000",
+        "--count",
+        "3",
+        "--product",
+        "enc",
+        "--encrypt-to",
+        &recipient,
+        "--out",
+        out.to_str().ok_or("p")?,
+    ])?;
+    assert!(
+        !out.join("images").read_dir()?.any(|_| true),
+        "plaintext partitions on disk"
+    );
+    assert!(!out.join("manifest.jsonl").exists());
+    let archive = std::fs::read_dir(&out)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.to_string_lossy().ends_with(".tar.age"))
+        .ok_or("no archive")?;
+    let mut tar_bytes = Vec::new();
+    age::Decryptor::new(std::fs::File::open(&archive)?)?
+        .decrypt(std::iter::once(&identity as &dyn age::Identity))?
+        .read_to_end(&mut tar_bytes)?;
+    let format = idmint_slot::PartitionFormat::EspNvs {
+        size: 0x6000,
+        namespace: "esp_secure_cert".into(),
+    };
+    let mut partitions = 0;
+    let mut manifest_text = String::new();
+    for e in tar::Archive::new(&tar_bytes[..]).entries()? {
+        let mut e = e?;
+        let name = e.path()?.to_string_lossy().into_owned();
+        let mut b = Vec::new();
+        e.read_to_end(&mut b)?;
+        if name.starts_with("images/") {
+            assert!(name.ends_with(".bin"));
+            format.decode(&b)?;
+            partitions += 1;
+        } else if name == "manifest.jsonl" {
+            manifest_text = String::from_utf8(b)?;
+        }
+    }
+    assert_eq!(partitions, 3);
+    assert_eq!(manifest_text.lines().count(), 3);
+    assert!(manifest_text.contains("esptool.py --chip esp32 write_flash 0x9000 images/"));
+    Ok(())
+}
