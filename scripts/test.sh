@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's test command. On a fresh Debian machine it installs what the
 # tests drive (openssl, sqlite3, PostgreSQL, gcc + binutils, curl, jq, SoftHSM2,
-# age, the mosquitto broker and clients; paho-mqtt from PyPI), starts a throw-away
+# age, the mosquitto broker and clients; paho-mqtt and Espressif's
+# esp-secure-cert-tool and esp-idf-nvs-partition-gen from PyPI), starts a throw-away
 # PostgreSQL server on loopback, and runs the whole suite with every variant
 # required: with IDMINT_REQUIRE_ALL=1 a test whose real part is missing fails
 # instead of skipping. Extra arguments go to `cargo test`.
@@ -22,6 +23,12 @@ fi
 # paho-mqtt: the Python MQTT 3.1.1 and 5 device in the fleet provisioning tests.
 python3 -c 'import paho.mqtt' 2>/dev/null \
   || python3 -m pip install -q --disable-pip-version-check paho-mqtt==2.1.0
+# Espressif's own tools, the independent readers of the ESP32 partitions
+# (crates/slot/tests/espressif_tools.rs, crates/cli/tests/batch_mint.rs).
+esp_tools='from importlib.metadata import version as v
+assert v("esp-secure-cert-tool") == "2.6.1" and v("esp-idf-nvs-partition-gen") == "0.3.0"'
+python3 -c "$esp_tools" 2>/dev/null \
+  || python3 -m pip install -q --disable-pip-version-check esp-secure-cert-tool==2.6.1 esp-idf-nvs-partition-gen==0.3.0
 
 eval "$(scripts/pg-test-server.sh start)"
 trap 'scripts/pg-test-server.sh stop' EXIT

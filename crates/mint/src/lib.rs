@@ -3,11 +3,15 @@
 //!
 //! One golden image with an empty credential slot becomes `count` device
 //! images, each carrying its own key, certificate, chain and trust anchors
-//! (format v1, `idmint-slot`). Everything that can be checked is checked
-//! before the batch record is created: the golden image (exactly one empty
-//! slot), the slot capacity (a sample credential set with the widest device
-//! id is encoded first), the profile and CA, the recipient, the output
-//! directory. Keys and certificates are made on `jobs` threads; registry
+//! (format v1, `idmint-slot`). For ESP32 devices the per-device file is
+//! instead a credential partition (`esp_secure_cert` or NVS, see
+//! `idmint_slot::partition`), flashed at its offset beside one application
+//! image for all devices; no golden image is needed, and the manifest gives
+//! each device's esptool command line. Everything that can be checked is
+//! checked before the batch record is created: the golden image (exactly one
+//! empty slot), the slot or partition capacity (a sample credential set with
+//! the widest device id is encoded first), the profile and CA, the
+//! recipient, the output directory. Keys and certificates are made on `jobs` threads; registry
 //! writes are batched, a few thousand devices per transaction.
 //!
 //! # Crash safety
@@ -66,7 +70,10 @@ use idmint_registry::{
     validate_name, AuditEvent, BatchKind, CertificateStatus, MintItem, NewBatch, NewThing,
     MINT_ITEM_OK,
 };
-use idmint_slot::{encode_slot_into, Credentials, GoldenImage, ImageFormat, Zeroizing};
+use idmint_slot::{
+    encode_slot_into, ChipKeyProtection, Credentials, GoldenImage, ImageFormat, PartitionFormat,
+    PartitionKind, PemCredentials, Zeroizing,
+};
 use serde::Serialize;
 
 use idmint_flows::files::{overwrite_secret, parse_recipient};
@@ -98,10 +105,13 @@ pub const MANIFEST: &str = "manifest.jsonl";
 /// A request to mint a batch of device images.
 #[derive(Clone, Debug)]
 pub struct MintRequest {
-    /// The golden image file.
-    pub golden: PathBuf,
+    /// The golden image file (needed for images; optional with `partition`,
+    /// where it is only recorded).
+    pub golden: Option<PathBuf>,
     /// Its format (inferred from the file when `None`).
     pub format: Option<ImageFormat>,
+    /// Write an ESP32 credential partition per device instead of an image.
+    pub partition: Option<EspPartition>,
     /// How many devices.
     pub count: u64,
     /// Product name.
@@ -123,6 +133,36 @@ pub struct MintRequest {
     pub jobs: usize,
     /// Output directory.
     pub out_dir: PathBuf,
+}
+
+/// The ESP32 credential partition a batch writes per device, and how it is
+/// flashed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EspPartition {
+    /// The partition layout, size and (NVS) namespace.
+    pub format: PartitionFormat,
+    /// The partition's flash offset (from the partition table), e.g. 0xD000.
+    pub flash_offset: Option<u64>,
+    /// The chip, as esptool's `--chip` names it.
+    pub chip: String,
+    /// Key protection to be done on the line.
+    pub key_protection: ChipKeyProtection,
+    /// The eFuse key block the line uses for it (0-5).
+    pub efuse_key_id: Option<u8>,
+}
+
+impl EspPartition {
+    /// The command a line lead runs to flash one device's partition (when
+    /// the offset is known).
+    pub fn esptool_command(&self, file: &str) -> Option<String> {
+        self.flash_offset.map(|o| {
+            format!(
+                "esptool.py --chip {} write_flash {} {file}",
+                self.chip,
+                hex_offset(o)
+            )
+        })
+    }
 }
 
 /// What a mint or resume did.
@@ -149,9 +189,13 @@ pub struct MintReport {
 #[derive(Clone, Debug, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct MintParams {
-    golden: PathBuf,
-    golden_sha256: String,
+    #[serde(default)]
+    golden: Option<PathBuf>,
+    #[serde(default)]
+    golden_sha256: Option<String>,
     format: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    partition: Option<PartitionParams>,
     serial_prefix: String,
     first: i64,
     width: usize,
@@ -160,6 +204,54 @@ struct MintParams {
     encrypt_to: Option<String>,
     out_dir: PathBuf,
     key_type: String,
+}
+
+/// An ESP32 partition batch's parameters as the batch record keeps them.
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PartitionParams {
+    kind: String,
+    size: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    flash_offset: Option<u64>,
+    chip: String,
+    key_protection: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    efuse_key_id: Option<u8>,
+}
+
+impl PartitionParams {
+    fn from_request(p: &EspPartition) -> Self {
+        let namespace = match &p.format {
+            PartitionFormat::EspNvs { namespace, .. } => Some(namespace.clone()),
+            _ => None,
+        };
+        PartitionParams {
+            kind: p.format.kind().name().to_string(),
+            size: p.format.size(),
+            namespace,
+            flash_offset: p.flash_offset,
+            chip: p.chip.clone(),
+            key_protection: p.key_protection.name().to_string(),
+            efuse_key_id: p.efuse_key_id,
+        }
+    }
+
+    fn to_request(&self) -> Result<EspPartition, FlowError> {
+        let kind = PartitionKind::from_str(&self.kind)
+            .map_err(|_| invalid(format!("unknown partition format {:?}", self.kind)))?;
+        let key_protection = ChipKeyProtection::from_str(&self.key_protection)
+            .map_err(|_| invalid(format!("unknown key protection {:?}", self.key_protection)))?;
+        Ok(EspPartition {
+            format: kind.format(Some(self.size), self.namespace.as_deref()),
+            flash_offset: self.flash_offset,
+            chip: self.chip.clone(),
+            key_protection,
+            efuse_key_id: self.efuse_key_id,
+        })
+    }
 }
 
 /// One manifest line.
@@ -172,12 +264,56 @@ struct ManifestLine<'a> {
     certificate_pem: String,
     image: &'a str,
     image_sha256: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    partition: Option<PartitionLine<'a>>,
+}
+
+/// The ESP32 partition fields of a manifest line.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PartitionLine<'a> {
+    /// `esp-secure-cert` or `esp-nvs`.
+    format: &'static str,
+    size: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nvs_namespace: Option<&'a str>,
+    /// Hex, as in a partition table (`0xD000`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    flash_offset: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    esptool: Option<String>,
+    key_protection: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    efuse_key_id: Option<u8>,
+}
+
+/// What each device gets: an image made from the golden image, or an ESP32
+/// credential partition.
+enum Output {
+    Image(GoldenImage),
+    Partition(EspPartition),
+}
+
+impl Output {
+    fn extension(&self) -> &'static str {
+        match self {
+            Output::Image(g) => g.format().extension(),
+            Output::Partition(_) => "bin",
+        }
+    }
+
+    fn output_len(&self) -> usize {
+        match self {
+            Output::Image(g) => g.output_len(),
+            Output::Partition(p) => p.format.size(),
+        }
+    }
 }
 
 /// Everything a run needs, shared by the workers.
 struct Plan {
     batch: String,
-    golden: GoldenImage,
+    output: Output,
     ca: Arc<CertificateAuthority>,
     ca_name: String,
     profile: Profile,
@@ -200,10 +336,7 @@ impl Plan {
     }
 
     fn image_file(&self, device_id: &str) -> String {
-        format!(
-            "{IMAGES_DIR}/{device_id}.{}",
-            self.golden.format().extension()
-        )
+        format!("{IMAGES_DIR}/{device_id}.{}", self.output.extension())
     }
 }
 
@@ -291,7 +424,39 @@ impl Mint<'_> {
                 return Err(invalid("--endpoint must be a non-empty URL without spaces"));
             }
         }
-        let (golden, golden_sha256) = load_golden(&request.golden, request.format)?;
+        let (output, golden_sha256) = match (&request.partition, &request.golden) {
+            (None, None) => {
+                return Err(invalid(
+                    "--golden is required for the image formats (bin, hex, elf, blob)",
+                ))
+            }
+            (None, Some(golden)) => {
+                let (g, sha) = load_golden(golden, request.format)?;
+                (Output::Image(g), Some(sha))
+            }
+            (Some(p), golden) => {
+                p.format
+                    .validate()
+                    .map_err(|e| invalid(format!("--format {}: {e}", p.format.kind())))?;
+                if p.efuse_key_id.is_some_and(|k| k > 5) {
+                    return Err(invalid("--efuse-key-id must be 0 to 5"));
+                }
+                if p.chip.is_empty() || !p.chip.chars().all(|c| c.is_ascii_alphanumeric()) {
+                    return Err(invalid(format!(
+                        "--chip {:?}: use esptool's name, e.g. esp32s3",
+                        p.chip
+                    )));
+                }
+                // Recorded only: the partition does not depend on it.
+                let sha = match golden {
+                    Some(g) => Some(sha256_hex(
+                        &std::fs::read(g).map_err(|e| FlowError::io(g, e))?,
+                    )),
+                    None => None,
+                };
+                (Output::Partition(p.clone()), sha)
+            }
+        };
         if let Some(r) = &request.encrypt_to {
             parse_recipient(r)?;
         }
@@ -329,7 +494,7 @@ impl Mint<'_> {
             "9".repeat(width.max(request.count.to_string().len()) + 3)
         );
         check_capacity(
-            &golden,
+            &output,
             &ca,
             &profile,
             key_type,
@@ -342,9 +507,16 @@ impl Mint<'_> {
 
         let out_dir = absolute(&request.out_dir)?;
         let mut params = MintParams {
-            golden: absolute(&request.golden)?,
+            golden: request.golden.as_deref().map(absolute).transpose()?,
             golden_sha256,
-            format: golden.format().name().to_string(),
+            format: match &output {
+                Output::Image(g) => g.format().name().to_string(),
+                Output::Partition(p) => p.format.kind().name().to_string(),
+            },
+            partition: request
+                .partition
+                .as_ref()
+                .map(PartitionParams::from_request),
             serial_prefix: serial_prefix.clone(),
             first: 0,
             width,
@@ -376,7 +548,7 @@ impl Mint<'_> {
             .map_err(|e| FlowError::io(&out_dir, e))?;
         let plan = Arc::new(Plan {
             batch: batch.clone(),
-            golden,
+            output,
             ca,
             ca_name,
             profile,
@@ -428,15 +600,27 @@ impl Mint<'_> {
         }
         let params: MintParams = serde_json::from_value(batch.params.clone())
             .map_err(|e| invalid(format!("batch {batch_id}: unreadable parameters: {e}")))?;
-        let format = ImageFormat::from_str(&params.format).map_err(|e| invalid(e.to_string()))?;
-        let (golden, sha) = load_golden(&params.golden, Some(format))?;
-        if sha != params.golden_sha256 {
-            return Err(invalid(format!(
-                "golden image {} changed since batch {batch_id} was created (SHA-256 {sha}, expected {})",
-                params.golden.display(),
-                params.golden_sha256
-            )));
-        }
+        let output = match (&params.partition, &params.golden) {
+            (Some(p), _) => Output::Partition(p.to_request()?),
+            (None, Some(path)) => {
+                let format =
+                    ImageFormat::from_str(&params.format).map_err(|e| invalid(e.to_string()))?;
+                let (golden, sha) = load_golden(path, Some(format))?;
+                if Some(&sha) != params.golden_sha256.as_ref() {
+                    return Err(invalid(format!(
+                        "golden image {} changed since batch {batch_id} was created (SHA-256 {sha}, expected {})",
+                        path.display(),
+                        params.golden_sha256.as_deref().unwrap_or("?")
+                    )));
+                }
+                Output::Image(golden)
+            }
+            (None, None) => {
+                return Err(invalid(format!(
+                    "batch {batch_id}: neither a golden image nor a partition format recorded"
+                )))
+            }
+        };
         let options = idmint_flows::issue::IssueOptions {
             profile: batch.profile.clone(),
             ca: Some(batch.ca.clone()),
@@ -449,7 +633,7 @@ impl Mint<'_> {
         let out_dir = params.out_dir.clone();
         let plan = Arc::new(Plan {
             batch: batch.id.clone(),
-            golden,
+            output,
             ca,
             ca_name,
             profile,
@@ -514,7 +698,7 @@ impl Mint<'_> {
         } else {
             let dir = out_dir.join(IMAGES_DIR);
             let mut present: BTreeSet<String> = BTreeSet::new();
-            let ext = format!(".{}", plan.golden.format().extension());
+            let ext = format!(".{}", plan.output.extension());
             let entries = std::fs::read_dir(&dir).map_err(|e| FlowError::io(&dir, e))?;
             for entry in entries {
                 let entry = entry.map_err(|e| FlowError::io(&dir, e))?;
@@ -531,7 +715,7 @@ impl Mint<'_> {
                     }
                     None => {
                         if let Ok(bytes) = std::fs::read(&path) {
-                            if let Some(id) = certificate_in_image(&bytes) {
+                            if let Some(id) = certificate_in_output(&plan.output, &bytes) {
                                 discarded_certs.push(id);
                             }
                         }
@@ -642,7 +826,7 @@ impl Mint<'_> {
             return Ok((0, None));
         }
         let numbers = Arc::new(numbers);
-        let per_chunk = chunk_len(plan.golden.output_len());
+        let per_chunk = chunk_len(plan.output.output_len());
         let encrypt = plan.params.encrypt_to.is_some();
         let next = Arc::new(AtomicUsize::new(0));
         let jobs = jobs.max(1);
@@ -829,6 +1013,21 @@ impl Mint<'_> {
             let Some((last, _)) = page.last() else { break };
             after = last.number;
             for (item, der) in &page {
+                let partition = match &plan.output {
+                    Output::Partition(p) => Some(PartitionLine {
+                        format: p.format.kind().name(),
+                        size: p.format.size(),
+                        nvs_namespace: match &p.format {
+                            PartitionFormat::EspNvs { namespace, .. } => Some(namespace.as_str()),
+                            _ => None,
+                        },
+                        flash_offset: p.flash_offset.map(hex_offset),
+                        esptool: p.esptool_command(&item.image_file),
+                        key_protection: p.key_protection.name(),
+                        efuse_key_id: p.efuse_key_id,
+                    }),
+                    Output::Image(_) => None,
+                };
                 let line = ManifestLine {
                     device_id: &item.device_id,
                     thing_name: &item.thing,
@@ -836,6 +1035,7 @@ impl Mint<'_> {
                     certificate_pem: idmint_pki::to_pem("CERTIFICATE", der),
                     image: &item.image_file,
                     image_sha256: &item.image_sha256,
+                    partition,
                 };
                 serde_json::to_writer(&mut out, &line).map_err(|e| invalid(e.to_string()))?;
                 out.write_all(b"\n").map_err(io)?;
@@ -847,11 +1047,27 @@ impl Mint<'_> {
     }
 }
 
-/// The certificate id held by a device image's slot, if it has a readable one.
-fn certificate_in_image(bytes: &[u8]) -> Option<String> {
-    let (_, slot) = idmint_slot::find_slot(bytes).ok()?;
-    let creds = Credentials::from_slot(&slot).ok()?;
-    Some(idmint_pki::certificate_id(&creds.certificate))
+/// The certificate id held by a device image's slot or partition, if it has
+/// a readable one.
+fn certificate_in_output(output: &Output, bytes: &[u8]) -> Option<String> {
+    match output {
+        Output::Image(_) => {
+            let (_, slot) = idmint_slot::find_slot(bytes).ok()?;
+            let creds = Credentials::from_slot(&slot).ok()?;
+            Some(idmint_pki::certificate_id(&creds.certificate))
+        }
+        Output::Partition(p) => {
+            let pem = p.format.decode(bytes).ok()?;
+            let (info, _) =
+                idmint_pki::CertificateInfo::from_pem(pem.device_cert.as_bytes()).ok()?;
+            Some(info.id)
+        }
+    }
+}
+
+/// A flash offset as partition tables write it: `0xD000`.
+fn hex_offset(offset: u64) -> String {
+    format!("0x{offset:X}")
 }
 
 fn mint_one(
@@ -877,12 +1093,21 @@ fn mint_one(
         endpoint: plan.params.endpoint.clone(),
         trust_anchors: plan.anchors.clone(),
     };
-    encode_slot_into(plan.golden.capacity(), &creds, slot)
-        .map_err(|e| invalid(format!("device {device_id}: {e}")))?;
-    plan.golden
-        .render(slot, image)
-        .map_err(|e| invalid(format!("device {device_id}: {e}")))?;
-    let image_sha256 = sha256_hex(image);
+    let bytes = match &plan.output {
+        Output::Image(golden) => {
+            encode_slot_into(golden.capacity(), &creds, slot)
+                .map_err(|e| invalid(format!("device {device_id}: {e}")))?;
+            golden
+                .render(slot, image)
+                .map_err(|e| invalid(format!("device {device_id}: {e}")))?;
+            Zeroizing::new(image.to_vec())
+        }
+        Output::Partition(p) => p
+            .format
+            .encode(&creds)
+            .map_err(|e| invalid(format!("device {device_id}: {e}")))?,
+    };
+    let image_sha256 = sha256_hex(&bytes);
     let image_file = plan.image_file(&device_id);
     let record = certificate_record(
         &certificate,
@@ -903,7 +1128,7 @@ fn mint_one(
             state: MINT_ITEM_OK.into(),
         },
         record,
-        image: Some(Zeroizing::new(image.to_vec())),
+        image: Some(bytes),
     })
 }
 
@@ -938,7 +1163,7 @@ fn write_image_files(
 
 #[allow(clippy::too_many_arguments)]
 fn check_capacity(
-    golden: &GoldenImage,
+    output: &Output,
     ca: &CertificateAuthority,
     profile: &Profile,
     key_type: KeyType,
@@ -973,16 +1198,33 @@ fn check_capacity(
         endpoint: endpoint.map(str::to_string),
         trust_anchors: anchors.to_vec(),
     };
-    let needed = idmint_slot::required_capacity(&creds)
-        + SLOT_MARGIN
+    let margin = SLOT_MARGIN
         + ca.certificate_der()
             .len()
             .saturating_sub(sample_ca.certificate_der().len());
-    if needed > golden.capacity() {
-        return Err(invalid(format!(
-            "slot too small: the credentials need about {needed} bytes but the golden image's slot holds {} (reserve a larger slot, e.g. 4096 bytes)",
-            golden.capacity()
-        )));
+    match output {
+        Output::Image(golden) => {
+            let needed = idmint_slot::required_capacity(&creds) + margin;
+            if needed > golden.capacity() {
+                return Err(invalid(format!(
+                    "slot too small: the credentials need about {needed} bytes but the golden image's slot holds {} (reserve a larger slot, e.g. 4096 bytes)",
+                    golden.capacity()
+                )));
+            }
+        }
+        Output::Partition(p) => {
+            // The sample certificate, longer by the margin, stands for the
+            // largest one this batch can issue.
+            let mut pem = PemCredentials::from_credentials(&creds);
+            pem.device_cert
+                .push_str(&"A".repeat(margin.div_ceil(3) * 4 + margin / 48 + 1));
+            p.format.encode_pem(&pem).map_err(|e| {
+                invalid(format!(
+                    "--format {}: {e} (give a larger --partition-size)",
+                    p.format.kind()
+                ))
+            })?;
+        }
     }
     Ok(())
 }

@@ -8,7 +8,8 @@
 //! Intel HEX, ELF, or a bare blob) into any number of device images by
 //! copying it and patching the slot. For ESP32 devices, [`partition`] writes
 //! the same credentials as a flash partition of their own
-//! (`esp_secure_cert`), flashed beside one application image. The format is described in
+//! (`esp_secure_cert`, or an ESP-IDF NVS partition), flashed beside one
+//! application image. The format is described in
 //! `docs/credential-slot.md`; `firmware/` holds the matching C reader.
 //!
 //! ```
@@ -55,7 +56,7 @@ pub use credentials::{
 };
 pub use error::{ImageError, PartitionError, RenderError, SlotError, UnknownImageFormat};
 pub use image::{slot_region, GoldenImage, ImageFormat, SlotRegion, ELF_SECTION};
-pub use partition::{PartitionFormat, PartitionKind, PemCredentials};
+pub use partition::{ChipKeyProtection, PartitionFormat, PartitionKind, PemCredentials};
 /// Re-exported: the private key and encoded slots are wrapped in it.
 pub use zeroize::Zeroizing;
 

@@ -1,6 +1,7 @@
-//! A stable-toolchain stand-in for the fuzz targets: mutate valid slots and
-//! golden images of every format at random and check that parsing never
-//! panics and that accepted images render to `output_len` bytes.
+//! A stable-toolchain stand-in for the fuzz targets: mutate valid slots,
+//! golden images of every format and ESP32 partitions at random and check
+//! that parsing never panics, that accepted images render to `output_len`
+//! bytes and that credentials read from a partition write back.
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
@@ -89,5 +90,39 @@ fn mutated_golden_images_never_panic() {
         let len = rng.below(400);
         bytes.extend(rng.bytes(len));
         let _ = GoldenImage::load(bytes, ImageFormat::Elf);
+    }
+}
+
+#[test]
+fn mutated_partitions_never_panic() {
+    use idmint_slot::{PartitionFormat, PemCredentials, Zeroizing};
+    let mut rng = Rng::new(43);
+    let creds = PemCredentials {
+        device_cert: "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".repeat(9),
+        private_key: Zeroizing::new(
+            "-----BEGIN PRIVATE KEY-----\nBBBB\n-----END PRIVATE KEY-----\n".into(),
+        ),
+        ca_cert: "-----BEGIN CERTIFICATE-----\nCCCC\n-----END CERTIFICATE-----\n".into(),
+    };
+    for format in [
+        PartitionFormat::EspSecureCert { size: 0x2000 },
+        PartitionFormat::EspNvs {
+            size: 0x3000,
+            namespace: "esp_secure_cert".into(),
+        },
+    ] {
+        let good = format.encode_pem(&creds).unwrap();
+        assert_eq!(format.decode(&good).unwrap(), creds);
+        for _ in 0..3_000 {
+            // Mutations near the written entries, where they matter.
+            let head = mutate(&mut rng, &good[..1024]);
+            let mut bytes = head;
+            bytes.extend_from_slice(&good[1024..]);
+            if let Ok(read) = format.decode(&bytes) {
+                if let Ok(again) = format.encode_pem(&read) {
+                    assert_eq!(format.decode(&again).unwrap(), read);
+                }
+            }
+        }
     }
 }

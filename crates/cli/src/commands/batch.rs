@@ -1,5 +1,6 @@
 //! `idmint batch`: batches of identities. `mint` turns a golden firmware
-//! image into per-device images (scenario 1), `resume` finishes an
+//! image into per-device images, or writes an ESP32 credential partition
+//! per device (scenario 1), `resume` finishes an
 //! interrupted mint, `list` and `show` report on every batch, `create`
 //! makes a station batch, `authorize` an offline batch authorization and
 //! `reconcile` registers an offline station's issuance log.
@@ -12,8 +13,8 @@ use std::time::Instant;
 
 use clap::{Args, Subcommand};
 use idmint_flows::registry::{Batch, CertificateStatus, MINT_ITEM_OK};
-use idmint_mint::MintRequest;
-use idmint_slot::ImageFormat;
+use idmint_mint::{EspPartition, MintRequest};
+use idmint_slot::{ChipKeyProtection, ImageFormat, PartitionKind};
 use idmint_station::offline::{parse_serial_range, AuthorizeRequest, BatchKeyDestination};
 use serde::Serialize;
 
@@ -25,7 +26,8 @@ use idmint_station::Station;
 /// `idmint batch` subcommands.
 #[derive(Subcommand)]
 pub enum BatchCommand {
-    /// Mint per-device firmware images from a golden image.
+    /// Mint per-device firmware images from a golden image, or ESP32
+    /// credential partitions (esp_secure_cert, NVS).
     ///
     /// Every certificate is registered ACTIVE before any device is flashed
     /// (use --status PENDING_ACTIVATION to activate them later).
@@ -117,18 +119,44 @@ pub struct ReconcileArgs {
 /// `idmint batch mint`.
 #[derive(Args)]
 pub struct MintArgs {
-    /// The golden image (with one empty credential slot).
+    /// The golden image (with one empty credential slot). Optional with the
+    /// ESP32 partition formats, where it is only recorded.
     #[arg(long)]
-    golden: PathBuf,
+    golden: Option<PathBuf>,
     /// How many devices.
     #[arg(long)]
     count: u64,
     /// Product name.
     #[arg(long)]
     product: String,
-    /// Image format: bin, hex, elf or blob (inferred from the file by default).
+    /// Output format: bin, hex, elf or blob (a device image from the golden
+    /// image, inferred from the file by default), or esp-secure-cert or
+    /// esp-nvs (an ESP32 credential partition per device).
+    #[arg(long, value_parser = parse_mint_format)]
+    format: Option<MintFormat>,
+    /// ESP32 partition size in bytes (default 0x2000 for esp-secure-cert,
+    /// 0x6000 for esp-nvs; hex with 0x).
+    #[arg(long, value_parser = parse_number)]
+    partition_size: Option<u64>,
+    /// ESP32 partition flash offset from the partition table (e.g. 0xD000):
+    /// recorded in the manifest with each device's esptool command line
+    /// (default 0xD000 for esp-secure-cert).
+    #[arg(long, value_parser = parse_number)]
+    flash_offset: Option<u64>,
+    /// NVS namespace of the credentials (esp-nvs; default esp_secure_cert).
     #[arg(long)]
-    format: Option<ImageFormat>,
+    nvs_namespace: Option<String>,
+    /// The chip, as esptool's --chip names it (ESP32 partition formats).
+    #[arg(long, default_value = "esp32")]
+    chip: String,
+    /// Key protection done on the line with the chip attached (recorded in
+    /// the manifest; the partition still holds the plaintext key): none, ds,
+    /// hmac-encrypted, hmac-derived or ecdsa-peripheral.
+    #[arg(long, value_parser = parse_key_protection, default_value = "none")]
+    key_protection: ChipKeyProtection,
+    /// The eFuse key block (0-5) the line uses for --key-protection.
+    #[arg(long)]
+    efuse_key_id: Option<u8>,
     /// Certificate profile.
     #[arg(long, default_value = "device")]
     profile: String,
@@ -158,6 +186,46 @@ pub struct MintArgs {
     /// Print the summary as a JSON object on stdout.
     #[arg(long)]
     json: bool,
+}
+
+/// What `batch mint --format` names: an image format or an ESP32 partition.
+#[derive(Clone, Copy, Debug)]
+pub enum MintFormat {
+    /// A device image made from the golden image.
+    Image(ImageFormat),
+    /// An ESP32 credential partition.
+    Partition(PartitionKind),
+}
+
+fn parse_mint_format(s: &str) -> Result<MintFormat, String> {
+    if let Ok(kind) = s.parse::<PartitionKind>() {
+        return Ok(MintFormat::Partition(kind));
+    }
+    s.parse::<ImageFormat>()
+        .map(MintFormat::Image)
+        .map_err(|_| {
+            format!(
+                "unknown format `{s}`; expected bin, hex, elf, blob, esp-secure-cert or esp-nvs"
+            )
+        })
+}
+
+/// A decimal number, or hex with `0x`.
+fn parse_number(s: &str) -> Result<u64, String> {
+    let parsed = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => s.parse(),
+    };
+    parsed.map_err(|_| format!("`{s}` is not a number (decimal, or hex with 0x)"))
+}
+
+fn parse_key_protection(s: &str) -> Result<ChipKeyProtection, String> {
+    s.parse().map_err(|_| {
+        format!(
+            "unknown key protection `{s}`; expected one of {}",
+            ChipKeyProtection::NAMES.join(", ")
+        )
+    })
 }
 
 /// `idmint batch resume`.
@@ -361,10 +429,52 @@ async fn mint(ctx: &Context, args: MintArgs) -> anyhow::Result<ExitCode> {
     ) {
         anyhow::bail!("--status must be ACTIVE or PENDING_ACTIVATION");
     }
+    let (format, partition) = match args.format {
+        Some(MintFormat::Partition(kind)) => {
+            let size = args
+                .partition_size
+                .map(usize::try_from)
+                .transpose()
+                .map_err(|_| anyhow::anyhow!("--partition-size is too large"))?;
+            let flash_offset = match (args.flash_offset, kind) {
+                (None, PartitionKind::EspSecureCert) => Some(0xD000),
+                (offset, _) => offset,
+            };
+            if args.nvs_namespace.is_some() && kind != PartitionKind::EspNvs {
+                anyhow::bail!("--nvs-namespace is for --format esp-nvs");
+            }
+            let partition = EspPartition {
+                format: kind.format(size, args.nvs_namespace.as_deref()),
+                flash_offset,
+                chip: args.chip,
+                key_protection: args.key_protection,
+                efuse_key_id: args.efuse_key_id,
+            };
+            (None, Some(partition))
+        }
+        other => {
+            if args.partition_size.is_some()
+                || args.flash_offset.is_some()
+                || args.nvs_namespace.is_some()
+                || args.key_protection != ChipKeyProtection::None
+                || args.efuse_key_id.is_some()
+            {
+                anyhow::bail!(
+                    "--partition-size, --flash-offset, --nvs-namespace, --key-protection and --efuse-key-id are for --format esp-secure-cert or esp-nvs"
+                );
+            }
+            let format = match other {
+                Some(MintFormat::Image(f)) => Some(f),
+                _ => None,
+            };
+            (format, None)
+        }
+    };
     let idmint = ctx.open().await?;
     let request = MintRequest {
         golden: args.golden,
-        format: args.format,
+        format,
+        partition,
         count: args.count,
         product: args.product,
         profile: args.profile,

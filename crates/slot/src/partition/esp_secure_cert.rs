@@ -5,11 +5,14 @@
 //! Each entry is a 12-byte header (magic `0xBA5EBA11`, flags, three reserved
 //! bytes, type, subtype, 16-bit length; little-endian), the data, zero padding
 //! to a multiple of 16 bytes, and a CRC-32 footer over header, data and
-//! padding. PEM values are NUL-terminated. We write, in the tool's order, the
-//! device certificate, the CA certificate, the private key (flags 0:
-//! plaintext) and an integrity entry (SHA-256 of every byte before it); the
-//! rest of the partition is erased flash (0xFF), where a reader finds no magic
-//! and stops.
+//! padding. PEM values are NUL-terminated. We write, in the order of
+//! `configure_esp_secure_cert.py` (esp-secure-cert-tool 2.6.1), the CA
+//! certificate, the device certificate, the private key (flags 0: plaintext)
+//! and an integrity entry (SHA-256 of every byte before it). The tool writes
+//! only those bytes; we fill the rest of the partition with erased flash
+//! (0xFF), so that flashing the file also erases whatever an earlier
+//! partition left after them (a reader stops at the first offset without the
+//! magic).
 
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
@@ -199,8 +202,8 @@ pub(super) fn check_size(size: usize) -> Result<(), PartitionError> {
     Ok(())
 }
 
-/// The whole partition (`size` bytes): device certificate, CA certificate
-/// (when there is one), private key, integrity entry, then 0xFF.
+/// The whole partition (`size` bytes): CA certificate (when there is one),
+/// device certificate, private key, integrity entry, then 0xFF.
 pub(super) fn encode(
     size: usize,
     creds: &PemCredentials,
@@ -221,10 +224,10 @@ pub(super) fn encode(
         });
     }
     let mut out = Zeroizing::new(Vec::with_capacity(size));
-    push_entry(&mut out, TlvType::DEV_CERT, 0, &dev, "dev_cert")?;
     if let Some(ca) = &ca {
         push_entry(&mut out, TlvType::CA_CERT, 0, ca, "ca_cert")?;
     }
+    push_entry(&mut out, TlvType::DEV_CERT, 0, &dev, "dev_cert")?;
     push_entry(&mut out, TlvType::PRIV_KEY, 0, &key, "priv_key")?;
     let sha = Sha256::digest(out.as_slice());
     push_entry(&mut out, TlvType::INTEGRITY, 0, sha.as_slice(), "integrity")?;
@@ -280,7 +283,7 @@ mod tests {
         assert_eq!(&bytes[..4], &[0x11, 0xBA, 0x5E, 0xBA]);
         let p = EspSecureCert::parse(&bytes).unwrap();
         let types: Vec<u8> = p.entries().iter().map(|e| e.tlv_type.0).collect();
-        assert_eq!(types, [1, 0, 2, 9]);
+        assert_eq!(types, [0, 1, 2, 9]);
         for e in p.entries() {
             assert_eq!(e.offset % ALIGNMENT, 0, "entries stay 16-byte aligned");
         }

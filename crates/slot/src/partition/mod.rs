@@ -1,9 +1,11 @@
 //! ESP32 credential partitions: one flash partition per device holding its
 //! certificate, key and CA, flashed beside one application image for all
 //! devices, laid out as Espressif's own tools write them: [`esp_secure_cert`]
-//! (the TLV partition `esp_secure_cert_mgr` reads).
+//! (the TLV partition `esp_secure_cert_mgr` reads) and [`nvs`] (an ESP-IDF
+//! NVS partition with the strings `dev_cert`, `priv_key` and `ca_cert`).
 
 pub mod esp_secure_cert;
+pub mod nvs;
 
 use std::fmt;
 use std::str::FromStr;
@@ -22,6 +24,14 @@ pub enum PartitionFormat {
         /// Partition size in bytes (default 0x2000).
         size: usize,
     },
+    /// An ESP-IDF NVS partition of `size` bytes with the credentials as
+    /// strings in `namespace`.
+    EspNvs {
+        /// Partition size in bytes (default 0x6000).
+        size: usize,
+        /// The namespace (default `esp_secure_cert`).
+        namespace: String,
+    },
 }
 
 /// The name of a partition kind, as the `--format` flag spells it.
@@ -29,20 +39,39 @@ pub enum PartitionFormat {
 pub enum PartitionKind {
     /// `esp-secure-cert`.
     EspSecureCert,
+    /// `esp-nvs`.
+    EspNvs,
 }
 
 impl PartitionKind {
-    /// The flag spelling: `esp-secure-cert`.
+    /// The flag spelling: `esp-secure-cert` or `esp-nvs`.
     pub fn name(self) -> &'static str {
         match self {
             Self::EspSecureCert => "esp-secure-cert",
+            Self::EspNvs => "esp-nvs",
         }
     }
 
-    /// The default partition size: 0x2000 for `esp_secure_cert`.
+    /// The default partition size: 0x2000 for `esp_secure_cert`, 0x6000 for
+    /// NVS.
     pub fn default_size(self) -> usize {
         match self {
             Self::EspSecureCert => esp_secure_cert::DEFAULT_PARTITION_SIZE,
+            Self::EspNvs => nvs::DEFAULT_PARTITION_SIZE,
+        }
+    }
+
+    /// The partition format of this kind with `size` bytes (the default
+    /// when `None`) and, for NVS, `namespace` (default `esp_secure_cert`;
+    /// ignored for `esp_secure_cert`).
+    pub fn format(self, size: Option<usize>, namespace: Option<&str>) -> PartitionFormat {
+        let size = size.unwrap_or(self.default_size());
+        match self {
+            Self::EspSecureCert => PartitionFormat::EspSecureCert { size },
+            Self::EspNvs => PartitionFormat::EspNvs {
+                size,
+                namespace: namespace.unwrap_or(nvs::DEFAULT_NAMESPACE).to_string(),
+            },
         }
     }
 }
@@ -59,6 +88,7 @@ impl FromStr for PartitionKind {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "esp-secure-cert" => Ok(Self::EspSecureCert),
+            "esp-nvs" => Ok(Self::EspNvs),
             _ => Err(()),
         }
     }
@@ -69,13 +99,14 @@ impl PartitionFormat {
     pub fn kind(&self) -> PartitionKind {
         match self {
             Self::EspSecureCert { .. } => PartitionKind::EspSecureCert,
+            Self::EspNvs { .. } => PartitionKind::EspNvs,
         }
     }
 
     /// The partition size in bytes.
     pub fn size(&self) -> usize {
         match self {
-            Self::EspSecureCert { size } => *size,
+            Self::EspSecureCert { size } | Self::EspNvs { size, .. } => *size,
         }
     }
 
@@ -83,6 +114,10 @@ impl PartitionFormat {
     pub fn validate(&self) -> Result<(), PartitionError> {
         match self {
             Self::EspSecureCert { size } => esp_secure_cert::check_size(*size),
+            Self::EspNvs { size, namespace } => {
+                nvs::check_size(*size)?;
+                nvs::check_name(namespace)
+            }
         }
     }
 
@@ -95,6 +130,7 @@ impl PartitionFormat {
     pub fn encode_pem(&self, pem: &PemCredentials) -> Result<Zeroizing<Vec<u8>>, PartitionError> {
         match self {
             Self::EspSecureCert { size } => esp_secure_cert::encode(*size, pem),
+            Self::EspNvs { size, namespace } => nvs::encode(*size, namespace, pem),
         }
     }
 
@@ -104,7 +140,86 @@ impl PartitionFormat {
             Self::EspSecureCert { .. } => {
                 esp_secure_cert::EspSecureCert::parse(bytes)?.credentials()
             }
+            Self::EspNvs { namespace, .. } => {
+                nvs::NvsPartition::parse(bytes)?.credentials(namespace)
+            }
         }
+    }
+}
+
+/// Key protection that needs the chip itself, asked for at mint time and
+/// carried out on the production line (`configure_esp_secure_cert.py` and
+/// `espefuse.py` with the device attached): idmint records the choice and
+/// the eFuse key block in the manifest and still writes the plaintext key
+/// into the partition, for the line to convert.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ChipKeyProtection {
+    /// The key stays in the partition as plaintext PEM (flags 0).
+    #[default]
+    None,
+    /// RSA key for the Digital Signature peripheral (ESP32-S2, -S3, -C3, -C6,
+    /// -H2): the line burns an HMAC key into eFuse and writes the encrypted
+    /// key (`DS_DATA`, `DS_CONTEXT` entries) in place of the plaintext one.
+    Ds,
+    /// The key encrypted with a key derived from an eFuse HMAC key
+    /// (`ESP_SECURE_CERT_HMAC_ENCRYPTED_KEY`, flags bit 7).
+    HmacEncrypted,
+    /// An ECDSA key the chip derives from an eFuse HMAC key and a salt
+    /// (`ESP_SECURE_CERT_HMAC_DERIVED_ECDSA_KEY`, flags bit 6): the
+    /// certificate must then be issued for the derived key, on the line.
+    HmacDerived,
+    /// An ECDSA P-256 key burned into eFuse for the ECDSA peripheral
+    /// (ESP32-C2, -C6, -H2, -P4; `ESP_SECURE_CERT_ECDSA_PERIPHERAL_KEY`,
+    /// flags bit 3).
+    EcdsaPeripheral,
+}
+
+impl ChipKeyProtection {
+    /// Every choice, in flag spelling.
+    pub const NAMES: [&'static str; 5] = [
+        "none",
+        "ds",
+        "hmac-encrypted",
+        "hmac-derived",
+        "ecdsa-peripheral",
+    ];
+
+    /// The flag spelling (`none`, `ds`, `hmac-encrypted`, `hmac-derived`,
+    /// `ecdsa-peripheral`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Ds => "ds",
+            Self::HmacEncrypted => "hmac-encrypted",
+            Self::HmacDerived => "hmac-derived",
+            Self::EcdsaPeripheral => "ecdsa-peripheral",
+        }
+    }
+
+    /// Whether the chip has to do something on the line.
+    pub fn needs_chip(self) -> bool {
+        self != Self::None
+    }
+}
+
+impl fmt::Display for ChipKeyProtection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for ChipKeyProtection {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "none" => Self::None,
+            "ds" => Self::Ds,
+            "hmac-encrypted" => Self::HmacEncrypted,
+            "hmac-derived" => Self::HmacDerived,
+            "ecdsa-peripheral" => Self::EcdsaPeripheral,
+            _ => return Err(()),
+        })
     }
 }
 
