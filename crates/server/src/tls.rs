@@ -219,13 +219,14 @@ impl ConnectionLimits {
         }
     }
 
-    /// The limits of `[mqtt]`; an MQTT client has 10 s for its TLS handshake
-    /// (its CONNECT has the keep-alive rules of the session).
+    /// The limits of `[mqtt]`; an MQTT client has `connect_timeout_secs`
+    /// for its TLS handshake (and as long again for its CONNECT, which the
+    /// session bounds).
     pub fn of_mqtt(cfg: &idmint_flows::config::MqttConfig) -> ConnectionLimits {
         ConnectionLimits {
             max_connections: cfg.max_connections.max(1),
             max_per_address: cfg.max_connections_per_address.max(1),
-            header_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(cfg.connect_timeout_secs.max(1)),
         }
     }
 }
