@@ -122,6 +122,7 @@ fn trickling_connections_are_closed_and_a_fresh_client_still_enrolls() {
 const HTTPS_HANDSHAKE_TRICKLERS: usize = 1000;
 const HTTPS_HEADER_TRICKLERS: usize = 1000;
 const HTTPS_BODY_TRICKLERS: usize = 20;
+const HTTPS_SILENT_AFTER_TLS: usize = 20;
 const MQTT_HANDSHAKE_TRICKLERS: usize = 1000;
 const MQTT_CONNECT_TRICKLERS: usize = 1000;
 /// `[server] header_timeout_secs`, `body_timeout_secs` and `[mqtt]
@@ -354,6 +355,7 @@ fn two_thousand_tricklers_on_https_and_mqtt_are_closed_by_the_timeouts_while_a_f
     let total = HTTPS_HANDSHAKE_TRICKLERS
         + HTTPS_HEADER_TRICKLERS
         + HTTPS_BODY_TRICKLERS
+        + HTTPS_SILENT_AFTER_TLS
         + MQTT_HANDSHAKE_TRICKLERS
         + MQTT_CONNECT_TRICKLERS;
     // The server process inherits the limit: it holds as many.
@@ -465,6 +467,14 @@ fn two_thousand_tricklers_on_https_and_mqtt_are_closed_by_the_timeouts_while_a_f
         .expect("headers");
         tricklers.push(open("https body", stream, b"MIIB".repeat(150)));
     }
+    // Past the handshake, then not a byte.
+    for _ in 0..HTTPS_SILENT_AFTER_TLS {
+        tricklers.push(open(
+            "https silent",
+            tls_connect(&https_tls, https),
+            Vec::new(),
+        ));
+    }
     let plain = |port: u16| {
         let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
         s.set_nodelay(true).expect("nodelay");
@@ -545,7 +555,11 @@ fn two_thousand_tricklers_on_https_and_mqtt_are_closed_by_the_timeouts_while_a_f
         e.0 = e.0.min(open_for);
         e.1 = e.1.max(open_for);
     }
-    let slowest = by_kind.values().map(|(_, max)| *max).max().unwrap_or_default();
+    let slowest = by_kind
+        .values()
+        .map(|(_, max)| *max)
+        .max()
+        .unwrap_or_default();
     assert!(
         slowest <= Duration::from_secs(TIMEOUT_SECS + 4),
         "a trickler stayed open {slowest:?} (timeout {TIMEOUT_SECS} s); open for (least, most) by kind: {by_kind:?}"
