@@ -4,8 +4,9 @@
 # age, the mosquitto broker and clients; paho-mqtt and Espressif's
 # esp-secure-cert-tool and esp-idf-nvs-partition-gen from PyPI), starts a throw-away
 # PostgreSQL server on loopback, and runs the whole suite with every variant
-# required: with IDMINT_REQUIRE_ALL=1 a test whose real part is missing fails
-# instead of skipping. Extra arguments go to `cargo test`.
+# required: with IDMINT_REQUIRE_ALL=1 (and in CI, CI=true) a test whose real
+# part is missing fails, naming it, instead of skipping (idmint-testkit's
+# `skip`). Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive

@@ -9,9 +9,15 @@ use idmint_slot::PartitionFormat;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(parsed) = EspSecureCert::parse(data) else { return };
-    let Ok(creds) = parsed.credentials() else { return };
+    let Ok(parsed) = EspSecureCert::parse(data) else {
+        return;
+    };
+    let Ok(creds) = parsed.credentials() else {
+        return;
+    };
     let format = PartitionFormat::EspSecureCert { size: 0x10000 };
-    let Ok(pem) = format.encode_pem(&creds) else { return };
+    let Ok(pem) = format.encode_pem(&creds) else {
+        return;
+    };
     assert_eq!(format.decode(&pem).ok(), Some(creds));
 });

@@ -3,8 +3,8 @@
 //! headers and OCSP requests must parse or give a typed error, never panic.
 #![no_main]
 
-use idmint_server::{auth, est, ocsp};
 use idmint_pki::ocsp::Request;
+use idmint_server::{auth, est, ocsp};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -11,7 +11,10 @@ fuzz_target!(|data: &[u8]| {
     for body in [
         RawBody::Signed(data.to_vec()),
         RawBody::JsonLine(data.to_vec()),
-        RawBody::Pem { name: "fuzz.pem".into(), bytes: data.to_vec() },
+        RawBody::Pem {
+            name: "fuzz.pem".into(),
+            bytes: data.to_vec(),
+        },
     ] {
         let _ = ManifestEntry::parse(RawEntry { index: 0, body });
     }

@@ -27,7 +27,9 @@ fuzz_target!(|data: &[u8]| {
                 let _ = evaluate(std::slice::from_ref(&policy), action, resource, &variables);
             }
             variables.thing_name = Some(resource.to_string());
-            variables.attributes.insert("site".into(), resource.to_string());
+            variables
+                .attributes
+                .insert("site".into(), resource.to_string());
             for statement in policy.statements() {
                 for r in &statement.resources {
                     let _ = variables.substitute(&r.pattern);

@@ -13,7 +13,9 @@ fuzz_target!(|data: &[u8]| {
     for record in slot.records() {
         let _ = record.record_type();
     }
-    let Ok(creds) = Credentials::from_slot(&slot) else { return };
+    let Ok(creds) = Credentials::from_slot(&slot) else {
+        return;
+    };
     // Unknown records and padding are dropped, so the credentials still fit.
     let Ok(encoded) = encode_slot(slot.capacity(), &creds) else {
         panic!("credentials read from a slot no longer fit in it");

@@ -453,11 +453,10 @@ fn register_refuses_bad_input() {
 #[test]
 fn signed_manifest_imports_on_postgresql() {
     let Ok(url) = std::env::var("IDMINT_TEST_POSTGRES") else {
-        assert!(
-            std::env::var_os("IDMINT_REQUIRE_ALL").is_none(),
-            "IDMINT_TEST_POSTGRES is not set, and IDMINT_REQUIRE_ALL (scripts/test.sh) forbids skipping"
+        idmint_testkit::skip(
+            "PostgreSQL (IDMINT_TEST_POSTGRES)",
+            "scripts/test.sh starts one; or scripts/pg-test-server.sh start",
         );
-        eprintln!("skipped: IDMINT_TEST_POSTGRES is not set");
         return;
     };
     // A database of its own, so the test can run again on the same server.

@@ -13,7 +13,9 @@ use idmint_registry::{
     now, AuditEvent, CertificateStatus, NewThing, OwnershipToken, ProvisionedVia, RegistryError,
     TemplateKind,
 };
-use idmint_template::{CertificateStatus as TemplateStatus, OverrideSetting, Provisioning};
+use idmint_template::{
+    CertificateStatus as TemplateStatus, OverrideSetting, Provisioning, Template,
+};
 use zeroize::Zeroizing;
 
 use super::hook::{template_arn, HookRequest};
@@ -70,6 +72,35 @@ pub(crate) fn thing_name(
                 format!("template {template_name} creates no AWS::IoT::Thing"),
             )
         })
+}
+
+/// The template parameters a device (or its pre-provisioning hook) may
+/// set: all it sent but the `AWS::` pseudo parameters, which only its
+/// certificate sets.
+pub fn device_parameters(parameters: BTreeMap<String, String>) -> BTreeMap<String, String> {
+    parameters
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("AWS::"))
+        .collect()
+}
+
+/// Renders a fleet template for a device: `params` (from
+/// [`device_parameters`], after any hook) with the parameters of its
+/// certificate `info`; returns what to provision and the thing's name.
+/// Parameters the template cannot use are `InvalidParameters`, a template
+/// without a thing `InvalidTemplate`.
+pub fn render_for_device(
+    template: &Template,
+    template_name: &str,
+    mut params: BTreeMap<String, String>,
+    info: &CertificateInfo,
+) -> Result<(Provisioning, String), Rejection> {
+    params.extend(certificate_parameters(info));
+    let provisioning = template
+        .render(&params)
+        .map_err(|e| Rejection::invalid("InvalidParameters", e.to_string()))?;
+    let thing_name = thing_name(&provisioning, template_name)?;
+    Ok((provisioning, thing_name))
 }
 
 /// The subject parameters a template may use, from a certificate.
@@ -206,11 +237,7 @@ impl crate::Fleet<'_> {
         let certificate_id = usable.token.certificate_id;
         let info = CertificateInfo::from_der(&usable.certificate_der)
             .map_err(|e| Rejection::internal(&e))?;
-        // Devices may not set the certificate's own parameters.
-        let mut params: BTreeMap<String, String> = parameters
-            .into_iter()
-            .filter(|(k, _)| !k.starts_with("AWS::"))
-            .collect();
+        let mut params = device_parameters(parameters);
         if let Some(hook) = &stored.hook {
             let pem = idmint_pki::to_pem("CERTIFICATE", &usable.certificate_der);
             let overrides = self
@@ -228,17 +255,10 @@ impl crate::Fleet<'_> {
                     },
                 )
                 .await?;
-            params.extend(
-                overrides
-                    .into_iter()
-                    .filter(|(k, _)| !k.starts_with("AWS::")),
-            );
+            params.extend(device_parameters(overrides));
         }
-        params.extend(certificate_parameters(&info));
-        let provisioning = template
-            .render(&params)
-            .map_err(|e| Rejection::invalid("InvalidParameters", e.to_string()))?;
-        let thing_name = thing_name(&provisioning, template_name)?;
+        let (provisioning, thing_name) =
+            render_for_device(&template, template_name, params, &info)?;
         let actor = format!("cert:{}", claim.certificate_id);
         let mut tx = self.store().begin(&actor).await?;
         let token = tx.use_ownership_token(&hash, &claim.certificate_id).await?;

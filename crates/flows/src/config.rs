@@ -83,6 +83,9 @@ pub struct MqttConfig {
     pub max_connections: usize,
     /// Open MQTT connections at most from one client address.
     pub max_connections_per_address: usize,
+    /// Seconds a client has to finish its TLS handshake, and then again to
+    /// send its CONNECT; a client that trickles either is closed.
+    pub connect_timeout_secs: u64,
 }
 
 impl Default for MqttConfig {
@@ -92,6 +95,7 @@ impl Default for MqttConfig {
             max_subscriptions: 64,
             max_connections: 8192,
             max_connections_per_address: 512,
+            connect_timeout_secs: 10,
         }
     }
 }
@@ -174,6 +178,9 @@ pub struct ServerConfig {
     /// Seconds a client has to finish the TLS handshake, and then each
     /// request's headers (also the idle time between keep-alive requests).
     pub header_timeout_secs: u64,
+    /// Seconds a client has to send a request's body once its headers are
+    /// in; a client that trickles it gets 408 and its connection is closed.
+    pub body_timeout_secs: u64,
     /// The URL relying parties reach this server at, e.g.
     /// `https://pki.example.com` (a load balancer or CDN in front of every
     /// server of the store). When set, every certificate our CAs issue
@@ -204,6 +211,7 @@ impl Default for ServerConfig {
             max_connections: 8192,
             max_connections_per_address: 512,
             header_timeout_secs: 10,
+            body_timeout_secs: 30,
             public_url: None,
             delta_crl_after: 10_000,
         }

@@ -171,6 +171,37 @@ pub fn read_entries(
     }
 }
 
+/// Reads the entries of a manifest that arrives as a stream rather than a
+/// file: a JSON array of signed secure elements (`Signed`), JSON lines, or
+/// a tar of PEM certificates (`Pem`). Every entry goes to `sink` in order,
+/// as [`read_entries`] gives them; a broken manifest ends in one
+/// [`RawBody::Broken`] entry. `Csv` (whose rows may name files beside it)
+/// is refused: read it with [`read_entries`].
+pub fn read_stream(
+    mut r: impl BufRead,
+    format: ManifestFormat,
+    sink: &mut dyn FnMut(RawEntry) -> bool,
+) -> std::io::Result<()> {
+    let mut index = 0u64;
+    let mut emit = |body: RawBody| {
+        let keep_going = sink(RawEntry { index, body });
+        index += 1;
+        keep_going
+    };
+    match format {
+        ManifestFormat::Signed => read_json_array(&mut r, &mut emit),
+        ManifestFormat::JsonLines => read_lines(&mut r, &mut emit),
+        ManifestFormat::Pem => read_tar(r, &mut emit),
+        ManifestFormat::Csv => {
+            emit(broken(
+                Reason::MalformedManifest,
+                "a CSV manifest is read from its file, not a stream",
+            ));
+            Ok(())
+        }
+    }
+}
+
 fn broken(reason: Reason, message: impl Into<String>) -> RawBody {
     RawBody::Broken(Rejection::new(reason, message))
 }

@@ -26,11 +26,10 @@ async fn postgres_url(tag: &str) -> Option<String> {
             Some(format!("{base}/{name}"))
         }
         _ => {
-            assert!(
-                std::env::var_os("IDMINT_REQUIRE_ALL").is_none(),
-                "IDMINT_TEST_POSTGRES is not set, and IDMINT_REQUIRE_ALL (scripts/test.sh) forbids skipping"
+            idmint_testkit::skip(
+                "PostgreSQL (IDMINT_TEST_POSTGRES)",
+                "scripts/test.sh starts one; or scripts/pg-test-server.sh start",
             );
-            eprintln!("IDMINT_TEST_POSTGRES not set: PostgreSQL variant skipped");
             None
         }
     }

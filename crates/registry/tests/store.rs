@@ -29,13 +29,10 @@ async fn stores() -> Vec<(String, Store, Option<tempfile::TempDir>)> {
             let url = format!("{base}/{name}");
             out.push((url.clone(), Store::open(&url).await.unwrap(), None));
         }
-        _ => {
-            assert!(
-                std::env::var_os("IDMINT_REQUIRE_ALL").is_none(),
-                "IDMINT_TEST_POSTGRES is not set, and IDMINT_REQUIRE_ALL (scripts/test.sh) forbids skipping"
-            );
-            eprintln!("IDMINT_TEST_POSTGRES not set: PostgreSQL variant skipped")
-        }
+        _ => idmint_testkit::skip(
+            "PostgreSQL (IDMINT_TEST_POSTGRES)",
+            "scripts/test.sh starts one; or scripts/pg-test-server.sh start",
+        ),
     }
     out
 }

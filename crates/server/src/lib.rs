@@ -95,6 +95,8 @@ pub struct AppState {
     pub station_pending_timeout_secs: u64,
     /// Request body limit, bytes.
     pub body_limit: usize,
+    /// How long a request's body may take to arrive once its headers are in.
+    pub body_timeout: Duration,
     /// Where relying parties reach this server (`[server] public_url`).
     pub public_url: Option<String>,
     /// Revoked entries from which a CA's CRL becomes a base CRL with deltas.
@@ -115,6 +117,7 @@ impl AppState {
             rotation_overlap_secs: cfg.rotation_overlap_secs,
             station_pending_timeout_secs: cfg.station_pending_timeout_secs,
             body_limit: cfg.body_limit,
+            body_timeout: Duration::from_secs(cfg.body_timeout_secs.max(1)),
             public_url: cfg.public_url.clone(),
             delta_crl_after: cfg.delta_crl_after,
         })
@@ -238,10 +241,16 @@ async fn admit(state: &Shared, route: &str, request: Request) -> Result<Request,
     // runs: a request refused early (401 from the `Caller` extractor, 403)
     // must not leave unread bytes in the socket, or closing it resets the
     // connection and the client never reads the answer.
+    // A client that trickles its body is cut off by `[server]
+    // body_timeout_secs` (the header timeout ends with the headers).
     let (parts, body) = request.into_parts();
-    let bytes = axum::body::to_bytes(body, state.body_limit)
-        .await
-        .map_err(|_| too_large())?;
+    let bytes = tokio::time::timeout(
+        state.body_timeout,
+        axum::body::to_bytes(body, state.body_limit),
+    )
+    .await
+    .map_err(|_| body_timeout())?
+    .map_err(|_| too_large())?;
     let request = Request::from_parts(parts, axum::body::Body::from(bytes));
     let exempt = route == "/healthz" || route == "/metrics";
     if !exempt {
@@ -258,6 +267,21 @@ async fn admit(state: &Shared, route: &str, request: Request) -> Result<Request,
         }
     }
     Ok(request)
+}
+
+/// 408, and the connection is closed: the rest of the body is not waited for.
+fn body_timeout() -> Response {
+    let mut response = ApiError::new(
+        axum::http::StatusCode::REQUEST_TIMEOUT,
+        "body_timeout",
+        "the request body did not arrive in time",
+    )
+    .into_response();
+    response.headers_mut().insert(
+        axum::http::header::CONNECTION,
+        axum::http::HeaderValue::from_static("close"),
+    );
+    response
 }
 
 fn too_large() -> Response {

@@ -219,13 +219,14 @@ impl ConnectionLimits {
         }
     }
 
-    /// The limits of `[mqtt]`; an MQTT client has 10 s for its TLS handshake
-    /// (its CONNECT has the keep-alive rules of the session).
+    /// The limits of `[mqtt]`; an MQTT client has `connect_timeout_secs`
+    /// for its TLS handshake (and as long again for its CONNECT, which the
+    /// session bounds).
     pub fn of_mqtt(cfg: &idmint_flows::config::MqttConfig) -> ConnectionLimits {
         ConnectionLimits {
             max_connections: cfg.max_connections.max(1),
             max_per_address: cfg.max_connections_per_address.max(1),
-            header_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(cfg.connect_timeout_secs.max(1)),
         }
     }
 }
@@ -356,7 +357,8 @@ pub async fn serve_tls(
                 .timer(TokioTimer::new())
                 .keep_alive_interval(limits.header_timeout)
                 .keep_alive_timeout(limits.header_timeout);
-            let conn = builder.serve_connection(TokioIo::new(tls), service);
+            let io = FirstByteDeadline::new(tls, limits.header_timeout);
+            let conn = builder.serve_connection(TokioIo::new(io), service);
             if let Err(e) = watcher.watch(conn.into_owned()).await {
                 tracing::debug!(%peer, "connection ended: {e}");
             }
@@ -368,4 +370,94 @@ pub async fn serve_tls(
         _ = tokio::time::sleep(Duration::from_secs(10)) => tracing::warn!("connections still open after 10 s; closing"),
     }
     Ok(())
+}
+
+/// A connection's I/O that must deliver its first byte within a deadline:
+/// hyper's header timeout runs from a request's first byte, so without this
+/// a client that finishes its TLS handshake and then sends nothing would
+/// hold its connection for good. A read still waiting for that first byte
+/// at the deadline fails with `TimedOut`, which ends the connection; once a
+/// byte arrived, hyper's timeouts govern.
+struct FirstByteDeadline<S> {
+    inner: S,
+    deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> FirstByteDeadline<S> {
+    fn new(inner: S, within: Duration) -> Self {
+        FirstByteDeadline {
+            inner,
+            deadline: Some(Box::pin(tokio::time::sleep(within))),
+        }
+    }
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for FirstByteDeadline<S> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::future::Future;
+        use std::task::Poll;
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        match std::pin::Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(result) => {
+                if buf.filled().len() > before {
+                    this.deadline = None;
+                }
+                Poll::Ready(result)
+            }
+            Poll::Pending => {
+                let expired = this
+                    .deadline
+                    .as_mut()
+                    .is_some_and(|deadline| deadline.as_mut().poll(cx).is_ready());
+                if expired {
+                    return Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "no request within the header timeout",
+                    )));
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for FirstByteDeadline<S> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
 }

@@ -149,11 +149,10 @@ async fn concurrent_issuance_on_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_issuance_on_postgresql() {
     let Ok(server) = std::env::var("IDMINT_TEST_POSTGRES") else {
-        assert!(
-            std::env::var_os("IDMINT_REQUIRE_ALL").is_none(),
-            "IDMINT_TEST_POSTGRES is not set, and IDMINT_REQUIRE_ALL (scripts/test.sh) forbids skipping"
+        idmint_testkit::skip(
+            "PostgreSQL (IDMINT_TEST_POSTGRES)",
+            "scripts/test.sh starts one; or scripts/pg-test-server.sh start",
         );
-        eprintln!("IDMINT_TEST_POSTGRES not set: skipping");
         return;
     };
     // A database of our own, so reruns and other tests do not interfere.

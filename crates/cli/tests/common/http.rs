@@ -205,11 +205,10 @@ pub fn cert_id(pem: &Path) -> String {
 /// (the variant skipped) when it is not set and skipping is allowed.
 pub fn postgres_database(tag: &str) -> Option<String> {
     let Ok(url) = std::env::var("IDMINT_TEST_POSTGRES") else {
-        assert!(
-            std::env::var_os("IDMINT_REQUIRE_ALL").is_none(),
-            "IDMINT_TEST_POSTGRES is not set, and IDMINT_REQUIRE_ALL (scripts/test.sh) forbids skipping"
+        idmint_testkit::skip(
+            "PostgreSQL (IDMINT_TEST_POSTGRES)",
+            "scripts/test.sh starts one; or scripts/pg-test-server.sh start",
         );
-        eprintln!("skipped: IDMINT_TEST_POSTGRES is not set");
         return None;
     };
     let name = format!(

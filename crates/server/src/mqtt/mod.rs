@@ -44,6 +44,9 @@ pub struct MqttContext {
     pub events: Option<EventChannel>,
     /// Largest packet accepted.
     pub max_packet_bytes: usize,
+    /// How long a client may take to send CONNECT after its TLS handshake
+    /// (`[mqtt] connect_timeout_secs`).
+    pub connect_timeout: Duration,
 }
 
 impl MqttContext {
@@ -117,6 +120,7 @@ impl MqttServer {
                 broker,
                 events: channel,
                 max_packet_bytes,
+                connect_timeout: limits.header_timeout,
             }),
             limits,
             events,

@@ -22,8 +22,6 @@ use super::payload::{
 use super::topics::{self, FleetTopic, Operation};
 use super::{Message, MqttContext};
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Why a connection ended early.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum SessionEnd {
@@ -78,7 +76,8 @@ where
 {
     let max = ctx.max_packet_bytes;
     let mut inbuf = BytesMut::with_capacity(4096);
-    let (version, client_id, keep_alive) = tokio::time::timeout(CONNECT_TIMEOUT, async {
+    let connect_timeout = ctx.connect_timeout;
+    let (version, client_id, keep_alive) = tokio::time::timeout(connect_timeout, async {
         loop {
             match codec::read_connect(&mut inbuf, max) {
                 Ok((
@@ -103,7 +102,9 @@ where
         }
     })
     .await
-    .map_err(|_| SessionEnd::Protocol("no CONNECT within 10 s".into()))??;
+    .map_err(|_| {
+        SessionEnd::Protocol(format!("no CONNECT within {} s", connect_timeout.as_secs()))
+    })??;
     let mut out = BytesMut::new();
     let identity = match Fleet::new(&ctx.state.idmint)
         .identify_mqtt_client(&chain)

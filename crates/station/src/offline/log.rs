@@ -46,8 +46,9 @@ use idmint_pki::Signer;
 
 /// The log format version.
 pub const LOG_VERSION: u32 = 1;
-/// Signed before each record hash.
-pub(crate) const LOG_CONTEXT: &[u8] = b"idmint-offline-log-v1\0";
+/// Signed before each record hash (domain separation: the batch CA key
+/// signs certificates too).
+pub const LOG_CONTEXT: &[u8] = b"idmint-offline-log-v1\0";
 
 /// What a record says happened.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -266,16 +267,21 @@ impl std::fmt::Display for Finding {
 
 /// The result of checking a log's structure: its records (those that
 /// parsed) and every structural problem.
-pub(crate) struct CheckedLog {
-    pub(crate) records: Vec<Record>,
-    pub(crate) findings: Vec<Finding>,
+#[derive(Clone, Debug)]
+pub struct CheckedLog {
+    /// The lines that parsed as records, in file order.
+    pub records: Vec<Record>,
+    /// Every structural problem found.
+    pub findings: Vec<Finding>,
 }
 
 /// Checks a log's lines: every line a record of this `batch`, `seq`
 /// 1, 2, 3… in order, each hash matching its body, each `prev` the hash
 /// before (the authorization id first), each signature the batch CA's
-/// (`batch_ca_spki`). Reports at most a few findings of each kind.
-pub(crate) fn check_log(
+/// (`batch_ca_spki`). Any bytes are a [`CheckedLog`]; what is wrong with
+/// them is a finding, never an error or a panic. The station (restarting on
+/// its own log) and reconcile (at the maker) both start here.
+pub fn check_log(
     bytes: &[u8],
     authorization_id: &str,
     batch: &str,
@@ -433,7 +439,7 @@ pub(crate) fn check_log(
                         short(authorization_id)
                     ),
                 )
-            } else if r.seq == prev_seq + 1 {
+            } else if prev_seq.checked_add(1) == Some(r.seq) {
                 (
                     FindingKind::Edited,
                     format!(
@@ -678,4 +684,53 @@ impl Tally {
 /// Decodes an `issued` record's certificate.
 pub(crate) fn certificate_der(certificate: &str) -> Option<Vec<u8>> {
     b64().decode(certificate.as_bytes()).ok()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use idmint_pki::{DeviceKey, KeyType};
+
+    /// A record signed by `signer`, chained to `prev`.
+    fn record(signer: &Signer, seq: u64, prev: &str, event: Event) -> Record {
+        let hash = body_hash(seq, prev, 1_765_000_000, "b", &event);
+        let sig = sign(signer, LOG_CONTEXT, &hex::decode(&hash).unwrap()).unwrap();
+        Record {
+            v: LOG_VERSION,
+            seq,
+            prev: prev.into(),
+            time: 1_765_000_000,
+            batch: "b".into(),
+            event,
+            hash,
+            sig: b64().encode(sig),
+        }
+    }
+
+    /// Found by reading while writing the `offline_log` fuzz target: a
+    /// factory holding its batch CA key signs two records numbered
+    /// u64::MAX that do not chain; checking them overflowed `seq + 1`
+    /// (a panic in a debug build). Now it is a finding.
+    #[test]
+    fn records_numbered_u64_max_are_findings_not_an_overflow() {
+        let signer = Signer::software(DeviceKey::generate(KeyType::P256).unwrap());
+        let closed = Event::Closed {
+            issued: 0,
+            provisioned: 0,
+            spoiled: 0,
+        };
+        let first = record(&signer, u64::MAX, "auth", closed.clone());
+        let second = record(&signer, u64::MAX, "not-the-first", closed);
+        let mut log = Vec::new();
+        for r in [&first, &second] {
+            log.extend(serde_json::to_vec(r).unwrap());
+            log.push(b'\n');
+        }
+        let checked = check_log(&log, "auth", "b", &signer.spki_der());
+        assert_eq!(checked.records.len(), 2);
+        let kinds: Vec<FindingKind> = checked.findings.iter().map(|f| f.kind).collect();
+        assert!(kinds.contains(&FindingKind::Reordered), "{kinds:?}");
+        assert!(kinds.contains(&FindingKind::Gap), "{kinds:?}");
+    }
 }
