@@ -91,6 +91,9 @@ impl ReconcileReport {
 struct Note {
     kind: FindingKind,
     message: String,
+    /// The record's certificate is in the registry already (a log
+    /// reconciled before): nothing more is registered for it.
+    already_registered: bool,
 }
 
 /// One `issued` record's certificate, parsed.
@@ -353,7 +356,11 @@ impl crate::Station<'_> {
                     let mut add = |kind: FindingKind, message: String| {
                         findings.push(Finding::new(kind, Some(seq), None, message.clone()));
                         if note.is_none() {
-                            note = Some(Note { kind, message });
+                            note = Some(Note {
+                                kind,
+                                message,
+                                already_registered: false,
+                            });
                         }
                     };
                     if nth > count {
@@ -519,6 +526,7 @@ impl crate::Station<'_> {
             return Ok(Some(Note {
                 kind: FindingKind::Duplicate,
                 message: format!("certificate {} is already registered", info.id),
+                already_registered: true,
             }));
         }
         if let Some(c) = store
@@ -532,6 +540,7 @@ impl crate::Station<'_> {
                     "the public key of certificate {} is already certified in the registry (certificate {}): a clone",
                     info.id, c.id
                 ),
+                already_registered: false,
             }));
         }
         if let Some(thing) = store.thing_by_device_id(hw_id).await? {
@@ -550,6 +559,7 @@ impl crate::Station<'_> {
                         "hardware id {hw_id} is already provisioned in the registry (thing {}): a clone",
                         thing.name
                     ),
+                    already_registered: false,
                 }));
             }
         }
@@ -636,6 +646,7 @@ impl crate::Station<'_> {
                                         "record {}: certificate {certificate_id} exceeds the batch quota {quota}",
                                         r.seq
                                     ),
+                                    already_registered: false,
                                 });
                             }
                             Err(e) => return Err(e.into()),
@@ -648,10 +659,7 @@ impl crate::Station<'_> {
                     row.finding = note
                         .as_ref()
                         .map(|n| format!("{}: {}", kind_name(n.kind), n.message));
-                    if note
-                        .as_ref()
-                        .is_some_and(|n| n.message.contains("is already registered"))
-                    {
+                    if note.as_ref().is_some_and(|n| n.already_registered) {
                         rows.push(row);
                         continue;
                     }
@@ -805,6 +813,7 @@ fn foreign_thing(thing: &Thing, batch: &str, hw_id: &str) -> Option<Note> {
             "hardware id {hw_id} names thing {} of {owner}: not attached",
             thing.name
         ),
+        already_registered: false,
     })
 }
 
@@ -826,6 +835,7 @@ fn parse_note(text: &str) -> Option<Note> {
     Some(Note {
         kind,
         message: message.to_string(),
+        already_registered: false,
     })
 }
 
