@@ -610,7 +610,7 @@ fn encrypt_to_age_recipient() -> R {
 
 /// True when Python has Espressif's tools (scripts/test.sh installs them);
 /// otherwise SKIP, or fail under IDMINT_REQUIRE_ALL.
-fn espressif_tools(test: &str) -> bool {
+fn espressif_tools() -> bool {
     let ok = Command::new("python3")
         .args([
             "-c",
@@ -620,11 +620,10 @@ fn espressif_tools(test: &str) -> bool {
         .map(|o| o.status.success())
         .unwrap_or(false);
     if !ok {
-        assert!(
-            std::env::var_os("IDMINT_REQUIRE_ALL").is_none(),
-            "esp-secure-cert-tool / esp-idf-nvs-partition-gen are not installed for python3, and IDMINT_REQUIRE_ALL (scripts/test.sh) forbids skipping"
+        idmint_testkit::skip(
+            "Espressif's esp-secure-cert-tool and esp-idf-nvs-partition-gen for python3",
+            "pip install esp-secure-cert-tool==2.6.1 esp-idf-nvs-partition-gen==0.3.0",
         );
-        eprintln!("SKIP {test}: Espressif's tools are not installed (pip install esp-secure-cert-tool==2.6.1 esp-idf-nvs-partition-gen==0.3.0)");
     }
     ok
 }
@@ -710,7 +709,7 @@ fn esp_secure_cert_batch_read_by_espressif_parser() -> R {
         let leaf = m["certificatePem"].as_str().ok_or("pem")?;
         assert!(pem.device_cert.starts_with(leaf));
     }
-    if !espressif_tools("esp_secure_cert_batch_read_by_espressif_parser") {
+    if !espressif_tools() {
         return Ok(());
     }
     for m in man.iter().take(2) {
@@ -777,7 +776,7 @@ fn esp_nvs_batch_matches_espressif_generator() -> R {
             Some(format!("esptool.py --chip esp32s3 write_flash 0x9000 {file}").as_str())
         );
     }
-    if !espressif_tools("esp_nvs_batch_matches_espressif_generator") {
+    if !espressif_tools() {
         return Ok(());
     }
     // Espressif's generator, given the same PEM files, writes the same bytes.

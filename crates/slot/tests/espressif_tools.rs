@@ -26,7 +26,7 @@ use idmint_slot::{PartitionFormat, PemCredentials, Zeroizing};
 
 /// True when Python has both Espressif packages; otherwise SKIP (or fail
 /// under IDMINT_REQUIRE_ALL).
-fn tools_present(test: &str) -> bool {
+fn tools_present() -> bool {
     let ok = Command::new("python3")
         .args([
             "-c",
@@ -36,12 +36,9 @@ fn tools_present(test: &str) -> bool {
         .map(|o| o.status.success())
         .unwrap_or(false);
     if !ok {
-        assert!(
-            std::env::var_os("IDMINT_REQUIRE_ALL").is_none(),
-            "esp-secure-cert-tool / esp-idf-nvs-partition-gen are not installed for python3, and IDMINT_REQUIRE_ALL (scripts/test.sh) forbids skipping"
-        );
-        eprintln!(
-            "SKIP {test}: pip install esp-secure-cert-tool==2.6.1 esp-idf-nvs-partition-gen==0.3.0"
+        idmint_testkit::skip(
+            "Espressif's esp-secure-cert-tool and esp-idf-nvs-partition-gen for python3",
+            "pip install esp-secure-cert-tool==2.6.1 esp-idf-nvs-partition-gen==0.3.0",
         );
     }
     ok
@@ -168,7 +165,7 @@ fn pubkey_of_key(key: &Path) -> String {
 
 #[test]
 fn esp_secure_cert_read_by_espressif_parser() {
-    if !tools_present("esp_secure_cert_read_by_espressif_parser") {
+    if !tools_present() {
         return;
     }
     let pki = Pki::new();
@@ -270,7 +267,7 @@ fn esp_secure_cert_read_by_espressif_parser() {
 /// our writer, for the tool's own size (0x3000) and the default (0x6000).
 #[test]
 fn nvs_credentials_match_espressif_generator() {
-    if !tools_present("nvs_credentials_match_espressif_generator") {
+    if !tools_present() {
         return;
     }
     let pki = Pki::new();
@@ -319,7 +316,7 @@ fn nvs_credentials_match_espressif_generator() {
 /// writing under the newest one, see `NvsWriter::namespace`.)
 #[test]
 fn nvs_pages_and_blobs_match_espressif_generator() {
-    if !tools_present("nvs_pages_and_blobs_match_espressif_generator") {
+    if !tools_present() {
         return;
     }
     let work = tempfile::tempdir().unwrap();
