@@ -486,7 +486,7 @@ fn kill_and_resume() -> R {
         let b = std::fs::read(&p)?;
         let (_, slot) = find_slot(&b)?;
         let creds = Credentials::from_slot(&slot)?;
-        images.insert(idmint_flows::pki::certificate_id(&creds.certificate));
+        images.insert(idmint_flows::pki::certificate_id(&creds.certificate).into_string());
         assert!(devices.insert(creds.device_id.clone()), "device id twice");
     }
     assert_eq!(images, active, "images and registered certificates differ");

@@ -52,7 +52,7 @@ pub use fleet::{
     Claim, NewTemplate, OwnershipToken, ProvisioningTemplate, TemplateKind, UsableToken,
 };
 pub use grants::{ConvertedRole, Grant, Scope};
-pub use idmint_types::RevocationReason;
+pub use idmint_types::{BatchId, CertificateId, RevocationReason, Serial, ThingName};
 pub use imports::{ExportedCertificate, RegisteredCertificate, RegisteredThing};
 pub use mint::{MintItem, MINT_ITEM_OK, MINT_ITEM_SPOILED};
 pub use model::*;

@@ -12,7 +12,7 @@ use idmint_flows::access::{Action, Resource};
 use idmint_flows::files::{write_new, write_secret};
 use idmint_flows::issue::{BulkRequest, IssueOptions, Issued};
 use idmint_flows::pki::{to_pem, Csr, KeyType, RevocationReason};
-use idmint_flows::registry::{CertificateFilter, CertificateStatus};
+use idmint_flows::registry::{CertificateFilter, CertificateId, CertificateStatus};
 use idmint_flows::ThingName;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -184,7 +184,7 @@ pub async fn run(ctx: &Context, cmd: CertCommand) -> anyhow::Result<ExitCode> {
                     .iter()
                     .map(|c| {
                         vec![
-                            c.id.clone(),
+                            c.id.to_string(),
                             c.status.to_string(),
                             c.thing.clone().unwrap_or_default(),
                             c.ca.clone(),
@@ -198,7 +198,10 @@ pub async fn run(ctx: &Context, cmd: CertCommand) -> anyhow::Result<ExitCode> {
         }
         CertCommand::Show { id, pem, json } => {
             let idmint = ctx.open().await?;
-            let cert = idmint.store().require_certificate(&id).await?;
+            let cert = idmint
+                .store()
+                .require_certificate(&CertificateId::parse(&id)?)
+                .await?;
             if pem {
                 print!("{}", to_pem("CERTIFICATE", &cert.der));
             } else if json {
@@ -243,7 +246,7 @@ async fn set_status(
     let idmint = ctx.open().await?;
     let who = local().authorize(Action::ChangeCertificateStatus, &Resource::everything())?;
     idmint
-        .set_certificate_status(&who, id, status, reason)
+        .set_certificate_status(&who, &CertificateId::parse(id)?, status, reason)
         .await?;
     eprintln!("certificate {id} is now {status}");
     Ok(ExitCode::SUCCESS)
