@@ -771,6 +771,13 @@ mod tests {
         covered.insert(event.action());
     }
 
+    /// A certificate id standing for `tag`: its bytes in hex, right-padded
+    /// with `0` to 64 digits (tags keep their order).
+    fn cid(tag: &str) -> crate::CertificateId {
+        let hex: String = tag.bytes().map(|b| format!("{b:02x}")).collect();
+        crate::CertificateId::parse(&format!("{hex:0<64}")).unwrap()
+    }
+
     fn new_ca(kind: CaKind, parent: Option<&str>) -> NewCa {
         NewCa {
             name: "issuing".into(),
@@ -998,7 +1005,7 @@ mod tests {
         );
         for factory in [Some("fab-7"), None] {
             let batch = NewBatch {
-                id: "b-1".into(),
+                id: crate::BatchId::parse("b-1").unwrap(),
                 kind: BatchKind::Station,
                 product: "widget".into(),
                 count: 1000,
@@ -1195,7 +1202,7 @@ mod tests {
             json!({"added": added, "given": serials.len()}),
         );
         let claim = Claim {
-            certificate_id: "c1a1m".into(),
+            certificate_id: cid("c1a1m"),
             templates: vec!["fleet-1".into(), "fleet-2".into()],
             rate_per_minute: 0,
         };
@@ -1427,7 +1434,7 @@ mod tests {
             }
             let service = ServiceCertificate {
                 ca: ca.into(),
-                serial: serial.clone(),
+                serial: crate::Serial::parse(&serial).unwrap(),
                 not_after,
                 offline,
             };

@@ -351,6 +351,6 @@ mod tests {
         let id: BatchId = serde_json::from_str("\"lot-7\"").expect("json");
         assert_eq!(serde_json::to_string(&id).expect("json"), "\"lot-7\"");
         assert!(serde_json::from_str::<BatchId>("\"\"").is_err());
-        assert!(id == "lot-7" && "lot-7" == *id.as_str());
+        assert!(id == "lot-7" && *"lot-7" == id && "lot-7" == id.as_str());
     }
 }
