@@ -9,10 +9,11 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), idmint_registry::RegistryError> {
-//! use idmint_registry::{Store, NewThing};
+//! use idmint_registry::{NewThing, Store, ThingName};
 //! let store = Store::open("sqlite://idmint-data/registry.db").await?;
 //! let mut tx = store.begin("operator:alice").await?;
-//! tx.upsert_thing(&NewThing::named("sensor-1")).await?;
+//! let name = ThingName::parse("sensor-1").expect("a valid thing name");
+//! tx.upsert_thing(&NewThing::named(name)).await?;
 //! tx.commit().await?;
 //! assert!(store.verify_audit().await?.intact());
 //! # Ok(()) }
