@@ -506,7 +506,7 @@ fn kill_and_resume() -> R {
             let (_, slot) = find_slot(b)?;
             let creds = Credentials::from_slot(&slot)?;
             Ok((
-                idmint_flows::pki::certificate_id(&creds.certificate),
+                idmint_flows::pki::certificate_id(&creds.certificate).into_string(),
                 creds.device_id,
             ))
         },
@@ -881,7 +881,7 @@ fn esp_secure_cert_kill_and_resume() -> R {
                 .and_then(|s| s.to_str())
                 .ok_or("file name")?
                 .to_string();
-            Ok((info.id, device))
+            Ok((info.id.into_string(), device))
         },
     )
 }

@@ -130,7 +130,7 @@ impl crate::Fleet<'_> {
             pem.push_str(&idmint_pki::to_pem("CERTIFICATE", claim_ca));
         }
         Ok(ClaimCredentials {
-            certificate_id: certificate.info.id.clone(),
+            certificate_id: certificate.info.id.to_string(),
             certificate_pem: pem,
             private_key: key.pkcs8_pem(),
             not_after: certificate.info.not_after,

@@ -4,7 +4,7 @@
 //! auto-registering CA, which is provisioned just in time. Everything else
 //! is refused at connect.
 
-use idmint_registry::Role;
+use idmint_registry::{CertificateId, Role};
 
 use super::jitp::RegisteredEvent;
 use super::Rejection;
@@ -17,7 +17,7 @@ pub enum MqttIdentity {
     /// A claim certificate: only the provisioning topics of its templates.
     Claim {
         /// The claim certificate's id.
-        certificate_id: String,
+        certificate_id: CertificateId,
         /// Templates it may use.
         templates: Vec<String>,
         /// Provisioning requests per minute (0: no limit).
@@ -26,7 +26,7 @@ pub enum MqttIdentity {
     /// A registered, ACTIVE certificate.
     Device {
         /// The certificate id.
-        certificate_id: String,
+        certificate_id: CertificateId,
         /// Its thing.
         thing: Option<String>,
         /// Its subject's common name.

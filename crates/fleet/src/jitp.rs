@@ -108,8 +108,8 @@ impl crate::Fleet<'_> {
             .await?
             .status;
         Ok(RegisteredEvent {
-            certificate_id: certificate.info.id.clone(),
-            ca_certificate_id: ca.id.clone(),
+            certificate_id: certificate.info.id.to_string(),
+            ca_certificate_id: ca.id.to_string(),
             timestamp: time::OffsetDateTime::now_utc().unix_timestamp() * 1000,
             certificate_status: status,
             thing_name,

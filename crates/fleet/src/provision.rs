@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use base64::Engine;
 use idmint_pki::{CertificateInfo, Csr, DeviceKey, PublicKey, SubjectValues};
 use idmint_registry::{
-    now, AuditEvent, CertificateStatus, NewThing, OwnershipToken, ProvisionedVia, RegistryError,
-    TemplateKind,
+    now, AuditEvent, CertificateId, CertificateStatus, NewThing, OwnershipToken, ProvisionedVia,
+    RegistryError, TemplateKind, ThingName,
 };
 use idmint_template::{
     CertificateStatus as TemplateStatus, OverrideSetting, Provisioning, Template,
@@ -28,7 +28,7 @@ use idmint_flows::tokens::token_hash;
 #[derive(Clone, Debug)]
 pub struct ClaimSession {
     /// The claim certificate's id.
-    pub certificate_id: String,
+    pub certificate_id: CertificateId,
     /// Templates it may use.
     pub templates: Vec<String>,
     /// The MQTT client id.
@@ -110,7 +110,7 @@ pub(crate) fn certificate_parameters(info: &CertificateInfo) -> BTreeMap<String,
         .iter()
         .map(|(k, v)| (format!("AWS::IoT::Certificate::{k}"), v.clone()))
         .collect();
-    params.insert("AWS::IoT::Certificate::Id".into(), info.id.clone());
+    params.insert("AWS::IoT::Certificate::Id".into(), info.id.to_string());
     params
 }
 
@@ -178,14 +178,14 @@ impl crate::Fleet<'_> {
                     token_hash(&token),
                     OwnershipToken {
                         certificate_id: certificate.info.id.clone(),
-                        claim_certificate_id: claim.certificate_id.clone(),
+                        claim_certificate_id: claim.certificate_id.to_string(),
                         expires: now() + lifetime,
                     },
                 )),
             })
             .await?;
         Ok(CreatedCertificate {
-            certificate_id: certificate.info.id.clone(),
+            certificate_id: certificate.info.id.to_string(),
             certificate_pem: certificate.pem(),
             private_key: None,
             ownership_token: token,
@@ -269,7 +269,7 @@ impl crate::Fleet<'_> {
                 template_name,
                 &provisioning,
                 ProvisionedVia::Fleet {
-                    claim: claim.certificate_id.clone(),
+                    claim: claim.certificate_id.to_string(),
                     client_id: claim.client_id.clone(),
                 },
             )
@@ -280,7 +280,7 @@ impl crate::Fleet<'_> {
                 template: template_name.to_string(),
                 thing: thing_name.clone(),
                 existing_thing: existing,
-                claim: claim.certificate_id.clone(),
+                claim: claim.certificate_id.to_string(),
                 client_id: claim.client_id.clone(),
             },
         );
@@ -325,7 +325,7 @@ impl crate::Fleet<'_> {
                 .copied()
                 .unwrap_or(OverrideSetting::DoNothing)
         };
-        let mut thing = NewThing::named(&spec.name);
+        let mut thing = NewThing::named(ThingName::parse(&spec.name).map_err(RegistryError::from)?);
         thing.thing_type = spec.thing_type.clone();
         thing.attributes = spec.attributes.clone();
         let mut merge_groups = false;

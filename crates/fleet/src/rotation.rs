@@ -73,7 +73,7 @@ impl crate::Fleet<'_> {
             .await?
             .ok_or_else(|| RegistryError::NotFound {
                 kind: "certificate",
-                name: old.id.clone(),
+                name: old.id.to_string(),
             })?;
         if current.status != CertificateStatus::Active {
             return Err(AccessError::Unauthenticated(format!(

@@ -2,7 +2,7 @@
 //! edge: the CLI, the REST API. The caller brings the access module's proof.
 
 use idmint_pki::RevocationReason;
-use idmint_registry::CertificateStatus;
+use idmint_registry::{CertificateId, CertificateStatus};
 
 use crate::access::{AccessError, Action, Authorized};
 use crate::{FlowError, Idmint};
@@ -13,7 +13,7 @@ impl Idmint {
     pub async fn set_certificate_status(
         &self,
         who: &Authorized,
-        id: &str,
+        id: &CertificateId,
         status: CertificateStatus,
         reason: Option<RevocationReason>,
     ) -> Result<(), FlowError> {

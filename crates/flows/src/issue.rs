@@ -15,7 +15,7 @@ use idmint_registry::{
     validate_thing_name, AuditEvent, CertificateStatus, NewCertificate, NewThing, RegistryError,
     ServiceCertificate,
 };
-use idmint_types::ThingName;
+use idmint_types::{BatchId, ThingName};
 use zeroize::Zeroizing;
 
 use crate::access::{AccessError, AuthorizedIssuance};
@@ -35,7 +35,7 @@ pub struct IssueOptions {
     /// Initial certificate state.
     pub status: CertificateStatus,
     /// Batch the certificate counts against (its quota is taken).
-    pub batch: Option<String>,
+    pub batch: Option<BatchId>,
 }
 
 impl Default for IssueOptions {
@@ -137,15 +137,8 @@ impl Idmint {
         options: &IssueOptions,
         attach_existing: bool,
     ) -> Result<Issued, FlowError> {
-        self.register(
-            who,
-            &ca_name,
-            &certificate,
-            thing.as_str(),
-            options,
-            attach_existing,
-        )
-        .await?;
+        self.register(who, &ca_name, &certificate, thing, options, attach_existing)
+            .await?;
         Ok(Issued {
             certificate,
             thing: thing.clone(),
@@ -199,24 +192,24 @@ impl Idmint {
         who: &AuthorizedIssuance,
         ca: &str,
         certificate: &IssuedCertificate,
-        thing: &str,
+        thing: &ThingName,
         options: &IssueOptions,
         attach_existing: bool,
     ) -> Result<(), FlowError> {
-        let mut new_thing = NewThing::named(thing);
+        let mut new_thing = NewThing::named(thing.clone());
         new_thing.batch = options.batch.clone();
         self.registrar()
             .register(Registration {
                 actor: who.actor().to_string(),
                 thing: Some(new_thing),
                 attach_existing,
-                bootstrap: who.bootstrap().map(str::to_string),
+                bootstrap: who.bootstrap().cloned(),
                 certificate: certificate_record(
                     certificate,
                     ca,
-                    Some(thing),
+                    Some(thing.as_str()),
                     options.status,
-                    options.batch.as_deref(),
+                    options.batch.as_ref(),
                 ),
                 batch: options.batch.clone(),
                 claim: None,
@@ -232,7 +225,7 @@ pub fn certificate_record(
     ca: &str,
     thing: Option<&str>,
     status: CertificateStatus,
-    batch: Option<&str>,
+    batch: Option<&BatchId>,
 ) -> NewCertificate {
     let info = &certificate.info;
     NewCertificate {
@@ -246,7 +239,7 @@ pub fn certificate_record(
         not_before: info.not_before.unix_timestamp(),
         not_after: info.not_after.unix_timestamp(),
         public_key_sha256: info.public_key_sha256.clone(),
-        batch: batch.map(str::to_string),
+        batch: batch.cloned(),
         der: certificate.der.clone(),
     }
 }
@@ -315,7 +308,7 @@ const CHUNK: u64 = 256;
 const CHUNKS_PER_COMMIT: usize = 8;
 
 struct Minted {
-    thing: String,
+    thing: ThingName,
     key_pem: Zeroizing<String>,
     certificate: IssuedCertificate,
 }
@@ -371,8 +364,9 @@ impl Idmint {
                 let last = (first + CHUNK).min(count);
                 let chunk = (first..last)
                     .map(|i| {
-                        let thing = format!("{prefix}{:0width$}", start + i);
-                        mint(&ca, &profile, key_type, &thing, &org)
+                        let thing = ThingName::parse(&format!("{prefix}{:0width$}", start + i))
+                            .map_err(RegistryError::from)?;
+                        mint(&ca, &profile, key_type, thing, &org)
                     })
                     .collect::<Result<Vec<_>, _>>();
                 let failed = chunk.is_err();
@@ -448,7 +442,7 @@ impl Idmint {
         let things: Vec<NewThing> = minted
             .iter()
             .map(|m| {
-                let mut t = NewThing::named(&m.thing);
+                let mut t = NewThing::named(m.thing.clone());
                 t.batch = options.batch.clone();
                 t
             })
@@ -459,9 +453,9 @@ impl Idmint {
                 certificate_record(
                     &m.certificate,
                     ca,
-                    Some(&m.thing),
+                    Some(m.thing.as_str()),
                     options.status,
-                    options.batch.as_deref(),
+                    options.batch.as_ref(),
                 )
             })
             .collect();
@@ -480,14 +474,14 @@ fn mint(
     ca: &CertificateAuthority,
     profile: &Profile,
     key_type: KeyType,
-    thing: &str,
+    thing: ThingName,
     org: &str,
 ) -> Result<Minted, FlowError> {
     let key = DeviceKey::generate(key_type)?;
-    let values = SubjectValues::for_thing(thing).with("org", org);
+    let values = SubjectValues::for_thing(&thing).with("org", org);
     let certificate = ca.issue_for_key(&key, profile, &values)?;
     Ok(Minted {
-        thing: thing.to_string(),
+        thing,
         key_pem: key.pkcs8_pem(),
         certificate,
     })

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use idmint_pki::ocsp::{self, Answer, Failure, IssuerId, Query, Request, Responder, Status};
 use idmint_pki::{DeviceKey, KeyType, RevocationReason, Signer};
-use idmint_registry::{AuditEvent, CaKind, CertificateStatus};
+use idmint_registry::{AuditEvent, CaKind, CertificateStatus, Serial};
 use time::{Duration, OffsetDateTime};
 
 use crate::issue::register_service_certificate;
@@ -84,7 +84,7 @@ struct CachedResponse {
 pub(crate) struct OcspState {
     issuers: Mutex<Vec<(String, IssuerId)>>,
     responders: tokio::sync::Mutex<HashMap<String, Arc<DelegatedResponder>>>,
-    responses: Mutex<HashMap<(String, String), CachedResponse>>,
+    responses: Mutex<HashMap<(String, Serial), CachedResponse>>,
 }
 
 fn failure(f: Failure) -> OcspAnswer {
@@ -133,7 +133,7 @@ impl Idmint {
         let mut answers = Vec::with_capacity(queries.len());
         for query in &queries {
             let status = if issuer.issued(query) {
-                self.ocsp_status(&ca, &query.serial_hex()).await?
+                self.ocsp_status(&ca, &query.serial()).await?
             } else {
                 Status::Unknown
             };
@@ -146,7 +146,7 @@ impl Idmint {
         // The one-certificate request of RFC 5019: served from the cache
         // while its status is unchanged and it is fresh.
         let key = match answers.as_slice() {
-            [one] => Some((ca.clone(), one.query.serial_hex())),
+            [one] => Some((ca.clone(), one.query.serial())),
             _ => None,
         };
         if let (Some(key), [one]) = (&key, answers.as_slice()) {

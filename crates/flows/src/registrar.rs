@@ -15,7 +15,9 @@
 
 use std::collections::BTreeMap;
 
-use idmint_registry::{NewCertificate, NewThing, OwnershipToken, RegistryError, Store};
+use idmint_registry::{
+    BatchId, CertificateId, NewCertificate, NewThing, OwnershipToken, RegistryError, Store,
+};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::FlowError;
@@ -37,14 +39,14 @@ pub struct Registration {
     /// when false and it exists, the registration fails `ThingExists`.
     pub attach_existing: bool,
     /// The EST bootstrap certificate this registration spends (once).
-    pub bootstrap: Option<String>,
+    pub bootstrap: Option<CertificateId>,
     /// The certificate.
     pub certificate: NewCertificate,
     /// The batch whose quota it counts against.
-    pub batch: Option<String>,
+    pub batch: Option<BatchId>,
     /// The claim certificate that asked for it (fleet provisioning), which
     /// must still be in force when the registration commits.
-    pub claim: Option<String>,
+    pub claim: Option<CertificateId>,
     /// An ownership token for it (fleet provisioning): its SHA-256 and record.
     pub ownership_token: Option<(String, OwnershipToken)>,
 }
@@ -143,9 +145,9 @@ async fn write(store: &Store, registrations: &[&Registration]) -> Result<(), Flo
         }
     }
     // Each claim certificate in the group is looked at once.
-    let claims: std::collections::BTreeSet<&str> = registrations
+    let claims: std::collections::BTreeSet<&CertificateId> = registrations
         .iter()
-        .filter_map(|r| r.claim.as_deref())
+        .filter_map(|r| r.claim.as_ref())
         .collect();
     for claim in claims {
         let standing = tx.certificate(claim).await?.map(|c| c.standing());
@@ -167,9 +169,9 @@ async fn write(store: &Store, registrations: &[&Registration]) -> Result<(), Flo
             tx.insert_things(&things).await?.into_iter().collect();
         for r in run {
             if let Some(thing) = r.thing.as_ref().filter(|_| !r.attach_existing) {
-                if !created.remove(&thing.name) {
+                if !created.remove(thing.name.as_str()) {
                     return Err(RegistryError::ThingExists {
-                        name: thing.name.clone(),
+                        name: thing.name.to_string(),
                     }
                     .into());
                 }

@@ -1,7 +1,7 @@
 //! Changing a thing's type and attributes (`idmint thing update`).
 //! Attributes are data: they confer no access (see [`crate::access`]).
 
-use idmint_registry::{NewThing, RegistryError};
+use idmint_registry::{NewThing, RegistryError, ThingName};
 
 use crate::{FlowError, Idmint};
 
@@ -23,7 +23,7 @@ impl Idmint {
                 kind: "thing",
                 name: name.to_string(),
             })?;
-        let mut new = NewThing::named(name);
+        let mut new = NewThing::named(ThingName::parse(name).map_err(RegistryError::from)?);
         new.thing_type = thing_type.or(thing.thing_type);
         new.attributes = thing.attributes;
         new.device_id = thing.device_id;

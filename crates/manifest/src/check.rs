@@ -16,6 +16,7 @@ use std::sync::Arc;
 use idmint_pki::{
     AcceptedIntermediate, CertificateInfo, ChainRejection, ClientChainVerifier, Profile, Verified,
 };
+use idmint_registry::ThingName;
 use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
@@ -29,7 +30,7 @@ pub struct CheckedEntry {
     /// The unique id (device id of the thing).
     pub unique_id: String,
     /// The thing name.
-    pub thing_name: String,
+    pub thing_name: ThingName,
     /// Thing attributes.
     pub attributes: BTreeMap<String, String>,
     /// The certificate's facts.
@@ -232,12 +233,12 @@ impl Checker {
         let thing_name = match self.thing_name_from {
             None => entry.thing_name.take().unwrap_or_else(|| unique_id.clone()),
             Some(ThingNameFrom::UniqueId) => unique_id.clone(),
-            Some(ThingNameFrom::Serial) => info.serial.clone(),
+            Some(ThingNameFrom::Serial) => info.serial.to_string(),
             Some(ThingNameFrom::Cn) => info.subject_cn.clone().ok_or_else(|| {
                 Rejection::new(Reason::InvalidThingName, "the certificate has no CN")
             })?,
         };
-        idmint_registry::validate_thing_name(&thing_name)
+        let thing_name = ThingName::parse(&thing_name)
             .map_err(|e| Rejection::new(Reason::InvalidThingName, e.to_string()))?;
         idmint_registry::validate_name("unique id", &unique_id)
             .map_err(|e| Rejection::new(Reason::MissingUniqueId, e.to_string()))?;

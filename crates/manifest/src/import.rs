@@ -21,8 +21,8 @@ use std::time::Instant;
 
 use idmint_pki::CertificateInfo;
 use idmint_registry::{
-    AuditEvent, BatchKind, CertificateStatus, NewBatch, NewCertificate, NewChain, NewIntermediate,
-    NewThing,
+    AuditEvent, BatchId, BatchKind, CertificateStatus, NewBatch, NewCertificate, NewChain,
+    NewIntermediate, NewThing,
 };
 
 use super::check::{CheckCache, CheckedEntry, Checker};
@@ -154,7 +154,7 @@ impl crate::Manifests<'_> {
             time::OffsetDateTime::now_utc(),
         ));
         let batch_id = match &options.batch {
-            Some(b) => b.clone(),
+            Some(b) => BatchId::parse(b).map_err(|e| FlowError::Invalid(e.to_string()))?,
             None => new_batch_id()?,
         };
         let existing_batch = self.store().batch(&batch_id).await?;
@@ -298,11 +298,11 @@ fn read_in_chunks(
     Ok(())
 }
 
-fn new_batch_id() -> Result<String, FlowError> {
+fn new_batch_id() -> Result<BatchId, FlowError> {
     let mut random = [0u8; 3];
     idmint_pki::random_fill(&mut random)?;
     let now = time::OffsetDateTime::now_utc();
-    Ok(format!(
+    let id = format!(
         "import-{:04}{:02}{:02}T{:02}{:02}{:02}-{}",
         now.year(),
         u8::from(now.month()),
@@ -311,7 +311,8 @@ fn new_batch_id() -> Result<String, FlowError> {
         now.minute(),
         now.second(),
         hex::encode(random)
-    ))
+    );
+    BatchId::parse(&id).map_err(|e| FlowError::Invalid(e.to_string()))
 }
 
 struct Run<'a> {
@@ -319,7 +320,7 @@ struct Run<'a> {
     actor: &'a str,
     options: &'a ImportOptions,
     ca: String,
-    batch_id: String,
+    batch_id: BatchId,
     batch_created_now: bool,
     batch_exists: bool,
     /// Intermediates met so far, by DER: their certificate id, and whether
@@ -366,7 +367,7 @@ impl Run<'_> {
                 reason,
                 message,
             };
-            let verdict = if let Some(reg) = certs.get(&e.info.id) {
+            let verdict = if let Some(reg) = certs.get(e.info.id.as_str()) {
                 let this_run =
                     self.batch_created_now && reg.batch.as_deref() == Some(self.batch_id.as_str());
                 if this_run {
@@ -414,7 +415,7 @@ impl Run<'_> {
                     Reason::DuplicatePublicKey,
                     "the public key appears twice in the manifest".into(),
                 ))
-            } else if things.contains_key(&e.thing_name) {
+            } else if things.contains_key(e.thing_name.as_str()) {
                 Some(reject(
                     Reason::DuplicateThingName,
                     format!("thing {} exists with another device id", e.thing_name),
@@ -445,7 +446,7 @@ impl Run<'_> {
                     ids.push(self.intermediate_id(der, &mut new_intermediates)?);
                 }
                 new_chains.push(NewChain {
-                    certificate: e.info.id.clone(),
+                    certificate: e.info.id.to_string(),
                     intermediates: ids,
                 });
             }
@@ -453,7 +454,7 @@ impl Run<'_> {
                 id: e.info.id,
                 serial: e.info.serial,
                 ca: self.ca.clone(),
-                thing: Some(e.thing_name.clone()),
+                thing: Some(e.thing_name.to_string()),
                 status: self.options.status,
                 subject: e.info.subject,
                 key_type: e.info.key_type.map(|k| k.to_string()),
@@ -526,21 +527,21 @@ impl Run<'_> {
             return Ok(id.clone());
         }
         let info = CertificateInfo::from_der(der)?;
-        self.intermediates
-            .insert(der.to_vec(), (info.id.clone(), false));
+        let id = info.id.into_string();
+        self.intermediates.insert(der.to_vec(), (id.clone(), false));
         new.push(NewIntermediate {
-            id: info.id.clone(),
+            id: id.clone(),
             subject: info.subject,
             der: der.to_vec(),
         });
-        Ok(info.id)
+        Ok(id)
     }
 
     async fn finish(mut self, started: Instant) -> Result<ImportSummary, FlowError> {
         let s = &mut self.summary;
         s.seconds = started.elapsed().as_secs_f64();
         s.per_second = s.entries as f64 / s.seconds.max(1e-9);
-        s.batch = (s.registered > 0).then(|| self.batch_id.clone());
+        s.batch = (s.registered > 0).then(|| self.batch_id.to_string());
         let mut tx = self.idmint.store().begin(self.actor).await?;
         if s.registered > 0 && self.batch_created_now {
             tx.set_batch_state(&self.batch_id, "COMPLETE", None).await?;

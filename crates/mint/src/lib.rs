@@ -67,8 +67,8 @@ use idmint_pki::{
     sha256_hex, CaBuilder, CertificateAuthority, DeviceKey, KeyType, Profile, SubjectValues,
 };
 use idmint_registry::{
-    validate_name, AuditEvent, BatchKind, CertificateStatus, MintItem, NewBatch, NewThing,
-    MINT_ITEM_OK,
+    validate_name, AuditEvent, BatchId, BatchKind, CertificateId, CertificateStatus, MintItem,
+    NewBatch, NewThing, RegistryError, ThingName, MINT_ITEM_OK,
 };
 use idmint_slot::{
     encode_slot_into, ChipKeyProtection, Credentials, GoldenImage, ImageFormat, PartitionFormat,
@@ -312,7 +312,7 @@ impl Output {
 
 /// Everything a run needs, shared by the workers.
 struct Plan {
-    batch: String,
+    batch: BatchId,
     output: Output,
     ca: Arc<CertificateAuthority>,
     ca_name: String,
@@ -475,11 +475,12 @@ impl Mint<'_> {
         }
         check_out_dir(&request.out_dir)?;
 
-        let batch = format!(
+        let batch = BatchId::parse(&format!(
             "{}-{}",
             slug(&request.product),
             idmint_flows::random_hex(4)?
-        );
+        ))
+        .map_err(|e| invalid(e.to_string()))?;
         let serial_prefix = match &request.serial_prefix {
             Some(p) => p.clone(),
             None => format!("{batch}-"),
@@ -573,7 +574,7 @@ impl Mint<'_> {
             .await?;
         let archive = self.finish(actor, &plan, open).await?;
         Ok(MintReport {
-            batch,
+            batch: batch.into_string(),
             count: request.count,
             minted,
             spoiled: 0,
@@ -651,7 +652,7 @@ impl Mint<'_> {
         let archive_path = archive_path(&plan);
         if batch.state != "OPEN" {
             return Ok(MintReport {
-                batch: batch.id,
+                batch: batch.id.to_string(),
                 count,
                 minted: 0,
                 spoiled: 0,
@@ -680,7 +681,7 @@ impl Mint<'_> {
                 // The archive was complete; only the final bookkeeping was lost.
                 self.finish(actor, &plan, None).await?;
                 return Ok(MintReport {
-                    batch: batch.id,
+                    batch: batch.id.to_string(),
                     count,
                     minted: 0,
                     spoiled: 0,
@@ -735,8 +736,10 @@ impl Mint<'_> {
             let mut tx = self.store().begin(actor).await?;
             for item in &lost {
                 good.remove(&item.device_id);
+                let certificate = CertificateId::parse(&item.certificate_id)
+                    .map_err(|e| RegistryError::Corrupt(e.to_string()))?;
                 tx.set_certificate_status(
-                    &item.certificate_id,
+                    &certificate,
                     CertificateStatus::Revoked,
                     Some(idmint_registry::RevocationReason::CessationOfOperation),
                 )
@@ -798,7 +801,7 @@ impl Mint<'_> {
             .await?;
         let archive = self.finish(actor, &plan, open).await?;
         Ok(MintReport {
-            batch: batch.id,
+            batch: batch.id.to_string(),
             count,
             minted,
             spoiled,
@@ -944,16 +947,17 @@ impl Mint<'_> {
         plan: &Plan,
         minted: &[Minted],
     ) -> Result<(), FlowError> {
-        let things: Vec<NewThing> = minted
+        let things = minted
             .iter()
             .map(|m| {
-                let mut t = NewThing::named(&m.item.thing);
+                let name = ThingName::parse(&m.item.thing).map_err(RegistryError::from)?;
+                let mut t = NewThing::named(name);
                 t.device_id = Some(m.item.device_id.clone());
                 t.batch = Some(plan.batch.clone());
                 t.thing_type = Some(plan.product.clone());
-                t
+                Ok(t)
             })
-            .collect();
+            .collect::<Result<Vec<NewThing>, RegistryError>>()?;
         let certs: Vec<_> = minted.iter().map(|m| m.record.clone()).collect();
         let items: Vec<MintItem> = minted.iter().map(|m| m.item.clone()).collect();
         let mut tx = self.store().begin(actor).await?;
@@ -1054,13 +1058,13 @@ fn certificate_in_output(output: &Output, bytes: &[u8]) -> Option<String> {
         Output::Image(_) => {
             let (_, slot) = idmint_slot::find_slot(bytes).ok()?;
             let creds = Credentials::from_slot(&slot).ok()?;
-            Some(idmint_pki::certificate_id(&creds.certificate))
+            Some(idmint_pki::certificate_id(&creds.certificate).into_string())
         }
         Output::Partition(p) => {
             let pem = p.format.decode(bytes).ok()?;
             let (info, _) =
                 idmint_pki::CertificateInfo::from_pem(pem.device_cert.as_bytes()).ok()?;
-            Some(info.id)
+            Some(info.id.into_string())
         }
     }
 }
@@ -1119,10 +1123,10 @@ fn mint_one(
     Ok(Minted {
         item: MintItem {
             device_id: device_id.clone(),
-            batch: plan.batch.clone(),
+            batch: plan.batch.to_string(),
             number,
             thing: device_id,
-            certificate_id: certificate.info.id.clone(),
+            certificate_id: certificate.info.id.to_string(),
             image_file,
             image_sha256,
             state: MINT_ITEM_OK.into(),

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use ::time::OffsetDateTime;
+use idmint_types::{CertificateId, Serial};
 use x509_parser::oid_registry::{
     Oid, OID_X509_COMMON_NAME, OID_X509_COUNTRY_NAME, OID_X509_DN_QUALIFIER,
     OID_X509_ORGANIZATIONAL_UNIT, OID_X509_ORGANIZATION_NAME, OID_X509_SERIALNUMBER,
@@ -14,17 +15,17 @@ use x509_parser::prelude::{FromDer, X509Certificate, X509Name};
 use crate::{KeyType, PkiError};
 
 /// The certificate id: lowercase hex SHA-256 of the DER (as AWS IoT does).
-pub fn certificate_id(der: &[u8]) -> String {
-    crate::sha256_hex(der)
+pub fn certificate_id(der: &[u8]) -> CertificateId {
+    CertificateId::from_sha256(&crate::sha256(der))
 }
 
 /// The facts of a certificate that the registry stores and checks.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CertificateInfo {
     /// Lowercase hex SHA-256 of the DER.
-    pub id: String,
+    pub id: CertificateId,
     /// Serial number, lowercase hex, no leading zero bytes.
-    pub serial: String,
+    pub serial: Serial,
     /// Subject, RFC 4514 style.
     pub subject: String,
     /// Subject common name, if any.
@@ -86,7 +87,7 @@ impl CertificateInfo {
             .map(str::to_string);
         Ok(CertificateInfo {
             id: certificate_id(der),
-            serial: serial_hex(cert.raw_serial()),
+            serial: Serial::from_integer_bytes(cert.raw_serial()),
             subject: cert.subject().to_string(),
             subject_cn,
             issuer: cert.issuer().to_string(),
@@ -144,15 +145,6 @@ pub(crate) fn pem_certificate_der(pem_text: &[u8]) -> Result<Vec<u8>, PkiError> 
         });
     }
     Ok(block.into_contents())
-}
-
-/// Formats a DER integer's bytes as lowercase hex without leading zero bytes.
-pub(crate) fn serial_hex(raw: &[u8]) -> String {
-    let first = raw
-        .iter()
-        .position(|b| *b != 0)
-        .unwrap_or(raw.len().saturating_sub(1));
-    hex::encode(&raw[first..])
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@
 //! distribution point, so that it covers the signer certificate and no
 //! device certificate ([`CertificateAuthority::crl_signer_status_crl`]).
 
+use idmint_types::Serial;
 use rcgen::{
     CertificateParams, CertificateRevocationListParams, CrlDistributionPoint,
     CrlIssuingDistributionPoint, CrlScope, DistinguishedName, DnType, DnValue, IsCa, Issuer,
@@ -47,7 +48,7 @@ fn to_rcgen(reason: RevocationReason) -> rcgen::RevocationReason {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RevokedEntry {
     /// Serial number, hex.
-    pub serial: String,
+    pub serial: Serial,
     /// When it was revoked.
     pub revoked_at: OffsetDateTime,
     /// Why.
@@ -328,8 +329,9 @@ fn sign_crl(
     let revoked_certs = revoked
         .iter()
         .map(|r| {
-            let bytes = hex::decode(&r.serial)
-                .map_err(|_| PkiError::Signing(format!("serial {:?} is not hex", r.serial)))?;
+            let bytes = hex::decode(r.serial.as_str()).map_err(|_| {
+                PkiError::Signing(format!("serial {:?} is not hex", r.serial.as_str()))
+            })?;
             Ok(RevokedCertParams {
                 serial_number: SerialNumber::from_slice(&bytes),
                 revocation_time: r.revoked_at,
@@ -376,7 +378,7 @@ mod tests {
         let (_, ca) = x509_parser::parse_x509_certificate(root.certificate_der()).unwrap();
         let now = OffsetDateTime::now_utc();
         let entry = RevokedEntry {
-            serial: "0a0b".into(),
+            serial: Serial::parse("0a0b").unwrap(),
             revoked_at: now,
             reason: RevocationReason::Superseded,
         };
@@ -461,7 +463,7 @@ mod tests {
         let signer = CrlSigner::from_parts(issued.der.clone(), Signer::software(key)).unwrap();
         let now = OffsetDateTime::now_utc();
         let entry = RevokedEntry {
-            serial: "0102".into(),
+            serial: Serial::parse("0102").unwrap(),
             revoked_at: now,
             reason: RevocationReason::KeyCompromise,
         };

@@ -20,6 +20,8 @@ use x509_ocsp::{
     ResponseData, RevokedInfo, SingleResponse, Version,
 };
 
+use idmint_types::Serial;
+
 use crate::ca::{random_serial, BACKDATE};
 use crate::{CertificateAuthority, DeviceKey, IssuedCertificate, KeyType, PkiError};
 pub use idmint_types::RevocationReason;
@@ -71,8 +73,8 @@ impl Request {
 impl Query<'_> {
     /// The serial number asked about: lowercase hex without leading zero
     /// bytes, as the registry stores serials.
-    pub fn serial_hex(&self) -> String {
-        crate::cert::serial_hex(self.id.serial_number.as_bytes())
+    pub fn serial(&self) -> Serial {
+        Serial::from_integer_bytes(self.id.serial_number.as_bytes())
     }
 }
 
@@ -424,7 +426,7 @@ mod tests {
             let query = parsed.queries().next().unwrap();
             assert!(id.issued(&query));
             assert!(!other_id.issued(&query));
-            assert_eq!(query.serial_hex(), "8f01");
+            assert_eq!(query.serial(), "8f01");
         }
     }
 
@@ -435,7 +437,7 @@ mod tests {
         let parsed = Request::from_der(&der).unwrap();
         let query = parsed.queries().next().unwrap();
         assert!(IssuerId::of(root.certificate_der()).unwrap().issued(&query));
-        assert_eq!(query.serial_hex(), "0102");
+        assert_eq!(query.serial(), "0102");
         assert!(!is_successful(&failure_response(Failure::Unauthorized)));
     }
 

@@ -15,7 +15,10 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::{BatchKind, CaKind, CertificateStatus, RevocationReason, Role, TemplateKind};
+use crate::{
+    BatchId, BatchKind, CaKind, CertificateId, CertificateStatus, RevocationReason, Role, Serial,
+    TemplateKind, ThingName,
+};
 
 /// Whether a flag is off (an absent key in the details).
 fn is_false(flag: &bool) -> bool {
@@ -80,7 +83,7 @@ pub enum AuditEvent {
         /// Its device id.
         device_id: Option<String>,
         /// Its batch.
-        batch: Option<String>,
+        batch: Option<BatchId>,
     },
     /// `thing.groups`: a thing's groups were set. Subject: the thing name.
     ThingGroups {
@@ -111,7 +114,7 @@ pub enum AuditEvent {
     /// certificate id.
     CertificateRegister {
         /// Its serial, hex.
-        serial: String,
+        serial: Serial,
         /// Its CA.
         ca: String,
         /// Its thing.
@@ -119,7 +122,7 @@ pub enum AuditEvent {
         /// Its initial state.
         status: CertificateStatus,
         /// Its batch.
-        batch: Option<String>,
+        batch: Option<BatchId>,
         /// Its subject.
         subject: String,
     },
@@ -232,7 +235,7 @@ pub enum AuditEvent {
         /// The certificate id.
         certificate: String,
         /// The certificate serial, hex.
-        serial: String,
+        serial: Serial,
         /// The issuing CA.
         ca: String,
         /// The certificate's state.
@@ -557,7 +560,7 @@ pub struct CaAdded {
     /// Its certificate subject.
     pub subject: String,
     /// Its certificate id.
-    pub certificate_id: String,
+    pub certificate_id: CertificateId,
     /// The CA that signed it, if it is one of ours.
     pub parent: Option<String>,
 }
@@ -590,7 +593,7 @@ pub struct ServiceCertificate {
     /// The issuing CA.
     pub ca: String,
     /// Its serial, hex.
-    pub serial: String,
+    pub serial: Serial,
     /// End of its validity, Unix seconds.
     pub not_after: i64,
     /// Whether an offline batch CA signed it at `batch authorize` (absent
@@ -605,19 +608,19 @@ pub struct ServiceCertificate {
 #[serde(rename_all = "camelCase")]
 pub struct RegisteredDevice {
     /// The thing name.
-    pub thing: String,
+    pub thing: ThingName,
     /// Whether the thing was created (else it existed).
     pub new_thing: bool,
     /// The thing's device id.
     pub device_id: Option<String>,
     /// The certificate serial, hex.
-    pub serial: String,
+    pub serial: Serial,
     /// The certificate's CA.
     pub ca: String,
     /// The certificate's initial state.
     pub status: CertificateStatus,
     /// The batch.
-    pub batch: Option<String>,
+    pub batch: Option<BatchId>,
     /// The certificate subject.
     pub subject: String,
 }
@@ -768,13 +771,20 @@ mod tests {
         covered.insert(event.action());
     }
 
+    /// A certificate id standing for `tag`: its bytes in hex, right-padded
+    /// with `0` to 64 digits (tags keep their order).
+    fn cid(tag: &str) -> crate::CertificateId {
+        let hex: String = tag.bytes().map(|b| format!("{b:02x}")).collect();
+        crate::CertificateId::parse(&format!("{hex:0<64}")).unwrap()
+    }
+
     fn new_ca(kind: CaKind, parent: Option<&str>) -> NewCa {
         NewCa {
             name: "issuing".into(),
             kind,
             parent: parent.map(str::to_string),
             certificate_der: vec![1, 2, 3],
-            id: "ab12".into(),
+            id: CertificateId::from_sha256(&[0xab; 32]),
             subject: "CN=Issuing \"CA\", O=Acme".into(),
             key_type: Some("ec-p256".into()),
             not_before: 1_700_000_000,
@@ -786,20 +796,20 @@ mod tests {
 
     fn new_thing(device_id: Option<&str>) -> NewThing {
         NewThing {
-            name: "sensor-1".into(),
+            name: ThingName::parse("sensor-1").unwrap(),
             thing_type: device_id.map(|_| "widget".to_string()),
             attributes: [("b".to_string(), "2".to_string()), ("a".into(), "1".into())]
                 .into_iter()
                 .collect(),
             device_id: device_id.map(str::to_string),
-            batch: device_id.map(|_| "b-1".to_string()),
+            batch: device_id.map(|_| BatchId::parse("b-1").unwrap()),
         }
     }
 
     fn new_certificate(thing: Option<&str>, batch: Option<&str>) -> NewCertificate {
         NewCertificate {
-            id: "c0ffee".into(),
-            serial: "7f01".into(),
+            id: CertificateId::from_sha256(&[0xc0; 32]),
+            serial: Serial::parse("7f01").unwrap(),
             ca: "issuing".into(),
             thing: thing.map(str::to_string),
             status: CertificateStatus::PendingActivation,
@@ -808,7 +818,7 @@ mod tests {
             not_before: 1,
             not_after: 2,
             public_key_sha256: "beef".into(),
-            batch: batch.map(str::to_string),
+            batch: batch.map(|b| BatchId::parse(b).unwrap()),
             der: Vec::new(),
         }
     }
@@ -995,7 +1005,7 @@ mod tests {
         );
         for factory in [Some("fab-7"), None] {
             let batch = NewBatch {
-                id: "b-1".into(),
+                id: crate::BatchId::parse("b-1").unwrap(),
                 kind: BatchKind::Station,
                 product: "widget".into(),
                 count: 1000,
@@ -1192,7 +1202,7 @@ mod tests {
             json!({"added": added, "given": serials.len()}),
         );
         let claim = Claim {
-            certificate_id: "c1a1m".into(),
+            certificate_id: cid("c1a1m"),
             templates: vec!["fleet-1".into(), "fleet-2".into()],
             rate_per_minute: 0,
         };
@@ -1424,7 +1434,7 @@ mod tests {
             }
             let service = ServiceCertificate {
                 ca: ca.into(),
-                serial: serial.clone(),
+                serial: crate::Serial::parse(&serial).unwrap(),
                 not_after,
                 offline,
             };

@@ -10,11 +10,11 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 use time::OffsetDateTime;
 
-use crate::store::{certificate_from_row, ts, CERT_COLUMNS};
+use crate::store::{certificate_from_row, ts, typed, CERT_COLUMNS};
 use crate::write::{changed, unique_to};
 use crate::{
-    now, validate_name, validate_thing_name, AuditEvent, Certificate, CertificateStanding,
-    CertificateStatus, RegistryError, Store, WriteTx,
+    now, validate_name, validate_thing_name, AuditEvent, Certificate, CertificateId,
+    CertificateStanding, CertificateStatus, RegistryError, Store, WriteTx,
 };
 
 /// How a template is used.
@@ -103,7 +103,7 @@ pub struct NewTemplate {
 #[serde(rename_all = "camelCase")]
 pub struct Claim {
     /// The claim certificate's id.
-    pub certificate_id: String,
+    pub certificate_id: CertificateId,
     /// Templates whose provisioning topics it may use.
     pub templates: Vec<String>,
     /// Provisioning requests allowed per minute (0: no limit).
@@ -114,7 +114,7 @@ pub struct Claim {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OwnershipToken {
     /// The certificate it proves ownership of.
-    pub certificate_id: String,
+    pub certificate_id: CertificateId,
     /// The claim certificate that asked for it.
     pub claim_certificate_id: String,
     /// Expiry, Unix seconds.
@@ -145,7 +145,7 @@ const TOKEN_QUERY: &str = "SELECT certificate_id, claim_certificate_id, expires,
 fn usable_token(row: Option<&AnyRow>, claim: &str) -> Result<OwnershipToken, RegistryError> {
     let row = row.ok_or(RegistryError::OwnershipToken("is unknown"))?;
     let token = OwnershipToken {
-        certificate_id: row.try_get(0)?,
+        certificate_id: typed(row, "certificate_id")?,
         claim_certificate_id: row.try_get(1)?,
         expires: row.try_get(2)?,
     };
@@ -173,7 +173,7 @@ fn usable_token(row: Option<&AnyRow>, claim: &str) -> Result<OwnershipToken, Reg
 fn claim_from_row(row: &AnyRow) -> Result<Claim, RegistryError> {
     let templates: String = row.try_get("templates")?;
     Ok(Claim {
-        certificate_id: row.try_get("certificate_id")?,
+        certificate_id: typed(row, "certificate_id")?,
         templates: serde_json::from_str(&templates)
             .map_err(|e| RegistryError::Corrupt(format!("claim templates: {e}")))?,
         rate_per_minute: row.try_get("rate_per_minute")?,
@@ -310,7 +310,7 @@ impl Store {
                 Ok((
                     r.try_get(0)?,
                     OwnershipToken {
-                        certificate_id: r.try_get(1)?,
+                        certificate_id: typed(r, "certificate_id")?,
                         claim_certificate_id: r.try_get(2)?,
                         expires: r.try_get(3)?,
                     },
@@ -503,7 +503,7 @@ impl WriteTx {
         .await?;
         if let Some(row) = spent {
             return Ok(OwnershipToken {
-                certificate_id: row.try_get(0)?,
+                certificate_id: typed(&row, "certificate_id")?,
                 claim_certificate_id: row.try_get(1)?,
                 expires: row.try_get(2)?,
             });
@@ -572,7 +572,7 @@ impl WriteTx {
     pub async fn expire_ownership_token(
         &mut self,
         hash: &str,
-        certificate_id: &str,
+        certificate_id: &CertificateId,
     ) -> Result<bool, RegistryError> {
         let now = now();
         let spent = sqlx::query(

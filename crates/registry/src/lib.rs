@@ -9,10 +9,11 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), idmint_registry::RegistryError> {
-//! use idmint_registry::{Store, NewThing};
+//! use idmint_registry::{NewThing, Store, ThingName};
 //! let store = Store::open("sqlite://idmint-data/registry.db").await?;
 //! let mut tx = store.begin("operator:alice").await?;
-//! tx.upsert_thing(&NewThing::named("sensor-1")).await?;
+//! let name = ThingName::parse("sensor-1").expect("a valid thing name");
+//! tx.upsert_thing(&NewThing::named(name)).await?;
 //! tx.commit().await?;
 //! assert!(store.verify_audit().await?.intact());
 //! # Ok(()) }
@@ -53,7 +54,7 @@ pub use fleet::{
     Claim, NewTemplate, OwnershipToken, ProvisioningTemplate, TemplateKind, UsableToken,
 };
 pub use grants::{ConvertedRole, Grant, Scope};
-pub use idmint_types::RevocationReason;
+pub use idmint_types::{BatchId, CertificateId, RevocationReason, Serial, ThingName};
 pub use imports::{ExportedCertificate, RegisteredCertificate, RegisteredThing};
 pub use lookup::MIN_PREFIX;
 pub use mint::{MintItem, MINT_ITEM_OK, MINT_ITEM_SPOILED};

@@ -3,8 +3,9 @@
 //! at least [`MIN_PREFIX`] characters and match exactly one record, and an
 //! ambiguous one is refused with the ids it matches.
 
-use sqlx::Row;
+use idmint_types::{BatchId, CertificateId};
 
+use crate::store::typed;
 use crate::{RegistryError, Store};
 
 /// The shortest prefix accepted in place of a whole id.
@@ -17,7 +18,7 @@ impl Store {
     /// The full id of the certificate that `text` names: its whole id, or a
     /// unique prefix of at least [`MIN_PREFIX`] hex digits (any case).
     /// `NotFound` when nothing matches, `Ambiguous` when several do.
-    pub async fn resolve_certificate_id(&self, text: &str) -> Result<String, RegistryError> {
+    pub async fn resolve_certificate_id(&self, text: &str) -> Result<CertificateId, RegistryError> {
         let lower = text.to_ascii_lowercase();
         let prefix = lower.chars().all(|c| c.is_ascii_hexdigit());
         self.resolve_id("certificate", "certificates", text, &lower, prefix)
@@ -27,7 +28,7 @@ impl Store {
     /// The full id of the batch that `text` names: its whole id, or a
     /// unique prefix of at least [`MIN_PREFIX`] characters (letters, digits,
     /// `-`). `NotFound` when nothing matches, `Ambiguous` when several do.
-    pub async fn resolve_batch_id(&self, text: &str) -> Result<String, RegistryError> {
+    pub async fn resolve_batch_id(&self, text: &str) -> Result<BatchId, RegistryError> {
         let prefix = text
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
@@ -38,22 +39,25 @@ impl Store {
     /// Exact match on `text` first; then, when `prefix_ok` (the characters
     /// cannot be LIKE wildcards) and long enough, a prefix match on
     /// `candidate`.
-    async fn resolve_id(
+    async fn resolve_id<T>(
         &self,
         kind: &'static str,
         table: &'static str,
         text: &str,
         candidate: &str,
         prefix_ok: bool,
-    ) -> Result<String, RegistryError> {
+    ) -> Result<T, RegistryError>
+    where
+        T: TryFrom<String>,
+        T::Error: std::fmt::Display,
+    {
         let exact = format!("SELECT id FROM {table} WHERE id = $1");
-        if sqlx::query(&exact)
-            .bind(text)
+        if let Some(row) = sqlx::query(&exact)
+            .bind(candidate)
             .fetch_optional(&self.pool)
             .await?
-            .is_some()
         {
-            return Ok(text.to_string());
+            return typed(&row, "id");
         }
         let not_found = || RegistryError::NotFound {
             kind,
@@ -68,14 +72,14 @@ impl Store {
             .bind((SHOWN_MATCHES + 1) as i64)
             .fetch_all(&self.pool)
             .await?;
-        let mut matches = Vec::with_capacity(rows.len());
-        for row in &rows {
-            matches.push(row.try_get::<String, _>(0)?);
-        }
-        match matches.len() {
+        match rows.len() {
             0 => Err(not_found()),
-            1 => Ok(matches.remove(0)),
+            1 => typed(&rows[0], "id"),
             n => {
+                let mut matches = Vec::with_capacity(n);
+                for row in &rows {
+                    matches.push(sqlx::Row::try_get::<String, _>(row, "id")?);
+                }
                 matches.truncate(SHOWN_MATCHES);
                 Err(RegistryError::Ambiguous {
                     kind,

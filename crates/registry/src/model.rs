@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
+use idmint_types::{BatchId, CertificateId, Serial, ThingName};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -119,7 +120,7 @@ pub struct Ca {
     /// The CA that signed it, if it is one of ours.
     pub parent: Option<String>,
     /// Lowercase hex SHA-256 of the certificate DER.
-    pub id: String,
+    pub id: CertificateId,
     /// The certificate subject.
     pub subject: String,
     /// The key type, if known.
@@ -172,7 +173,7 @@ pub struct NewCa {
     /// The certificate DER.
     pub certificate_der: Vec<u8>,
     /// SHA-256 of the DER, hex.
-    pub id: String,
+    pub id: CertificateId,
     /// Subject.
     pub subject: String,
     /// Key type, if known.
@@ -191,7 +192,9 @@ pub struct NewCa {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Thing {
-    /// Unique name.
+    /// Unique name. Text as stored: new names follow [`ThingName`]'s rule
+    /// ([`NewThing`] takes one), but a thing registered before the rule
+    /// keeps its name and must still be listed, shown and revoked.
     pub name: String,
     /// Optional thing type.
     pub thing_type: Option<String>,
@@ -200,7 +203,7 @@ pub struct Thing {
     /// Hardware or device id, unique when set.
     pub device_id: Option<String>,
     /// The batch it came from.
-    pub batch: Option<String>,
+    pub batch: Option<BatchId>,
     /// Created.
     #[serde(with = "time::serde::rfc3339")]
     pub created: OffsetDateTime,
@@ -210,10 +213,10 @@ pub struct Thing {
 }
 
 /// A thing to create or update.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewThing {
     /// Unique name.
-    pub name: String,
+    pub name: ThingName,
     /// Optional type.
     pub thing_type: Option<String>,
     /// Attributes.
@@ -221,15 +224,18 @@ pub struct NewThing {
     /// Hardware or device id.
     pub device_id: Option<String>,
     /// Source batch.
-    pub batch: Option<String>,
+    pub batch: Option<BatchId>,
 }
 
 impl NewThing {
     /// A thing with just a name.
-    pub fn named(name: &str) -> Self {
+    pub fn named(name: ThingName) -> Self {
         NewThing {
-            name: name.to_string(),
-            ..NewThing::default()
+            name,
+            thing_type: None,
+            attributes: BTreeMap::new(),
+            device_id: None,
+            batch: None,
         }
     }
 }
@@ -270,12 +276,12 @@ impl CertificateStanding {
 #[serde(rename_all = "camelCase")]
 pub struct Certificate {
     /// Lowercase hex SHA-256 of the DER.
-    pub id: String,
+    pub id: CertificateId,
     /// Serial number, hex.
-    pub serial: String,
+    pub serial: Serial,
     /// The CA that issued it (or the outside CA it chains to).
     pub ca: String,
-    /// The thing it is attached to.
+    /// The thing it is attached to (its name as stored; see [`Thing::name`]).
     pub thing: Option<String>,
     /// Its state.
     pub status: CertificateStatus,
@@ -292,7 +298,7 @@ pub struct Certificate {
     /// SHA-256 of the SubjectPublicKeyInfo, hex.
     pub public_key_sha256: String,
     /// The batch it was issued under.
-    pub batch: Option<String>,
+    pub batch: Option<BatchId>,
     /// Registered.
     #[serde(with = "time::serde::rfc3339")]
     pub created: OffsetDateTime,
@@ -324,12 +330,13 @@ impl Certificate {
 #[derive(Clone, Debug)]
 pub struct NewCertificate {
     /// SHA-256 of the DER, hex.
-    pub id: String,
+    pub id: CertificateId,
     /// Serial, hex.
-    pub serial: String,
+    pub serial: Serial,
     /// Issuing or trust-anchor CA name.
     pub ca: String,
-    /// Attached thing.
+    /// Attached thing: an existing thing's name as stored (see
+    /// [`Thing::name`]), or a new thing's, which a [`NewThing`] checked.
     pub thing: Option<String>,
     /// Initial state.
     pub status: CertificateStatus,
@@ -344,7 +351,7 @@ pub struct NewCertificate {
     /// SHA-256 of the SubjectPublicKeyInfo, hex.
     pub public_key_sha256: String,
     /// Batch.
-    pub batch: Option<String>,
+    pub batch: Option<BatchId>,
     /// The DER.
     pub der: Vec<u8>,
 }
@@ -398,7 +405,7 @@ impl FromStr for BatchKind {
 #[serde(rename_all = "camelCase")]
 pub struct Batch {
     /// Its id.
-    pub id: String,
+    pub id: BatchId,
     /// What it is for.
     pub kind: BatchKind,
     /// The product.
@@ -474,7 +481,7 @@ impl StationPolicy {
 #[derive(Clone, Debug)]
 pub struct NewBatch {
     /// Its id.
-    pub id: String,
+    pub id: BatchId,
     /// What it is for.
     pub kind: BatchKind,
     /// Product.
@@ -537,18 +544,7 @@ impl From<idmint_types::InvalidThingName> for RegistryError {
 /// 1 to 128 characters, no control characters, no surrounding whitespace.
 /// (Thing names follow the stricter [`validate_thing_name`].)
 pub fn validate_name(kind: &'static str, name: &str) -> Result<(), RegistryError> {
-    let reason = if name.is_empty() {
-        Some("must not be empty")
-    } else if name.chars().count() > 128 {
-        Some("is longer than 128 characters")
-    } else if name.chars().any(char::is_control) {
-        Some("contains control characters")
-    } else if name.trim() != name {
-        Some("has leading or trailing whitespace")
-    } else {
-        None
-    };
-    match reason {
+    match idmint_types::name_fault(name) {
         Some(reason) => Err(RegistryError::InvalidName {
             kind,
             name: name.escape_default().to_string(),

@@ -7,9 +7,9 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 use time::OffsetDateTime;
 
-use crate::store::ts;
+use crate::store::{ts, typed};
 use crate::write::{changed, unique_to};
-use crate::{now, validate_name, AuditEvent, RegistryError, Store, WriteTx};
+use crate::{now, validate_name, AuditEvent, CertificateId, RegistryError, Store, WriteTx};
 
 /// A stored policy.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -81,19 +81,19 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .map(|r| Ok((typed(r, "certificate_id")?, r.try_get(1)?)))
             .collect()
     }
 
     /// Every attachment (certificate id, policy name), by certificate.
-    pub async fn policy_attachments(&self) -> Result<Vec<(String, String)>, RegistryError> {
+    pub async fn policy_attachments(&self) -> Result<Vec<(CertificateId, String)>, RegistryError> {
         let rows = sqlx::query(
             "SELECT certificate_id, policy FROM certificate_policies ORDER BY certificate_id, policy",
         )
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .map(|r| Ok((typed(r, "certificate_id")?, r.try_get(1)?)))
             .collect()
     }
 }

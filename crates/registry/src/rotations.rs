@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::{AuditEvent, RegistryError, Store, WriteTx};
+use crate::{AuditEvent, CertificateId, RegistryError, Store, WriteTx};
 
 /// A certificate rotation: the old certificate stays ACTIVE until
 /// `retire_at`, then becomes INACTIVE.
@@ -11,9 +11,11 @@ use crate::{AuditEvent, RegistryError, Store, WriteTx};
 #[serde(rename_all = "camelCase")]
 pub struct Rotation {
     /// The replaced certificate.
-    pub old_id: String,
+    #[sqlx(try_from = "String")]
+    pub old_id: CertificateId,
     /// Its replacement.
-    pub new_id: String,
+    #[sqlx(try_from = "String")]
+    pub new_id: CertificateId,
     /// When the old one is retired, Unix seconds.
     pub retire_at: i64,
 }

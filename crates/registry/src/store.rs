@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::sync::{Arc, Once};
 
+use idmint_types::CertificateId;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 use time::OffsetDateTime;
@@ -150,17 +151,23 @@ impl Store {
     }
 
     /// One certificate by id.
-    pub async fn certificate(&self, id: &str) -> Result<Option<Certificate>, RegistryError> {
+    pub async fn certificate(
+        &self,
+        id: &CertificateId,
+    ) -> Result<Option<Certificate>, RegistryError> {
         let sql = format!("SELECT {CERT_COLUMNS} FROM certificates WHERE id = $1");
         let row = sqlx::query(&sql)
-            .bind(id)
+            .bind(id.as_str())
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(certificate_from_row).transpose()
     }
 
     /// One certificate by id, or a `NotFound` error.
-    pub async fn require_certificate(&self, id: &str) -> Result<Certificate, RegistryError> {
+    pub async fn require_certificate(
+        &self,
+        id: &CertificateId,
+    ) -> Result<Certificate, RegistryError> {
         self.certificate(id)
             .await?
             .ok_or_else(|| RegistryError::NotFound {
@@ -438,7 +445,7 @@ impl Store {
         &self,
         created_before: i64,
         limit: i64,
-    ) -> Result<Vec<(String, String)>, RegistryError> {
+    ) -> Result<Vec<(CertificateId, String)>, RegistryError> {
         let rows = sqlx::query(
             "SELECT c.id, c.batch FROM certificates c JOIN batches b ON b.id = c.batch \
              WHERE c.status = $1 AND b.kind = $2 AND c.created < $3 ORDER BY c.created LIMIT $4",
@@ -450,7 +457,7 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .map(|row| Ok((typed(row, "id")?, row.try_get(1)?)))
             .collect()
     }
 
@@ -519,11 +526,34 @@ fn revocation_reason(
         .transpose()
 }
 
+/// A column holding a typed identifier (a certificate id, serial, thing
+/// name or batch id), checked as it is read: a value that fails its rule
+/// was written behind the registry's back.
+pub(crate) fn typed<T>(row: &AnyRow, column: &str) -> Result<T, RegistryError>
+where
+    T: TryFrom<String>,
+    T::Error: std::fmt::Display,
+{
+    let text: String = row.try_get(column)?;
+    T::try_from(text).map_err(|e| RegistryError::Corrupt(format!("{column}: {e}")))
+}
+
+/// A nullable column holding a typed identifier.
+pub(crate) fn typed_option<T>(row: &AnyRow, column: &str) -> Result<Option<T>, RegistryError>
+where
+    T: TryFrom<String>,
+    T::Error: std::fmt::Display,
+{
+    row.try_get::<Option<String>, _>(column)?
+        .map(|text| T::try_from(text).map_err(|e| RegistryError::Corrupt(format!("{column}: {e}"))))
+        .transpose()
+}
+
 pub(crate) fn certificate_from_row(row: &AnyRow) -> Result<Certificate, RegistryError> {
     let status: String = row.try_get("status")?;
     Ok(Certificate {
-        id: row.try_get("id")?,
-        serial: row.try_get("serial")?,
+        id: typed(row, "id")?,
+        serial: typed(row, "serial")?,
         ca: row.try_get("ca")?,
         thing: row.try_get("thing")?,
         status: CertificateStatus::from_str(&status).map_err(RegistryError::Corrupt)?,
@@ -532,7 +562,7 @@ pub(crate) fn certificate_from_row(row: &AnyRow) -> Result<Certificate, Registry
         not_before: ts(row.try_get("not_before")?),
         not_after: ts(row.try_get("not_after")?),
         public_key_sha256: row.try_get("public_key_sha256")?,
-        batch: row.try_get("batch")?,
+        batch: typed_option(row, "batch")?,
         created: ts(row.try_get("created")?),
         updated: ts(row.try_get("updated")?),
         revoked_at: row.try_get::<Option<i64>, _>("revoked_at")?.map(ts),
@@ -550,7 +580,7 @@ pub(crate) fn thing_from_row(row: &AnyRow) -> Result<Thing, RegistryError> {
         thing_type: row.try_get("thing_type")?,
         attributes,
         device_id: row.try_get("device_id")?,
-        batch: row.try_get("batch")?,
+        batch: typed_option(row, "batch")?,
         created: ts(row.try_get("created")?),
         updated: ts(row.try_get("updated")?),
     })
@@ -562,7 +592,7 @@ fn ca_from_row(row: &AnyRow) -> Result<Ca, RegistryError> {
         name: row.try_get("name")?,
         kind: CaKind::from_str(&kind)?,
         parent: row.try_get("parent")?,
-        id: row.try_get("certificate_id")?,
+        id: typed(row, "certificate_id")?,
         subject: row.try_get("subject")?,
         key_type: row.try_get("key_type")?,
         not_before: ts(row.try_get("not_before")?),
@@ -586,7 +616,7 @@ fn batch_from_row(row: &AnyRow) -> Result<Batch, RegistryError> {
     let count: i64 = row.try_get("quota")?;
     let issued: i64 = row.try_get("issued")?;
     Ok(Batch {
-        id: row.try_get("id")?,
+        id: typed(row, "id")?,
         kind: BatchKind::from_str(&kind)?,
         product: row.try_get("product")?,
         count,

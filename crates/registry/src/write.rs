@@ -1,6 +1,7 @@
 //! Write transactions: every change to the registry, each appending its
 //! audit records to the hash chain inside the same database transaction.
 
+use idmint_types::CertificateId;
 use sqlx::{Any, Row, Transaction};
 
 use crate::audit::record_hash;
@@ -140,10 +141,13 @@ impl WriteTx {
     }
 
     /// A certificate, read inside this transaction.
-    pub async fn certificate(&mut self, id: &str) -> Result<Option<Certificate>, RegistryError> {
+    pub async fn certificate(
+        &mut self,
+        id: &CertificateId,
+    ) -> Result<Option<Certificate>, RegistryError> {
         let sql = format!("SELECT {CERT_COLUMNS} FROM certificates WHERE id = $1");
         let row = sqlx::query(&sql)
-            .bind(id)
+            .bind(id.as_str())
             .fetch_optional(&mut *self.tx)
             .await?;
         row.as_ref().map(certificate_from_row).transpose()
@@ -259,7 +263,6 @@ impl WriteTx {
 
     /// Creates a thing, or updates its type, attributes, device id and batch.
     pub async fn upsert_thing(&mut self, thing: &NewThing) -> Result<(), RegistryError> {
-        validate_thing_name(&thing.name)?;
         let now = now();
         let attributes = serde_json::to_string(&thing.attributes)
             .map_err(|e| RegistryError::Corrupt(e.to_string()))?;
@@ -321,7 +324,6 @@ impl WriteTx {
             ) + " ON CONFLICT (name) DO NOTHING RETURNING name";
             let mut attrs = Vec::with_capacity(chunk.len());
             for t in chunk {
-                validate_thing_name(&t.name)?;
                 attrs.push(
                     serde_json::to_string(&t.attributes)
                         .map_err(|e| RegistryError::Corrupt(e.to_string()))?,
@@ -388,9 +390,6 @@ impl WriteTx {
             );
             let mut q = sqlx::query(&sql);
             for c in chunk {
-                if let Some(thing) = &c.thing {
-                    validate_thing_name(thing)?;
-                }
                 q = q
                     .bind(c.id.as_str())
                     .bind(c.serial.as_str())
@@ -479,7 +478,7 @@ impl WriteTx {
                     continue;
                 };
                 match (&new.thing, &owner) {
-                    (Some(t), Some(o)) if t == o => renewals.push((existing, new.id.clone())),
+                    (Some(t), Some(o)) if t == o => renewals.push((existing, new.id.to_string())),
                     _ => {
                         return Err(RegistryError::Clone {
                             public_key_sha256: key,
@@ -537,7 +536,7 @@ impl WriteTx {
                 &c.id,
                 event(RegisteredDevice {
                     thing: t.name.clone(),
-                    new_thing: created.contains(&t.name),
+                    new_thing: created.contains(t.name.as_str()),
                     device_id: t.device_id.clone(),
                     serial: c.serial.clone(),
                     ca: c.ca.clone(),
@@ -558,23 +557,23 @@ impl WriteTx {
     /// Changes a certificate's state; revocation records when and why.
     pub async fn set_certificate_status(
         &mut self,
-        id: &str,
+        id: &CertificateId,
         status: CertificateStatus,
         reason: Option<crate::RevocationReason>,
     ) -> Result<(), RegistryError> {
         let row = sqlx::query("SELECT status FROM certificates WHERE id = $1")
-            .bind(id)
+            .bind(id.as_str())
             .fetch_optional(&mut *self.tx)
             .await?
             .ok_or_else(|| RegistryError::NotFound {
                 kind: "certificate",
-                name: id.into(),
+                name: id.to_string(),
             })?;
         let current: String = row.try_get(0)?;
         let current: CertificateStatus = current.parse().map_err(RegistryError::Corrupt)?;
         if current == CertificateStatus::Revoked && status != CertificateStatus::Revoked {
             return Err(RegistryError::InvalidTransition {
-                id: id.into(),
+                id: id.to_string(),
                 from: current.to_string(),
                 to: status.to_string(),
             });
@@ -595,7 +594,7 @@ impl WriteTx {
         .bind(now)
         .bind(revoked_at)
         .bind(reason.map(crate::RevocationReason::as_str))
-        .bind(id)
+        .bind(id.as_str())
         .execute(&mut *self.tx)
         .await?;
         self.audit(
@@ -647,7 +646,6 @@ impl WriteTx {
 
     /// Creates a batch.
     pub async fn insert_batch(&mut self, batch: &NewBatch) -> Result<(), RegistryError> {
-        validate_name("batch id", &batch.id)?;
         let now = now();
         sqlx::query(
             "INSERT INTO batches (id, kind, product, quota, profile, ca, factory, state, allow_inject, params, created, updated) VALUES ($1, $2, $3, $4, $5, $6, $7, 'OPEN', $8, $9, $10, $10)",

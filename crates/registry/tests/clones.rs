@@ -5,7 +5,9 @@
 //! revoked key certified again, and the store's unique index refusing a
 //! second live row that bypasses the transaction.
 
-use idmint_registry::{CertificateStatus, NewCa, NewCertificate, RegistryError, Store};
+use idmint_registry::{
+    CertificateId, CertificateStatus, NewCa, NewCertificate, RegistryError, Serial, Store,
+};
 use sqlx::Connection;
 
 async fn stores() -> Vec<(String, Store, Option<tempfile::TempDir>)> {
@@ -35,10 +37,17 @@ async fn stores() -> Vec<(String, Store, Option<tempfile::TempDir>)> {
     out
 }
 
+/// The certificate id standing for `tag`: its bytes in hex, right-padded
+/// with `0` to 64 digits (tags keep their order).
+fn cid(tag: &str) -> CertificateId {
+    let hex: String = tag.bytes().map(|b| format!("{b:02x}")).collect();
+    CertificateId::parse(&format!("{hex:0<64}")).unwrap()
+}
+
 fn cert(id: &str, thing: &str, key: &str) -> NewCertificate {
     NewCertificate {
-        id: id.to_string(),
-        serial: format!("s-{id}"),
+        id: cid(id),
+        serial: Serial::from_integer_bytes(id.as_bytes()),
         ca: "issuing".into(),
         thing: Some(thing.to_string()),
         status: CertificateStatus::PendingActivation,
@@ -59,7 +68,7 @@ async fn ca(store: &Store) {
         kind: idmint_registry::CaKind::Issuing,
         parent: None,
         certificate_der: vec![1, 2, 3],
-        id: "caid".into(),
+        id: cid("caid"),
         subject: "CN=Issuing".into(),
         key_type: Some("p256".into()),
         not_before: 0,
@@ -135,11 +144,11 @@ async fn renewals_revoked_keys_and_the_index() {
         let mut tx = store.begin("test").await.unwrap();
         let e = tx.insert_certificate(&cert("other", "lamp-2", "k1")).await;
         assert!(
-            matches!(&e, Err(RegistryError::Clone { existing_certificate: Some(c), .. }) if c == "old"),
+            matches!(&e, Err(RegistryError::Clone { existing_certificate: Some(c), .. }) if *c == cid("old")),
             "{url}: {e:?}"
         );
         drop(tx);
-        assert!(store.certificate("other").await.unwrap().is_none());
+        assert!(store.certificate(&cid("other")).await.unwrap().is_none());
 
         // Twice in one call: a clone.
         let mut tx = store.begin("test").await.unwrap();
@@ -159,13 +168,13 @@ async fn renewals_revoked_keys_and_the_index() {
             .await
             .unwrap();
         tx.commit().await.unwrap();
-        let old = store.certificate("old").await.unwrap().unwrap();
+        let old = store.certificate(&cid("old")).await.unwrap().unwrap();
         assert_eq!(old.status, CertificateStatus::PendingActivation);
         let audit = store.audit_records(0, 1000).await.unwrap();
         assert!(
             audit
                 .iter()
-                .any(|r| r.action == "certificate.superseded" && r.subject == "old"),
+                .any(|r| r.action == "certificate.superseded" && r.subject == cid("old").as_str()),
             "{url}"
         );
         // Still no other thing may take the key.
@@ -179,14 +188,14 @@ async fn renewals_revoked_keys_and_the_index() {
         // A revoked key may be certified again; a revoked copy is no clone.
         let mut tx = store.begin("test").await.unwrap();
         tx.set_certificate_status(
-            "old",
+            &cid("old"),
             CertificateStatus::Revoked,
             Some(idmint_registry::RevocationReason::Superseded),
         )
         .await
         .unwrap();
         tx.set_certificate_status(
-            "renewed",
+            &cid("renewed"),
             CertificateStatus::Revoked,
             Some(idmint_registry::RevocationReason::KeyCompromise),
         )

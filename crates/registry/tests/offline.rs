@@ -4,7 +4,7 @@
 //! PostgreSQL.
 
 use idmint_registry::{
-    BatchKind, NewBatch, NewOfflineAuthorization, ReconciledRecord, RegistryError, Store,
+    BatchId, BatchKind, NewBatch, NewOfflineAuthorization, ReconciledRecord, RegistryError, Store,
 };
 use sqlx::Connection;
 
@@ -36,7 +36,7 @@ async fn stores() -> Vec<(Store, Option<tempfile::TempDir>)> {
 
 fn batch(id: &str, kind: BatchKind, count: i64) -> NewBatch {
     NewBatch {
-        id: id.into(),
+        id: BatchId::parse(id).unwrap(),
         kind,
         product: "widget".into(),
         count,

@@ -4,6 +4,7 @@
 //! apart. Field names are the wire contract (the server's OpenAPI
 //! document): renaming one breaks stations in the field.
 
+use idmint_types::CertificateId;
 use serde::{Deserialize, Serialize};
 
 /// `POST /api/v1/batches/{id}/certificates`: a CSR to issue against a batch.
@@ -31,7 +32,8 @@ pub struct CsrRequest {
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct IssuedInBatch {
     /// The certificate id (SHA-256 of its DER, hex).
-    pub id: String,
+    #[schema(value_type = String)]
+    pub id: CertificateId,
     /// The thing it is attached to.
     pub thing: String,
     /// The certificate, PEM.

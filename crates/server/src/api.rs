@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use idmint_flows::issue::IssueOptions;
 use idmint_flows::ThingName;
-use idmint_registry::{CertificateFilter, CertificateStatus, RegistryError};
+use idmint_registry::{CertificateFilter, CertificateId, CertificateStatus, RegistryError};
 use idmint_rest::{CsrRequest, IssuedInBatch, ProvisionedRequest, SpoilRequest};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -77,7 +77,7 @@ pub async fn list_certificates(
         limit: Some(page.limit),
     };
     let items = s.idmint.store().list_certificates(&filter).await?;
-    page.of(&items, |c| c.id.clone())
+    page.of(&items, |c| c.id.to_string())
 }
 
 /// One certificate (with its PEM).
@@ -88,6 +88,7 @@ pub async fn get_certificate(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     read_all(&who)?;
+    let id = path_certificate_id(&id)?;
     let cert = s.idmint.store().require_certificate(&id).await?;
     let mut v = json_of(&cert)?;
     v["pem"] = Value::String(idmint_pki::to_pem("CERTIFICATE", &cert.der));
@@ -101,6 +102,7 @@ async fn set_status(
     status: CertificateStatus,
     reason: Option<&str>,
 ) -> Result<Json<Value>, ApiError> {
+    let id = &path_certificate_id(id)?;
     let reason = reason
         .map(|r| {
             r.parse::<idmint_pki::RevocationReason>()
@@ -311,6 +313,7 @@ pub async fn spoil_in_batch(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let authorized = who.authorize(Action::ReportStation, &Resource::batch(&id))?;
+    let cert_id = path_certificate_id(&cert_id)?;
     let req: SpoilRequest = optional_json(&body)?;
     let report = StationReport::Spoiled {
         reason: req
@@ -321,6 +324,12 @@ pub async fn spoil_in_batch(
         .report_station_result(&authorized, &id, &cert_id, &report)
         .await?;
     Ok(Json(json_of(&cert)?))
+}
+
+/// A certificate id from a URL path, checked once here: a malformed one is
+/// a 400 naming the rule, never a lookup.
+fn path_certificate_id(text: &str) -> Result<CertificateId, ApiError> {
+    CertificateId::parse(text).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
 /// An empty body is the request's defaults; anything else must be its JSON.
@@ -341,6 +350,7 @@ pub async fn activate_in_batch(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let authorized = who.authorize(Action::ReportStation, &Resource::batch(&id))?;
+    let cert_id = path_certificate_id(&cert_id)?;
     let req: ProvisionedRequest = optional_json(&body)?;
     let report = StationReport::Provisioned {
         hw_id: req.hw_id,

@@ -11,7 +11,7 @@ use idmint_flows::access::{Action, AuthorizedIssuance, Principal};
 use idmint_flows::issue::IssueOptions;
 use idmint_flows::ThingName;
 use idmint_pki::Csr;
-use idmint_registry::{CaKind, CertificateStatus, RegistryError};
+use idmint_registry::{BatchId, CaKind, CertificateStatus, RegistryError};
 
 use crate::auth::{authenticate, unauthorized};
 use crate::{pkcs7, ApiError, ConnInfo, Shared};
@@ -98,7 +98,7 @@ fn certs_response(certs: &[Vec<u8>]) -> Result<Response, ApiError> {
 struct Target {
     ca: String,
     profile: String,
-    batch: Option<String>,
+    batch: Option<BatchId>,
 }
 
 /// What a label names: a batch (its CA, profile and quota) or one of our

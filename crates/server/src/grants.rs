@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use idmint_flows::access::{Action, Authorized, Resource};
-use idmint_registry::{Role, Scope};
+use idmint_registry::{CertificateId, Role, Scope};
 use serde::Deserialize;
 
 use crate::auth::Caller;
@@ -37,7 +37,7 @@ fn admin(Caller(who): Caller) -> Result<Authorized, ApiError> {
     Ok(who.authorize(Action::ManageGrants, &Resource::everything())?)
 }
 
-fn parse(body: &[u8]) -> Result<(String, Role, Scope), ApiError> {
+fn parse(body: &[u8]) -> Result<(CertificateId, Role, Scope), ApiError> {
     let req: GrantRequest = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("bad JSON: {e}")))?;
     let role: Role = req.role.parse().map_err(ApiError::bad_request)?;
@@ -47,7 +47,9 @@ fn parse(body: &[u8]) -> Result<(String, Role, Scope), ApiError> {
         .unwrap_or("*")
         .parse()
         .map_err(ApiError::bad_request)?;
-    Ok((req.certificate_id, role, scope))
+    let certificate = CertificateId::parse(&req.certificate_id)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok((certificate, role, scope))
 }
 
 /// Lists grants.

@@ -42,8 +42,9 @@ use idmint_pki::{
     SubjectValues,
 };
 use idmint_registry::{
-    validate_name, AuditEvent, Batch, BatchKind, CertificateFilter, CertificateStatus, NewBatch,
-    NewThing, RegistryError, StationPolicy, StationSpoiled, Thing, WriteTx,
+    validate_name, AuditEvent, Batch, BatchId, BatchKind, CertificateFilter, CertificateId,
+    CertificateStatus, NewBatch, NewThing, RegistryError, StationPolicy, StationSpoiled, Thing,
+    ThingName, WriteTx,
 };
 use serde::Serialize;
 use tokio::runtime::Handle;
@@ -63,7 +64,7 @@ pub const SPOILED_REASON: idmint_registry::RevocationReason =
 /// certificates never confirmed on their devices.
 pub async fn spoil_certificate(
     tx: &mut WriteTx,
-    certificate: &str,
+    certificate: &CertificateId,
     why: &str,
     spoiled: StationSpoiled,
 ) -> Result<(), RegistryError> {
@@ -195,7 +196,7 @@ impl crate::Station<'_> {
 }
 
 /// A batch id: `PRODUCT-YYYYMMDD-XXXXXX` (random hex suffix).
-pub fn new_batch_id(product: &str) -> Result<String, FlowError> {
+pub fn new_batch_id(product: &str) -> Result<BatchId, FlowError> {
     let mut bytes = [0u8; 3];
     idmint_pki::random_fill(&mut bytes)?;
     let date = time::OffsetDateTime::now_utc().date();
@@ -210,14 +211,15 @@ pub fn new_batch_id(product: &str) -> Result<String, FlowError> {
         })
         .take(32)
         .collect();
-    Ok(format!(
+    let id = format!(
         "{}-{:04}{:02}{:02}-{}",
         clean.trim_matches('-'),
         date.year(),
         u8::from(date.month()),
         date.day(),
         hex::encode(bytes)
-    ))
+    );
+    BatchId::parse(&id).map_err(|e| FlowError::Invalid(e.to_string()))
 }
 
 /// How a station runs.
@@ -280,7 +282,7 @@ pub struct DeviceOutcome {
     /// The thing registered for it.
     pub thing: Option<String>,
     /// The certificate issued, when it got that far.
-    pub certificate_id: Option<String>,
+    pub certificate_id: Option<CertificateId>,
     /// The device serial number it was given (offline batches).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub serial: Option<u64>,
@@ -345,7 +347,7 @@ pub(crate) struct IssueRequest<'a> {
     pub(crate) key: &'a PublicKey,
     /// The device's request (the keygen path; `None` for injected keys).
     pub(crate) csr: Option<&'a Csr>,
-    pub(crate) thing: &'a str,
+    pub(crate) thing: &'a ThingName,
     pub(crate) hw_id: &'a str,
     pub(crate) values: &'a SubjectValues,
     pub(crate) injected: bool,
@@ -374,7 +376,7 @@ pub(crate) trait StationBackend: Sync {
         locked: bool,
     ) -> Result<(), Failed>;
     /// Records an issued certificate that never became usable.
-    fn spoil(&self, certificate_id: &str, failed: &Failed) -> Result<(), Failed>;
+    fn spoil(&self, certificate_id: &CertificateId, failed: &Failed) -> Result<(), Failed>;
     /// The chain sent after the leaf when the backend learns it only from
     /// issuing (remote); `None`: the issuer's `chain_tail`.
     fn chain_tail(&self) -> Option<Vec<Vec<u8>>> {
@@ -413,7 +415,7 @@ impl crate::Station<'_> {
             chain_tail.pop();
         }
         let issuer = LineIssuer {
-            batch_id: batch.id.clone(),
+            batch_id: batch.id.to_string(),
             product: batch.product.clone(),
             profile_name: batch.profile.clone(),
             profile,
@@ -549,11 +551,11 @@ fn provision_steps(
     validate_name("hardware id", &hw_id).map_err(|e| fail("hello", e))?;
     run.outcome.hw_id = Some(hw_id.clone());
     // Refuse clones: a hardware id already holding a live certificate.
-    let thing = backend.admit(&hw_id)?;
+    let thing = ThingName::parse(&backend.admit(&hw_id)?).map_err(|e| fail("hello", e))?;
     if hello.locked {
         return Err(fail("hello", "the device's credential storage is locked"));
     }
-    run.outcome.thing = Some(thing.clone());
+    run.outcome.thing = Some(thing.to_string());
     let mut values = SubjectValues::for_thing(&thing)
         .with("org", issuer.org.as_str())
         .with("device_id", hw_id.as_str())
@@ -747,17 +749,17 @@ impl StationBackend for OnlineBackend<'_> {
                     .ca
                     .issue(request.key, &self.profile, request.values)
                     .map_err(FlowError::from)?;
-                let mut new_thing = NewThing::named(request.thing);
+                let mut new_thing = NewThing::named(request.thing.clone());
                 new_thing.device_id = Some(request.hw_id.to_string());
-                new_thing.batch = Some(batch_id.to_string());
+                new_thing.batch = Some(self.batch.id.clone());
                 new_thing.thing_type = Some(self.batch.product.clone());
                 tx.upsert_thing(&new_thing).await?;
                 tx.insert_certificate(&certificate_record(
                     &certificate,
                     &self.batch.ca,
-                    Some(request.thing),
+                    Some(request.thing.as_str()),
                     CertificateStatus::PendingActivation,
-                    Some(batch_id),
+                    Some(&self.batch.id),
                 ))
                 .await?;
                 tx.commit().await?;
@@ -788,9 +790,9 @@ impl StationBackend for OnlineBackend<'_> {
                 tx.audit(
                     &thing,
                     AuditEvent::StationProvisioned {
-                        batch: self.batch.id.clone(),
+                        batch: self.batch.id.to_string(),
                         hw_id: outcome.hw_id.clone(),
-                        certificate: id.clone(),
+                        certificate: id.to_string(),
                         injected: Some(outcome.injected),
                         locked,
                         address: Some(outcome.address.clone()),
@@ -804,7 +806,7 @@ impl StationBackend for OnlineBackend<'_> {
 
     /// Revokes a certificate that never became usable and counts it
     /// spoiled.
-    fn spoil(&self, certificate: &str, failed: &Failed) -> Result<(), Failed> {
+    fn spoil(&self, certificate: &CertificateId, failed: &Failed) -> Result<(), Failed> {
         let batch = self.batch.id.as_str();
         self.handle
             .block_on(async {
@@ -834,7 +836,7 @@ impl OnlineBackend<'_> {
             tx.audit(
                 thing,
                 AuditEvent::StationRefused {
-                    batch: self.batch.id.clone(),
+                    batch: self.batch.id.to_string(),
                     hw_id: hw_id.to_string(),
                     reason: why.clone(),
                 },

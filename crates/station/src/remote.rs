@@ -25,6 +25,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use idmint_pki::{CertificateInfo, IssuedCertificate, KeyType, Profile};
+use idmint_registry::CertificateId;
 use idmint_rest::{CsrRequest, ErrorBody, IssuedInBatch, ProvisionedRequest, SpoilRequest};
 use reqwest::{Client, RequestBuilder, StatusCode, Url};
 use serde::{Deserialize, Serialize};
@@ -546,7 +547,7 @@ impl StationBackend for RemoteBackend {
             .map_err(|e| fail("register", e))
     }
 
-    fn spoil(&self, certificate_id: &str, failed: &Failed) -> Result<(), Failed> {
+    fn spoil(&self, certificate_id: &CertificateId, failed: &Failed) -> Result<(), Failed> {
         let reason = format!("{}: {}", failed.stage, failed.reason);
         self.handle
             .block_on(self.api.spoil(&self.batch, certificate_id, &reason))

@@ -4,7 +4,9 @@
 //! certificate inside one write transaction, so two stations reporting the
 //! same device cannot both count.
 
-use idmint_registry::{AuditEvent, Certificate, CertificateStatus, RegistryError, StationSpoiled};
+use idmint_registry::{
+    AuditEvent, Certificate, CertificateId, CertificateStatus, RegistryError, StationSpoiled,
+};
 
 use super::spoil_certificate;
 use idmint_flows::access::{AccessError, Action, Authorized};
@@ -34,7 +36,7 @@ impl crate::Station<'_> {
         &self,
         who: &Authorized,
         batch: &str,
-        certificate: &str,
+        certificate: &CertificateId,
         report: &StationReport,
     ) -> Result<Certificate, FlowError> {
         if who.action() != Action::ReportStation {

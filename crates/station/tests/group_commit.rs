@@ -98,12 +98,12 @@ async fn concurrent_issuance_respects_the_quota(idmint: Idmint) {
     let store = idmint.store();
     let in_batch = store
         .list_certificates(&CertificateFilter {
-            batch: Some(batch.id.clone()),
+            batch: Some(batch.id.to_string()),
             ..Default::default()
         })
         .await
         .expect("list");
-    let mut registered: Vec<String> = in_batch.iter().map(|c| c.id.clone()).collect();
+    let mut registered: Vec<String> = in_batch.iter().map(|c| c.id.to_string()).collect();
     registered.sort();
     issued_in_batch.sort();
     assert_eq!(

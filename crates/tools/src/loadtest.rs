@@ -405,7 +405,7 @@ pub async fn ocsp(idmint: Arc<Idmint>, args: &OcspLoad) -> Result<LoadReport, Lo
         .await?;
     let mut bodies = Vec::with_capacity(certificates.len());
     for c in &certificates {
-        let serial = hex::decode(&c.serial)
+        let serial = hex::decode(c.serial.as_str())
             .map_err(|e| task(format!("serial {:?} in the registry: {e}", c.serial)))?;
         bodies
             .push(idmint_flows::pki::ocsp::request_for(&issuer, &serial).map_err(FlowError::from)?);

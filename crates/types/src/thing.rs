@@ -8,10 +8,6 @@
 //! (no `*`, `?`, `$`), into URL paths and file names (no `.`, no `/`, no
 //! whitespace or control characters).
 
-use std::fmt;
-
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
 /// The longest thing name, characters.
 pub const MAX_THING_NAME: usize = 128;
 
@@ -46,61 +42,15 @@ impl ThingName {
         };
         match reason {
             Some(reason) => Err(InvalidThingName {
-                name: name
-                    .chars()
-                    .take(200)
-                    .collect::<String>()
-                    .escape_default()
-                    .to_string(),
+                name: crate::ids::printable(name),
                 reason,
             }),
             None => Ok(ThingName(name.to_string())),
         }
     }
-
-    /// The name.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The name, owned.
-    pub fn into_string(self) -> String {
-        self.0
-    }
 }
 
-impl fmt::Display for ThingName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl AsRef<str> for ThingName {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::str::FromStr for ThingName {
-    type Err = InvalidThingName;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        ThingName::parse(s)
-    }
-}
-
-impl Serialize for ThingName {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for ThingName {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        ThingName::parse(&text).map_err(serde::de::Error::custom)
-    }
-}
+crate::ids::string_identifier!(ThingName, InvalidThingName);
 
 #[cfg(test)]
 mod tests {

@@ -567,7 +567,7 @@ async fn list(ctx: &Context, args: ListArgs) -> anyhow::Result<ExitCode> {
             .iter()
             .map(|v| {
                 vec![
-                    v.batch.id.clone(),
+                    v.batch.id.to_string(),
                     v.batch.kind.as_str().to_string(),
                     v.batch.product.clone(),
                     v.batch.count.to_string(),

@@ -205,7 +205,7 @@ pub async fn run(ctx: &Context, cmd: CertCommand) -> anyhow::Result<ExitCode> {
                     .iter()
                     .map(|c| {
                         vec![
-                            c.id.clone(),
+                            c.id.to_string(),
                             c.status.to_string(),
                             c.thing.clone().unwrap_or_default(),
                             c.ca.clone(),

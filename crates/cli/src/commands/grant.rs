@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 use idmint_flows::access::{Action, Resource};
-use idmint_flows::registry::{Role, Scope};
+use idmint_flows::registry::{CertificateId, Role, Scope};
 
 use crate::{local, output, Context};
 
@@ -53,7 +53,9 @@ pub async fn run(ctx: &Context, cmd: GrantCommand) -> anyhow::Result<ExitCode> {
     let who = local().authorize(Action::ManageGrants, &Resource::everything())?;
     match cmd {
         GrantCommand::Add(a) => {
-            let grant = idmint.add_grant(&who, &a.cert, a.role, &a.scope).await?;
+            let grant = idmint
+                .add_grant(&who, &CertificateId::parse(&a.cert)?, a.role, &a.scope)
+                .await?;
             if a.json {
                 output::json(&grant)?;
             } else {

@@ -111,10 +111,10 @@ struct CertView {
 impl CertView {
     fn new(info: &CertificateInfo) -> CertView {
         CertView {
-            id: info.id.clone(),
+            id: info.id.to_string(),
             subject: info.subject.clone(),
             issuer: info.issuer.clone(),
-            serial: info.serial.clone(),
+            serial: info.serial.to_string(),
             not_before: output::time(info.not_before),
             not_after: output::time(info.not_after),
         }

@@ -81,7 +81,7 @@ pub async fn run(ctx: &Context, cmd: ThingCommand) -> anyhow::Result<ExitCode> {
                             t.name.clone(),
                             t.thing_type.clone().unwrap_or_default(),
                             t.device_id.clone().unwrap_or_default(),
-                            t.batch.clone().unwrap_or_default(),
+                            t.batch.as_deref().unwrap_or_default().to_string(),
                         ]
                     })
                     .collect();

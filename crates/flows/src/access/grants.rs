@@ -2,7 +2,7 @@
 //! equivalents (admin only), every change audited; and the one-time
 //! conversion of old `role` thing attributes into grants.
 
-use idmint_registry::{ConvertedRole, Grant, Role, Scope};
+use idmint_registry::{CertificateId, ConvertedRole, Grant, Role, Scope};
 
 use super::{Action, Authorized};
 use crate::{FlowError, Idmint};
@@ -17,7 +17,7 @@ impl Idmint {
     pub async fn add_grant(
         &self,
         who: &Authorized,
-        certificate_id: &str,
+        certificate_id: &CertificateId,
         role: Role,
         scope: &Scope,
     ) -> Result<Grant, FlowError> {

@@ -13,7 +13,7 @@ mod grants;
 pub mod policy;
 mod policy_store;
 
-use idmint_registry::{Certificate, Grant, Role, Scope, Thing};
+use idmint_registry::{Certificate, CertificateId, Grant, Role, Scope, Thing};
 
 pub use credential::{ClientCertificate, Credentials};
 pub use grants::ConvertedRoles;
@@ -48,7 +48,7 @@ pub enum Principal {
     /// topics of its templates.
     Claim {
         /// The claim certificate's id.
-        certificate_id: String,
+        certificate_id: CertificateId,
         /// The templates it may use.
         templates: Vec<String>,
         /// Provisioning requests per minute (0: no limit).
@@ -58,7 +58,7 @@ pub enum Principal {
     /// `--est-bootstrap`: one EST enrollment, into that CA's batch.
     Bootstrap {
         /// SHA-256 of its DER.
-        id: String,
+        id: CertificateId,
         /// The outside CA's name.
         ca: String,
         /// The thing its enrollment creates: the device id a manifest
@@ -137,7 +137,7 @@ impl Resource {
     /// A certificate: its CA, batch and thing.
     pub fn certificate(cert: &Certificate) -> Resource {
         Resource {
-            batch: cert.batch.clone(),
+            batch: cert.batch.as_ref().map(ToString::to_string),
             ca: Some(cert.ca.clone()),
             template: None,
             thing: cert.thing.clone(),
@@ -226,7 +226,7 @@ pub struct AuthorizedIssuance {
     actor: String,
     batch: Option<String>,
     attach: Attach,
-    bootstrap: Option<String>,
+    bootstrap: Option<CertificateId>,
 }
 
 impl AuthorizedIssuance {
@@ -242,8 +242,8 @@ impl AuthorizedIssuance {
     }
 
     /// The bootstrap certificate this issuance spends, if any.
-    pub(crate) fn bootstrap(&self) -> Option<&str> {
-        self.bootstrap.as_deref()
+    pub(crate) fn bootstrap(&self) -> Option<&CertificateId> {
+        self.bootstrap.as_ref()
     }
 
     /// Whether a new certificate may attach to `thing`, which exists.

@@ -4,7 +4,7 @@
 //! one MQTT session — the documents attached to its certificate and the
 //! values of the policy variables — that every decision is made against.
 
-use idmint_registry::{Policy, RegistryError};
+use idmint_registry::{CertificateId, Policy, RegistryError};
 
 use super::policy::{evaluate, Decision, IotAction, PolicyDocument, PolicyVariables};
 use super::{Action, Authorized};
@@ -140,7 +140,7 @@ impl Idmint {
     /// A stored document that no longer parses grants nothing (logged).
     pub async fn policy_subject(
         &self,
-        certificate_id: &str,
+        certificate_id: &CertificateId,
         client_id: &str,
     ) -> Result<PolicySubject, FlowError> {
         let certificate = self.store().require_certificate(certificate_id).await?;
@@ -199,7 +199,10 @@ impl Idmint {
     /// Whether a session's certificate is still in force: registered,
     /// ACTIVE and within its validity. Sessions ask on every fleet
     /// operation and on their re-check timer.
-    pub async fn certificate_in_force(&self, certificate_id: &str) -> Result<bool, FlowError> {
+    pub async fn certificate_in_force(
+        &self,
+        certificate_id: &CertificateId,
+    ) -> Result<bool, FlowError> {
         Ok(self
             .store()
             .certificate(certificate_id)

@@ -23,6 +23,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::access::policy::{Condition, Effect, IotAction, ResourceKind, Variable};
 use crate::access::PolicySubject;
+use idmint_registry::CertificateId;
+
 use crate::{FlowError, Idmint};
 
 /// A compiled ACL file and what could not be compiled.
@@ -50,7 +52,7 @@ struct UserLines {
 impl Idmint {
     /// Compiles the policies attached to every certificate in force.
     pub async fn mosquitto_acl(&self) -> Result<MosquittoAcl, FlowError> {
-        let mut certificates: BTreeSet<String> = BTreeSet::new();
+        let mut certificates: BTreeSet<CertificateId> = BTreeSet::new();
         for (certificate, _) in self.store().policy_attachments().await? {
             certificates.insert(certificate);
         }

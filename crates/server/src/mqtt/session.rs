@@ -12,6 +12,7 @@ use bytes::{Bytes, BytesMut};
 use idmint_fleet::{ClaimSession, Fleet, MqttIdentity, Rejection};
 use idmint_flows::access::policy::IotAction;
 use idmint_flows::access::{PolicyHolder, PolicySubject};
+use idmint_registry::CertificateId;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::broadcast;
 
@@ -58,7 +59,7 @@ struct Session<S> {
 /// Receive decisions kept per session at most.
 const RECEIVE_CACHE: usize = 1024;
 
-fn certificate_of(identity: &MqttIdentity) -> &str {
+fn certificate_of(identity: &MqttIdentity) -> &CertificateId {
     match identity {
         MqttIdentity::Claim { certificate_id, .. }
         | MqttIdentity::Device { certificate_id, .. } => certificate_id,
@@ -285,7 +286,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// force (revoked, deactivated, expired) is closed; a device's policies
     /// are reloaded, so attach and detach take effect.
     async fn recheck(&mut self) -> Result<(), SessionEnd> {
-        let certificate = certificate_of(&self.identity).to_string();
+        let certificate = certificate_of(&self.identity).clone();
         self.ensure_in_force(&certificate).await?;
         if let MqttIdentity::Device { .. } = self.identity {
             match self
@@ -305,7 +306,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         Ok(())
     }
 
-    async fn ensure_in_force(&mut self, certificate: &str) -> Result<(), SessionEnd> {
+    async fn ensure_in_force(&mut self, certificate: &CertificateId) -> Result<(), SessionEnd> {
         match self
             .ctx
             .state

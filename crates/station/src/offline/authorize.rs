@@ -199,7 +199,7 @@ impl crate::Station<'_> {
         let limits = BatchLimits {
             format: LIMITS_FORMAT.into(),
             version: BUNDLE_VERSION,
-            batch: batch.clone(),
+            batch: batch.to_string(),
             factory: request.factory.clone(),
             product: product.clone(),
             count: request.count,
@@ -212,8 +212,8 @@ impl crate::Station<'_> {
             org: org.clone(),
             key_type: self.config().key_type,
             allow_inject: request.allow_inject,
-            batch_ca: info.id.clone(),
-            issuer_ca: maker.info().id.clone(),
+            batch_ca: info.id.to_string(),
+            issuer_ca: maker.info().id.to_string(),
             revocation: self
                 .revocation_pointers(&batch_ca_name)
                 .map(|p| RevocationUrls {
@@ -303,7 +303,7 @@ impl crate::Station<'_> {
             })
             .await?;
             tx.insert_offline_authorization(&NewOfflineAuthorization {
-                batch: batch.clone(),
+                batch: batch.to_string(),
                 authorization_id: id.clone(),
                 batch_ca: batch_ca_name.clone(),
                 serial_first: first_i,
@@ -325,7 +325,7 @@ impl crate::Station<'_> {
         }
         std::fs::rename(&tmp, &request.out).map_err(|e| FlowError::io(&request.out, e))?;
         Ok(AuthorizeReport {
-            batch,
+            batch: batch.into_string(),
             authorization: id,
             factory: request.factory.clone(),
             count: request.count,

@@ -43,6 +43,7 @@ use serde::{Deserialize, Serialize};
 use super::bundle::{b64, sha256_hex, sign, verify};
 use idmint_flows::FlowError;
 use idmint_pki::Signer;
+use idmint_registry::CertificateId;
 
 /// The log format version.
 pub const LOG_VERSION: u32 = 1;
@@ -68,7 +69,7 @@ pub enum Event {
         /// The thing name.
         thing: String,
         /// Certificate id (SHA-256 of the DER, hex).
-        certificate_id: String,
+        certificate_id: CertificateId,
         /// SHA-256 of the certified public key (SPKI DER), hex.
         public_key_sha256: String,
         /// The key type.
@@ -81,7 +82,7 @@ pub enum Event {
     /// The device installed the certificate and proved its key.
     Provisioned {
         /// Certificate id.
-        certificate_id: String,
+        certificate_id: CertificateId,
         /// The device serial number.
         serial: u64,
         /// Whether the device locked its credential storage.
@@ -90,7 +91,7 @@ pub enum Event {
     /// The certificate was issued but never became usable.
     Spoiled {
         /// Certificate id.
-        certificate_id: String,
+        certificate_id: CertificateId,
         /// The device serial number.
         serial: u64,
         /// The step that failed.
@@ -638,11 +639,11 @@ pub(crate) struct Tally {
     /// The last serial issued.
     pub(crate) last_serial: Option<u64>,
     /// Issued certificates without an outcome yet: id -> serial.
-    pub(crate) open: BTreeMap<String, u64>,
+    pub(crate) open: BTreeMap<CertificateId, u64>,
     /// Hardware ids with a live (not spoiled) certificate: hw id -> serial.
     pub(crate) live_hw: BTreeMap<String, u64>,
     /// Certificate id -> hardware id.
-    pub(crate) hw_of: BTreeMap<String, String>,
+    pub(crate) hw_of: BTreeMap<CertificateId, String>,
     /// Public keys certified so far.
     pub(crate) keys: BTreeSet<String>,
 }

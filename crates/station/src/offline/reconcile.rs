@@ -33,8 +33,8 @@ use std::path::{Path, PathBuf};
 
 use idmint_pki::{CertificateInfo, IssuedCertificate};
 use idmint_registry::{
-    validate_name, validate_thing_name, AuditEvent, CertificateStatus, NewThing,
-    OfflineAuthorization, ReconciledRecord, RegistryError, Thing,
+    validate_name, validate_thing_name, AuditEvent, CertificateId, CertificateStatus, NewThing,
+    OfflineAuthorization, ReconciledRecord, RegistryError, Thing, ThingName,
 };
 use serde::Serialize;
 
@@ -593,10 +593,10 @@ impl crate::Station<'_> {
         }
         let mut tx = self.store().begin(actor).await?;
         let mut rows = Vec::with_capacity(new.len());
-        let mut revoked: BTreeSet<String> = BTreeSet::new();
-        let mut uncounted: BTreeSet<String> = BTreeSet::new();
+        let mut revoked: BTreeSet<CertificateId> = BTreeSet::new();
+        let mut uncounted: BTreeSet<CertificateId> = BTreeSet::new();
         let mut registered = 0u64;
-        let mut inserted: BTreeSet<String> = BTreeSet::new();
+        let mut inserted: BTreeSet<CertificateId> = BTreeSet::new();
         let now = idmint_registry::now();
         for r in new {
             let mut row = ReconciledRecord {
@@ -618,7 +618,7 @@ impl crate::Station<'_> {
                     certificate_id,
                     ..
                 } => {
-                    row.certificate_id = Some(certificate_id.clone());
+                    row.certificate_id = Some(certificate_id.to_string());
                     row.serial = i64::try_from(*serial).ok();
                     row.hw_id = Some(hw_id.clone());
                     let mut note = notes.get(&r.seq).cloned();
@@ -666,8 +666,9 @@ impl crate::Station<'_> {
                     let thing_name = if note.is_some() {
                         None
                     } else {
-                        let name = names.get(hw_id).unwrap_or(thing).clone();
-                        let mut t = NewThing::named(&name);
+                        let name = ThingName::parse(names.get(hw_id).unwrap_or(thing))
+                            .map_err(RegistryError::from)?;
+                        let mut t = NewThing::named(name.clone());
                         t.device_id = Some(hw_id.clone());
                         t.batch = Some(batch.id.clone());
                         t.thing_type = Some(batch.product.clone());
@@ -712,11 +713,11 @@ impl crate::Station<'_> {
                     tx.audit(
                         certificate_id,
                         AuditEvent::OfflineIssued {
-                            batch: batch.id.clone(),
+                            batch: batch.id.to_string(),
                             seq: r.seq,
                             serial: *serial,
                             hw_id: hw_id.clone(),
-                            thing: thing_name,
+                            thing: thing_name.map(ThingName::into_string),
                             time: r.time,
                             finding: note.as_ref().map(|n| n.message.clone()),
                         },
@@ -727,7 +728,7 @@ impl crate::Station<'_> {
                     serial,
                     locked,
                 } => {
-                    row.certificate_id = Some(certificate_id.clone());
+                    row.certificate_id = Some(certificate_id.to_string());
                     row.serial = i64::try_from(*serial).ok();
                     if inserted.contains(certificate_id) && !revoked.contains(certificate_id) {
                         tx.set_certificate_status(certificate_id, CertificateStatus::Active, None)
@@ -736,7 +737,7 @@ impl crate::Station<'_> {
                     tx.audit(
                         certificate_id,
                         AuditEvent::OfflineProvisioned {
-                            batch: batch.id.clone(),
+                            batch: batch.id.to_string(),
                             seq: r.seq,
                             serial: *serial,
                             locked: *locked,
@@ -750,7 +751,7 @@ impl crate::Station<'_> {
                     stage,
                     reason,
                 } => {
-                    row.certificate_id = Some(certificate_id.clone());
+                    row.certificate_id = Some(certificate_id.to_string());
                     row.serial = i64::try_from(*serial).ok();
                     if inserted.contains(certificate_id) && !revoked.contains(certificate_id) {
                         tx.set_certificate_status(
@@ -767,7 +768,7 @@ impl crate::Station<'_> {
                     tx.audit(
                         certificate_id,
                         AuditEvent::OfflineSpoiled {
-                            batch: batch.id.clone(),
+                            batch: batch.id.to_string(),
                             seq: r.seq,
                             serial: *serial,
                             stage: stage.clone(),

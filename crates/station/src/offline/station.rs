@@ -19,6 +19,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Mutex, MutexGuard};
 
 use idmint_pki::{CertificateAuthority, IssuedCertificate, Pkcs11Config, Profile};
+use idmint_registry::CertificateId;
 use serde::Serialize;
 
 use super::bundle::{sha256_hex, Authorization, BatchLimits};
@@ -282,7 +283,7 @@ impl OfflineBackend {
     /// Records every certificate of an interrupted run as spoiled.
     fn recover(&self) -> Result<u64, FlowError> {
         let mut inner = self.lock().map_err(|f| FlowError::Invalid(f.reason))?;
-        let open: Vec<(String, u64)> = inner
+        let open: Vec<(CertificateId, u64)> = inner
             .tally
             .open
             .iter()
@@ -469,7 +470,7 @@ impl StationBackend for OfflineBackend {
             .map_err(|e| fail("register", format!("writing the issuance log: {e}")))
     }
 
-    fn spoil(&self, certificate_id: &str, failed: &Failed) -> Result<(), Failed> {
+    fn spoil(&self, certificate_id: &CertificateId, failed: &Failed) -> Result<(), Failed> {
         let mut inner = self.lock()?;
         let serial = inner
             .tally
@@ -478,7 +479,7 @@ impl StationBackend for OfflineBackend {
             .copied()
             .unwrap_or_default();
         let event = Event::Spoiled {
-            certificate_id: certificate_id.to_string(),
+            certificate_id: certificate_id.clone(),
             serial,
             stage: failed.stage.to_string(),
             reason: failed.reason.clone(),

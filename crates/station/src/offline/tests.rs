@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use idmint_flows::init::{init, InitOptions};
 use idmint_flows::Idmint;
 use idmint_pki::{CertificateAuthority, DeviceKey, KeyType, SubjectValues};
-use idmint_registry::{CertificateFilter, CertificateStatus};
+use idmint_registry::{CertificateFilter, CertificateId, CertificateStatus, ThingName};
 use zeroize::Zeroizing;
 
 use super::bundle::{b64_encode, Authorization};
@@ -112,10 +112,10 @@ fn issued_for(
     }
 }
 
-fn id_of(event: &Event) -> String {
+fn id_of(event: &Event) -> CertificateId {
     match event {
         Event::Issued { certificate_id, .. } => certificate_id.clone(),
-        _ => String::new(),
+        other => panic!("not an issued record: {other:?}"),
     }
 }
 
@@ -198,7 +198,7 @@ async fn excess_clones_and_skipped_serials_are_reported_and_registered_revoked()
     assert_eq!((report.registered, report.issued), (3, 3));
 
     let store = s.idmint.store();
-    let status = |id: String| async move {
+    let status = |id: CertificateId| async move {
         let c = store.require_certificate(&id).await.unwrap();
         (c.status, c.revocation_reason, c.thing)
     };
@@ -389,7 +389,7 @@ async fn a_record_naming_another_batchs_thing_is_a_finding_not_written() {
     let s = setup(3, (1, 10)).await;
     let store = s.idmint.store();
     let mut tx = store.begin("operator").await.unwrap();
-    let mut admin = idmint_registry::NewThing::named("admin-box");
+    let mut admin = idmint_registry::NewThing::named(ThingName::parse("admin-box").unwrap());
     admin.attributes.insert("role".into(), "admin".into());
     tx.upsert_thing(&admin).await.unwrap();
     tx.commit().await.unwrap();
