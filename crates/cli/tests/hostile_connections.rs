@@ -118,6 +118,66 @@ fn trickling_connections_are_closed_and_a_fresh_client_still_enrolls() {
     assert_eq!(closed, 250, "trickling connections left open");
 }
 
+/// A client that made one request on a keep-alive connection and then
+/// went quiet is closed by the header timeout too: hyper runs it whenever
+/// the connection waits for a request's head, the next one included.
+#[test]
+fn an_idle_keep_alive_connection_is_closed_by_the_header_timeout() {
+    let env = Env::new();
+    env.ok(&["init", "--org", "Idle Co"]);
+    let toml = env.data().join("idmint.toml");
+    let text = std::fs::read_to_string(&toml).expect("idmint.toml");
+    std::fs::write(
+        &toml,
+        text.replace("header_timeout_secs = 10", "header_timeout_secs = 2"),
+    )
+    .expect("write idmint.toml");
+    let root = env.path("root.pem");
+    std::fs::write(&root, env.ok(&["ca", "show", "root", "--pem"])).expect("root");
+    let server = env.serve(&[]);
+    let config = tls_config(&root, None);
+
+    let Stream::Tls(mut tls) = tls_connect(&config, server.port) else {
+        unreachable!("tls_connect returns a TLS stream")
+    };
+    for round in 0..2 {
+        tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .expect("request");
+        tls.flush().expect("flush");
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            tls.read_exact(&mut byte).expect("response head");
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 200"), "round {round}: {head}");
+        assert!(!head.contains("connection: close"), "round {round}: {head}");
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("content-length");
+        let mut body = vec![0u8; length];
+        tls.read_exact(&mut body).expect("response body");
+        // Quiet for less than the timeout: the connection stays usable.
+        if round == 0 {
+            std::thread::sleep(Duration::from_millis(1000));
+        }
+    }
+    // Quiet for longer than the timeout: closed.
+    let start = Instant::now();
+    assert!(
+        closed_within(&tls.sock, Duration::from_secs(6)),
+        "an idle keep-alive connection was left open"
+    );
+    let after = start.elapsed();
+    assert!(
+        after >= Duration::from_millis(1500) && after < Duration::from_secs(5),
+        "closed after {after:?}, not at the 2 s header timeout"
+    );
+}
+
 /// Connections per kind in the test at the scale.
 const HTTPS_HANDSHAKE_TRICKLERS: usize = 1000;
 const HTTPS_HEADER_TRICKLERS: usize = 1000;
