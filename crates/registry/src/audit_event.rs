@@ -754,7 +754,7 @@ mod tests {
     use super::*;
     use crate::{
         Claim, NewBatch, NewCa, NewCertificate, NewOfflineAuthorization, NewTemplate, NewThing,
-        ReconciledRecord, RevocationSigners, StationPolicy,
+        FindingKind, RecordFinding, ReconciledRecord, RevocationSigners, StationPolicy,
     };
 
     /// Checks one event against the old action and details, and notes the
@@ -1391,7 +1391,7 @@ mod tests {
             json!({"ocspResponder": ocsp_responder_id, "crlSigner": crl_signer_id,
                 "signerStatusUrl": signers.signer_status_url}),
         );
-        let record = |seq: i64, finding: Option<&str>| ReconciledRecord {
+        let record = |seq: i64, finding: Option<(FindingKind, &str)>| ReconciledRecord {
             batch: "o-1".into(),
             seq,
             hash: format!("h{seq}"),
@@ -1399,12 +1399,15 @@ mod tests {
             certificate_id: None,
             serial: None,
             hw_id: None,
-            finding: finding.map(str::to_string),
+            finding: finding.map(|(kind, message): (FindingKind, &str)| RecordFinding {
+                kind,
+                message: message.to_string(),
+            }),
             reconciled: 0,
         };
         let records = [
             record(1, None),
-            record(2, Some("excess: ...")),
+            record(2, Some((FindingKind::Excess, "..."))),
             record(3, None),
         ];
         let (first, last) = (&records[0], &records[2]);

@@ -6,7 +6,7 @@
 pub enum RegistryError {
     /// The store could not be reached or a statement failed.
     #[error("store error: {0}")]
-    Store(#[from] sqlx::Error),
+    Store(sqlx::Error),
     /// The schema migration failed.
     #[error("store migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
@@ -114,4 +114,17 @@ pub enum RegistryError {
         /// Whether it matches more than those listed.
         more: bool,
     },
+}
+
+impl From<sqlx::Error> for RegistryError {
+    /// A column that does not decode is a corrupt row, named by its column;
+    /// every other store error is the store's.
+    fn from(e: sqlx::Error) -> RegistryError {
+        match e {
+            sqlx::Error::ColumnDecode { index, source } => {
+                RegistryError::Corrupt(format!("{index}: {source}"))
+            }
+            e => RegistryError::Store(e),
+        }
+    }
 }

@@ -10,7 +10,8 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 use time::OffsetDateTime;
 
-use crate::store::{certificate_from_row, ts, typed, CERT_COLUMNS};
+use crate::row::{flag, from_row, json, parsed, typed};
+use crate::store::{ts, CERT_COLUMNS};
 use crate::write::{changed, unique_to};
 use crate::{
     now, validate_name, validate_thing_name, AuditEvent, Certificate, CertificateId,
@@ -170,29 +171,29 @@ fn usable_token(row: Option<&AnyRow>, claim: &str) -> Result<OwnershipToken, Reg
     Ok(token)
 }
 
-fn claim_from_row(row: &AnyRow) -> Result<Claim, RegistryError> {
-    let templates: String = row.try_get("templates")?;
-    Ok(Claim {
-        certificate_id: typed(row, "certificate_id")?,
-        templates: serde_json::from_str(&templates)
-            .map_err(|e| RegistryError::Corrupt(format!("claim templates: {e}")))?,
-        rate_per_minute: row.try_get("rate_per_minute")?,
-    })
+impl<'r> sqlx::FromRow<'r, AnyRow> for Claim {
+    fn from_row(row: &'r AnyRow) -> Result<Claim, sqlx::Error> {
+        Ok(Claim {
+            certificate_id: typed(row, "certificate_id")?,
+            templates: json(row, "templates")?,
+            rate_per_minute: row.try_get("rate_per_minute")?,
+        })
+    }
 }
 
-fn template_from_row(row: &AnyRow) -> Result<ProvisioningTemplate, RegistryError> {
-    let kind: String = row.try_get("kind")?;
-    let enabled: i64 = row.try_get("enabled")?;
-    Ok(ProvisioningTemplate {
-        name: row.try_get("name")?,
-        kind: kind.parse().map_err(RegistryError::Corrupt)?,
-        body: row.try_get("body")?,
-        hook: row.try_get("hook")?,
-        hook_timeout_ms: row.try_get("hook_timeout_ms")?,
-        enabled: enabled != 0,
-        created: ts(row.try_get("created")?),
-        updated: ts(row.try_get("updated")?),
-    })
+impl<'r> sqlx::FromRow<'r, AnyRow> for ProvisioningTemplate {
+    fn from_row(row: &'r AnyRow) -> Result<ProvisioningTemplate, sqlx::Error> {
+        Ok(ProvisioningTemplate {
+            name: row.try_get("name")?,
+            kind: parsed(row, "kind")?,
+            body: row.try_get("body")?,
+            hook: row.try_get("hook")?,
+            hook_timeout_ms: row.try_get("hook_timeout_ms")?,
+            enabled: flag(row, "enabled")?,
+            created: time(row, "created")?,
+            updated: time(row, "updated")?,
+        })
+    }
 }
 
 impl Store {
@@ -206,14 +207,14 @@ impl Store {
             .bind(name)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(template_from_row).transpose()
+        row.as_ref().map(from_row::<ProvisioningTemplate>).transpose()
     }
 
     /// All provisioning templates, by name.
     pub async fn list_templates(&self) -> Result<Vec<ProvisioningTemplate>, RegistryError> {
         let sql = format!("SELECT {TEMPLATE_COLUMNS} FROM templates ORDER BY name");
         let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
-        rows.iter().map(template_from_row).collect()
+        rows.iter().map(from_row::<ProvisioningTemplate>).collect()
     }
 
     /// The claim a certificate holds, if it is a claim certificate.
@@ -224,7 +225,7 @@ impl Store {
         .bind(certificate_id)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(claim_from_row).transpose()
+        row.as_ref().map(from_row::<Claim>).transpose()
     }
 
     /// A certificate by id with the claim it holds, if it is a claim
@@ -247,10 +248,10 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         let Some(row) = row else { return Ok(None) };
-        let certificate = certificate_from_row(&row)?;
+        let certificate = from_row::<Certificate>(&row)?;
         let claim_id: Option<String> = row.try_get("certificate_id")?;
         let claim = match claim_id {
-            Some(_) => Some(claim_from_row(&row)?),
+            Some(_) => Some(from_row::<Claim>(&row)?),
             None => None,
         };
         Ok(Some((certificate, claim)))

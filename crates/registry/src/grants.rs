@@ -10,6 +10,9 @@ use serde::Serialize;
 use sqlx::Row;
 use time::OffsetDateTime;
 
+use sqlx::any::AnyRow;
+
+use crate::row::{from_row, parsed, time};
 use crate::store::ts;
 use crate::write::unique_to;
 use crate::{now, AuditEvent, CaSettings, RegistryError, Role, Store, WriteTx};
@@ -92,16 +95,16 @@ pub struct Grant {
     pub created_by: String,
 }
 
-fn grant_from_row(row: &sqlx::any::AnyRow) -> Result<Grant, RegistryError> {
-    let role: String = row.try_get("role")?;
-    let scope: String = row.try_get("scope")?;
-    Ok(Grant {
-        principal: row.try_get("principal")?,
-        role: role.parse().map_err(RegistryError::Corrupt)?,
-        scope: scope.parse().map_err(RegistryError::Corrupt)?,
-        created: ts(row.try_get("created")?),
-        created_by: row.try_get("created_by")?,
-    })
+impl<'r> sqlx::FromRow<'r, AnyRow> for Grant {
+    fn from_row(row: &'r AnyRow) -> Result<Grant, sqlx::Error> {
+        Ok(Grant {
+            principal: row.try_get("principal")?,
+            role: parsed(row, "role")?,
+            scope: parsed(row, "scope")?,
+            created: time(row, "created")?,
+            created_by: row.try_get("created_by")?,
+        })
+    }
 }
 
 const GRANT_COLUMNS: &str = "principal, role, scope, created, created_by";
@@ -115,14 +118,14 @@ impl Store {
             .bind(principal)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(grant_from_row).collect()
+        rows.iter().map(from_row::<Grant>).collect()
     }
 
     /// Every grant, by principal.
     pub async fn list_grants(&self) -> Result<Vec<Grant>, RegistryError> {
         let sql = format!("SELECT {GRANT_COLUMNS} FROM grants ORDER BY principal, role, scope");
         let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
-        rows.iter().map(grant_from_row).collect()
+        rows.iter().map(from_row::<Grant>).collect()
     }
 
     /// The certificate a bootstrap certificate enrolled, if it has.
@@ -204,7 +207,7 @@ impl WriteTx {
             .bind(principal)
             .fetch_all(&mut *self.tx)
             .await?;
-        rows.iter().map(grant_from_row).collect()
+        rows.iter().map(from_row::<Grant>).collect()
     }
 
     /// Records that `bootstrap_id` enrolled `certificate_id`; a second

@@ -37,6 +37,7 @@ mod model;
 mod offline;
 mod policies;
 mod rotations;
+mod row;
 mod store;
 mod tokens;
 mod write;
@@ -60,7 +61,8 @@ pub use lookup::MIN_PREFIX;
 pub use mint::{MintItem, MINT_ITEM_OK, MINT_ITEM_SPOILED};
 pub use model::*;
 pub use offline::{
-    NewOfflineAuthorization, OfflineAuthorization, ReconciledRecord, RevocationSigners,
+    FindingKind, NewOfflineAuthorization, OfflineAuthorization, RecordFinding, ReconciledRecord,
+    RevocationSigners,
 };
 pub use policies::Policy;
 pub use rotations::Rotation;

@@ -5,7 +5,7 @@
 
 use idmint_types::{BatchId, CertificateId};
 
-use crate::store::typed;
+use crate::row::typed;
 use crate::{RegistryError, Store};
 
 /// The shortest prefix accepted in place of a whole id.
@@ -57,7 +57,7 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?
         {
-            return typed(&row, "id");
+            return Ok(typed(&row, "id")?);
         }
         let not_found = || RegistryError::NotFound {
             kind,
@@ -74,7 +74,7 @@ impl Store {
             .await?;
         match rows.len() {
             0 => Err(not_found()),
-            1 => typed(&rows[0], "id"),
+            1 => Ok(typed(&rows[0], "id")?),
             n => {
                 let mut matches = Vec::with_capacity(n);
                 for row in &rows {

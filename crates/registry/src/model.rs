@@ -501,7 +501,7 @@ pub struct NewBatch {
 }
 
 /// One record of the audit log.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditRecord {
     /// Position in the chain, from 1.

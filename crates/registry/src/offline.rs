@@ -12,6 +12,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 use time::OffsetDateTime;
 
+use crate::row::{from_row, time};
 use crate::store::ts;
 use crate::write::{multi_insert, unique_to, ROWS_PER_INSERT};
 use crate::{now, validate_name, AuditEvent, RegistryError, Store, WriteTx};
@@ -71,8 +72,105 @@ pub struct NewOfflineAuthorization {
     pub key_kind: String,
 }
 
+/// What kind of problem reconcile (or a restarting station) found in an
+/// offline issuance log. Stored by name (`duplicate`, `excess`, ...) with
+/// the records a reconcile registered anyway.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FindingKind {
+    /// A line that is not a log record.
+    Malformed,
+    /// The log was cut short.
+    Truncated,
+    /// Records out of order.
+    Reordered,
+    /// Records (or device serial numbers) missing.
+    Gap,
+    /// A record whose content does not match its hash or the chain, or
+    /// that contradicts the records before it.
+    Edited,
+    /// A record not signed by the authorization's batch CA.
+    Signature,
+    /// A log, or a record, from another authorization.
+    Foreign,
+    /// A log that disagrees with one reconciled before.
+    Fork,
+    /// The same public key or hardware id twice (a clone).
+    Duplicate,
+    /// More than the authorization allows: over the count, outside the
+    /// serial range or the issuance window.
+    Excess,
+}
+
+impl FindingKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [FindingKind; 10] = [
+        FindingKind::Malformed,
+        FindingKind::Truncated,
+        FindingKind::Reordered,
+        FindingKind::Gap,
+        FindingKind::Edited,
+        FindingKind::Signature,
+        FindingKind::Foreign,
+        FindingKind::Fork,
+        FindingKind::Duplicate,
+        FindingKind::Excess,
+    ];
+
+    /// Whether a finding of this kind rejects the log as a whole (nothing
+    /// registered): every kind but duplicates and excess, which are
+    /// registered (revoked) and reported. (Skipped device serial numbers
+    /// are a `gap` finding made with `rejects` false: reported only.)
+    pub fn rejects(self) -> bool {
+        !matches!(self, FindingKind::Duplicate | FindingKind::Excess)
+    }
+
+    /// The kind's name, as reports and the registry write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingKind::Malformed => "malformed",
+            FindingKind::Truncated => "truncated",
+            FindingKind::Reordered => "reordered",
+            FindingKind::Gap => "gap",
+            FindingKind::Edited => "edited",
+            FindingKind::Signature => "signature",
+            FindingKind::Foreign => "foreign",
+            FindingKind::Fork => "fork",
+            FindingKind::Duplicate => "duplicate",
+            FindingKind::Excess => "excess",
+        }
+    }
+}
+
+impl std::fmt::Display for FindingKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for FindingKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<FindingKind, String> {
+        FindingKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| format!("{s:?} is not a kind of offline log finding"))
+    }
+}
+
+/// What reconcile found wrong with a record it registered anyway (a clone
+/// or an excess certificate, registered revoked).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RecordFinding {
+    /// What kind of problem.
+    pub kind: FindingKind,
+    /// What is wrong, for a person.
+    pub message: String,
+}
+
 /// One issuance log record a reconcile accepted.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReconciledRecord {
     /// The batch.
@@ -89,9 +187,9 @@ pub struct ReconciledRecord {
     pub serial: Option<i64>,
     /// The hardware id, for `issued`.
     pub hw_id: Option<String>,
-    /// What reconcile found wrong with it (duplicate, excess, ...), if
+    /// What reconcile found wrong with it (duplicate, excess), if
     /// anything: reported again by every later reconcile of the log.
-    pub finding: Option<String>,
+    pub finding: Option<RecordFinding>,
     /// When it was reconciled, Unix seconds.
     pub reconciled: i64,
 }
@@ -132,24 +230,60 @@ impl std::fmt::Debug for RevocationSigners {
 
 const AUTH_COLUMNS: &str = "batch, authorization_id, batch_ca, serial_first, serial_last, not_before, not_after, limits, signature, key_kind, created";
 const RECORD_COLUMNS: &str =
-    "batch, seq, hash, event, certificate_id, serial, hw_id, finding, reconciled";
+    "batch, seq, hash, event, certificate_id, serial, hw_id, finding_kind, finding, reconciled";
+
+impl<'r> sqlx::FromRow<'r, AnyRow> for ReconciledRecord {
+    fn from_row(row: &'r AnyRow) -> Result<ReconciledRecord, sqlx::Error> {
+        let kind: Option<String> = row.try_get("finding_kind")?;
+        let message: Option<String> = row.try_get("finding")?;
+        let finding = match (kind, message) {
+            (None, None) => None,
+            (Some(kind), message) => Some(RecordFinding {
+                kind: kind.parse().map_err(|e: String| sqlx::Error::ColumnDecode {
+                    index: "finding_kind".into(),
+                    source: e.into(),
+                })?,
+                message: message.unwrap_or_default(),
+            }),
+            (None, Some(_)) => {
+                return Err(sqlx::Error::ColumnDecode {
+                    index: "finding_kind".into(),
+                    source: "a finding without its kind".into(),
+                })
+            }
+        };
+        Ok(ReconciledRecord {
+            batch: row.try_get("batch")?,
+            seq: row.try_get("seq")?,
+            hash: row.try_get("hash")?,
+            event: row.try_get("event")?,
+            certificate_id: row.try_get("certificate_id")?,
+            serial: row.try_get("serial")?,
+            hw_id: row.try_get("hw_id")?,
+            finding,
+            reconciled: row.try_get("reconciled")?,
+        })
+    }
+}
 
 const SIGNER_COLUMNS: &str = "ca, ocsp_responder_der, ocsp_responder_key, crl_signer_der, crl_signer_key, signer_status_url, signer_status_crl, created";
 
-fn auth_from_row(row: &AnyRow) -> Result<OfflineAuthorization, RegistryError> {
-    Ok(OfflineAuthorization {
-        batch: row.try_get("batch")?,
-        authorization_id: row.try_get("authorization_id")?,
-        batch_ca: row.try_get("batch_ca")?,
-        serial_first: row.try_get("serial_first")?,
-        serial_last: row.try_get("serial_last")?,
-        not_before: row.try_get("not_before")?,
-        not_after: row.try_get("not_after")?,
-        limits: row.try_get("limits")?,
-        signature: row.try_get("signature")?,
-        key_kind: row.try_get("key_kind")?,
-        created: ts(row.try_get("created")?),
-    })
+impl<'r> sqlx::FromRow<'r, AnyRow> for OfflineAuthorization {
+    fn from_row(row: &'r AnyRow) -> Result<OfflineAuthorization, sqlx::Error> {
+        Ok(OfflineAuthorization {
+            batch: row.try_get("batch")?,
+            authorization_id: row.try_get("authorization_id")?,
+            batch_ca: row.try_get("batch_ca")?,
+            serial_first: row.try_get("serial_first")?,
+            serial_last: row.try_get("serial_last")?,
+            not_before: row.try_get("not_before")?,
+            not_after: row.try_get("not_after")?,
+            limits: row.try_get("limits")?,
+            signature: row.try_get("signature")?,
+            key_kind: row.try_get("key_kind")?,
+            created: time(row, "created")?,
+        })
+    }
 }
 
 impl Store {
@@ -163,7 +297,7 @@ impl Store {
             .bind(batch)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(auth_from_row).transpose()
+        row.as_ref().map(from_row::<OfflineAuthorization>).transpose()
     }
 
     /// The authorization with this id (SHA-256 of its signed limits), if
@@ -179,7 +313,7 @@ impl Store {
             .bind(authorization_id)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(auth_from_row).transpose()
+        row.as_ref().map(from_row::<OfflineAuthorization>).transpose()
     }
 
     /// What batch CA `ca` signed for the maker to publish its revocations
@@ -305,8 +439,8 @@ impl WriteTx {
         for chunk in records.chunks(ROWS_PER_INSERT) {
             let sql = multi_insert(
                 self.backend,
-                "INSERT INTO offline_log_records (batch, seq, hash, event, certificate_id, serial, hw_id, finding, reconciled) VALUES ",
-                9,
+                "INSERT INTO offline_log_records (batch, seq, hash, event, certificate_id, serial, hw_id, finding_kind, finding, reconciled) VALUES ",
+                10,
                 chunk.len(),
             );
             let mut q = sqlx::query(&sql);
@@ -319,7 +453,8 @@ impl WriteTx {
                     .bind(r.certificate_id.as_deref())
                     .bind(r.serial)
                     .bind(r.hw_id.as_deref())
-                    .bind(r.finding.as_deref())
+                    .bind(r.finding.as_ref().map(|f| f.kind.as_str()))
+                    .bind(r.finding.as_ref().map(|f| f.message.as_str()))
                     .bind(r.reconciled);
             }
             q.execute(&mut *self.tx).await.map_err(|e| {

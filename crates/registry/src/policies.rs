@@ -7,7 +7,8 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 use time::OffsetDateTime;
 
-use crate::store::{ts, typed};
+use crate::row::{from_row, time, typed};
+use crate::store::ts;
 use crate::write::{changed, unique_to};
 use crate::{now, validate_name, AuditEvent, CertificateId, RegistryError, Store, WriteTx};
 
@@ -29,13 +30,15 @@ pub struct Policy {
 
 const POLICY_COLUMNS: &str = "p.name, p.document, p.created, (SELECT COUNT(*) FROM certificate_policies c WHERE c.policy = p.name) AS attachments";
 
-fn policy_from_row(row: &AnyRow) -> Result<Policy, RegistryError> {
-    Ok(Policy {
-        name: row.try_get("name")?,
-        document: row.try_get("document")?,
-        created: ts(row.try_get("created")?),
-        attachments: row.try_get("attachments")?,
-    })
+impl<'r> sqlx::FromRow<'r, AnyRow> for Policy {
+    fn from_row(row: &'r AnyRow) -> Result<Policy, sqlx::Error> {
+        Ok(Policy {
+            name: row.try_get("name")?,
+            document: row.try_get("document")?,
+            created: time(row, "created")?,
+            attachments: row.try_get("attachments")?,
+        })
+    }
 }
 
 impl Store {
@@ -46,14 +49,14 @@ impl Store {
             .bind(name)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(policy_from_row).transpose()
+        row.as_ref().map(from_row::<Policy>).transpose()
     }
 
     /// Every policy, by name.
     pub async fn list_policies(&self) -> Result<Vec<Policy>, RegistryError> {
         let sql = format!("SELECT {POLICY_COLUMNS} FROM policies p ORDER BY p.name");
         let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
-        rows.iter().map(policy_from_row).collect()
+        rows.iter().map(from_row::<Policy>).collect()
     }
 
     /// The names of the policies attached to a certificate.
@@ -81,7 +84,7 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| Ok((typed(r, "certificate_id")?, r.try_get(1)?)))
+            .map(|r| Ok((r.try_get("name")?, r.try_get("document")?)))
             .collect()
     }
 

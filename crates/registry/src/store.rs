@@ -10,7 +10,12 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 use time::OffsetDateTime;
 
+use sqlx::FromRow;
+
 use crate::audit::ChainChecker;
+use crate::row::{
+    flag, from_row, json, parsed, parsed_option, time, time_option, typed, typed_option,
+};
 use crate::events::ConnectUrl;
 use crate::{
     AuditRecord, AuditReport, Batch, BatchKind, Ca, CaKind, Certificate, CertificateStatus,
@@ -160,7 +165,7 @@ impl Store {
             .bind(id.as_str())
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(certificate_from_row).transpose()
+        row.as_ref().map(from_row::<Certificate>).transpose()
     }
 
     /// One certificate by id, or a `NotFound` error.
@@ -211,7 +216,7 @@ impl Store {
             q = q.bind(b.as_str());
         }
         let rows = q.fetch_all(&self.pool).await?;
-        rows.iter().map(certificate_from_row).collect()
+        rows.iter().map(from_row::<Certificate>).collect()
     }
 
     /// Certificates with this public key (SHA-256 of the SPKI, hex).
@@ -224,7 +229,7 @@ impl Store {
             .bind(public_key_sha256)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(certificate_from_row).collect()
+        rows.iter().map(from_row::<Certificate>).collect()
     }
 
     /// Revoked certificates of a CA, for its CRL.
@@ -233,7 +238,7 @@ impl Store {
             "SELECT {CERT_COLUMNS} FROM certificates WHERE ca = $1 AND status = 'REVOKED' ORDER BY revoked_at, id"
         );
         let rows = sqlx::query(&sql).bind(ca).fetch_all(&self.pool).await?;
-        rows.iter().map(certificate_from_row).collect()
+        rows.iter().map(from_row::<Certificate>).collect()
     }
 
     /// A mark that changes whenever a certificate is revoked: how many are
@@ -303,7 +308,7 @@ impl Store {
             "SELECT {CA_COLUMNS} FROM cas WHERE parent = $1 AND name <> $1 AND revoked_at IS NOT NULL ORDER BY revoked_at, name"
         );
         let rows = sqlx::query(&sql).bind(ca).fetch_all(&self.pool).await?;
-        rows.iter().map(ca_from_row).collect()
+        rows.iter().map(from_row::<Ca>).collect()
     }
 
     /// What OCSP says of a certificate, by its issuer CA and serial (hex):
@@ -320,14 +325,7 @@ impl Store {
         .bind(serial)
         .fetch_optional(&self.pool)
         .await?;
-        let Some(row) = row else { return Ok(None) };
-        let status: String = row.try_get("status")?;
-        Ok(Some(RevocationState {
-            status: CertificateStatus::from_str(&status).map_err(RegistryError::Corrupt)?,
-            updated: ts(row.try_get("updated")?),
-            revoked_at: row.try_get::<Option<i64>, _>("revoked_at")?.map(ts),
-            revocation_reason: revocation_reason(&row)?,
-        }))
+        row.as_ref().map(from_row::<RevocationState>).transpose()
     }
 
     /// How many certificates there are.
@@ -345,7 +343,7 @@ impl Store {
             .bind(name)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(thing_from_row).transpose()
+        row.as_ref().map(from_row::<Thing>).transpose()
     }
 
     /// One thing by its device id.
@@ -358,7 +356,7 @@ impl Store {
             .bind(device_id)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(thing_from_row).transpose()
+        row.as_ref().map(from_row::<Thing>).transpose()
     }
 
     /// Things ordered by name, optionally from one batch, after a name
@@ -388,7 +386,7 @@ impl Store {
             q = q.bind(b);
         }
         let rows = q.fetch_all(&self.pool).await?;
-        rows.iter().map(thing_from_row).collect()
+        rows.iter().map(from_row::<Thing>).collect()
     }
 
     /// One CA by name.
@@ -398,7 +396,7 @@ impl Store {
             .bind(name)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(ca_from_row).transpose()
+        row.as_ref().map(from_row::<Ca>).transpose()
     }
 
     /// One CA by name, or a `NotFound` error.
@@ -415,7 +413,7 @@ impl Store {
             "SELECT {CA_COLUMNS} FROM cas ORDER BY CASE kind WHEN 'root' THEN 0 WHEN 'issuing' THEN 1 WHEN 'claim' THEN 2 WHEN 'batch' THEN 3 ELSE 4 END, created, name"
         );
         let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
-        rows.iter().map(ca_from_row).collect()
+        rows.iter().map(from_row::<Ca>).collect()
     }
 
     /// One batch by id.
@@ -425,7 +423,7 @@ impl Store {
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(batch_from_row).transpose()
+        row.as_ref().map(from_row::<Batch>).transpose()
     }
 
     /// One batch by id, or a `NotFound` error.
@@ -465,7 +463,7 @@ impl Store {
     pub async fn list_batches(&self) -> Result<Vec<Batch>, RegistryError> {
         let sql = format!("SELECT {BATCH_COLUMNS} FROM batches ORDER BY created, id");
         let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
-        rows.iter().map(batch_from_row).collect()
+        rows.iter().map(from_row::<Batch>).collect()
     }
 
     /// Audit records from `after_seq` (exclusive), oldest first, at most `limit`.
@@ -481,7 +479,7 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(audit_from_row).collect()
+        rows.iter().map(from_row::<AuditRecord>).collect()
     }
 
     /// Checks the whole audit chain, page by page (bounded memory).
@@ -512,144 +510,105 @@ pub(crate) fn ts(seconds: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(seconds).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
-/// The row's `revocation_reason` column, parsed.
-fn revocation_reason(
-    row: &AnyRow,
-) -> Result<Option<idmint_types::RevocationReason>, RegistryError> {
-    row.try_get::<Option<String>, _>("revocation_reason")?
-        .map(|r| {
-            r.parse()
-                .map_err(|e: idmint_types::UnknownRevocationReason| {
-                    RegistryError::Corrupt(e.to_string())
-                })
+impl<'r> FromRow<'r, AnyRow> for Certificate {
+    fn from_row(row: &'r AnyRow) -> Result<Certificate, sqlx::Error> {
+        Ok(Certificate {
+            id: typed(row, "id")?,
+            serial: typed(row, "serial")?,
+            ca: row.try_get("ca")?,
+            thing: row.try_get("thing")?,
+            status: parsed(row, "status")?,
+            subject: row.try_get("subject")?,
+            key_type: row.try_get("key_type")?,
+            not_before: time(row, "not_before")?,
+            not_after: time(row, "not_after")?,
+            public_key_sha256: row.try_get("public_key_sha256")?,
+            batch: typed_option(row, "batch")?,
+            created: time(row, "created")?,
+            updated: time(row, "updated")?,
+            revoked_at: time_option(row, "revoked_at")?,
+            revocation_reason: parsed_option(row, "revocation_reason")?,
+            der: row.try_get("der")?,
         })
-        .transpose()
+    }
 }
 
-/// A column holding a typed identifier (a certificate id, serial, thing
-/// name or batch id), checked as it is read: a value that fails its rule
-/// was written behind the registry's back.
-pub(crate) fn typed<T>(row: &AnyRow, column: &str) -> Result<T, RegistryError>
-where
-    T: TryFrom<String>,
-    T::Error: std::fmt::Display,
-{
-    let text: String = row.try_get(column)?;
-    T::try_from(text).map_err(|e| RegistryError::Corrupt(format!("{column}: {e}")))
+impl<'r> FromRow<'r, AnyRow> for RevocationState {
+    fn from_row(row: &'r AnyRow) -> Result<RevocationState, sqlx::Error> {
+        Ok(RevocationState {
+            status: parsed(row, "status")?,
+            updated: time(row, "updated")?,
+            revoked_at: time_option(row, "revoked_at")?,
+            revocation_reason: parsed_option(row, "revocation_reason")?,
+        })
+    }
 }
 
-/// A nullable column holding a typed identifier.
-pub(crate) fn typed_option<T>(row: &AnyRow, column: &str) -> Result<Option<T>, RegistryError>
-where
-    T: TryFrom<String>,
-    T::Error: std::fmt::Display,
-{
-    row.try_get::<Option<String>, _>(column)?
-        .map(|text| T::try_from(text).map_err(|e| RegistryError::Corrupt(format!("{column}: {e}"))))
-        .transpose()
+impl<'r> FromRow<'r, AnyRow> for Thing {
+    fn from_row(row: &'r AnyRow) -> Result<Thing, sqlx::Error> {
+        Ok(Thing {
+            name: row.try_get("name")?,
+            thing_type: row.try_get("thing_type")?,
+            attributes: json(row, "attributes")?,
+            device_id: row.try_get("device_id")?,
+            batch: typed_option(row, "batch")?,
+            created: time(row, "created")?,
+            updated: time(row, "updated")?,
+        })
+    }
 }
 
-pub(crate) fn certificate_from_row(row: &AnyRow) -> Result<Certificate, RegistryError> {
-    let status: String = row.try_get("status")?;
-    Ok(Certificate {
-        id: typed(row, "id")?,
-        serial: typed(row, "serial")?,
-        ca: row.try_get("ca")?,
-        thing: row.try_get("thing")?,
-        status: CertificateStatus::from_str(&status).map_err(RegistryError::Corrupt)?,
-        subject: row.try_get("subject")?,
-        key_type: row.try_get("key_type")?,
-        not_before: ts(row.try_get("not_before")?),
-        not_after: ts(row.try_get("not_after")?),
-        public_key_sha256: row.try_get("public_key_sha256")?,
-        batch: typed_option(row, "batch")?,
-        created: ts(row.try_get("created")?),
-        updated: ts(row.try_get("updated")?),
-        revoked_at: row.try_get::<Option<i64>, _>("revoked_at")?.map(ts),
-        revocation_reason: revocation_reason(row)?,
-        der: row.try_get("der")?,
-    })
+impl<'r> FromRow<'r, AnyRow> for Ca {
+    fn from_row(row: &'r AnyRow) -> Result<Ca, sqlx::Error> {
+        Ok(Ca {
+            name: row.try_get("name")?,
+            kind: parsed(row, "kind")?,
+            parent: row.try_get("parent")?,
+            id: typed(row, "certificate_id")?,
+            subject: row.try_get("subject")?,
+            key_type: row.try_get("key_type")?,
+            not_before: time(row, "not_before")?,
+            not_after: time(row, "not_after")?,
+            auto_register: flag(row, "auto_register")?,
+            template: row.try_get("template")?,
+            est_bootstrap: flag(row, "est_bootstrap")?,
+            est_bootstrap_batch: row.try_get("est_bootstrap_batch")?,
+            created: time(row, "created")?,
+            certificate_der: row.try_get("certificate_der")?,
+            key_ref: row.try_get("key_ref")?,
+            signer_der: row.try_get("signer_der")?,
+            revoked_at: time_option(row, "revoked_at")?,
+            revocation_reason: parsed_option(row, "revocation_reason")?,
+        })
+    }
 }
 
-pub(crate) fn thing_from_row(row: &AnyRow) -> Result<Thing, RegistryError> {
-    let attributes: String = row.try_get("attributes")?;
-    let attributes: BTreeMap<String, String> = serde_json::from_str(&attributes)
-        .map_err(|e| RegistryError::Corrupt(format!("thing attributes: {e}")))?;
-    Ok(Thing {
-        name: row.try_get("name")?,
-        thing_type: row.try_get("thing_type")?,
-        attributes,
-        device_id: row.try_get("device_id")?,
-        batch: typed_option(row, "batch")?,
-        created: ts(row.try_get("created")?),
-        updated: ts(row.try_get("updated")?),
-    })
-}
-
-fn ca_from_row(row: &AnyRow) -> Result<Ca, RegistryError> {
-    let kind: String = row.try_get("kind")?;
-    Ok(Ca {
-        name: row.try_get("name")?,
-        kind: CaKind::from_str(&kind)?,
-        parent: row.try_get("parent")?,
-        id: typed(row, "certificate_id")?,
-        subject: row.try_get("subject")?,
-        key_type: row.try_get("key_type")?,
-        not_before: ts(row.try_get("not_before")?),
-        not_after: ts(row.try_get("not_after")?),
-        auto_register: row.try_get::<i64, _>("auto_register")? != 0,
-        template: row.try_get("template")?,
-        est_bootstrap: row.try_get::<i64, _>("est_bootstrap")? != 0,
-        est_bootstrap_batch: row.try_get("est_bootstrap_batch")?,
-        created: ts(row.try_get("created")?),
-        certificate_der: row.try_get("certificate_der")?,
-        key_ref: row.try_get("key_ref")?,
-        signer_der: row.try_get("signer_der")?,
-        revoked_at: row.try_get::<Option<i64>, _>("revoked_at")?.map(ts),
-        revocation_reason: revocation_reason(row)?,
-    })
-}
-
-fn batch_from_row(row: &AnyRow) -> Result<Batch, RegistryError> {
-    let kind: String = row.try_get("kind")?;
-    let params: String = row.try_get("params")?;
-    let count: i64 = row.try_get("quota")?;
-    let issued: i64 = row.try_get("issued")?;
-    Ok(Batch {
-        id: typed(row, "id")?,
-        kind: BatchKind::from_str(&kind)?,
-        product: row.try_get("product")?,
-        count,
-        issued,
-        spoiled: row.try_get("spoiled")?,
-        remaining: count - issued,
-        profile: row.try_get("profile")?,
-        ca: row.try_get("ca")?,
-        factory: row.try_get("factory")?,
-        state: row.try_get("state")?,
-        allow_inject: row.try_get::<i64, _>("allow_inject")? != 0,
-        params: serde_json::from_str(&params)
-            .map_err(|e| RegistryError::Corrupt(format!("batch params: {e}")))?,
-        policy: StationPolicy {
-            pending_activation: row.try_get::<i64, _>("pending_activation")? != 0,
-            refuse_clones: row.try_get::<i64, _>("refuse_clones")? != 0,
-        },
-        created: ts(row.try_get("created")?),
-        updated: ts(row.try_get("updated")?),
-    })
-}
-
-fn audit_from_row(row: &AnyRow) -> Result<AuditRecord, RegistryError> {
-    Ok(AuditRecord {
-        seq: row.try_get("seq")?,
-        time: row.try_get("time")?,
-        actor: row.try_get("actor")?,
-        action: row.try_get("action")?,
-        subject: row.try_get("subject")?,
-        details: row.try_get("details")?,
-        prev_hash: row.try_get("prev_hash")?,
-        hash: row.try_get("hash")?,
-    })
+impl<'r> FromRow<'r, AnyRow> for Batch {
+    fn from_row(row: &'r AnyRow) -> Result<Batch, sqlx::Error> {
+        let count: i64 = row.try_get("quota")?;
+        let issued: i64 = row.try_get("issued")?;
+        Ok(Batch {
+            id: typed(row, "id")?,
+            kind: parsed(row, "kind")?,
+            product: row.try_get("product")?,
+            count,
+            issued,
+            spoiled: row.try_get("spoiled")?,
+            remaining: count - issued,
+            profile: row.try_get("profile")?,
+            ca: row.try_get("ca")?,
+            factory: row.try_get("factory")?,
+            state: row.try_get("state")?,
+            allow_inject: flag(row, "allow_inject")?,
+            params: json(row, "params")?,
+            policy: StationPolicy {
+                pending_activation: flag(row, "pending_activation")?,
+                refuse_clones: flag(row, "refuse_clones")?,
+            },
+            created: time(row, "created")?,
+            updated: time(row, "updated")?,
+        })
+    }
 }
 
 /// Pool options without sqlx's background reaper (idle timeout, maximum

@@ -9,6 +9,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 use time::OffsetDateTime;
 
+use crate::row::{from_row, parsed, time, time_option};
 use crate::store::ts;
 use crate::write::changed;
 use crate::{now, validate_name, AuditEvent, RegistryError, Store, WriteTx};
@@ -93,17 +94,17 @@ pub struct Token {
 
 const TOKEN_COLUMNS: &str = "name, role, batch, hash, created, revoked_at";
 
-fn token_from_row(row: &AnyRow) -> Result<Token, RegistryError> {
-    let role: String = row.try_get("role")?;
-    let revoked: Option<i64> = row.try_get("revoked_at")?;
-    Ok(Token {
-        name: row.try_get("name")?,
-        role: role.parse().map_err(RegistryError::Corrupt)?,
-        batch: row.try_get("batch")?,
-        hash: row.try_get("hash")?,
-        created: ts(row.try_get("created")?),
-        revoked_at: revoked.map(ts),
-    })
+impl<'r> sqlx::FromRow<'r, AnyRow> for Token {
+    fn from_row(row: &'r AnyRow) -> Result<Token, sqlx::Error> {
+        Ok(Token {
+            name: row.try_get("name")?,
+            role: parsed(row, "role")?,
+            batch: row.try_get("batch")?,
+            hash: row.try_get("hash")?,
+            created: time(row, "created")?,
+            revoked_at: time_option(row, "revoked_at")?,
+        })
+    }
 }
 
 impl Store {
@@ -114,7 +115,7 @@ impl Store {
             .bind(name)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(token_from_row).transpose()
+        row.as_ref().map(from_row::<Token>).transpose()
     }
 
     /// A token by the hash of its secret (revoked ones included).
@@ -124,14 +125,14 @@ impl Store {
             .bind(hash)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(token_from_row).transpose()
+        row.as_ref().map(from_row::<Token>).transpose()
     }
 
     /// All tokens, by name.
     pub async fn list_tokens(&self) -> Result<Vec<Token>, RegistryError> {
         let sql = format!("SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY name");
         let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
-        rows.iter().map(token_from_row).collect()
+        rows.iter().map(from_row::<Token>).collect()
     }
 }
 

@@ -5,7 +5,8 @@ use idmint_types::CertificateId;
 use sqlx::{Any, Row, Transaction};
 
 use crate::audit::record_hash;
-use crate::store::{certificate_from_row, thing_from_row, CERT_COLUMNS, THING_COLUMNS};
+use crate::row::from_row;
+use crate::store::{CERT_COLUMNS, THING_COLUMNS};
 use crate::{
     now, validate_name, validate_thing_name, AuditEvent, AuditRecord, Backend, CaAdded, CaKind,
     CaSettings, Certificate, CertificateStatus, NewBatch, NewCa, NewCertificate, NewThing,
@@ -137,7 +138,7 @@ impl WriteTx {
             .bind(name)
             .fetch_optional(&mut *self.tx)
             .await?;
-        row.as_ref().map(thing_from_row).transpose()
+        row.as_ref().map(from_row::<Thing>).transpose()
     }
 
     /// A certificate, read inside this transaction.
@@ -150,7 +151,7 @@ impl WriteTx {
             .bind(id.as_str())
             .fetch_optional(&mut *self.tx)
             .await?;
-        row.as_ref().map(certificate_from_row).transpose()
+        row.as_ref().map(from_row::<Certificate>).transpose()
     }
 
     /// Revokes CA `name` (one of ours with a parent: a root is retired by

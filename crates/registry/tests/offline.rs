@@ -4,7 +4,8 @@
 //! PostgreSQL.
 
 use idmint_registry::{
-    BatchId, BatchKind, NewBatch, NewOfflineAuthorization, ReconciledRecord, RegistryError, Store,
+    BatchId, BatchKind, FindingKind, NewBatch, NewOfflineAuthorization, RecordFinding,
+    ReconciledRecord, RegistryError, Store,
 };
 use sqlx::Connection;
 
@@ -149,7 +150,7 @@ async fn offline_authorizations_and_reconciled_records() {
         assert!(tx.insert_offline_authorization(&bad).await.is_err());
         drop(tx);
 
-        let record = |seq: i64, finding: Option<&str>| ReconciledRecord {
+        let record = |seq: i64, finding: Option<(FindingKind, &str)>| ReconciledRecord {
             batch: "off".into(),
             seq,
             hash: format!("{seq:064}"),
@@ -157,21 +158,28 @@ async fn offline_authorizations_and_reconciled_records() {
             certificate_id: Some(format!("c{seq}")),
             serial: Some(100 + seq),
             hw_id: Some(format!("HW-{seq}")),
-            finding: finding.map(str::to_string),
+            finding: finding.map(|(kind, message): (FindingKind, &str)| RecordFinding {
+                kind,
+                message: message.to_string(),
+            }),
             reconciled: 7,
         };
         let mut tx = store.begin("test").await.unwrap();
         tx.insert_reconciled_records(&(1..=40).map(|s| record(s, None)).collect::<Vec<_>>())
             .await
             .unwrap();
-        tx.insert_reconciled_records(&[record(41, Some("duplicate: x"))])
+        tx.insert_reconciled_records(&[record(41, Some((FindingKind::Duplicate, "x")))])
             .await
             .unwrap();
         tx.commit().await.unwrap();
         let rows = store.reconciled_records("off").await.unwrap();
         assert_eq!(rows.len(), 41);
         assert_eq!(rows[0].seq, 1);
-        assert_eq!(rows[40].finding.as_deref(), Some("duplicate: x"));
+        let finding = rows[40].finding.as_ref().expect("the finding is stored");
+        assert_eq!(
+            (finding.kind, finding.message.as_str()),
+            (FindingKind::Duplicate, "x")
+        );
         // The same position twice is refused, and nothing of it is written.
         let mut tx = store.begin("test").await.unwrap();
         assert!(matches!(
@@ -182,4 +190,71 @@ async fn offline_authorizations_and_reconciled_records() {
         assert_eq!(store.reconciled_records("off").await.unwrap().len(), 41);
         assert!(store.verify_audit().await.unwrap().intact());
     }
+}
+
+/// A registry written before findings were typed held `"kind: message"` in
+/// `finding`; opening it with this version splits those into the kind and
+/// the message, so reconciles of its logs report them as before.
+#[tokio::test]
+async fn findings_stored_as_text_are_read_typed_after_the_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    let url = format!("sqlite://{}?mode=rwc", db.display());
+    // Schema 14: every migration before the typed findings.
+    let old = dir.path().join("migrations");
+    std::fs::create_dir(&old).unwrap();
+    let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+    for entry in std::fs::read_dir(&here).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.as_str() < "0015" {
+            std::fs::copy(&path, old.join(&name)).unwrap();
+        }
+    }
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::migrate::Migrator::new(old.as_path())
+        .await
+        .unwrap()
+        .run(&mut conn)
+        .await
+        .unwrap();
+    for (seq, finding) in [
+        (1, None),
+        (2, Some("duplicate: record 2: hardware id HW-1 is issued a second time")),
+        (3, Some("excess: record 3: certificate c3 exceeds the batch quota 2")),
+    ] {
+        sqlx::query(
+            "INSERT INTO offline_log_records (batch, seq, hash, event, finding, reconciled) \
+             VALUES ('old', ?, 'h', 'issued', ?, 0)",
+        )
+        .bind(seq)
+        .bind(finding)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    conn.close().await.unwrap();
+
+    let store = Store::open(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    let rows = store.reconciled_records("old").await.unwrap();
+    let findings: Vec<_> = rows
+        .iter()
+        .map(|r| r.finding.as_ref().map(|f| (f.kind, f.message.as_str())))
+        .collect();
+    assert_eq!(
+        findings,
+        [
+            None,
+            Some((
+                FindingKind::Duplicate,
+                "record 2: hardware id HW-1 is issued a second time"
+            )),
+            Some((
+                FindingKind::Excess,
+                "record 3: certificate c3 exceeds the batch quota 2"
+            )),
+        ]
+    );
 }

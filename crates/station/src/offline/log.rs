@@ -185,43 +185,7 @@ fn body_hash(seq: u64, prev: &str, time: i64, batch: &str, event: &Event) -> Str
     sha256_hex(&bytes)
 }
 
-/// What kind of problem reconcile (or a restarting station) found.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FindingKind {
-    /// A line that is not a log record.
-    Malformed,
-    /// The log was cut short.
-    Truncated,
-    /// Records out of order.
-    Reordered,
-    /// Records (or device serial numbers) missing.
-    Gap,
-    /// A record whose content does not match its hash or the chain, or
-    /// that contradicts the records before it.
-    Edited,
-    /// A record not signed by the authorization's batch CA.
-    Signature,
-    /// A log, or a record, from another authorization.
-    Foreign,
-    /// A log that disagrees with one reconciled before.
-    Fork,
-    /// The same public key or hardware id twice (a clone).
-    Duplicate,
-    /// More than the authorization allows: over the count, outside the
-    /// serial range or the issuance window.
-    Excess,
-}
-
-impl FindingKind {
-    /// Whether a finding of this kind rejects the log as a whole (nothing
-    /// registered): every kind but duplicates and excess, which are
-    /// registered (revoked) and reported. (Skipped device serial numbers
-    /// are a `gap` finding made with `rejects` false: reported only.)
-    pub fn rejects(self) -> bool {
-        !matches!(self, FindingKind::Duplicate | FindingKind::Excess)
-    }
-}
+pub use idmint_registry::FindingKind;
 
 /// One problem in a log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -258,11 +222,7 @@ impl Finding {
 
 impl std::fmt::Display for Finding {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let kind = serde_json::to_value(self.kind)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
-        write!(f, "{kind}: {}", self.message)
+        write!(f, "{}: {}", self.kind, self.message)
     }
 }
 

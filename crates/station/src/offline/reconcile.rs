@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 use idmint_pki::{CertificateInfo, IssuedCertificate};
 use idmint_registry::{
     validate_name, validate_thing_name, AuditEvent, CertificateId, CertificateStatus, NewThing,
-    OfflineAuthorization, ReconciledRecord, RegistryError, Thing, ThingName,
+    OfflineAuthorization, RecordFinding, ReconciledRecord, RegistryError, Thing, ThingName,
 };
 use serde::Serialize;
 
@@ -229,10 +229,13 @@ impl crate::Station<'_> {
         // reported again.
         for e in &earlier {
             let seq = u64::try_from(e.seq).unwrap_or(0);
-            if let (Some(text), false) = (&e.finding, notes.contains_key(&seq)) {
-                if let Some(note) = parse_note(text) {
-                    findings.push(Finding::new(note.kind, Some(seq), None, note.message));
-                }
+            if let (Some(stored), false) = (&e.finding, notes.contains_key(&seq)) {
+                findings.push(Finding::new(
+                    stored.kind,
+                    Some(seq),
+                    None,
+                    stored.message.clone(),
+                ));
             }
         }
         let new: Vec<&Record> = records.iter().filter(|r| !done.contains(&r.seq)).collect();
@@ -656,9 +659,10 @@ impl crate::Station<'_> {
                     if excess {
                         uncounted.insert(certificate_id.clone());
                     }
-                    row.finding = note
-                        .as_ref()
-                        .map(|n| format!("{}: {}", kind_name(n.kind), n.message));
+                    row.finding = note.as_ref().map(|n| RecordFinding {
+                        kind: n.kind,
+                        message: n.message.clone(),
+                    });
                     if note.as_ref().is_some_and(|n| n.already_registered) {
                         rows.push(row);
                         continue;
@@ -818,47 +822,24 @@ fn foreign_thing(thing: &Thing, batch: &str, hw_id: &str) -> Option<Note> {
     })
 }
 
-fn kind_name(kind: FindingKind) -> String {
-    serde_json::to_value(kind)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
-}
-
-/// A stored finding, `kind: message`.
-fn parse_note(text: &str) -> Option<Note> {
-    let (kind, message) = text.split_once(": ")?;
-    let kind = match kind {
-        "duplicate" => FindingKind::Duplicate,
-        "excess" => FindingKind::Excess,
-        _ => return None,
-    };
-    Some(Note {
-        kind,
-        message: message.to_string(),
-        already_registered: false,
-    })
-}
-
 /// At most [`MAX_PER_KIND`] findings of each kind, then one that counts
 /// the rest.
 fn cap(findings: Vec<Finding>) -> Vec<Finding> {
-    let mut per_kind: BTreeMap<String, usize> = BTreeMap::new();
+    let mut per_kind: BTreeMap<FindingKind, usize> = BTreeMap::new();
     let mut kept = Vec::new();
-    let mut dropped: BTreeMap<String, (FindingKind, bool, usize)> = BTreeMap::new();
+    let mut dropped: BTreeMap<FindingKind, (bool, usize)> = BTreeMap::new();
     for f in findings {
-        let k = kind_name(f.kind);
-        let n = per_kind.entry(k.clone()).or_insert(0);
+        let n = per_kind.entry(f.kind).or_insert(0);
         *n += 1;
         if *n <= MAX_PER_KIND {
             kept.push(f);
         } else {
-            let d = dropped.entry(k).or_insert((f.kind, f.rejects, 0));
-            d.2 += 1;
+            let d = dropped.entry(f.kind).or_insert((f.rejects, 0));
+            d.1 += 1;
         }
     }
-    for (k, (kind, rejects, n)) in dropped {
-        let mut f = Finding::new(kind, None, None, format!("and {n} more {k} findings"));
+    for (kind, (rejects, n)) in dropped {
+        let mut f = Finding::new(kind, None, None, format!("and {n} more {kind} findings"));
         f.rejects = rejects;
         kept.push(f);
     }
