@@ -301,7 +301,7 @@ fn batch_mint_json_and_slot_show_of_every_format() {
 }
 
 #[test]
-fn slot_show_reads_an_esp_secure_cert_partition() {
+fn slot_show_reads_esp_secure_cert_and_nvs_partitions() {
     use idmint_slot::{PartitionFormat, PemCredentials};
     let env = Env::init(&[]);
     env.ok(&["cert", "new", "--thing", "esp-1"]);
@@ -309,28 +309,67 @@ fn slot_show_reads_an_esp_secure_cert_partition() {
     let key = std::fs::read_to_string(env.path("esp-1.key.pem")).expect("key");
     let (root, issuing) = env.ca_files();
     let issuing_pem = std::fs::read_to_string(&issuing).expect("issuing");
-    let partition = PartitionFormat::EspSecureCert { size: 0x2000 }
-        .encode_pem(&PemCredentials {
-            device_cert: format!("{cert}{issuing_pem}"),
-            private_key: idmint_slot::Zeroizing::new(key),
-            ca_cert: std::fs::read_to_string(&root).expect("root"),
-        })
-        .expect("partition");
-    let image = env.path("esp_secure_cert.bin");
-    std::fs::write(&image, &*partition).expect("write");
-    let view = env.json(&["slot", "show", &image.to_string_lossy(), "--json"]);
-    assert_eq!(view["format"], "esp-secure-cert", "{view}");
-    assert!(view["certificate"]["subject"]
-        .as_str()
-        .is_some_and(|s| s.contains("esp-1")));
-    assert_eq!(view["chain"].as_array().map(Vec::len), Some(1));
-    assert_eq!(view["trustAnchors"].as_array().map(Vec::len), Some(1));
-    assert!(view["privateKeyBytes"].as_u64().is_some_and(|n| n > 100));
-    let text = env.ok(&["slot", "show", &image.to_string_lossy()]);
-    assert!(
-        text.contains("device certificate") && !text.contains("PRIVATE KEY"),
-        "{text}"
-    );
+    let credentials = PemCredentials {
+        device_cert: format!("{cert}{issuing_pem}"),
+        private_key: idmint_slot::Zeroizing::new(key),
+        ca_cert: std::fs::read_to_string(&root).expect("root"),
+    };
+    for (format, shown, namespace) in [
+        (
+            PartitionFormat::EspSecureCert { size: 0x2000 },
+            "esp-secure-cert",
+            None,
+        ),
+        (
+            PartitionFormat::EspNvs {
+                size: 0x6000,
+                namespace: "factory_creds".into(),
+            },
+            "esp-nvs",
+            Some("factory_creds/dev_cert"),
+        ),
+    ] {
+        let partition = format.encode_pem(&credentials).expect("partition");
+        let image = env.path(&format!("{shown}.bin"));
+        std::fs::write(&image, &*partition).expect("write");
+        let view = env.json(&["slot", "show", &image.to_string_lossy(), "--json"]);
+        assert_eq!(view["format"], shown, "{view}");
+        assert!(view["certificate"]["subject"]
+            .as_str()
+            .is_some_and(|s| s.contains("esp-1")));
+        assert_eq!(view["chain"].as_array().map(Vec::len), Some(1), "{view}");
+        assert_eq!(view["trustAnchors"].as_array().map(Vec::len), Some(1));
+        assert!(view["privateKeyBytes"].as_u64().is_some_and(|n| n > 100));
+        if let Some(key) = namespace {
+            let names: Vec<&str> = view["records"]
+                .as_array()
+                .expect("records")
+                .iter()
+                .filter_map(|r| r["name"].as_str())
+                .collect();
+            assert!(names.contains(&key), "{names:?}");
+        }
+        let text = env.ok(&["slot", "show", &image.to_string_lossy()]);
+        assert!(!text.contains("PRIVATE KEY"), "{text}");
+        // --pem prints the device certificate and its chain, which
+        // openssl reads.
+        let pem = env.path(&format!("{shown}.pem"));
+        std::fs::write(
+            &pem,
+            env.ok(&["slot", "show", &image.to_string_lossy(), "--pem"]),
+        )
+        .expect("pem");
+        let subject = std::process::Command::new("openssl")
+            .args(["x509", "-noout", "-subject", "-in"])
+            .arg(&pem)
+            .output()
+            .expect("openssl");
+        assert!(
+            String::from_utf8_lossy(&subject.stdout).contains("esp-1"),
+            "{shown}: {}",
+            String::from_utf8_lossy(&subject.stderr)
+        );
+    }
 }
 
 #[test]

@@ -144,9 +144,9 @@ pub fn decide(
             "the pre-provisioning hook did not answer within {timeout_ms} ms"
         )),
         HookFailure::Unreachable(_) => denied("the pre-provisioning hook could not be reached"),
-        HookFailure::Status(code) => denied(format!(
-            "the pre-provisioning hook answered HTTP {code}"
-        )),
+        HookFailure::Status(code) => {
+            denied(format!("the pre-provisioning hook answered HTTP {code}"))
+        }
         HookFailure::NotJson => {
             denied("the pre-provisioning hook's answer is not the expected JSON")
         }

@@ -753,8 +753,8 @@ mod tests {
 
     use super::*;
     use crate::{
-        Claim, NewBatch, NewCa, NewCertificate, NewOfflineAuthorization, NewTemplate, NewThing,
-        FindingKind, RecordFinding, ReconciledRecord, RevocationSigners, StationPolicy,
+        Claim, FindingKind, NewBatch, NewCa, NewCertificate, NewOfflineAuthorization, NewTemplate,
+        NewThing, ReconciledRecord, RecordFinding, RevocationSigners, StationPolicy,
     };
 
     /// Checks one event against the old action and details, and notes the

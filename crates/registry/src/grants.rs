@@ -13,7 +13,6 @@ use time::OffsetDateTime;
 use sqlx::any::AnyRow;
 
 use crate::row::{from_row, parsed, time};
-use crate::store::ts;
 use crate::write::unique_to;
 use crate::{now, AuditEvent, CaSettings, RegistryError, Role, Store, WriteTx};
 

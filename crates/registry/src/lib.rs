@@ -61,7 +61,7 @@ pub use lookup::MIN_PREFIX;
 pub use mint::{MintItem, MINT_ITEM_OK, MINT_ITEM_SPOILED};
 pub use model::*;
 pub use offline::{
-    FindingKind, NewOfflineAuthorization, OfflineAuthorization, RecordFinding, ReconciledRecord,
+    FindingKind, NewOfflineAuthorization, OfflineAuthorization, ReconciledRecord, RecordFinding,
     RevocationSigners,
 };
 pub use policies::Policy;

@@ -13,7 +13,6 @@ use sqlx::Row;
 use time::OffsetDateTime;
 
 use crate::row::{from_row, time};
-use crate::store::ts;
 use crate::write::{multi_insert, unique_to, ROWS_PER_INSERT};
 use crate::{now, validate_name, AuditEvent, RegistryError, Store, WriteTx};
 
@@ -239,10 +238,12 @@ impl<'r> sqlx::FromRow<'r, AnyRow> for ReconciledRecord {
         let finding = match (kind, message) {
             (None, None) => None,
             (Some(kind), message) => Some(RecordFinding {
-                kind: kind.parse().map_err(|e: String| sqlx::Error::ColumnDecode {
-                    index: "finding_kind".into(),
-                    source: e.into(),
-                })?,
+                kind: kind
+                    .parse()
+                    .map_err(|e: String| sqlx::Error::ColumnDecode {
+                        index: "finding_kind".into(),
+                        source: e.into(),
+                    })?,
                 message: message.unwrap_or_default(),
             }),
             (None, Some(_)) => {
@@ -297,7 +298,9 @@ impl Store {
             .bind(batch)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(from_row::<OfflineAuthorization>).transpose()
+        row.as_ref()
+            .map(from_row::<OfflineAuthorization>)
+            .transpose()
     }
 
     /// The authorization with this id (SHA-256 of its signed limits), if
@@ -313,7 +316,9 @@ impl Store {
             .bind(authorization_id)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(from_row::<OfflineAuthorization>).transpose()
+        row.as_ref()
+            .map(from_row::<OfflineAuthorization>)
+            .transpose()
     }
 
     /// What batch CA `ca` signed for the maker to publish its revocations

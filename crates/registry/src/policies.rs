@@ -8,7 +8,6 @@ use sqlx::Row;
 use time::OffsetDateTime;
 
 use crate::row::{from_row, time, typed};
-use crate::store::ts;
 use crate::write::{changed, unique_to};
 use crate::{now, validate_name, AuditEvent, CertificateId, RegistryError, Store, WriteTx};
 

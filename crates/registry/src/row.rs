@@ -91,9 +91,7 @@ pub(crate) fn time_option(
     row: &AnyRow,
     column: &str,
 ) -> Result<Option<OffsetDateTime>, sqlx::Error> {
-    Ok(row
-        .try_get::<Option<i64>, _>(column)?
-        .map(crate::store::ts))
+    Ok(row.try_get::<Option<i64>, _>(column)?.map(crate::store::ts))
 }
 
 /// A column holding a flag as 0 or 1.

@@ -1,8 +1,6 @@
 //! The store: opening SQLite or PostgreSQL, migrations, and every read.
 //! Writes go through [`crate::WriteTx`].
 
-use std::collections::BTreeMap;
-use std::str::FromStr;
 use std::sync::{Arc, Once};
 
 use idmint_types::CertificateId;
@@ -13,13 +11,13 @@ use time::OffsetDateTime;
 use sqlx::FromRow;
 
 use crate::audit::ChainChecker;
+use crate::events::ConnectUrl;
 use crate::row::{
     flag, from_row, json, parsed, parsed_option, time, time_option, typed, typed_option,
 };
-use crate::events::ConnectUrl;
 use crate::{
-    AuditRecord, AuditReport, Batch, BatchKind, Ca, CaKind, Certificate, CertificateStatus,
-    RegistryError, RevocationState, StationPolicy, Thing, WriteTx,
+    AuditRecord, AuditReport, Batch, BatchKind, Ca, Certificate, CertificateStatus, RegistryError,
+    RevocationState, StationPolicy, Thing, WriteTx,
 };
 
 /// How long a writer waits for this process's other writers (SQLite).

@@ -10,7 +10,6 @@ use sqlx::Row;
 use time::OffsetDateTime;
 
 use crate::row::{from_row, parsed, time, time_option};
-use crate::store::ts;
 use crate::write::changed;
 use crate::{now, validate_name, AuditEvent, RegistryError, Store, WriteTx};
 

@@ -4,8 +4,8 @@
 //! PostgreSQL.
 
 use idmint_registry::{
-    BatchId, BatchKind, FindingKind, NewBatch, NewOfflineAuthorization, RecordFinding,
-    ReconciledRecord, RegistryError, Store,
+    BatchId, BatchKind, FindingKind, NewBatch, NewOfflineAuthorization, ReconciledRecord,
+    RecordFinding, RegistryError, Store,
 };
 use sqlx::Connection;
 
@@ -220,8 +220,14 @@ async fn findings_stored_as_text_are_read_typed_after_the_upgrade() {
         .unwrap();
     for (seq, finding) in [
         (1, None),
-        (2, Some("duplicate: record 2: hardware id HW-1 is issued a second time")),
-        (3, Some("excess: record 3: certificate c3 exceeds the batch quota 2")),
+        (
+            2,
+            Some("duplicate: record 2: hardware id HW-1 is issued a second time"),
+        ),
+        (
+            3,
+            Some("excess: record 3: certificate c3 exceeds the batch quota 2"),
+        ),
     ] {
         sqlx::query(
             "INSERT INTO offline_log_records (batch, seq, hash, event, finding, reconciled) \

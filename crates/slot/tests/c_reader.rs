@@ -72,6 +72,8 @@ struct Reader {
     _dir: tempfile::TempDir,
     exe: PathBuf,
     object: PathBuf,
+    /// `firmware/example.c`, built.
+    example: PathBuf,
 }
 
 fn build_reader() -> Option<Reader> {
@@ -103,19 +105,21 @@ fn build_reader() -> Option<Reader> {
         ],
     );
     // The example must build too.
+    let example = dir.path().join("example");
     compile(
         &gcc,
         &[
             fw.join("example.c").as_os_str(),
             fw.join("idmint_cred.c").as_os_str(),
             "-o".as_ref(),
-            dir.path().join("example").as_os_str(),
+            example.as_os_str(),
         ],
     );
     Some(Reader {
         _dir: dir,
         exe,
         object,
+        example,
     })
 }
 
@@ -191,6 +195,59 @@ fn one_image(rng: &mut Rng) -> (Vec<u8>, usize) {
     let mut image = Vec::new();
     golden.render(&slot, &mut image).unwrap();
     (image, offset)
+}
+
+/// `example.c` reads an Intel HEX image (here at a flash base that needs
+/// extended linear address records, as `objcopy` writes them) as the flash
+/// it describes: the same records at the same offset as the raw image. A
+/// HEX line that fails its checksum is refused, naming the line.
+#[test]
+fn the_example_reads_raw_and_intel_hex_images_alike() {
+    let Some(reader) = build_reader() else { return };
+    let (image, offset) = one_image(&mut Rng::new(11));
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("device.bin");
+    let ihex = dir.path().join("device.hex");
+    std::fs::write(&bin, &image).unwrap();
+    let objcopy = Command::new("objcopy")
+        .args([
+            "-I",
+            "binary",
+            "-O",
+            "ihex",
+            "--change-addresses",
+            "0x08000000",
+        ])
+        .arg(&bin)
+        .arg(&ihex)
+        .output()
+        .expect("objcopy (binutils) runs");
+    assert!(objcopy.status.success(), "{objcopy:?}");
+
+    let (bin_ok, from_bin) = run_file(&reader.example, &bin);
+    let (hex_ok, from_hex) = run_file(&reader.example, &ihex);
+    assert!(bin_ok && hex_ok, "{from_bin}\n{from_hex}");
+    assert!(
+        from_bin.starts_with(&format!("slot at offset {offset}\n")),
+        "{from_bin}"
+    );
+    assert!(from_bin.contains("type 4: "), "{from_bin}");
+    assert_eq!(from_hex, from_bin);
+
+    let mut text = std::fs::read_to_string(&ihex).unwrap();
+    let third = text.match_indices('\n').nth(1).unwrap().0 + 1;
+    // Flip a data digit of line 3: its checksum no longer holds.
+    let at = third + 9;
+    let flipped = if &text[at..at + 1] == "0" { "1" } else { "0" };
+    text.replace_range(at..at + 1, flipped);
+    std::fs::write(&ihex, text).unwrap();
+    let out = Command::new(&reader.example).arg(&ihex).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("HEX line 3") && err.contains("checksum"),
+        "{err}"
+    );
 }
 
 #[test]

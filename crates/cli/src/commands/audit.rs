@@ -58,8 +58,8 @@ pub async fn run(ctx: &Context, cmd: AuditCommand) -> anyhow::Result<ExitCode> {
                 Some(path) => {
                     idmint_flows::files::replace_public(&path, text.as_bytes())?;
                     eprintln!(
-                        "checkpoint of {} records written to {}: keep it outside the data directory",
-                        checkpoint.records,
+                        "checkpoint of {} written to {}: keep it outside the data directory",
+                        output::count(checkpoint.records as u64, "record"),
                         path.display()
                     );
                 }
@@ -87,7 +87,8 @@ pub async fn run(ctx: &Context, cmd: AuditCommand) -> anyhow::Result<ExitCode> {
                 CheckpointVerdict::Intact { records } => {
                     if !json {
                         println!(
-                            "audit log intact: {records} records, the {} of the checkpoint unchanged",
+                            "audit log intact: {}, the {} of the checkpoint unchanged",
+                            output::count(records as u64, "record"),
                             checkpoint.records
                         );
                     }
@@ -111,8 +112,9 @@ pub async fn run(ctx: &Context, cmd: AuditCommand) -> anyhow::Result<ExitCode> {
                 None => {
                     if !json {
                         println!(
-                            "audit log intact: {} records, head {}",
-                            report.records, report.head
+                            "audit log intact: {}, head {}",
+                            output::count(report.records as u64, "record"),
+                            report.head
                         );
                     }
                     Ok(ExitCode::SUCCESS)

@@ -199,8 +199,8 @@ async fn import(ctx: &Context, args: ImportArgs) -> anyhow::Result<ExitCode> {
         output::json(&s)?;
     } else {
         eprintln!(
-            "{} entries: {} new, {} already registered, {} rejected{} in {:.2} s ({:.0} entries/s)",
-            s.entries,
+            "{}: {} new, {} already registered, {} rejected{} in {:.2} s ({:.0} entries/s)",
+            output::count(s.entries, "entry"),
             s.registered,
             s.already_registered,
             s.rejected,

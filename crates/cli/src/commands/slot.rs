@@ -1,5 +1,6 @@
 //! `idmint slot show`: looks inside a device image that `batch mint` made
-//! (bin, Intel HEX, ELF, blob) or an ESP32 `esp_secure_cert` partition, and
+//! (bin, Intel HEX, ELF, blob) or an ESP32 partition (`esp_secure_cert` or
+//! NVS), and
 //! prints its credential records and the certificate's subject, serial and
 //! validity. The private key is never printed, only its presence and size.
 
@@ -10,6 +11,7 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use idmint_flows::pki::{to_pem, CertificateInfo};
 use idmint_slot::partition::esp_secure_cert::{EspSecureCert, TlvType, TLV_MAGIC};
+use idmint_slot::partition::nvs::{self, NvsPartition, NvsValue};
 use idmint_slot::{find_slot, slot_region, ImageFormat, RecordType, Slot};
 use serde::Serialize;
 
@@ -59,7 +61,7 @@ pub fn run(cmd: SlotCommand) -> anyhow::Result<ExitCode> {
 struct SlotView {
     /// The file shown.
     image: PathBuf,
-    /// `bin`, `hex`, `elf`, `blob` or `esp-secure-cert`.
+    /// `bin`, `hex`, `elf`, `blob`, `esp-secure-cert` or `esp-nvs`.
     format: String,
     /// File offset of the slot (address for Intel HEX); 0 for a partition.
     location: u64,
@@ -87,7 +89,8 @@ struct SlotView {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct RecordView {
-    /// The wire type (the TLV type for a partition).
+    /// The wire type (the TLV type of an `esp_secure_cert` entry, the
+    /// item type of an NVS key).
     #[serde(rename = "type")]
     tag: u16,
     /// What the type means, if known.
@@ -131,6 +134,8 @@ fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
         std::fs::read(&args.image).with_context(|| format!("reading {}", args.image.display()))?;
     let view = if args.format.is_none() && bytes.starts_with(&TLV_MAGIC.to_le_bytes()) {
         partition_view(&args.image, &bytes)?
+    } else if args.format.is_none() && looks_like_nvs(&bytes) {
+        nvs_view(&args.image, &bytes)?
     } else {
         let format = args
             .format
@@ -265,6 +270,66 @@ fn partition_view(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<SlotVi
         trust_anchors,
         private_key_bytes: key,
         pem,
+    })
+}
+
+/// Whether a file looks like an NVS partition: whole 4 KiB pages, the
+/// first one active or full (its header's state word).
+fn looks_like_nvs(bytes: &[u8]) -> bool {
+    const ACTIVE: [u8; 4] = 0xFFFF_FFFE_u32.to_le_bytes();
+    const FULL: [u8; 4] = 0xFFFF_FFFC_u32.to_le_bytes();
+    !bytes.is_empty()
+        && bytes.len().is_multiple_of(4096)
+        && (bytes.starts_with(&ACTIVE) || bytes.starts_with(&FULL))
+}
+
+/// An NVS partition (`--format esp-nvs`): its keys, with the credentials
+/// read from the namespace that holds a `dev_cert` string.
+fn nvs_view(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<SlotView> {
+    let context = || format!("{} (read as an NVS partition)", path.display());
+    let partition = NvsPartition::parse(bytes).with_context(context)?;
+    let namespace = partition
+        .entries()
+        .iter()
+        .find(|e| e.key == nvs::DEV_CERT_KEY && matches!(e.value, NvsValue::Str(_)))
+        .map(|e| e.namespace.clone())
+        .with_context(|| format!("{}: no namespace holds a dev_cert string", path.display()))?;
+    let creds = partition.credentials(&namespace).with_context(context)?;
+    let certs = |text: &str, what: &str| -> anyhow::Result<Vec<CertView>> {
+        pem_blocks(text)
+            .map(|block| {
+                let (info, _) = CertificateInfo::from_pem(block.as_bytes())
+                    .with_context(|| format!("the {what} in {}", path.display()))?;
+                Ok(CertView::new(&info))
+            })
+            .collect()
+    };
+    let mut device = certs(&creds.device_cert, "device certificate")?.into_iter();
+    let records = partition
+        .entries()
+        .iter()
+        .map(|e| RecordView {
+            tag: u16::from(e.value.item_type().code()),
+            name: Some(format!("{}/{}", e.namespace, e.key)),
+            length: e.value.size(),
+        })
+        .collect();
+    Ok(SlotView {
+        image: path.to_path_buf(),
+        format: "esp-nvs".into(),
+        location: 0,
+        capacity: bytes.len(),
+        records,
+        device_id: None,
+        thing_name: None,
+        endpoint: None,
+        certificate: device.next(),
+        chain: device.collect(),
+        trust_anchors: certs(&creds.ca_cert, "CA certificate")?,
+        private_key_bytes: Some(creds.private_key.len()),
+        pem: pem_blocks(&creds.device_cert)
+            .map(|b| format!("{b}\n"))
+            .collect(),
     })
 }
 

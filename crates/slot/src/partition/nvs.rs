@@ -166,6 +166,36 @@ pub enum NvsValue {
     Blob(Zeroizing<Vec<u8>>),
 }
 
+impl NvsValue {
+    /// The type its entry is stored as (a blob as version 2 chunks).
+    pub fn item_type(&self) -> ItemType {
+        match self {
+            Self::U8(_) => ItemType::U8,
+            Self::I8(_) => ItemType::I8,
+            Self::U16(_) => ItemType::U16,
+            Self::I16(_) => ItemType::I16,
+            Self::U32(_) => ItemType::U32,
+            Self::I32(_) => ItemType::I32,
+            Self::U64(_) => ItemType::U64,
+            Self::I64(_) => ItemType::I64,
+            Self::Str(_) => ItemType::Str,
+            Self::Blob(_) => ItemType::BlobData,
+        }
+    }
+
+    /// The value's size in bytes (a string's without its NUL).
+    pub fn size(&self) -> usize {
+        match self {
+            Self::U8(_) | Self::I8(_) => 1,
+            Self::U16(_) | Self::I16(_) => 2,
+            Self::U32(_) | Self::I32(_) => 4,
+            Self::U64(_) | Self::I64(_) => 8,
+            Self::Str(s) => s.len(),
+            Self::Blob(b) => b.len(),
+        }
+    }
+}
+
 impl std::fmt::Debug for NvsValue {
     // Strings and blobs may be key material: only their length is printed.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

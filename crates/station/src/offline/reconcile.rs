@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 use idmint_pki::{CertificateInfo, IssuedCertificate};
 use idmint_registry::{
     validate_name, validate_thing_name, AuditEvent, CertificateId, CertificateStatus, NewThing,
-    OfflineAuthorization, RecordFinding, ReconciledRecord, RegistryError, Thing, ThingName,
+    OfflineAuthorization, ReconciledRecord, RecordFinding, RegistryError, Thing, ThingName,
 };
 use serde::Serialize;
 
