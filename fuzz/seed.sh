@@ -43,6 +43,7 @@ for f in "$v"/manifest/*; do
     *.tar) seed manifest_stream "$(basename "$f")" 02 "$f" ;;
   esac
 done
+seed manifest_stream trustandgo-signed.json 00 "$v/manifest/trustandgo-signed/manifest.json"
 seed manifest_entry device-cert.pem "" "$v/fleet/device-cert.pem"
 seed policy_document device-policy.json "" "$v/policy/device-policy.json"
 seed policy_document thing-policy.json "" "$v/policy/thing-policy.json"
@@ -73,3 +74,29 @@ put("golden_load", "bin-with-empty-slot", b"\x00" + image)
 put("golden_load", "blob-empty-slot", b"\x03" + empty)
 PY
 rm -f /tmp/seed-key.der
+
+# ESP32 partitions and the agent protocol, made by the real binary
+# (IDMINT, default ../target/debug/idmint): an esp_secure_cert and an NVS
+# partition from `batch mint`, an NVS partition from Espressif's own
+# generator, and the byte stream a station sends a device (captured with
+# tee in front of `idmint devsim`), for injection and for a device-made key.
+IDMINT=${IDMINT:-$(cd .. && pwd)/target/debug/idmint}
+w=$(mktemp -d)
+export IDMINT_DATA="$w/data" IDMINT_CA_PASSPHRASE="seed-$$"
+"$IDMINT" init --org "Seed Co" >/dev/null 2>&1
+"$IDMINT" batch mint --format esp-secure-cert --count 1 --product seed-esp --out "$w/esp" >/dev/null 2>&1
+"$IDMINT" batch mint --format esp-nvs --partition-size 0x3000 --count 1 --product seed-nvs --out "$w/nvs" >/dev/null 2>&1
+mkdir -p "$c/esp_secure_cert_parse" "$c/nvs_parse" "$c/agent_frame"
+cp "$w"/esp/images/*.bin "$c/esp_secure_cert_parse/batch-mint.bin"
+cp "$w"/nvs/images/*.bin "$c/nvs_parse/batch-mint-0x3000.bin"
+printf 'key,type,encoding,value\nesp_secure_cert,namespace,,\ndev_cert,data,string,%s\npriv_key,data,string,seed\ncount,data,u32,7\nblob,data,hex2bin,%s\n' \
+  "$(tr -d '\n' < "$v/fleet/device-cert.pem")" "$(head -c 3000 /dev/zero | od -v -An -tx1 | tr -d ' \n')" > "$w/nvs.csv"
+python3 -m esp_idf_nvs_partition_gen generate "$w/nvs.csv" "$c/nvs_parse/espressif-0x3000.bin" 0x3000 >/dev/null
+for mode in keygen inject; do
+  flags=(); dev=(); [ "$mode" = inject ] && flags=(--allow-inject) && dev=(--no-keygen)
+  batch=$("$IDMINT" batch create --product "seed-$mode" --count 2 --factory line-1 "${flags[@]}")
+  "$IDMINT" station run --batch "$batch" \
+    --device "exec:tee $w/$mode.frames | $IDMINT devsim --listen stdio --state $w/board-$mode ${dev[*]}" >/dev/null 2>&1
+  cp "$w/$mode.frames" "$c/agent_frame/station-$mode.frames"
+done
+rm -rf "$w"

@@ -117,3 +117,8 @@ with tarfile.open("manifest/certificates.tar", "w", format=tarfile.USTAR_FORMAT)
         info = tarfile.TarInfo(name); info.size = len(data); info.mtime = 1765000000
         t.addfile(info, io.BytesIO(data))
 PY
+
+# A signed Trust&GO manifest made by another implementation than idmint's
+# own vendor simulator (python's `cryptography`): vendor root, signer CA,
+# manifest log signer, three secure elements with valid ES256 signatures.
+python3 make-trustandgo.py manifest/trustandgo-signed

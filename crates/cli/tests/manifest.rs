@@ -640,3 +640,81 @@ fn exports_carry_the_intermediate_to_a_registry_that_trusts_only_the_root() {
         assert!(fresh.ok(&["audit", "verify"]).contains("intact"));
     }
 }
+
+/// A signed Trust&GO manifest made by another implementation (python's
+/// `cryptography`, `tests/vectors/make.sh`: a vendor root, its signer CA
+/// and manifest log signer, three secure elements) imports through the
+/// root with its log signer; openssl agrees each registered certificate
+/// chains to the vendor; a signature that no longer matches its element is
+/// refused, and nothing of that element is registered.
+#[test]
+fn a_trust_and_go_manifest_signed_by_another_implementation_imports() {
+    let vectors = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/vectors/manifest/trustandgo-signed");
+    let p = |n: &str| vectors.join(n).to_str().unwrap().to_string();
+    let env = Env::init(&[]);
+    env.ok(&[
+        "ca",
+        "register",
+        "--name",
+        "microchip",
+        "--cert",
+        &p("root.pem"),
+        "--signer",
+        &p("log-signer.pem"),
+    ]);
+    let (code, summary, _) = import(&env, &vectors.join("manifest.json"), "microchip", &[]);
+    assert_eq!(code, 0, "{summary}");
+    assert_eq!(summary["registered"], 3, "{summary}");
+    assert_eq!(summary["rejected"], 0, "{summary}");
+    let all = things(&env);
+    for uid in [
+        "0123a1b2c3d4e5f601",
+        "0123a1b2c3d4e5f602",
+        "0123a1b2c3d4e5f603",
+    ] {
+        thing(&all, uid);
+        let certs = env.json(&["cert", "list", "--json", "--thing", uid]);
+        let id = certs[0]["id"].as_str().expect("certificate id");
+        let pem = env.path(&format!("{uid}.pem"));
+        std::fs::write(&pem, env.ok(&["cert", "show", id, "--pem"])).unwrap();
+        let (ok, out) = openssl(&[
+            "verify",
+            "-CAfile",
+            &p("root.pem"),
+            "-untrusted",
+            &p("signer-ca.pem"),
+            pem.to_str().unwrap(),
+        ]);
+        assert!(ok, "{uid}: {out}");
+    }
+
+    // Another registry; the second element's signature swapped for the
+    // first's: refused for its signature, the others registered.
+    let env = Env::init(&[]);
+    env.ok(&[
+        "ca",
+        "register",
+        "--name",
+        "microchip",
+        "--cert",
+        &p("root.pem"),
+        "--signer",
+        &p("log-signer.pem"),
+    ]);
+    let mut elements: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(vectors.join("manifest.json")).unwrap())
+            .unwrap();
+    elements[1]["signature"] = elements[0]["signature"].clone();
+    let forged = env.path("forged.json");
+    std::fs::write(&forged, serde_json::to_vec(&elements).unwrap()).unwrap();
+    let (code, summary, report) = import(&env, &forged, "microchip", &[]);
+    assert_ne!(code, 0, "a rejection fails the command");
+    assert_eq!(summary["registered"], 2, "{summary}");
+    assert_eq!(summary["rejected"], 1, "{summary}");
+    assert_eq!(report.len(), 1, "{report:?}");
+    assert_eq!(report[0]["reason"], "bad-signature", "{report:?}");
+    assert!(!things(&env)
+        .iter()
+        .any(|t| t["name"] == "0123a1b2c3d4e5f602"));
+}
