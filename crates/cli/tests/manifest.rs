@@ -652,17 +652,21 @@ fn a_trust_and_go_manifest_signed_by_another_implementation_imports() {
     let vectors = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../tests/vectors/manifest/trustandgo-signed");
     let p = |n: &str| vectors.join(n).to_str().unwrap().to_string();
-    let env = Env::init(&[]);
-    env.ok(&[
-        "ca",
-        "register",
-        "--name",
-        "microchip",
-        "--cert",
-        &p("root.pem"),
-        "--signer",
-        &p("log-signer.pem"),
-    ]);
+    let registered = || {
+        let env = Env::init(&[]);
+        env.ok(&[
+            "ca",
+            "register",
+            "--name",
+            "microchip",
+            "--cert",
+            &p("root.pem"),
+            "--signer",
+            &p("log-signer.pem"),
+        ]);
+        env
+    };
+    let env = registered();
     let (code, summary, _) = import(&env, &vectors.join("manifest.json"), "microchip", &[]);
     assert_eq!(code, 0, "{summary}");
     assert_eq!(summary["registered"], 3, "{summary}");
@@ -691,17 +695,7 @@ fn a_trust_and_go_manifest_signed_by_another_implementation_imports() {
 
     // Another registry; the second element's signature swapped for the
     // first's: refused for its signature, the others registered.
-    let env = Env::init(&[]);
-    env.ok(&[
-        "ca",
-        "register",
-        "--name",
-        "microchip",
-        "--cert",
-        &p("root.pem"),
-        "--signer",
-        &p("log-signer.pem"),
-    ]);
+    let env = registered();
     let mut elements: Vec<serde_json::Value> =
         serde_json::from_str(&std::fs::read_to_string(vectors.join("manifest.json")).unwrap())
             .unwrap();

@@ -693,3 +693,43 @@ async fn audit_records_keep_their_stored_text() {
         assert!(store.verify_audit().await.unwrap().intact());
     }
 }
+
+/// A row changed behind the registry's back so that a column fails its
+/// type's rule (a status that is not one, a serial that is not hex, thing
+/// attributes that are not JSON) is reported as a corrupt
+/// row naming the column, never read as something else.
+#[tokio::test]
+async fn a_value_that_fails_its_rule_is_a_corrupt_row_naming_its_column() {
+    for (url, store, _dir) in stores().await {
+        ca(&store).await;
+        let mut tx = store.begin("test").await.unwrap();
+        tx.upsert_thing(&NewThing::named(ThingName::parse("dev-1").unwrap()))
+            .await
+            .unwrap();
+        tx.insert_certificate(&cert("c1", "01", Some("dev-1"), None))
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let id = cid("c1");
+        for (sql, column) in [
+            ("UPDATE certificates SET status = 'BOGUS'", "status"),
+            (
+                "UPDATE certificates SET status = 'ACTIVE', serial = 'not hex'",
+                "serial",
+            ),
+        ] {
+            exec(&url, sql).await;
+            match store.certificate(&id).await {
+                Err(RegistryError::Corrupt(text)) => {
+                    assert!(text.starts_with(column), "{url}: {sql}: {text}")
+                }
+                other => panic!("{url}: {sql}: {other:?}"),
+            }
+        }
+        exec(&url, "UPDATE things SET attributes = 'not json'").await;
+        match store.thing("dev-1").await {
+            Err(RegistryError::Corrupt(text)) => assert!(text.starts_with("attributes"), "{text}"),
+            other => panic!("{url}: {other:?}"),
+        }
+    }
+}
