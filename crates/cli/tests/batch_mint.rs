@@ -10,7 +10,11 @@ use std::time::{Duration, Instant};
 
 use idmint_slot::{empty_slot_header, find_slot, Credentials};
 
-type R = Result<(), Box<dyn std::error::Error>>;
+mod common;
+
+use common::esp32::{
+    espressif_tools, openssl_checks, parse_esp_secure_cert, regenerate_nvs, sh, R,
+};
 
 struct Env {
     dir: tempfile::TempDir,
@@ -90,19 +94,6 @@ fn manifest(out: &Path) -> Result<Vec<serde_json::Value>, Box<dyn std::error::Er
         .lines()
         .map(serde_json::from_str)
         .collect::<Result<_, _>>()?)
-}
-
-fn sh(cmd: &mut Command) -> Result<String, Box<dyn std::error::Error>> {
-    let out = cmd.output()?;
-    if !out.status.success() {
-        return Err(format!(
-            "{cmd:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-        .into());
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Checks one image's credentials: key matches certificate, chain verifies,
@@ -608,26 +599,6 @@ fn encrypt_to_age_recipient() -> R {
     Ok(())
 }
 
-/// True when Python has Espressif's tools (scripts/test.sh installs them);
-/// otherwise SKIP, or fail under IDMINT_REQUIRE_ALL.
-fn espressif_tools() -> bool {
-    let ok = Command::new("python3")
-        .args([
-            "-c",
-            "import esp_secure_cert.tlv_format_construct, esp_idf_nvs_partition_gen.nvs_partition_gen",
-        ])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !ok {
-        idmint_testkit::skip(
-            "Espressif's esp-secure-cert-tool and esp-idf-nvs-partition-gen for python3",
-            "pip install esp-secure-cert-tool==2.6.1 esp-idf-nvs-partition-gen==0.3.0",
-        );
-    }
-    ok
-}
-
 /// Mints `n` partitions with `args` (no golden image) and checks the files
 /// against the manifest: one per device, the SHA-256, the partition fields.
 fn mint_partitions(
@@ -667,27 +638,6 @@ fn mint_partitions(
     Ok(man)
 }
 
-/// The PEMs read by Espressif's parser from one partition verify: the key
-/// matches the certificate and the chain goes up to the CA certificate.
-fn openssl_checks(contents: &Path) -> R {
-    let dev = contents.join("devcert_1_0.pem");
-    let verified = sh(Command::new("openssl")
-        .args(["verify", "-CAfile"])
-        .arg(contents.join("cacert_0_0.pem"))
-        .arg("-untrusted")
-        .arg(&dev)
-        .arg(&dev))?;
-    assert!(verified.contains(": OK"), "{verified}");
-    let a = sh(Command::new("openssl")
-        .args(["x509", "-noout", "-pubkey", "-in"])
-        .arg(&dev))?;
-    let b = sh(Command::new("openssl")
-        .args(["pkey", "-pubout", "-in"])
-        .arg(contents.join("privkey_2_0.pem")))?;
-    assert_eq!(a, b, "key does not match certificate");
-    Ok(())
-}
-
 #[test]
 fn esp_secure_cert_batch_read_by_espressif_parser() -> R {
     let env = Env::new()?;
@@ -715,21 +665,7 @@ fn esp_secure_cert_batch_read_by_espressif_parser() -> R {
     for m in man.iter().take(2) {
         let work = tempfile::tempdir()?;
         let file = out.join(m["image"].as_str().ok_or("image")?);
-        std::fs::copy(&file, work.path().join("p.bin"))?;
-        sh(Command::new("python3").current_dir(work.path()).args([
-            "-c",
-            "from esp_secure_cert.tlv_format_construct import EspSecureCert\nEspSecureCert.parse_esp_secure_cert_bin('p.bin')",
-        ]))?;
-        let parsed = work.path().join("esp_secure_cert_parsed_data");
-        let report = std::fs::read_to_string(parsed.join("tlv_entries_raw.txt"))?;
-        let crcs: Vec<&str> = report.lines().filter(|l| l.starts_with("CRC32:")).collect();
-        assert_eq!(crcs.len(), 4, "{report}");
-        assert!(
-            crcs.iter()
-                .all(|l| l.contains("VALID") && !l.contains("INVALID")),
-            "{report}"
-        );
-        let contents = parsed.join("contents");
+        let contents = parse_esp_secure_cert(&file, work.path())?;
         let dev = std::fs::read_to_string(contents.join("devcert_1_0.pem"))?;
         assert!(dev.starts_with(m["certificatePem"].as_str().ok_or("pem")?));
         openssl_checks(&contents)?;
@@ -782,34 +718,10 @@ fn esp_nvs_batch_matches_espressif_generator() -> R {
     // Espressif's generator, given the same PEM files, writes the same bytes.
     let m = &man[0];
     let bytes = std::fs::read(out.join(m["image"].as_str().ok_or("image")?))?;
-    let pem = format.decode(&bytes)?;
+    assert!(format.decode(&bytes).is_ok());
     let work = tempfile::tempdir()?;
-    let w = work.path();
-    std::fs::write(w.join("ca.pem"), &pem.ca_cert)?;
-    std::fs::write(w.join("dev.pem"), &pem.device_cert)?;
-    std::fs::write(w.join("key.pem"), &*pem.private_key)?;
-    std::fs::write(
-        w.join("creds.csv"),
-        "key,type,encoding,value\ncreds,namespace,,\nca_cert,file,string,ca.pem\ndev_cert,file,string,dev.pem\npriv_key,file,string,key.pem\n",
-    )?;
-    sh(Command::new("python3").current_dir(w).args([
-        "-m",
-        "esp_idf_nvs_partition_gen",
-        "generate",
-        "creds.csv",
-        "gen.bin",
-        "0x6000",
-    ]))?;
-    assert!(
-        std::fs::read(w.join("gen.bin"))? == bytes,
-        "the partition differs from nvs_partition_gen's"
-    );
     // And the credentials verify.
-    let contents = w.join("contents");
-    std::fs::create_dir(&contents)?;
-    std::fs::write(contents.join("cacert_0_0.pem"), &pem.ca_cert)?;
-    std::fs::write(contents.join("devcert_1_0.pem"), &pem.device_cert)?;
-    std::fs::write(contents.join("privkey_2_0.pem"), &*pem.private_key)?;
+    let contents = regenerate_nvs(&bytes, "creds", "0x6000", work.path())?;
     openssl_checks(&contents)
 }
 

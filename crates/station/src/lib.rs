@@ -29,6 +29,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod offline;
+pub mod partition;
 pub mod remote;
 pub mod report;
 
@@ -51,6 +52,8 @@ use tokio::runtime::Handle;
 
 use idmint_flows::issue::certificate_record;
 use idmint_flows::{FlowError, Idmint};
+
+pub use partition::{PartitionOptions, PartitionOutcome};
 
 /// The revocation reason recorded for a certificate that never reached its
 /// device.
@@ -239,6 +242,10 @@ pub struct StationOptions {
     /// In `--loop` mode, time to wait between reconnection attempts when a
     /// device address does not answer.
     pub retry_delay: Duration,
+    /// Write each device's ESP32 credential partition (station-made key)
+    /// with a programmer command instead of `install`/`inject` over the
+    /// agent protocol.
+    pub partition: Option<PartitionOptions>,
 }
 
 impl StationOptions {
@@ -250,6 +257,7 @@ impl StationOptions {
             lock: self.lock,
             timeout: self.timeout,
             retry_delay: self.retry_delay,
+            partition: self.partition.clone(),
         }
     }
 }
@@ -269,6 +277,9 @@ pub struct LineOptions {
     /// In `--loop` mode, time to wait between reconnection attempts when a
     /// device address does not answer.
     pub retry_delay: Duration,
+    /// Write each device's ESP32 credential partition with a programmer
+    /// ([`partition`]); only the online station takes it.
+    pub partition: Option<PartitionOptions>,
 }
 
 /// What happened to one device.
@@ -291,7 +302,8 @@ pub struct DeviceOutcome {
     /// Why not.
     pub error: Option<String>,
     /// The step that failed (`quota`, `connect`, `hello`, `keygen`, `csr`,
-    /// `issue`, `install`, `prove`, `lock`, `register`).
+    /// `issue`, `install`, `prove`, `lock`, `register`; with a partition,
+    /// `partition` and `program`).
     pub stage: Option<String>,
     /// Whether the key was made at the station and injected.
     pub injected: bool,
@@ -303,6 +315,9 @@ pub struct DeviceOutcome {
     pub device_ms: f64,
     /// Of which in the station itself (total minus device), ms.
     pub station_ms: f64,
+    /// The ESP32 credential partition written for it (`--partition`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partition: Option<PartitionOutcome>,
 }
 
 /// A failure at a step.
@@ -340,6 +355,9 @@ pub(crate) struct LineIssuer {
     pub(crate) allow_inject: bool,
     /// Why this station cannot inject even when the batch allows it.
     pub(crate) inject_refusal: Option<String>,
+    /// The issuing CA's chain up to the root, as `batch mint` puts it in a
+    /// partition (empty where partitions are not written).
+    pub(crate) partition_chain: Vec<Vec<u8>>,
 }
 
 /// A certificate to issue for a device.
@@ -408,9 +426,21 @@ impl crate::Station<'_> {
                 batch.kind.as_str()
             )));
         }
+        if options.partition.is_some() && options.lock {
+            return Err(FlowError::Invalid(
+                "--lock is for devices installed over the agent protocol; with --partition the line locks the chip (flash encryption, secure boot) itself".into(),
+            ));
+        }
+        if options.partition.is_some() && !batch.allow_inject {
+            return Err(FlowError::Conflict(format!(
+                "batch {} does not allow key injection: --partition makes each device's key at the station and writes it into the partition (create the batch with `idmint batch create --allow-inject`)",
+                batch.id
+            )));
+        }
         let profile = self.config().profile(&batch.profile)?;
         let ca = self.signing_ca(&batch.ca).await?;
-        let mut chain_tail = self.chain(&batch.ca).await?;
+        let partition_chain = self.chain(&batch.ca).await?;
+        let mut chain_tail = partition_chain.clone();
         if chain_tail.len() > 1 {
             chain_tail.pop();
         }
@@ -424,7 +454,14 @@ impl crate::Station<'_> {
             preferred: self.config().key_type,
             allow_inject: batch.allow_inject,
             inject_refusal: None,
+            partition_chain,
         };
+        if let Some(p) = &options.partition {
+            let key_type =
+                partition::partition_key_type(&issuer).map_err(|f| FlowError::Invalid(f.reason))?;
+            partition::check_fits(p, key_type, &issuer.partition_chain)
+                .map_err(FlowError::Invalid)?;
+        }
         let backend = OnlineBackend {
             idmint: self,
             handle: Handle::current(),
@@ -504,6 +541,7 @@ fn provision_one(
             total_ms: 0.0,
             device_ms: 0.0,
             station_ms: 0.0,
+            partition: None,
         },
     };
     let result = provision_steps(backend, issuer, address, options, &mut run);
@@ -562,6 +600,13 @@ fn provision_steps(
         .with("hw_id", hw_id.as_str())
         .with("product", issuer.product.as_str())
         .with("batch", issuer.batch_id.as_str());
+    if let Some(p) = &options.partition {
+        // 2-3. Key made here, written in the device's partition by the
+        // programmer.
+        return partition::provision_partition(
+            backend, issuer, p, client, &thing, &hw_id, &values, run,
+        );
+    }
     // 2. Key: made on the device (preferred) or here and injected.
     let key_choice = choose_key(&hello, issuer)?;
     let (issued, injected_key) = match key_choice {

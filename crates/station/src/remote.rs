@@ -392,6 +392,11 @@ pub async fn run_remote_station(
     if line.devices.is_empty() {
         return Err(FlowError::Invalid("give at least one --device".into()));
     }
+    if line.partition.is_some() {
+        return Err(FlowError::Invalid(
+            "--partition needs key injection, which a remote station cannot do (the REST API issues only for a device's own CSR): run the station with the data directory".into(),
+        ));
+    }
     let api = Api::new(options)?;
     let batch = api
         .batch(&options.batch)
@@ -420,6 +425,7 @@ pub async fn run_remote_station(
                 batch.id
             )
         }),
+        partition_chain: Vec::new(),
     };
     let backend = RemoteBackend {
         api,

@@ -211,7 +211,7 @@ fn parse_mint_format(s: &str) -> Result<MintFormat, String> {
 }
 
 /// A decimal number, or hex with `0x`.
-fn parse_number(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_number(s: &str) -> Result<u64, String> {
     let parsed = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
         Some(hex) => u64::from_str_radix(hex, 16),
         None => s.parse(),

@@ -15,10 +15,14 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use idmint_agent::DeviceAddress;
+use idmint_slot::PartitionKind;
 use idmint_station::offline::{run_offline_station, OfflineStationOptions};
 use idmint_station::remote::{run_remote_station, RemoteAuth, RemoteStationOptions, TOKEN_ENV};
-use idmint_station::{DeviceOutcome, LineOptions, NewStationBatch, StationOptions};
+use idmint_station::{
+    DeviceOutcome, LineOptions, NewStationBatch, PartitionOptions, StationOptions,
+};
 
+use crate::commands::batch::parse_number;
 use crate::{actor, output, Context};
 use idmint_station::Station;
 
@@ -30,7 +34,9 @@ pub enum StationCommand {
         idmint station run --batch B --device tcp://127.0.0.1:7000            # one device\n  \
         idmint station run --batch B --device serial:/dev/ttyUSB0@115200 --loop\n  \
         idmint station run --batch B --server https://idmint.example:8443 \\\n      \
-        --ca-cert root.pem --token-file station.token --device tcp://10.0.0.7:7000\n\n\
+        --ca-cert root.pem --token-file station.token --device tcp://10.0.0.7:7000\n  \
+        idmint station run --batch B --device serial:/dev/ttyUSB0 --partition esp-secure-cert \\\n      \
+        --programmer 'esptool.py --chip esp32s3 --port /dev/ttyUSB0 write_flash {offset} {file}'\n\n\
         Without --count or --loop, the station provisions one device per --device address and exits.")]
     Run(RunArgs),
 }
@@ -87,8 +93,32 @@ pub struct RunArgs {
     #[arg(long = "loop")]
     r#loop: bool,
     /// Lock each device's credential storage after it proved its key.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "partition")]
     lock: bool,
+    /// Write each device's ESP32 credential partition instead of installing
+    /// over the agent protocol: esp-secure-cert or esp-nvs (the same bytes
+    /// as `batch mint --format`). The station makes the key (the batch must
+    /// allow injection) and --programmer writes the partition.
+    #[arg(long, value_parser = parse_partition_kind, requires = "programmer")]
+    partition: Option<PartitionKind>,
+    /// ESP32 partition size in bytes (default 0x2000 for esp-secure-cert,
+    /// 0x6000 for esp-nvs; hex with 0x).
+    #[arg(long, value_parser = parse_number, requires = "partition")]
+    partition_size: Option<u64>,
+    /// ESP32 partition flash offset from the partition table, `{offset}`
+    /// in --programmer (default 0xD000 for esp-secure-cert; required for
+    /// esp-nvs).
+    #[arg(long, value_parser = parse_number, requires = "partition")]
+    flash_offset: Option<u64>,
+    /// NVS namespace of the credentials (esp-nvs; default esp_secure_cert).
+    #[arg(long, requires = "partition")]
+    nvs_namespace: Option<String>,
+    /// The command that writes a partition to the device, run with `sh -c`
+    /// per device: `{offset}`, `{file}` (a temporary 0600 file, deleted
+    /// afterwards) and `{hw_id}` are replaced; non-zero exit fails the
+    /// device and spoils its certificate.
+    #[arg(long, requires = "partition")]
+    programmer: Option<String>,
     /// Time to wait for each device response, milliseconds.
     #[arg(long, default_value_t = 10_000)]
     timeout_ms: u64,
@@ -119,6 +149,12 @@ async fn run_station(ctx: &Context, args: RunArgs) -> anyhow::Result<ExitCode> {
         // Without --count or --loop: one device per address.
         (None, false) => Some(devices.len() as u64),
     };
+    let partition = partition_options(&args)?;
+    if partition.is_some() && (args.authorization.is_some() || args.server.is_some()) {
+        anyhow::bail!(
+            "--partition is for the online station (--batch with this data directory): the station must make the key"
+        );
+    }
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();
@@ -145,6 +181,7 @@ async fn run_station(ctx: &Context, args: RunArgs) -> anyhow::Result<ExitCode> {
             lock: args.lock,
             timeout,
             retry_delay: Duration::from_millis(500),
+            partition: None,
         };
         let run =
             tokio::task::block_in_place(|| run_offline_station(&options, &line, &stop, &report))?;
@@ -207,6 +244,7 @@ async fn run_station(ctx: &Context, args: RunArgs) -> anyhow::Result<ExitCode> {
             lock: args.lock,
             timeout,
             retry_delay: Duration::from_millis(500),
+            partition: None,
         };
         let run = run_remote_station(&options, &line, &stop, &report).await?;
         let failed = run.outcomes.iter().filter(|o| !o.ok).count();
@@ -237,6 +275,7 @@ async fn run_station(ctx: &Context, args: RunArgs) -> anyhow::Result<ExitCode> {
         lock: args.lock,
         timeout,
         retry_delay: Duration::from_millis(500),
+        partition,
     };
     let outcomes = Station::new(&idmint)
         .run_station(&actor(), &options, &stop, &report)
@@ -253,6 +292,41 @@ async fn run_station(ctx: &Context, args: RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+fn parse_partition_kind(s: &str) -> Result<PartitionKind, String> {
+    s.parse()
+        .map_err(|()| format!("unknown partition `{s}`; expected esp-secure-cert or esp-nvs"))
+}
+
+/// `--partition` and its companions, with `batch mint`'s defaults.
+fn partition_options(args: &RunArgs) -> anyhow::Result<Option<PartitionOptions>> {
+    let (Some(kind), Some(programmer)) = (args.partition, args.programmer.clone()) else {
+        return Ok(None);
+    };
+    let size = args
+        .partition_size
+        .map(usize::try_from)
+        .transpose()
+        .map_err(|_| anyhow::anyhow!("--partition-size is too large"))?;
+    if args.nvs_namespace.is_some() && kind != PartitionKind::EspNvs {
+        anyhow::bail!("--nvs-namespace is for --partition esp-nvs");
+    }
+    let flash_offset = match (args.flash_offset, kind) {
+        (Some(offset), _) => offset,
+        (None, PartitionKind::EspSecureCert) => 0xD000,
+        (None, PartitionKind::EspNvs) => anyhow::bail!(
+            "--partition esp-nvs needs --flash-offset (the credential partition's offset in your partition table)"
+        ),
+    };
+    if programmer.trim().is_empty() {
+        anyhow::bail!("--programmer is empty");
+    }
+    Ok(Some(PartitionOptions {
+        format: kind.format(size, args.nvs_namespace.as_deref()),
+        flash_offset,
+        programmer,
+    }))
 }
 
 fn print_outcome(o: &DeviceOutcome, json: bool) {

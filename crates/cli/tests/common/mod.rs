@@ -2,6 +2,7 @@
 //! way to run the real `idmint` binary against it.
 #![allow(dead_code)]
 
+pub mod esp32;
 pub mod http;
 
 use std::io::{BufRead, BufReader};

@@ -84,6 +84,11 @@ pub fn run_offline_station(
     if line.devices.is_empty() && line.count != Some(0) {
         return Err(FlowError::Invalid("give at least one --device".into()));
     }
+    if line.partition.is_some() {
+        return Err(FlowError::Invalid(
+            "--partition is for the online station (--batch with this data directory), not an offline one".into(),
+        ));
+    }
     let auth = Authorization::read(&options.authorization)?;
     let ca = auth.open_batch_ca(options.identity.as_deref(), options.pkcs11.as_ref())?;
     let _lock = lock_log(&options.log)?;
@@ -117,6 +122,7 @@ pub fn run_offline_station(
         preferred: limits.key_type,
         allow_inject: limits.allow_inject,
         inject_refusal: None,
+        partition_chain: Vec::new(),
     };
     let outcomes = run_line(&backend, &issuer, line, stop, report);
     backend.close()?;
