@@ -257,6 +257,49 @@ fn failing_programmer_spoils_the_certificate() -> R {
     Ok(())
 }
 
+/// A programmer that hangs (here a shell whose child sleeps, as esptool
+/// waiting on a board that never answers) is killed, child and all, at
+/// `--programmer-timeout-secs`; the device fails at `program` and its
+/// certificate is spoiled.
+#[test]
+fn a_hung_programmer_is_killed_at_its_timeout() -> R {
+    let env = Env::init(&[]);
+    let b = create_batch(&env, "2", &["--allow-inject"]);
+    let d = devsim(&env, "h1", &[]);
+    let started = std::time::Instant::now();
+    let (ok, lines, _) = station(
+        &env,
+        &[
+            "--batch",
+            &b,
+            "--device",
+            &d.addr,
+            "--partition",
+            "esp-secure-cert",
+            "--programmer-timeout-secs",
+            "2",
+            "--programmer",
+            "echo 'Connecting....' >&2; sleep 60; true",
+        ],
+    );
+    let took = started.elapsed();
+    assert!(!ok, "a failed device must make the station exit non-zero");
+    assert!(
+        took < std::time::Duration::from_secs(30),
+        "the station waited {took:?} for a programmer with a 2 s timeout"
+    );
+    let line = &lines[0];
+    assert_eq!(line["stage"], "program", "{line}");
+    assert_eq!(line["spoiled"], true, "{line}");
+    let error = line["error"].as_str().unwrap_or("");
+    assert!(
+        error.contains("did not finish within 2 s") && error.contains("Connecting"),
+        "{line}"
+    );
+    assert_eq!(statuses(&env, &b), vec!["REVOKED"]);
+    Ok(())
+}
+
 #[test]
 fn refused_before_any_device_is_touched() -> R {
     let env = Env::init(&[]);

@@ -12,10 +12,12 @@
 //! overwritten and deleted afterwards. Exit status 0 activates the
 //! certificate; anything else spoils it, as a failed install does.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use idmint_agent::AgentClient;
 use idmint_pki::{DeviceKey, KeyType, SubjectValues};
@@ -39,6 +41,9 @@ pub struct PartitionOptions {
     /// shell-quoted values. The same values are in the environment as
     /// `IDMINT_FLASH_OFFSET`, `IDMINT_PARTITION_FILE` and `IDMINT_HW_ID`.
     pub programmer: String,
+    /// How long the programmer may run for one device; then it is killed
+    /// and the device fails.
+    pub programmer_timeout: Duration,
 }
 
 /// The partition a device was given, in its station report line.
@@ -189,7 +194,7 @@ fn program(options: &PartitionOptions, bytes: &[u8], hw_id: &str) -> Result<(), 
     let offset = hex_offset(options.flash_offset);
     let path = file.path.to_string_lossy().into_owned();
     let command = expand(&options.programmer, &offset, &path, hw_id);
-    let output = Command::new("sh")
+    let mut child = Command::new("sh")
         .arg("-c")
         .arg(&command)
         .env("IDMINT_FLASH_OFFSET", &offset)
@@ -198,20 +203,76 @@ fn program(options: &PartitionOptions, bytes: &[u8], hw_id: &str) -> Result<(), 
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .output()
+        // Its own process group, so a timeout kills what it started too
+        // (esptool under `sh -c`), not only the shell.
+        .process_group(0)
+        .spawn()
         .map_err(|e| fail("program", format!("cannot run the programmer: {e}")))?;
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
+    let deadline = Instant::now() + options.programmer_timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if Instant::now() >= deadline => {
+                kill_group(&mut child);
+                break None;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => {
+                kill_group(&mut child);
+                return Err(fail("program", format!("waiting for the programmer: {e}")));
+            }
+        }
+    };
     drop(file);
-    if output.status.success() {
-        return Ok(());
-    }
-    let said = last_line(&output.stderr)
-        .or_else(|| last_line(&output.stdout))
+    let (stdout, stderr) = (joined(stdout), joined(stderr));
+    let said = last_line(&stderr)
+        .or_else(|| last_line(&stdout))
         .map(|l| format!(": {l}"))
         .unwrap_or_default();
-    Err(fail(
-        "program",
-        format!("the programmer failed ({}){said}", output.status),
-    ))
+    match status {
+        Some(status) if status.success() => Ok(()),
+        Some(status) => Err(fail(
+            "program",
+            format!("the programmer failed ({status}){said}"),
+        )),
+        None => Err(fail(
+            "program",
+            format!(
+                "the programmer did not finish within {} s and was killed{said}",
+                options.programmer_timeout.as_secs()
+            ),
+        )),
+    }
+}
+
+/// Kills the programmer's process group (the shell and what it ran) and
+/// reaps the shell.
+fn kill_group(child: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", child.id())])
+        .stderr(Stdio::null())
+        .status();
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Reads a child's output on a thread of its own, so a chatty programmer
+/// never blocks on a full pipe while the station waits for it.
+fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> Option<std::thread::JoinHandle<Vec<u8>>> {
+    pipe.map(|mut pipe| {
+        std::thread::spawn(move || {
+            let mut out = Vec::new();
+            let _ = pipe.read_to_end(&mut out);
+            out
+        })
+    })
+}
+
+/// What a [`drain`] thread read (nothing if it had no pipe).
+fn joined(reader: Option<std::thread::JoinHandle<Vec<u8>>>) -> Vec<u8> {
+    reader.and_then(|r| r.join().ok()).unwrap_or_default()
 }
 
 /// The programmer command with its placeholders replaced by shell-quoted

@@ -119,6 +119,10 @@ pub struct RunArgs {
     /// device and spoils its certificate.
     #[arg(long, requires = "partition")]
     programmer: Option<String>,
+    /// Seconds the programmer may take for one device before it is killed
+    /// (the device fails at stage `program`, its certificate spoiled).
+    #[arg(long, default_value_t = 120, requires = "partition")]
+    programmer_timeout_secs: u64,
     /// Time to wait for each device response, milliseconds.
     #[arg(long, default_value_t = 10_000)]
     timeout_ms: u64,
@@ -326,6 +330,7 @@ fn partition_options(args: &RunArgs) -> anyhow::Result<Option<PartitionOptions>>
         format: kind.format(size, args.nvs_namespace.as_deref()),
         flash_offset,
         programmer,
+        programmer_timeout: std::time::Duration::from_secs(args.programmer_timeout_secs.max(1)),
     }))
 }
 
