@@ -10,7 +10,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 use time::OffsetDateTime;
 
-use crate::row::{flag, from_row, json, parsed, typed};
+use crate::row::{flag, from_row, json, parsed, time, typed};
 use crate::store::{ts, CERT_COLUMNS};
 use crate::write::{changed, unique_to};
 use crate::{
