@@ -216,7 +216,7 @@ impl Idmint {
         }
         let mut issuers = Vec::new();
         for ca in self.store().list_cas().await? {
-            if ca.kind == CaKind::External {
+            if ca.kind.is_outside() {
                 continue;
             }
             match IssuerId::of(&ca.certificate_der) {

@@ -38,6 +38,7 @@ mod offline;
 mod policies;
 mod rotations;
 mod row;
+mod tpm;
 mod store;
 mod tokens;
 mod write;
@@ -66,6 +67,7 @@ pub use offline::{
 };
 pub use policies::Policy;
 pub use rotations::Rotation;
+pub use tpm::{NewTpmSession, TpmSession};
 pub use store::{Backend, CertificateFilter, Store};
 pub use tokens::{Role, Token};
 pub use write::WriteTx;

@@ -127,7 +127,7 @@ pub async fn current_crl(state: &Shared, ca: &str) -> Result<CurrentCrl, ApiErro
             None => Err(ApiError::not_found(format!("no CA {ca:?}"))),
         };
     };
-    if record.kind == CaKind::External {
+    if record.kind.is_outside() {
         return Err(ApiError::not_found(format!(
             "CA {ca:?} is an outside CA: it publishes its own CRL"
         )));

@@ -153,7 +153,7 @@ pub async fn run(ctx: &Context, cmd: CaCommand) -> anyhow::Result<ExitCode> {
                         ]
                     })
                     .collect();
-                let outside = cas.iter().filter(|c| c.kind == CaKind::External).count();
+                let outside = cas.iter().filter(|c| c.kind.is_outside()).count();
                 let (ours, theirs) = rows.split_at(rows.len() - outside);
                 output::table(&["NAME", "KIND", "KEY", "NOT AFTER", "SUBJECT"], ours);
                 if !theirs.is_empty() {
