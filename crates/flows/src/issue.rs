@@ -20,7 +20,7 @@ use zeroize::Zeroizing;
 
 use crate::access::{AccessError, AuthorizedIssuance};
 use crate::files::{write_new, write_secret};
-use crate::registrar::Registration;
+use crate::registrar::{Registration, TpmActivation};
 use crate::{FlowError, Idmint};
 
 /// What to issue and for whom.
@@ -70,6 +70,34 @@ impl Idmint {
         csr: &Csr,
         options: &IssueOptions,
     ) -> Result<Issued, FlowError> {
+        self.issue_csr(who, csr, options, None).await
+    }
+
+    /// Issues a certificate for a verified CSR whose key a TPM attestation
+    /// proved TPM-resident: registered with the session it spends and the
+    /// endorsement key's identity in the batch, in the same transaction.
+    pub async fn issue_from_attested_csr(
+        &self,
+        who: &AuthorizedIssuance,
+        csr: &Csr,
+        options: &IssueOptions,
+        attestation: TpmActivation,
+    ) -> Result<Issued, FlowError> {
+        if options.batch.is_none() {
+            return Err(FlowError::Invalid(
+                "a TPM attestation issues into a batch".into(),
+            ));
+        }
+        self.issue_csr(who, csr, options, Some(attestation)).await
+    }
+
+    async fn issue_csr(
+        &self,
+        who: &AuthorizedIssuance,
+        csr: &Csr,
+        options: &IssueOptions,
+        tpm: Option<TpmActivation>,
+    ) -> Result<Issued, FlowError> {
         let thing = match (&options.thing, csr.common_name()) {
             (Some(t), _) => t.clone(),
             (None, Some(cn)) => ThingName::parse(cn).map_err(RegistryError::from)?,
@@ -83,7 +111,7 @@ impl Idmint {
         if let Some(cn) = csr.common_name() {
             values.set("csr_cn", cn);
         }
-        self.issue_for_public_key(who, csr.public_key(), &thing, values, options)
+        self.issue_key(who, csr.public_key(), &thing, values, options, tpm)
             .await
     }
 
@@ -94,14 +122,26 @@ impl Idmint {
         who: &AuthorizedIssuance,
         key: &PublicKey,
         thing: &ThingName,
+        values: SubjectValues,
+        options: &IssueOptions,
+    ) -> Result<Issued, FlowError> {
+        self.issue_key(who, key, thing, values, options, None).await
+    }
+
+    async fn issue_key(
+        &self,
+        who: &AuthorizedIssuance,
+        key: &PublicKey,
+        thing: &ThingName,
         mut values: SubjectValues,
         options: &IssueOptions,
+        tpm: Option<TpmActivation>,
     ) -> Result<Issued, FlowError> {
         let attach_existing = self.check_issuance(who, thing.as_str(), options).await?;
         let (ca_name, ca, profile) = self.issuer(options).await?;
         values.set("org", self.config().org.as_str());
         let certificate = ca.issue(key, &profile, &values)?;
-        self.register_issued(who, ca_name, certificate, thing, options, attach_existing)
+        self.register_issued(who, ca_name, certificate, thing, options, attach_existing, tpm)
             .await
     }
 
@@ -121,7 +161,7 @@ impl Idmint {
             SubjectValues::for_thing(thing.as_str()).with("org", self.config().org.as_str());
         let certificate = ca.issue_for_key(&key, &profile, &values)?;
         let issued = self
-            .register_issued(who, ca_name, certificate, thing, options, attach_existing)
+            .register_issued(who, ca_name, certificate, thing, options, attach_existing, None)
             .await?;
         Ok((key, issued))
     }
@@ -136,8 +176,9 @@ impl Idmint {
         thing: &ThingName,
         options: &IssueOptions,
         attach_existing: bool,
+        tpm: Option<TpmActivation>,
     ) -> Result<Issued, FlowError> {
-        self.register(who, &ca_name, &certificate, thing, options, attach_existing)
+        self.register(who, &ca_name, &certificate, thing, options, attach_existing, tpm)
             .await?;
         Ok(Issued {
             certificate,
@@ -195,6 +236,7 @@ impl Idmint {
         thing: &ThingName,
         options: &IssueOptions,
         attach_existing: bool,
+        tpm: Option<TpmActivation>,
     ) -> Result<(), FlowError> {
         let mut new_thing = NewThing::named(thing.clone());
         new_thing.batch = options.batch.clone();
@@ -214,6 +256,7 @@ impl Idmint {
                 batch: options.batch.clone(),
                 claim: None,
                 ownership_token: None,
+                tpm,
             })
             .await
     }

@@ -12,7 +12,6 @@
 use std::sync::Arc;
 
 use idmint_flows::crl::{CrlRequest, IssuedCrl};
-use idmint_registry::CaKind;
 
 use crate::{ApiError, Shared};
 
