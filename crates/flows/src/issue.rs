@@ -141,8 +141,16 @@ impl Idmint {
         let (ca_name, ca, profile) = self.issuer(options).await?;
         values.set("org", self.config().org.as_str());
         let certificate = ca.issue(key, &profile, &values)?;
-        self.register_issued(who, ca_name, certificate, thing, options, attach_existing, tpm)
-            .await
+        self.register_issued(
+            who,
+            ca_name,
+            certificate,
+            thing,
+            options,
+            attach_existing,
+            tpm,
+        )
+        .await
     }
 
     /// Generates a key here and issues its certificate. The key is returned
@@ -161,7 +169,15 @@ impl Idmint {
             SubjectValues::for_thing(thing.as_str()).with("org", self.config().org.as_str());
         let certificate = ca.issue_for_key(&key, &profile, &values)?;
         let issued = self
-            .register_issued(who, ca_name, certificate, thing, options, attach_existing, None)
+            .register_issued(
+                who,
+                ca_name,
+                certificate,
+                thing,
+                options,
+                attach_existing,
+                None,
+            )
             .await?;
         Ok((key, issued))
     }
@@ -178,8 +194,16 @@ impl Idmint {
         attach_existing: bool,
         tpm: Option<TpmActivation>,
     ) -> Result<Issued, FlowError> {
-        self.register(who, &ca_name, &certificate, thing, options, attach_existing, tpm)
-            .await?;
+        self.register(
+            who,
+            &ca_name,
+            &certificate,
+            thing,
+            options,
+            attach_existing,
+            tpm,
+        )
+        .await?;
         Ok(Issued {
             certificate,
             thing: thing.clone(),

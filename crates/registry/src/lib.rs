@@ -38,9 +38,9 @@ mod offline;
 mod policies;
 mod rotations;
 mod row;
-mod tpm;
 mod store;
 mod tokens;
+mod tpm;
 mod write;
 
 pub use audit::{AuditFault, AuditReport};
@@ -67,9 +67,9 @@ pub use offline::{
 };
 pub use policies::Policy;
 pub use rotations::Rotation;
-pub use tpm::{NewTpmSession, TpmSession};
 pub use store::{Backend, CertificateFilter, Store};
 pub use tokens::{Role, Token};
+pub use tpm::{NewTpmSession, TpmSession};
 pub use write::WriteTx;
 
 /// Seconds since the Unix epoch, now.

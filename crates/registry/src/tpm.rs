@@ -123,11 +123,12 @@ impl WriteTx {
     /// Spends a session (its secret and nonce are good once): fails
     /// `AlreadyExists` if an activation spent it already.
     pub async fn spend_tpm_session(&mut self, id: &str) -> Result<(), RegistryError> {
-        let done = sqlx::query("UPDATE tpm_sessions SET spent = $1 WHERE id = $2 AND spent IS NULL")
-            .bind(now())
-            .bind(id)
-            .execute(&mut *self.tx)
-            .await?;
+        let done =
+            sqlx::query("UPDATE tpm_sessions SET spent = $1 WHERE id = $2 AND spent IS NULL")
+                .bind(now())
+                .bind(id)
+                .execute(&mut *self.tx)
+                .await?;
         if done.rows_affected() == 0 {
             return Err(RegistryError::AlreadyExists {
                 kind: "activation of TPM session",

@@ -8,9 +8,9 @@ use crate::audit::record_hash;
 use crate::row::from_row;
 use crate::store::{CERT_COLUMNS, THING_COLUMNS};
 use crate::{
-    now, validate_name, validate_thing_name, AuditEvent, AuditRecord, Backend, CaAdded, CaKind,
-    CaSettings, Certificate, CertificateStatus, NewBatch, NewCa, NewCertificate, NewThing,
-    RegisteredDevice, RegistryError, StationPolicy, Store, Thing,
+    now, validate_name, validate_thing_name, AuditEvent, AuditRecord, Backend, CaAdded, CaSettings,
+    Certificate, CertificateStatus, NewBatch, NewCa, NewCertificate, NewThing, RegisteredDevice,
+    RegistryError, StationPolicy, Store, Thing,
 };
 
 /// Rows per multi-row INSERT (at most 14 columns: well under SQLite's

@@ -78,6 +78,20 @@ impl EndorsementKey {
         })
     }
 
+    /// From an EK certificate (DER), with the certificate's
+    /// SubjectPublicKeyInfo (DER), which identifies the TPM.
+    pub fn from_certificate_der(der: &[u8]) -> Result<(Self, Vec<u8>), TpmError> {
+        use x509_parser::prelude::FromDer;
+        let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der).map_err(|_| {
+            TpmError::Malformed {
+                structure: "EK certificate",
+                reason: "not an X.509 certificate",
+            }
+        })?;
+        let spki = cert.public_key().raw.to_vec();
+        Ok((Self::from_certificate_spki(&spki)?, spki))
+    }
+
     /// The public key.
     pub fn key(&self) -> &TpmKey {
         &self.key

@@ -270,6 +270,11 @@ impl TpmPublic {
     pub fn spki_der(&self) -> Vec<u8> {
         super::spki::spki_der(&self.key)
     }
+
+    /// Whether a DER SubjectPublicKeyInfo (a CSR's) holds this key.
+    pub fn same_key_as(&self, spki_der: &[u8]) -> bool {
+        super::spki::key_from_spki(spki_der).is_ok_and(|key| key == self.key)
+    }
 }
 
 /// A parsed `TPMS_ATTEST` of type `TPM_ST_ATTEST_CERTIFY`, the structure an AK
