@@ -9,8 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The packages a test needs for [`SoftTpm`] (for [`crate::skip`]'s remedy).
-pub const SWTPM_PACKAGES: &str =
-    "apt-get install swtpm swtpm-tools tpm2-tools libtss2-tcti-swtpm0";
+pub const SWTPM_PACKAGES: &str = "apt-get install swtpm swtpm-tools tpm2-tools libtss2-tcti-swtpm0";
 
 /// A running software TPM. Dropping it stops the `swtpm` process it started.
 pub struct SoftTpm {
@@ -67,7 +66,12 @@ impl SoftTpm {
         )
         .expect("write swtpm-localca.options");
         let out = Command::new("swtpm_setup")
-            .args(["--tpm2", "--create-ek-cert", "--create-platform-cert", "--overwrite"])
+            .args([
+                "--tpm2",
+                "--create-ek-cert",
+                "--create-platform-cert",
+                "--overwrite",
+            ])
             .arg("--tpmstate")
             .arg(dir.join("state"))
             .arg("--config")
@@ -140,6 +144,27 @@ impl SoftTpm {
         let out = self.try_tool(tool, args);
         assert!(out.0, "{tool} {args:?} failed: {}", out.1);
         out.1
+    }
+
+    /// Runs one tpm2-tools command and leaves what it loaded in the TPM (for
+    /// a raw command through `tpm2_send` that uses the transient handles);
+    /// `stdin`, if given, is a file fed to the tool. Panics on failure and
+    /// returns stdout as bytes.
+    pub fn tool_keep(&self, tool: &str, args: &[&str], stdin: Option<&Path>) -> Vec<u8> {
+        let mut cmd = Command::new(tool);
+        cmd.args(args)
+            .current_dir(&self.dir)
+            .env("TPM2TOOLS_TCTI", self.tcti());
+        if let Some(file) = stdin {
+            cmd.stdin(std::fs::File::open(file).expect("open stdin file"));
+        }
+        let out = cmd.output().expect("run a tpm2 tool");
+        assert!(
+            out.status.success(),
+            "{tool} {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
     }
 
     /// Like [`SoftTpm::tool`], returning (success, stdout or stderr) instead
