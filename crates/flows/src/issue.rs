@@ -147,8 +147,10 @@ impl Idmint {
             certificate,
             thing,
             options,
-            attach_existing,
-            tpm,
+            Completion {
+                attach_existing,
+                tpm,
+            },
         )
         .await
     }
@@ -175,8 +177,10 @@ impl Idmint {
                 certificate,
                 thing,
                 options,
-                attach_existing,
-                None,
+                Completion {
+                    attach_existing,
+                    tpm: None,
+                },
             )
             .await?;
         Ok((key, issued))
@@ -191,19 +195,10 @@ impl Idmint {
         certificate: IssuedCertificate,
         thing: &ThingName,
         options: &IssueOptions,
-        attach_existing: bool,
-        tpm: Option<TpmActivation>,
+        completion: Completion,
     ) -> Result<Issued, FlowError> {
-        self.register(
-            who,
-            &ca_name,
-            &certificate,
-            thing,
-            options,
-            attach_existing,
-            tpm,
-        )
-        .await?;
+        self.register(who, &ca_name, &certificate, thing, options, completion)
+            .await?;
         Ok(Issued {
             certificate,
             thing: thing.clone(),
@@ -259,9 +254,12 @@ impl Idmint {
         certificate: &IssuedCertificate,
         thing: &ThingName,
         options: &IssueOptions,
-        attach_existing: bool,
-        tpm: Option<TpmActivation>,
+        completion: Completion,
     ) -> Result<(), FlowError> {
+        let Completion {
+            attach_existing,
+            tpm,
+        } = completion;
         let mut new_thing = NewThing::named(thing.clone());
         new_thing.batch = options.batch.clone();
         self.registrar()
@@ -284,6 +282,13 @@ impl Idmint {
             })
             .await
     }
+}
+
+/// How a registration completes beyond the certificate: whether the thing
+/// may exist already, and the TPM attestation it spends.
+struct Completion {
+    attach_existing: bool,
+    tpm: Option<TpmActivation>,
 }
 
 /// The registry record for a certificate we issued.
