@@ -1764,6 +1764,6 @@ mod tests {
         );
 
         // Every action the registry records (one per variant).
-        assert_eq!(covered.len(), 58, "{covered:?}");
+        assert_eq!(covered.len(), 60, "{covered:?}");
     }
 }
