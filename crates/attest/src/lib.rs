@@ -184,8 +184,7 @@ impl TpmAttestation<'_> {
             .map_err(|e| refused("EK certificate", e))?;
         let ak = check_ak(&req.ak_public)?;
         let csr = Csr::from_pem_or_der(&req.csr)?;
-        let identity = check_identity_key(&req.identity_public, &csr)?;
-        drop(identity);
+        check_identity_key(&req.identity_public, &csr)?;
         thing_of(&csr)?;
         if let Some(existing) = self.store().tpm_identity(&batch.id, &ek_sha256).await? {
             return Err(clone_refused(&batch.id, &ek_sha256, &existing));
@@ -269,15 +268,10 @@ impl TpmAttestation<'_> {
         {
             Ok(issued) => issued,
             Err(e) => {
+                // A concurrent activation for the same EK and batch is
+                // refused by the registry's ledger (409, AlreadyExists).
                 self.spend(who, &req.session).await;
-                return Err(match e {
-                    FlowError::Registry(RegistryError::AlreadyExists { kind, .. })
-                        if kind.contains("TPM endorsement key") =>
-                    {
-                        clone_refused(&batch.id, &ek_sha256, "")
-                    }
-                    other => other,
-                });
+                return Err(e);
             }
         };
         let chain = self.chain(&batch.ca).await?;
@@ -458,11 +452,6 @@ fn refused(what: &str, e: idmint_pki::tpm::TpmError) -> FlowError {
 
 fn clone_refused(batch: &str, ek_sha256: &str, existing: &str) -> FlowError {
     FlowError::Conflict(format!(
-        "refused clone: the TPM with EK {ek_sha256} already has an identity in batch {batch}{}",
-        if existing.is_empty() {
-            String::new()
-        } else {
-            format!(" (certificate {existing})")
-        }
+        "refused clone: the TPM with EK {ek_sha256} already has an identity in batch {batch} (certificate {existing})"
     ))
 }

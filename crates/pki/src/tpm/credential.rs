@@ -303,7 +303,7 @@ pub fn kdfe(
         input.extend_from_slice(label);
         input.extend_from_slice(party_u);
         input.extend_from_slice(party_v);
-        out.extend_from_slice(&hash.digest(&input));
+        out.extend_from_slice(&Zeroizing::new(hash.digest(&input)));
         counter += 1;
     }
     out.truncate(bytes);
