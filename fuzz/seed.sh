@@ -74,6 +74,10 @@ put("golden_load", "bin-with-empty-slot", b"\x00" + image)
 put("golden_load", "blob-empty-slot", b"\x03" + empty)
 PY
 rm -f /tmp/seed-key.der
+# TPM structures a real swtpm made (crates/pki/src/tpm/testdata/).
+for f in ak.pub id.pub ek-rsa.pub certify.attest certify.sig; do
+  seed tpm_structures "$f" "" ../crates/pki/src/tpm/testdata/$f
+done
 
 # ESP32 partitions and the agent protocol, made by the real binary
 # (IDMINT, default ../target/debug/idmint): an esp_secure_cert and an NVS

@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 
-packages=(openssl sqlite3 postgresql gcc binutils curl jq softhsm2 age ca-certificates mosquitto mosquitto-clients)
+packages=(openssl sqlite3 postgresql gcc binutils curl jq softhsm2 age ca-certificates mosquitto mosquitto-clients swtpm swtpm-tools tpm2-tools libtss2-tcti-swtpm0)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ "${#missing[@]}" -gt 0 ]; then

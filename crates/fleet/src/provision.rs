@@ -182,6 +182,7 @@ impl crate::Fleet<'_> {
                         expires: now() + lifetime,
                     },
                 )),
+                tpm: None,
             })
             .await?;
         Ok(CreatedCertificate {

@@ -152,7 +152,7 @@ impl Idmint {
 
     fn unlock(&self, record: &Ca) -> Result<CertificateAuthority, FlowError> {
         let key_ref = match (&record.kind, &record.key_ref) {
-            (CaKind::External, _) | (_, None) => {
+            (CaKind::External | CaKind::TpmEk, _) | (_, None) => {
                 return Err(FlowError::CaCannotSign(record.name.clone()))
             }
             (_, Some(k)) => k,

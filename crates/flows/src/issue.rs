@@ -20,7 +20,7 @@ use zeroize::Zeroizing;
 
 use crate::access::{AccessError, AuthorizedIssuance};
 use crate::files::{write_new, write_secret};
-use crate::registrar::Registration;
+use crate::registrar::{Registration, TpmActivation};
 use crate::{FlowError, Idmint};
 
 /// What to issue and for whom.
@@ -70,6 +70,34 @@ impl Idmint {
         csr: &Csr,
         options: &IssueOptions,
     ) -> Result<Issued, FlowError> {
+        self.issue_csr(who, csr, options, None).await
+    }
+
+    /// Issues a certificate for a verified CSR whose key a TPM attestation
+    /// proved TPM-resident: registered with the session it spends and the
+    /// endorsement key's identity in the batch, in the same transaction.
+    pub async fn issue_from_attested_csr(
+        &self,
+        who: &AuthorizedIssuance,
+        csr: &Csr,
+        options: &IssueOptions,
+        attestation: TpmActivation,
+    ) -> Result<Issued, FlowError> {
+        if options.batch.is_none() {
+            return Err(FlowError::Invalid(
+                "a TPM attestation issues into a batch".into(),
+            ));
+        }
+        self.issue_csr(who, csr, options, Some(attestation)).await
+    }
+
+    async fn issue_csr(
+        &self,
+        who: &AuthorizedIssuance,
+        csr: &Csr,
+        options: &IssueOptions,
+        tpm: Option<TpmActivation>,
+    ) -> Result<Issued, FlowError> {
         let thing = match (&options.thing, csr.common_name()) {
             (Some(t), _) => t.clone(),
             (None, Some(cn)) => ThingName::parse(cn).map_err(RegistryError::from)?,
@@ -83,7 +111,7 @@ impl Idmint {
         if let Some(cn) = csr.common_name() {
             values.set("csr_cn", cn);
         }
-        self.issue_for_public_key(who, csr.public_key(), &thing, values, options)
+        self.issue_key(who, csr.public_key(), &thing, values, options, tpm)
             .await
     }
 
@@ -94,15 +122,37 @@ impl Idmint {
         who: &AuthorizedIssuance,
         key: &PublicKey,
         thing: &ThingName,
+        values: SubjectValues,
+        options: &IssueOptions,
+    ) -> Result<Issued, FlowError> {
+        self.issue_key(who, key, thing, values, options, None).await
+    }
+
+    async fn issue_key(
+        &self,
+        who: &AuthorizedIssuance,
+        key: &PublicKey,
+        thing: &ThingName,
         mut values: SubjectValues,
         options: &IssueOptions,
+        tpm: Option<TpmActivation>,
     ) -> Result<Issued, FlowError> {
         let attach_existing = self.check_issuance(who, thing.as_str(), options).await?;
         let (ca_name, ca, profile) = self.issuer(options).await?;
         values.set("org", self.config().org.as_str());
         let certificate = ca.issue(key, &profile, &values)?;
-        self.register_issued(who, ca_name, certificate, thing, options, attach_existing)
-            .await
+        self.register_issued(
+            who,
+            ca_name,
+            certificate,
+            thing,
+            options,
+            Completion {
+                attach_existing,
+                tpm,
+            },
+        )
+        .await
     }
 
     /// Generates a key here and issues its certificate. The key is returned
@@ -121,7 +171,17 @@ impl Idmint {
             SubjectValues::for_thing(thing.as_str()).with("org", self.config().org.as_str());
         let certificate = ca.issue_for_key(&key, &profile, &values)?;
         let issued = self
-            .register_issued(who, ca_name, certificate, thing, options, attach_existing)
+            .register_issued(
+                who,
+                ca_name,
+                certificate,
+                thing,
+                options,
+                Completion {
+                    attach_existing,
+                    tpm: None,
+                },
+            )
             .await?;
         Ok((key, issued))
     }
@@ -135,9 +195,9 @@ impl Idmint {
         certificate: IssuedCertificate,
         thing: &ThingName,
         options: &IssueOptions,
-        attach_existing: bool,
+        completion: Completion,
     ) -> Result<Issued, FlowError> {
-        self.register(who, &ca_name, &certificate, thing, options, attach_existing)
+        self.register(who, &ca_name, &certificate, thing, options, completion)
             .await?;
         Ok(Issued {
             certificate,
@@ -194,8 +254,12 @@ impl Idmint {
         certificate: &IssuedCertificate,
         thing: &ThingName,
         options: &IssueOptions,
-        attach_existing: bool,
+        completion: Completion,
     ) -> Result<(), FlowError> {
+        let Completion {
+            attach_existing,
+            tpm,
+        } = completion;
         let mut new_thing = NewThing::named(thing.clone());
         new_thing.batch = options.batch.clone();
         self.registrar()
@@ -214,9 +278,17 @@ impl Idmint {
                 batch: options.batch.clone(),
                 claim: None,
                 ownership_token: None,
+                tpm,
             })
             .await
     }
+}
+
+/// How a registration completes beyond the certificate: whether the thing
+/// may exist already, and the TPM attestation it spends.
+struct Completion {
+    attach_existing: bool,
+    tpm: Option<TpmActivation>,
 }
 
 /// The registry record for a certificate we issued.

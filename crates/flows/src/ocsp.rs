@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use idmint_pki::ocsp::{self, Answer, Failure, IssuerId, Query, Request, Responder, Status};
 use idmint_pki::{DeviceKey, KeyType, RevocationReason, Signer};
-use idmint_registry::{AuditEvent, CaKind, CertificateStatus, Serial};
+use idmint_registry::{AuditEvent, CertificateStatus, Serial};
 use time::{Duration, OffsetDateTime};
 
 use crate::issue::register_service_certificate;
@@ -216,7 +216,7 @@ impl Idmint {
         }
         let mut issuers = Vec::new();
         for ca in self.store().list_cas().await? {
-            if ca.kind == CaKind::External {
+            if ca.kind.is_outside() {
                 continue;
             }
             match IssuerId::of(&ca.certificate_der) {

@@ -49,6 +49,18 @@ pub struct Registration {
     pub claim: Option<CertificateId>,
     /// An ownership token for it (fleet provisioning): its SHA-256 and record.
     pub ownership_token: Option<(String, OwnershipToken)>,
+    /// The TPM attestation it completes: its session is spent and the
+    /// endorsement key's identity in the batch recorded (a second is refused).
+    pub tpm: Option<TpmActivation>,
+}
+
+/// A TPM attestation session that a certificate completes (issue 16).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TpmActivation {
+    /// The session id.
+    pub session: String,
+    /// SHA-256 (hex) of the endorsement key's SubjectPublicKeyInfo.
+    pub ek_sha256: String,
 }
 
 type Request = (Registration, oneshot::Sender<Result<(), FlowError>>);
@@ -186,6 +198,18 @@ async fn write(store: &Store, registrations: &[&Registration]) -> Result<(), Flo
         }
         for (hash, token) in run.iter().filter_map(|r| r.ownership_token.as_ref()) {
             tx.insert_ownership_token(hash, token).await?;
+        }
+        for r in run {
+            if let (Some(tpm), Some(batch)) = (&r.tpm, &r.batch) {
+                tx.spend_tpm_session(&tpm.session).await?;
+                tx.record_tpm_identity(
+                    batch.as_str(),
+                    &tpm.ek_sha256,
+                    r.certificate.id.as_str(),
+                    &tpm.session,
+                )
+                .await?;
+            }
         }
         start = end;
     }

@@ -75,6 +75,10 @@ pub enum PkiError {
     /// A certificate chain did not verify.
     #[error("certificate chain does not verify: {0}")]
     ChainInvalid(String),
+    /// TPM input (a public area, an attestation, a signature, an EK) is
+    /// unusable, or the TPM credential crypto failed.
+    #[error("TPM: {0}")]
+    Tpm(#[from] crate::tpm::TpmError),
     /// The certificate is not valid at the given time.
     #[error("certificate not valid at {time}: valid {not_before} to {not_after}")]
     NotValidAt {
@@ -106,7 +110,7 @@ impl PkiError {
                 | PkiError::UnknownTemplateVariable { .. }
                 | PkiError::ChainInvalid(_)
                 | PkiError::NotValidAt { .. }
-        )
+        ) || matches!(self, PkiError::Tpm(e) if e.is_the_requests())
     }
 }
 

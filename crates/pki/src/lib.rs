@@ -39,6 +39,7 @@ mod profile;
 mod protect;
 mod signature;
 mod signer;
+pub mod tpm;
 mod verify;
 
 pub use ca::{CaBuilder, CertificateAuthority, IssuedCertificate, RevocationPointers};

@@ -549,6 +549,24 @@ pub enum AuditEvent {
     },
     /// `token.revoke`: an API token was revoked. Subject: the token name.
     TokenRevoke {},
+    /// `tpm.challenge`: a TPM's EK certificate and AK were accepted and a
+    /// credential wrapped to its EK. Subject: the session id.
+    TpmChallenge {
+        /// The batch the identity will count against.
+        batch: String,
+        /// SHA-256 (hex) of the EK's public key.
+        ek_sha256: String,
+    },
+    /// `tpm.identity`: a TPM-resident key was certified after activation
+    /// and `TPM2_Certify`. Subject: the certificate id.
+    TpmIdentity {
+        /// The batch.
+        batch: String,
+        /// SHA-256 (hex) of the EK's public key.
+        ek_sha256: String,
+        /// The session.
+        session: String,
+    },
 }
 
 /// The details of `ca.create` and `ca.register`.
@@ -726,6 +744,8 @@ impl AuditEvent {
             AuditEvent::PolicyDetach { .. } => "policy.detach",
             AuditEvent::TokenCreate { .. } => "token.create",
             AuditEvent::TokenRevoke {} => "token.revoke",
+            AuditEvent::TpmChallenge { .. } => "tpm.challenge",
+            AuditEvent::TpmIdentity { .. } => "tpm.identity",
         }
     }
 
@@ -1282,6 +1302,27 @@ mod tests {
             "token.revoke",
             json!({}),
         );
+
+        // registry/src/tpm.rs (issue 16: no earlier call site)
+        same(
+            covered,
+            AuditEvent::TpmChallenge {
+                batch: "b1".into(),
+                ek_sha256: "ab".into(),
+            },
+            "tpm.challenge",
+            json!({"batch": "b1", "ekSha256": "ab"}),
+        );
+        same(
+            covered,
+            AuditEvent::TpmIdentity {
+                batch: "b1".into(),
+                ek_sha256: "ab".into(),
+                session: "s1".into(),
+            },
+            "tpm.identity",
+            json!({"batch": "b1", "ekSha256": "ab", "session": "s1"}),
+        );
         let (new_id, retire_at) = ("n3w", 1_700_086_400_i64);
         same(
             covered,
@@ -1723,6 +1764,6 @@ mod tests {
         );
 
         // Every action the registry records (one per variant).
-        assert_eq!(covered.len(), 58, "{covered:?}");
+        assert_eq!(covered.len(), 60, "{covered:?}");
     }
 }

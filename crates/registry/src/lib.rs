@@ -40,6 +40,7 @@ mod rotations;
 mod row;
 mod store;
 mod tokens;
+mod tpm;
 mod write;
 
 pub use audit::{AuditFault, AuditReport};
@@ -68,6 +69,7 @@ pub use policies::Policy;
 pub use rotations::Rotation;
 pub use store::{Backend, CertificateFilter, Store};
 pub use tokens::{Role, Token};
+pub use tpm::{NewTpmSession, TpmSession};
 pub use write::WriteTx;
 
 /// Seconds since the Unix epoch, now.

@@ -79,6 +79,10 @@ pub enum CaKind {
     Batch,
     /// An outside CA registered as a trust anchor (it signs nothing of ours).
     External,
+    /// A TPM manufacturer's endorsement-key CA (`ca register --tpm-ek`): a
+    /// trust anchor for EK certificates in TPM attestation only, never for
+    /// client certificates.
+    TpmEk,
 }
 
 impl CaKind {
@@ -90,7 +94,14 @@ impl CaKind {
             CaKind::Claim => "claim",
             CaKind::Batch => "batch",
             CaKind::External => "external",
+            CaKind::TpmEk => "tpm-ek",
         }
+    }
+
+    /// Whether the CA is someone else's (a trust anchor that signs nothing
+    /// of ours): an outside CA or a TPM manufacturer's EK CA.
+    pub fn is_outside(self) -> bool {
+        matches!(self, CaKind::External | CaKind::TpmEk)
     }
 }
 
@@ -104,6 +115,7 @@ impl FromStr for CaKind {
             "claim" => CaKind::Claim,
             "batch" => CaKind::Batch,
             "external" => CaKind::External,
+            "tpm-ek" => CaKind::TpmEk,
             other => return Err(RegistryError::Corrupt(format!("unknown CA kind {other:?}"))),
         })
     }

@@ -8,9 +8,9 @@ use crate::audit::record_hash;
 use crate::row::from_row;
 use crate::store::{CERT_COLUMNS, THING_COLUMNS};
 use crate::{
-    now, validate_name, validate_thing_name, AuditEvent, AuditRecord, Backend, CaAdded, CaKind,
-    CaSettings, Certificate, CertificateStatus, NewBatch, NewCa, NewCertificate, NewThing,
-    RegisteredDevice, RegistryError, StationPolicy, Store, Thing,
+    now, validate_name, validate_thing_name, AuditEvent, AuditRecord, Backend, CaAdded, CaSettings,
+    Certificate, CertificateStatus, NewBatch, NewCa, NewCertificate, NewThing, RegisteredDevice,
+    RegistryError, StationPolicy, Store, Thing,
 };
 
 /// Rows per multi-row INSERT (at most 14 columns: well under SQLite's
@@ -165,7 +165,7 @@ impl WriteTx {
     ) -> Result<(), RegistryError> {
         let done = sqlx::query(
             "UPDATE cas SET revoked_at = $1, revocation_reason = $2 WHERE name = $3 AND revoked_at IS NULL \
-             AND parent IS NOT NULL AND parent <> name AND kind <> 'external'",
+             AND parent IS NOT NULL AND parent <> name AND kind NOT IN ('external', 'tpm-ek')",
         )
         .bind(now())
         .bind(reason.as_str())
@@ -212,7 +212,7 @@ impl WriteTx {
             certificate_id: ca.id.clone(),
             parent: ca.parent.clone(),
         };
-        let event = if ca.kind == CaKind::External {
+        let event = if ca.kind.is_outside() {
             AuditEvent::CaRegister(added)
         } else {
             AuditEvent::CaCreate(added)

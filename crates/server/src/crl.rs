@@ -12,7 +12,6 @@
 use std::sync::Arc;
 
 use idmint_flows::crl::{CrlRequest, IssuedCrl};
-use idmint_registry::CaKind;
 
 use crate::{ApiError, Shared};
 
@@ -127,7 +126,7 @@ pub async fn current_crl(state: &Shared, ca: &str) -> Result<CurrentCrl, ApiErro
             None => Err(ApiError::not_found(format!("no CA {ca:?}"))),
         };
     };
-    if record.kind == CaKind::External {
+    if record.kind.is_outside() {
         return Err(ApiError::not_found(format!(
             "CA {ca:?} is an outside CA: it publishes its own CRL"
         )));

@@ -27,6 +27,7 @@ pub mod pkcs7;
 pub mod policies;
 pub mod ratelimit;
 pub mod tls;
+pub mod tpm;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -153,6 +154,8 @@ pub fn api_routes() -> OpenApiRouter<Shared> {
         .routes(routes!(api::activate_in_batch))
         .routes(routes!(api::create_provisioning_claim))
         .routes(routes!(api::verify_audit))
+        .routes(routes!(tpm::tpm_attest))
+        .routes(routes!(tpm::tpm_activate))
         .routes(routes!(
             grants::list_grants,
             grants::add_grant,

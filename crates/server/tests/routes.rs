@@ -86,10 +86,10 @@ async fn every_documented_route_reaches_its_handler() {
     assert!(String::from_utf8_lossy(&body).contains("no such route"));
 
     let routes = documented();
-    // 30 under /api/v1 (the broker hooks and this document among them),
+    // 32 under /api/v1 (the broker hooks, TPM attestation and this document among them),
     // OCSP (POST, GET), CRLs, /healthz, /metrics, and 5 EST operations with
     // and without a label.
-    assert_eq!(routes.len(), 45, "documented operations: {routes:?}");
+    assert_eq!(routes.len(), 47, "documented operations: {routes:?}");
     for (method, template) in routes {
         let uri = concrete(&template);
         let response = router

@@ -17,6 +17,8 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod swtpm;
+
 use std::io::Write;
 
 /// The marker a skipped test prints at the start of its stderr line.

@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Subcommand;
+use idmint_attest::TpmAttestation;
 use idmint_flows::ca::NewIssuingCa;
 use idmint_flows::pki::{to_pem, KeyType, RevocationReason};
 use idmint_flows::registry::CaKind;
@@ -110,6 +111,11 @@ pub struct RegisterArgs {
     /// The vendor's manifest log-signer certificate (PEM or DER).
     #[arg(long)]
     pub signer: Option<std::path::PathBuf>,
+    /// The CA is a TPM manufacturer's endorsement-key CA: TPM attestation
+    /// (`/api/v1/tpm/attest`) accepts EK certificates chaining to it. It
+    /// anchors nothing else.
+    #[arg(long, conflicts_with_all = ["signer", "auto_register", "est_bootstrap"])]
+    pub tpm_ek: bool,
     /// Devices with unknown certificates chained to this CA register
     /// themselves on first connection (JITP), from `--template`.
     #[arg(long, requires = "template")]
@@ -153,7 +159,7 @@ pub async fn run(ctx: &Context, cmd: CaCommand) -> anyhow::Result<ExitCode> {
                         ]
                     })
                     .collect();
-                let outside = cas.iter().filter(|c| c.kind == CaKind::External).count();
+                let outside = cas.iter().filter(|c| c.kind.is_outside()).count();
                 let (ours, theirs) = rows.split_at(rows.len() - outside);
                 output::table(&["NAME", "KIND", "KEY", "NOT AFTER", "SUBJECT"], ours);
                 if !theirs.is_empty() {
@@ -267,6 +273,20 @@ pub async fn run(ctx: &Context, cmd: CaCommand) -> anyhow::Result<ExitCode> {
             let read = |p: &std::path::Path| {
                 std::fs::read(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
             };
+            if args.tpm_ek {
+                let ca = TpmAttestation::new(&idmint)
+                    .register_ek_ca(&actor(), &args.name, &read(&args.cert)?)
+                    .await?;
+                if args.json {
+                    output::json(&ca)?;
+                } else {
+                    eprintln!(
+                        "registered TPM manufacturer EK CA {} ({}): TPM attestation accepts EK certificates chaining to it",
+                        ca.name, ca.subject
+                    );
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
             let request = idmint_manifest::RegisterCa {
                 name: args.name.clone(),
                 certificate: read(&args.cert)?,

@@ -20,7 +20,7 @@ impl Idmint {
             .list_cas()
             .await?
             .into_iter()
-            .filter(|ca| ca.kind != CaKind::External)
+            .filter(|ca| !ca.kind.is_outside())
             .collect::<Vec<_>>();
         let mut names = Vec::with_capacity(cas.len());
         for ca in cas {
