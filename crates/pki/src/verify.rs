@@ -19,6 +19,25 @@ pub fn verify_chain_at(
     roots: &[&[u8]],
     time: OffsetDateTime,
 ) -> Result<(), PkiError> {
+    verify_for_usage(
+        leaf,
+        intermediates,
+        roots,
+        time,
+        webpki::KeyUsage::client_auth(),
+    )
+}
+
+/// The one rustls-webpki path check: `leaf` through `intermediates` to one
+/// of `roots` at `time`, for `usage` (client authentication for devices; the
+/// TCG EK purpose for TPM endorsement keys).
+pub(crate) fn verify_for_usage(
+    leaf: &[u8],
+    intermediates: &[&[u8]],
+    roots: &[&[u8]],
+    time: OffsetDateTime,
+    usage: webpki::KeyUsage,
+) -> Result<(), PkiError> {
     let leaf_der = CertificateDer::from(leaf);
     let end_entity = webpki::EndEntityCert::try_from(&leaf_der)
         .map_err(|e| PkiError::MalformedCertificate(format!("{e:?}")))?;
@@ -42,7 +61,7 @@ pub fn verify_chain_at(
             &anchors,
             &inter,
             UnixTime::since_unix_epoch(std::time::Duration::from_secs(seconds)),
-            webpki::KeyUsage::client_auth(),
+            usage,
             None,
             None,
         )

@@ -3,7 +3,6 @@
 //! critical subjectAltName of TCG directoryName attributes, an empty subject,
 //! no EKU or only the EK certificate purpose 2.23.133.8.1).
 
-use rustls_pki_types::{CertificateDer, UnixTime};
 use time::OffsetDateTime;
 
 use crate::PkiError;
@@ -23,33 +22,17 @@ pub fn verify_ek_chain_at(
     roots: &[&[u8]],
     now: OffsetDateTime,
 ) -> Result<(), PkiError> {
-    let leaf = CertificateDer::from(ek_certificate);
-    let end_entity = webpki::EndEntityCert::try_from(&leaf)
-        .map_err(|e| PkiError::MalformedCertificate(format!("EK certificate: {e:?}")))?;
-    let root_ders: Vec<CertificateDer<'_>> =
-        roots.iter().map(|r| CertificateDer::from(*r)).collect();
-    let anchors = root_ders
-        .iter()
-        .map(|r| {
-            webpki::anchor_from_trusted_cert(r)
-                .map_err(|e| PkiError::MalformedCertificate(format!("trust anchor: {e:?}")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let inter: Vec<CertificateDer<'_>> = intermediates
-        .iter()
-        .map(|c| CertificateDer::from(*c))
-        .collect();
-    let seconds = u64::try_from(now.unix_timestamp()).unwrap_or(0);
-    end_entity
-        .verify_for_usage(
-            webpki::ALL_VERIFICATION_ALGS,
-            &anchors,
-            &inter,
-            UnixTime::since_unix_epoch(std::time::Duration::from_secs(seconds)),
-            webpki::KeyUsage::required_if_present(TCG_KP_EK_CERTIFICATE),
-            None,
-            None,
-        )
-        .map(|_| ())
-        .map_err(|e| PkiError::ChainInvalid(format!("{e:?}")))
+    crate::verify::verify_for_usage(
+        ek_certificate,
+        intermediates,
+        roots,
+        now,
+        webpki::KeyUsage::required_if_present(TCG_KP_EK_CERTIFICATE),
+    )
+    .map_err(|e| match e {
+        PkiError::MalformedCertificate(m) if !m.starts_with("trust anchor") => {
+            PkiError::MalformedCertificate(format!("EK certificate: {m}"))
+        }
+        e => e,
+    })
 }
