@@ -18,18 +18,7 @@ fn create_batch(env: &Env, count: &str, extra: &[&str]) -> String {
 
 /// Runs the station; returns (success, per-device JSON lines, stderr).
 fn station(env: &Env, args: &[&str]) -> (bool, Vec<serde_json::Value>, String) {
-    let mut all = vec!["station", "run", "--json", "--timeout-ms", "1500"];
-    all.extend_from_slice(args);
-    let out = env.run(&all);
-    let lines = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("JSON line"))
-        .collect();
-    (
-        out.status.success(),
-        lines,
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
+    common::station_json(env, "1500", args)
 }
 
 fn batch(env: &Env, id: &str) -> serde_json::Value {

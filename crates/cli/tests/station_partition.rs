@@ -20,18 +20,7 @@ fn create_batch(env: &Env, count: &str, extra: &[&str]) -> String {
 
 /// Runs the station; returns (success, per-device JSON lines, stderr).
 fn station(env: &Env, args: &[&str]) -> (bool, Vec<serde_json::Value>, String) {
-    let mut all = vec!["station", "run", "--json", "--timeout-ms", "3000"];
-    all.extend_from_slice(args);
-    let out = env.run(&all);
-    let lines = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("JSON line"))
-        .collect();
-    (
-        out.status.success(),
-        lines,
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
+    common::station_json(env, "3000", args)
 }
 
 /// A programmer: a shell script that checks the partition file is mode

@@ -360,6 +360,28 @@ mod tests {
         );
     }
 
+    /// The hardware id comes from the device: whatever it holds, the shell
+    /// the programmer runs in sees one literal word, never a command.
+    #[test]
+    fn a_hostile_hardware_id_reaches_the_programmer_as_one_literal_word() {
+        let dir = std::env::temp_dir().join(format!("idmint-hwid-{}", std::process::id()));
+        let marker = dir.join("pwned");
+        std::fs::create_dir_all(&dir).unwrap();
+        for hw_id in [
+            format!("$(touch {})", marker.display()),
+            format!("`touch {}`", marker.display()),
+            format!("x'; touch {}; echo '", marker.display()),
+            "a b\n\"c\"; exit 7".to_string(),
+        ] {
+            let command = expand("printf %s {hw_id}", "0xD000", "/tmp/p.bin", &hw_id);
+            let out = Command::new("sh").arg("-c").arg(&command).output().unwrap();
+            assert!(out.status.success(), "{hw_id:?}: {out:?}");
+            assert_eq!(String::from_utf8_lossy(&out.stdout), hw_id);
+            assert!(!marker.exists(), "{hw_id:?} ran a command");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn secret_file_is_private_and_removed() {
         use std::os::unix::fs::PermissionsExt;

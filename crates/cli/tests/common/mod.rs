@@ -326,3 +326,24 @@ pub fn softhsm_token(env: &Env, label: &str) -> Option<Vec<(String, String)>> {
         ("IDMINT_PKCS11_PIN".into(), "1234".into()),
     ])
 }
+
+/// Runs `idmint station run --json --timeout-ms TIMEOUT_MS ARGS...`;
+/// returns (success, the per-device JSON lines, stderr).
+pub fn station_json(
+    env: &Env,
+    timeout_ms: &str,
+    args: &[&str],
+) -> (bool, Vec<serde_json::Value>, String) {
+    let mut all = vec!["station", "run", "--json", "--timeout-ms", timeout_ms];
+    all.extend_from_slice(args);
+    let out = env.run(&all);
+    let lines = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    (
+        out.status.success(),
+        lines,
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
